@@ -1,0 +1,144 @@
+"""Typed settings read from the environment (and an optional .env file) in one place."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, fields
+from urllib.parse import urlparse
+
+
+class ConfigError(ValueError):
+    """A configuration variable holds a value the service cannot run with."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting the web API, the workers and the CLI read, with its environment name."""
+
+    api_whatsapp_url: str = "https://graph.facebook.com"
+    whatsapp_api_version: str = "v23.0"
+    batch_size: int = 100
+    chunk_size: int = 20
+    max_concurrent_batches: int = 5
+    intervalo_envio_ms: int = 0
+    whatsapp_mps: int = 80
+    max_retries: int = 5
+    http_timeout_s: float = 15.0
+    supabase_url: str | None = None
+    supabase_key: str | None = None
+    database_url: str | None = None
+    redis_url: str = "redis://localhost:6379/0"
+    debug: bool = False
+    instance_id: str = "instance-1"
+    max_csv_size_mb: int = 50
+    max_messages_per_campaign: int = 100_000
+    default_region: str = "VE"
+    credentials_cache_s: float = 30.0
+
+    @property
+    def max_csv_bytes(self) -> int:
+        """The upload size limit in bytes."""
+        return self.max_csv_size_mb * 1024 * 1024
+
+
+def _positive_int(name: str, raw: str, minimum: int = 1) -> int:
+    """Parse a whole number no smaller than `minimum`, naming the variable when it is not one."""
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number; set it to a number such as {minimum or 1}") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _positive_float(name: str, raw: str) -> float:
+    """Parse a positive number of seconds, naming the variable when it is not one."""
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={value} must be greater than 0")
+    return value
+
+
+def _bool(name: str, raw: str) -> bool:
+    """Parse the usual spellings of true and false."""
+    text = raw.strip().lower()
+    if text in {"1", "true", "yes", "on", "si", "sí"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean; use true or false")
+
+
+def _url(name: str, raw: str, schemes: set[str]) -> str:
+    """Check that a URL has one of the expected schemes and a host (or a path for unix sockets)."""
+    value = raw.strip()
+    parsed = urlparse(value)
+    if parsed.scheme not in schemes or not (parsed.netloc or (parsed.scheme == "unix" and parsed.path)):
+        expected = " or ".join(sorted(f"{s}://" for s in schemes))
+        raise ConfigError(f"{name}={raw!r} is not a valid URL; it must start with {expected} and name a host")
+    return value.rstrip("/") if parsed.scheme in {"http", "https"} else value
+
+
+_PARSERS = {
+    "api_whatsapp_url": lambda n, v: _url(n, v, {"http", "https"}),
+    "whatsapp_api_version": lambda n, v: _version(n, v),
+    "batch_size": lambda n, v: _positive_int(n, v),
+    "chunk_size": lambda n, v: _positive_int(n, v),
+    "max_concurrent_batches": lambda n, v: _positive_int(n, v),
+    "intervalo_envio_ms": lambda n, v: _positive_int(n, v, minimum=0),
+    "whatsapp_mps": lambda n, v: _positive_int(n, v),
+    "max_retries": lambda n, v: _positive_int(n, v, minimum=0),
+    "http_timeout_s": _positive_float,
+    "supabase_url": lambda n, v: _url(n, v, {"http", "https"}),
+    "supabase_key": lambda n, v: v.strip(),
+    "database_url": lambda n, v: _url(n, v, {"postgres", "postgresql"}),
+    "redis_url": lambda n, v: _url(n, v, {"redis", "rediss", "unix"}),
+    "debug": _bool,
+    "instance_id": lambda n, v: v.strip() or "instance-1",
+    "max_csv_size_mb": lambda n, v: _positive_int(n, v),
+    "max_messages_per_campaign": lambda n, v: _positive_int(n, v),
+    "default_region": lambda n, v: _region(n, v),
+    "credentials_cache_s": _positive_float,
+}
+
+
+def _version(name: str, raw: str) -> str:
+    """Accept Graph API versions written like v23.0."""
+    value = raw.strip()
+    if not re.fullmatch(r"v\d+\.\d+", value):
+        raise ConfigError(f"{name}={raw!r} is not a Graph API version; write it like v23.0")
+    return value
+
+
+def _region(name: str, raw: str) -> str:
+    """Accept two-letter ISO country codes such as VE or CO."""
+    value = raw.strip().upper()
+    if not re.fullmatch(r"[A-Z]{2}", value):
+        raise ConfigError(f"{name}={raw!r} is not a two-letter country code such as VE")
+    return value
+
+
+def load_settings(environ: dict[str, str] | None = None, *, dotenv: bool = True) -> Settings:
+    """Build the settings from `environ` (the process environment by default), failing on the first bad value."""
+    if environ is None:
+        if dotenv:
+            from dotenv import load_dotenv
+
+            load_dotenv(override=False)
+        environ = dict(os.environ)
+    values = {}
+    for field in fields(Settings):
+        name = field.name.upper()
+        raw = environ.get(name)
+        if raw is None or (raw.strip() == "" and field.default is None):
+            continue
+        values[field.name] = _PARSERS[field.name](name, raw)
+    settings = Settings(**values)
+    if settings.supabase_url and not settings.supabase_key and not settings.database_url:
+        raise ConfigError("SUPABASE_URL is set but SUPABASE_KEY is empty; set the service key of the project")
+    return settings

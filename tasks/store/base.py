@@ -1,0 +1,113 @@
+"""The store interface, shared by both adapters: every operation is one SQL function call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+SCHEMA = "instancia_sofia"
+
+
+class StoreError(RuntimeError):
+    """The store could not be reached or refused an operation."""
+
+
+@dataclass(frozen=True)
+class Sender:
+    """A buzón's WhatsApp credentials; the token never leaves the worker that uses it."""
+
+    buzon: str
+    phone_number_id: str
+    access_token: str
+    messages_per_second: int | None
+
+    def __repr__(self) -> str:
+        return f"Sender(buzon={self.buzon!r}, phone_number_id={self.phone_number_id!r}, access_token='***')"
+
+
+@dataclass(frozen=True)
+class ClaimedMessage:
+    """A recipient claimed for sending by one task."""
+
+    id: int
+    seq: int
+    phone: str
+    parameters: list | dict
+    attempts: int
+
+
+class Store:
+    """Campaign persistence; subclasses only say how to call a function of the schema."""
+
+    def _call(self, function: str, **args: Any) -> Any:
+        """Call `instancia_sofia.<function>` with named arguments and return its JSON result."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections."""
+
+    def ping(self) -> bool:
+        """Tell whether the store answers."""
+        try:
+            return self._call("ping") is True
+        except Exception:
+            return False
+
+    def upsert_sender(self, buzon: str, phone_number_id: str, access_token: str,
+                      messages_per_second: int | None = None) -> dict:
+        """Register or replace a buzón's credentials."""
+        return self._call("upsert_sender", p_buzon=buzon, p_phone_number_id=phone_number_id,
+                          p_access_token=access_token, p_messages_per_second=messages_per_second)
+
+    def get_sender(self, buzon: str) -> Sender | None:
+        """Read a buzón's credentials, or None when it is not registered."""
+        row = self._call("get_sender", p_buzon=buzon)
+        return Sender(**row) if row else None
+
+    def list_senders(self) -> list[dict]:
+        """List registered buzones without their tokens."""
+        return self._call("list_senders")
+
+    def create_campaign(self, campaign: dict, leads: list[dict]) -> dict:
+        """Store a campaign and its recipients atomically; returns {id, total, created}."""
+        return self._call("create_campaign", p_campaign=campaign, p_leads=leads)
+
+    def delete_campaign(self, campaign_id: str) -> bool:
+        """Remove a campaign and its recipients (used when it could not be enqueued)."""
+        return self._call("delete_campaign", p_campaign_id=campaign_id)["deleted"]
+
+    def get_campaign(self, campaign_id: str) -> dict | None:
+        """Read a campaign's row, or None."""
+        return self._call("get_campaign", p_campaign_id=campaign_id)
+
+    def list_campaigns(self, limit: int, offset: int) -> tuple[list[dict], int]:
+        """List campaigns newest first, with the total count."""
+        page = self._call("list_campaigns", p_limit=limit, p_offset=offset)
+        return page["campaigns"], page["total"]
+
+    def claim_messages(self, campaign_id: str, seq_from: int, seq_to: int) -> list[ClaimedMessage]:
+        """Claim the still pending recipients with seq in [seq_from, seq_to]."""
+        rows = self._call("claim_messages", p_campaign_id=campaign_id, p_seq_from=seq_from, p_seq_to=seq_to)
+        return [ClaimedMessage(**row) for row in rows]
+
+    def record_outcomes(self, outcomes: list[dict]) -> dict[str, int]:
+        """Apply outcomes to claimed rows; returns how many rows moved to each status."""
+        if not outcomes:
+            return {}
+        return self._call("record_outcomes", p_outcomes=outcomes)
+
+    def set_campaign_status(self, campaign_id: str, status: str, reason: str | None = None) -> dict:
+        """Move a campaign to `status` if that transition is allowed; returns {changed, status}."""
+        return self._call("set_campaign_status", p_campaign_id=campaign_id, p_status=status, p_reason=reason)
+
+    def cancel_pending(self, campaign_id: str) -> int:
+        """Mark every still pending recipient cancelled; returns how many."""
+        return self._call("cancel_pending", p_campaign_id=campaign_id)["cancelled"]
+
+    def campaign_counts(self, campaign_id: str) -> dict[str, int]:
+        """Count a campaign's recipients by status."""
+        return self._call("campaign_counts", p_campaign_id=campaign_id)
+
+    def pending_batches(self, campaign_id: str, batch_size: int) -> list[int]:
+        """List the batch numbers that still hold pending recipients."""
+        return self._call("pending_batches", p_campaign_id=campaign_id, p_batch_size=batch_size)

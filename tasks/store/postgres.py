@@ -1,0 +1,46 @@
+"""Direct Postgres adapter (psycopg 3), also for Supabase's own connection string."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from tasks.store.base import SCHEMA, Store, StoreError
+
+
+class PostgresStore(Store):
+    """Calls the schema's functions over a small connection pool."""
+
+    def __init__(self, dsn: str, *, max_size: int = 10):
+        # prepare_threshold=None keeps it working behind Supabase's transaction pooler (pgbouncer).
+        self._pool = ConnectionPool(dsn, min_size=1, max_size=max_size, open=True, timeout=30,
+                                    kwargs={"prepare_threshold": None, "autocommit": True})
+        self._queries: dict[tuple[str, tuple[str, ...]], sql.Composed] = {}
+
+    def _query(self, function: str, names: tuple[str, ...]) -> sql.Composed:
+        """Build (once) the SELECT that calls `function` with named arguments."""
+        key = (function, names)
+        if key not in self._queries:
+            args = sql.SQL(", ").join(
+                sql.SQL("{} => {}").format(sql.Identifier(n), sql.Placeholder(n)) for n in names)
+            self._queries[key] = sql.SQL("SELECT {}.{}({})").format(
+                sql.Identifier(SCHEMA), sql.Identifier(function), args)
+        return self._queries[key]
+
+    def _call(self, function: str, **args: Any) -> Any:
+        """Run one function call in its own transaction and return its JSON result."""
+        params = {k: Jsonb(v) if isinstance(v, (dict, list)) else v for k, v in args.items()}
+        try:
+            with self._pool.connection() as conn:
+                row = conn.execute(self._query(function, tuple(args)), params).fetchone()
+        except psycopg.Error as exc:
+            raise StoreError(f"database error in {function}: {exc}") from exc
+        return row[0] if row else None
+
+    def close(self) -> None:
+        """Close the pool."""
+        self._pool.close()
