@@ -1,0 +1,33 @@
+"""Celery settings; the broker and result backend come from REDIS_URL through tasks.config."""
+
+from tasks.config import load_settings
+
+_settings = load_settings()
+
+broker_url = _settings.redis_url
+result_backend = _settings.redis_url
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+timezone = "UTC"
+enable_utc = True
+
+# Acknowledge after the task ran, so a dead worker's chunk is redelivered; the store's per-message
+# claim makes that redelivery harmless.
+task_acks_late = True
+task_reject_on_worker_lost = True
+# With -P gevent -c N a worker reserves multiplier x N messages; 1 keeps messages out of idle buffers.
+worker_prefetch_multiplier = 1
+# Redelivery of an unacknowledged message waits this long; a chunk finishes in seconds.
+_visibility = {"visibility_timeout": 300}
+broker_transport_options = _visibility
+result_backend_transport_options = _visibility
+result_expires = 3600
+broker_connection_retry_on_startup = True
+
+task_default_queue = "campaigns"
+worker_send_task_events = True
+task_send_sent_event = True
+worker_hijack_root_logger = True
+worker_redirect_stdouts = False

@@ -1,0 +1,25 @@
+"""Celery tasks: thin adapters that unpack ids and call the pipeline."""
+
+from __future__ import annotations
+
+from celery import chord, shared_task
+
+from tasks.runtime import get_runtime
+
+
+@shared_task(name="campaigns.send_chunk", acks_late=True, ignore_result=False)
+def send_chunk(campaign_id: str, batch_no: int, chunk_no: int) -> list[dict]:
+    """Send one chunk of a batch; returns small per-message outcomes for the batch callback."""
+    return get_runtime().sender.send_chunk(campaign_id, batch_no, chunk_no)
+
+
+@shared_task(name="campaigns.finish_batch", acks_late=True, ignore_result=True)
+def finish_batch(chunk_results: list[list[dict]], campaign_id: str, batch_no: int) -> None:
+    """Chord callback: record a batch's results and dispatch the next batch."""
+    get_runtime().pipeline.finish_batch(campaign_id, batch_no, chunk_results)
+
+
+def enqueue_batch(campaign_id: str, batch_no: int, chunks: int) -> None:
+    """Send one chord: a send_chunk task per chunk, joined by finish_batch."""
+    header = [send_chunk.s(campaign_id, batch_no, n) for n in range(chunks)]
+    chord(header)(finish_batch.s(campaign_id, batch_no))

@@ -1,0 +1,198 @@
+"""Campaign control: start, dispatch batches, record finished batches, pause, resume, cancel, fail."""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import datetime, timezone
+from typing import Callable
+
+from tasks.state import LiveState
+from tasks.store.base import Store
+
+log = logging.getLogger("tasks.pipeline")
+
+FINAL_STATUSES = ("completed", "cancelled", "failed")
+
+
+class CampaignNotFound(LookupError):
+    """No campaign has that id."""
+
+
+class InvalidTransition(ValueError):
+    """The campaign's status does not allow the requested action."""
+
+
+def batch_count(total: int, batch_size: int) -> int:
+    """How many batches a campaign of `total` messages has."""
+    return math.ceil(total / batch_size)
+
+
+def chunk_count(total: int, batch_size: int, chunk_size: int, batch_no: int) -> int:
+    """How many chunk tasks make up batch `batch_no` (1-based)."""
+    in_batch = min(batch_size, total - (batch_no - 1) * batch_size)
+    return math.ceil(in_batch / chunk_size)
+
+
+def chunk_range(total: int, batch_size: int, chunk_size: int, batch_no: int, chunk_no: int) -> tuple[int, int]:
+    """The first and last recipient seq of chunk `chunk_no` (0-based) of batch `batch_no` (1-based)."""
+    first = (batch_no - 1) * batch_size + chunk_no * chunk_size + 1
+    last = min(first + chunk_size - 1, batch_no * batch_size, total)
+    return first, last
+
+
+def _now() -> str:
+    """The current UTC time in ISO format."""
+    return datetime.now(timezone.utc).isoformat()
+
+
+class Pipeline:
+    """Moves campaigns through their life; `enqueue_batch(campaign_id, batch_no, chunks)` sends one chord."""
+
+    def __init__(self, store: Store, state: LiveState, enqueue_batch: Callable[[str, int, int], None],
+                 max_concurrent_batches: int):
+        self.store = store
+        self.state = state
+        self.enqueue_batch = enqueue_batch
+        self.max_concurrent_batches = max_concurrent_batches
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def campaign(self, campaign_id: str) -> dict:
+        """The campaign's stored row, or CampaignNotFound."""
+        row = self.store.get_campaign(campaign_id)
+        if row is None:
+            raise CampaignNotFound(campaign_id)
+        return row
+
+    def ensure_live_state(self, campaign_id: str) -> dict[str, str]:
+        """The campaign's Redis fields, rebuilt from the store when Redis lost them."""
+        fields = self.state.fields(campaign_id)
+        if fields:
+            return fields
+        row = self.campaign(campaign_id)
+        counts = self.store.campaign_counts(campaign_id)
+        batches = [] if row["status"] in FINAL_STATUSES else self.store.pending_batches(campaign_id, row["batch_size"])
+        self.state.init_campaign(row, batches, counts)
+        return self.state.fields(campaign_id)
+
+    # --- starting and dispatching ----------------------------------------------------------------
+
+    def start(self, campaign_id: str) -> None:
+        """Put a stored campaign in Redis, mark it running and dispatch its first batches."""
+        row = self.campaign(campaign_id)
+        batches = list(range(1, batch_count(row["total"], row["batch_size"]) + 1))
+        self.state.init_campaign(row, batches)
+        self._set_status(campaign_id, "running")
+        self.dispatch(campaign_id)
+
+    def dispatch(self, campaign_id: str) -> int:
+        """Send chords for queued batches while fewer than the allowed number are in flight."""
+        fields = self.state.fields(campaign_id)
+        total, batch_size, chunk_size = (int(fields[k]) for k in ("total", "batch_size", "chunk_size"))
+        sent = 0
+        while (batch_no := self.state.next_batch(campaign_id, self.max_concurrent_batches)) is not None:
+            try:
+                self.enqueue_batch(campaign_id, batch_no, chunk_count(total, batch_size, chunk_size, batch_no))
+            except Exception:
+                # Hand the batch back so the next dispatch (or resume) finds it.
+                self.state.batch_done(campaign_id, batch_no, requeue=True)
+                raise
+            sent += 1
+        return sent
+
+    def finish_batch(self, campaign_id: str, batch_no: int, chunk_results: list[list[dict]]) -> dict[str, int]:
+        """Record a batch's outcomes in the store and Redis, log it, then complete or dispatch more."""
+        outcomes = [o for chunk in chunk_results if chunk for o in chunk]
+        status = self.state.status(campaign_id)
+        if status == "cancelled":
+            for outcome in outcomes:
+                if outcome["status"] == "pending":
+                    outcome["status"] = "cancelled"
+        moved = self.store.record_outcomes(outcomes)
+        # Only rows this call really moved are counted, so a repeated callback adds nothing.
+        counts = {k: v for k, v in moved.items() if k != "pending"}
+        if moved:
+            counts["retries"] = sum(o.get("retries", 0) for o in outcomes)
+        self.state.add_counts(campaign_id, counts)
+        handed_back = sum(1 for o in outcomes if o["status"] == "pending")
+        self.state.batch_done(campaign_id, batch_no, requeue=handed_back > 0)
+        fields = self.state.fields(campaign_id)
+        sent = sum(1 for o in outcomes if o["status"] == "sent")
+        failed = sum(1 for o in outcomes if o["status"] == "failed")
+        batches = batch_count(int(fields["total"]), int(fields["batch_size"]))
+        if sent or failed:
+            log.info("Batch %d/%d completado: %d/%d exitosos (%d fallidos) - campaña %s",
+                     batch_no, batches, sent, sent + failed, failed, campaign_id)
+        self.settle(campaign_id)
+        return moved
+
+    def settle(self, campaign_id: str) -> str | None:
+        """Complete a campaign with nothing left to send, or keep it moving; returns its status."""
+        fields = self.state.fields(campaign_id)
+        status = fields.get("status")
+        if status != "running":
+            return status
+        done = sum(int(fields.get(k, 0)) for k in ("sent", "failed", "cancelled", "unknown"))
+        if done >= int(fields["total"]) or (self.state.queued(campaign_id) == 0
+                                            and self.state.in_flight(campaign_id) == 0):
+            counts = self.store.campaign_counts(campaign_id)
+            if counts["pending"] == 0 and counts["sending"] == 0:
+                self._set_status(campaign_id, "completed")
+                log.info("Campaña %s completada: %d enviados, %d fallidos", campaign_id,
+                         counts["sent"], counts["failed"])
+                return "completed"
+            if self.state.in_flight(campaign_id) == 0 and self.state.queued(campaign_id) == 0:
+                # Messages are pending but nothing will send them: rebuild the queue from the store.
+                self.state.requeue(campaign_id, self.store.pending_batches(campaign_id, int(fields["batch_size"])))
+        self.dispatch(campaign_id)
+        return status
+
+    # --- operator and error actions --------------------------------------------------------------
+
+    def _set_status(self, campaign_id: str, status: str, reason: str | None = None) -> dict:
+        """Change the status in the store (the authority) and then in Redis."""
+        result = self.store.set_campaign_status(campaign_id, status, reason)
+        if result["status"] is None:
+            raise CampaignNotFound(campaign_id)
+        if result["changed"]:
+            stamps = {"finished_at": _now()} if status in FINAL_STATUSES else {}
+            if status == "running" and not self.state.fields(campaign_id).get("started_at"):
+                stamps["started_at"] = _now()
+            self.state.set_status(campaign_id, status, reason, **stamps)
+        return result
+
+    def pause(self, campaign_id: str, reason: str | None = None) -> str:
+        """Stop handing out messages; chunks in flight hand theirs back."""
+        self.ensure_live_state(campaign_id)
+        result = self._set_status(campaign_id, "paused", reason)
+        if not result["changed"]:
+            raise InvalidTransition(f"la campaña está '{result['status']}' y no se puede pausar")
+        if reason:
+            log.warning("Campaña %s pausada: %s", campaign_id, reason)
+        return "paused"
+
+    def resume(self, campaign_id: str) -> str:
+        """Continue a paused campaign where it stopped."""
+        fields = self.ensure_live_state(campaign_id)
+        result = self._set_status(campaign_id, "running")
+        if not result["changed"]:
+            raise InvalidTransition(f"la campaña está '{result['status']}' y no se puede reanudar")
+        self.state.requeue(campaign_id, self.store.pending_batches(campaign_id, int(fields["batch_size"])))
+        return self.settle(campaign_id) or "running"
+
+    def cancel(self, campaign_id: str) -> int:
+        """Stop the campaign for good and mark what was not sent as cancelled; returns how many."""
+        self.ensure_live_state(campaign_id)
+        result = self._set_status(campaign_id, "cancelled", "Cancelada por el operador")
+        if not result["changed"]:
+            raise InvalidTransition(f"la campaña está '{result['status']}' y no se puede cancelar")
+        cancelled = self.store.cancel_pending(campaign_id)
+        self.state.add_counts(campaign_id, {"cancelled": cancelled})
+        return cancelled
+
+    def fail(self, campaign_id: str, reason: str) -> None:
+        """Stop a campaign that cannot succeed (for example a template that does not exist)."""
+        result = self._set_status(campaign_id, "failed", reason)
+        if result["changed"]:
+            log.error("Campaña %s detenida: %s", campaign_id, reason)

@@ -1,0 +1,31 @@
+"""One messages-per-second limit per sender number, shared by every worker through Redis."""
+
+from __future__ import annotations
+
+import redis
+
+# GCRA with reservations: each call books the next free slot on Redis' own clock and says how long to
+# wait for it, so every worker process shares one schedule and clocks of the machines do not matter.
+_RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+redis.call('SET', KEYS[1], tat + interval, 'PX', math.floor((tat + interval - now) / 1000) + 1000)
+return tat - now
+"""
+
+
+class SendRateLimiter:
+    """Books send slots per phone_number_id so all workers together stay under the number's rate."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "wcq:rate:"):
+        self._reserve = client.register_script(_RESERVE)
+        self._prefix = prefix
+
+    def reserve(self, phone_number_id: str, messages_per_second: float, min_interval_ms: int = 0) -> float:
+        """Book one send slot; returns the seconds to wait before sending (0 when it may go now)."""
+        interval_us = max(1_000_000 / messages_per_second, min_interval_ms * 1000)
+        wait_us = self._reserve(keys=[self._prefix + phone_number_id], args=[int(interval_us)])
+        return int(wait_us) / 1_000_000

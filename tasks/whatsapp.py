@@ -1,0 +1,89 @@
+"""The WhatsApp Cloud API sender: builds template messages and sends them over a pooled session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from tasks.errors import ErrorKind, classify
+from tasks.store.base import Sender
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What one request to WhatsApp produced: a wamid, or an error code with Meta's detail."""
+
+    wamid: str | None = None
+    error_code: int | None = None
+    error_detail: str | None = None
+    http_status: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when WhatsApp accepted the message."""
+        return self.wamid is not None
+
+    @property
+    def kind(self) -> ErrorKind | None:
+        """How the error must be handled, or None on success."""
+        return None if self.ok else classify(self.error_code, self.http_status)
+
+
+def template_payload(to: str, template: str, language: str, parameters: list | dict,
+                     callback_data: str | None = None) -> dict:
+    """The JSON body of a template message; a dict of parameters makes a named-parameter template."""
+    if isinstance(parameters, dict):
+        params = [{"type": "text", "text": str(v), "parameter_name": k} for k, v in parameters.items()]
+    else:
+        params = [{"type": "text", "text": str(v)} for v in parameters]
+    body = {"name": template, "language": {"code": language}}
+    if params:
+        body["components"] = [{"type": "body", "parameters": params}]
+    payload = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to,
+               "type": "template", "template": body}
+    if callback_data:
+        payload["biz_opaque_callback_data"] = callback_data
+    return payload
+
+
+class WhatsAppClient:
+    """Sends messages to `{base_url}/{version}/{phone_number_id}/messages` with keep-alive connections."""
+
+    def __init__(self, base_url: str, version: str, timeout_s: float, pool_size: int = 512):
+        self._base = f"{base_url.rstrip('/')}/{version}"
+        self._timeout = (min(5.0, timeout_s), timeout_s)
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=16, pool_maxsize=pool_size, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+
+    def send(self, sender: Sender, payload: dict) -> SendResult:
+        """POST one message; network errors and unreadable answers become results, never exceptions."""
+        url = f"{self._base}/{sender.phone_number_id}/messages"
+        headers = {"Authorization": f"Bearer {sender.access_token}"}
+        try:
+            response = self._session.post(url, json=payload, headers=headers, timeout=self._timeout)
+        except requests.Timeout:
+            return SendResult(error_detail="sin respuesta de WhatsApp (timeout)")
+        except requests.RequestException as exc:
+            return SendResult(error_detail=f"error de conexión: {type(exc).__name__}")
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code == 200:
+            try:
+                return SendResult(wamid=body["messages"][0]["id"], http_status=200)
+            except (KeyError, IndexError, TypeError):
+                return SendResult(error_detail="respuesta de WhatsApp sin id de mensaje", http_status=200)
+        error = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(error, dict):
+            return SendResult(error_detail=f"HTTP {response.status_code}", http_status=response.status_code)
+        details = (error.get("error_data") or {}).get("details") or error.get("message")
+        return SendResult(error_code=error.get("code"), error_detail=details, http_status=response.status_code)
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._session.close()

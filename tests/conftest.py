@@ -1,0 +1,225 @@
+"""Real services for the tests: a test database, a Redis db, the sandbox, gevent workers and the API server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+import requests
+
+from sandbox.process import start_sandbox
+from tasks.store.migrate import apply_migrations
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+TEST_DB = os.environ.get("TEST_DB_NAME", "wcq_test")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+# Sender numbers registered in the sandbox and in the store; each test module may pick its own.
+SENDERS = {
+    "ventas": ("100000000000001", "token-ventas", 400),
+    "soporte": ("100000000000002", "token-soporte", 400),
+    "lento": ("100000000000003", "token-lento", 40),
+    "malo": ("100000000000004", "token-malo", 200),
+}
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _dsn(database: str) -> str:
+    """The admin URL pointed at another database."""
+    base, _, _ = PG_ADMIN_URL.rpartition("/")
+    return f"{base}/{database}"
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    """A fresh database with the migrations applied, shared by every test of the run."""
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{TEST_DB}"')
+    url = _dsn(TEST_DB)
+    apply_migrations(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> redis.Redis:
+    """The test run's own Redis database, emptied once at the start."""
+    client = redis.Redis.from_url(TEST_REDIS_URL, decode_responses=True)
+    client.flushdb()
+    return client
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    """The WhatsApp sandbox with every test sender's token and throughput cap."""
+    handle = start_sandbox(latency_min_ms=10, latency_max_ms=60,
+                           tokens={pnid: token for pnid, token, _ in SENDERS.values()},
+                           mps={pnid: mps for pnid, _, mps in SENDERS.values()})
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="session")
+def service_env(database_url, redis_client, sandbox) -> dict[str, str]:
+    """The environment every process of the service (API, workers) runs with."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPABASE_", "WHATSAPP_"))}
+    env.update(DATABASE_URL=database_url, REDIS_URL=TEST_REDIS_URL, API_WHATSAPP_URL=sandbox.url,
+               WHATSAPP_API_VERSION="v21.0", BATCH_SIZE="100", CHUNK_SIZE="20", MAX_CONCURRENT_BATCHES="5",
+               INTERVALO_ENVIO_MS="0", MAX_CSV_SIZE_MB="1", MAX_MESSAGES_PER_CAMPAIGN="5000",
+               DEFAULT_REGION="VE", INSTANCE_ID="test-instance", MAX_RETRIES="3", PYTHONUNBUFFERED="1")
+    env.pop("SUPABASE_URL", None)
+    os.environ.update(env)
+    return env
+
+
+@pytest.fixture(scope="session")
+def store(service_env):
+    """The Postgres store the service uses, with the test senders registered."""
+    from tasks.store.postgres import PostgresStore
+
+    s = PostgresStore(service_env["DATABASE_URL"])
+    for buzon, (pnid, token, mps) in SENDERS.items():
+        s.upsert_sender(buzon, pnid, token, mps)
+    yield s
+    s.close()
+
+
+class Worker:
+    """A real `celery -A tasks worker -P gevent` process."""
+
+    def __init__(self, env: dict[str, str], name: str, concurrency: int = 200, log_dir: Path | None = None):
+        self.name = f"{name}@{socket.gethostname()}"
+        self.log_path = (log_dir or Path("/tmp")) / f"worker-{name}.log"
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-P", "gevent", "-c", str(concurrency),
+             "-E", "-n", self.name, "--loglevel=INFO", "--without-mingle", "--without-gossip"],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, client: redis.Redis, timeout: float = 30) -> None:
+        """Wait until the worker's heartbeat shows up in Redis."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if client.exists(f"wcq:worker:{self.name}"):
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise RuntimeError(f"worker {self.name} did not start:\n{self.log_path.read_text()[-3000:]}")
+
+    def log(self) -> str:
+        """What the worker has logged so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        """Stop the worker (warm shutdown by default) and wait for it."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def worker(service_env, store, redis_client, tmp_path_factory):
+    """One gevent worker process for the whole run."""
+    w = Worker(service_env, "main", log_dir=tmp_path_factory.mktemp("logs"))
+    w.wait_ready(redis_client)
+    yield w
+    w.stop()
+
+
+class Api:
+    """The Flask API served by a real HTTP server process."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path):
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_dir / "api.log"
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "webapi", "run", "--port", str(port), "--no-reload",
+             "--with-threads"],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                requests.get(self.url + "/api/estado-sistema", timeout=2)
+                return
+            except requests.ConnectionError:
+                if self.process.poll() is not None:
+                    break
+                time.sleep(0.2)
+        raise RuntimeError(f"API did not start:\n{self.log_path.read_text()[-3000:]}")
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        """GET a path of the API."""
+        return requests.get(self.url + path, timeout=30, **kwargs)
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        """POST to a path of the API."""
+        return requests.post(self.url + path, timeout=60, **kwargs)
+
+    def stop(self) -> None:
+        """Stop the server."""
+        self.process.terminate()
+        self.process.wait(10)
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def api(service_env, store, tmp_path_factory):
+    """The API server for the whole run."""
+    server = Api(service_env, tmp_path_factory.mktemp("api"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def clean(store, redis_client, sandbox):
+    """Start a test with no campaigns, no live state and an empty sandbox log, keeping the senders."""
+    with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute("TRUNCATE instancia_sofia.campaigns, instancia_sofia.leads_activos")
+    keys = [k for pattern in ("wcq:campaign*", "wcq:rate:*") for k in redis_client.scan_iter(match=pattern)]
+    if keys:
+        redis_client.delete(*keys)
+    sandbox.reset(config=True)
+    yield
+
+
+def make_csv(rows: int, *, start: int = 4141000000, header: str = "telefono,nombre,plan",
+             delimiter: str = ",") -> bytes:
+    """A contacts CSV of `rows` valid Venezuelan mobile numbers with two parameters each."""
+    lines = [header.replace(",", delimiter)]
+    for i in range(rows):
+        lines.append(delimiter.join([f"58{start + i}", f"Cliente {i}", f"Plan {i % 7}"]))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.25, message: str = "condition"):
+    """Poll until `predicate()` returns something truthy, or fail saying what was awaited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")

@@ -1,0 +1,172 @@
+"""End to end: upload through the API, gevent workers send through the sandbox, results land in the store."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+
+import psycopg
+import pytest
+
+from tests.conftest import SENDERS, make_csv, wait_for
+
+pytestmark = pytest.mark.usefixtures("worker", "clean")
+
+
+def upload(api, csv: bytes, *, title: str, buzon: str = "ventas", template: str = "promo_enero",
+           language: str = "es", headers: dict | None = None, **fields):
+    """POST a CSV to crear-campana the way the front end does."""
+    data = {"titulo_campana": title, "plantilla": template, "buzon": buzon, "idioma": language, **fields}
+    return api.post("/api/crear-campana", data=data, files={"archivo_csv": ("contactos.csv", csv, "text/csv")},
+                    headers=headers or {})
+
+
+def status(api, campaign_id: str) -> dict:
+    """GET estado-cola for a campaign."""
+    response = api.get(f"/api/estado-cola/{campaign_id}")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def wait_status(api, campaign_id: str, wanted: set[str], timeout: float = 120) -> dict:
+    """Poll estado-cola until the campaign reaches one of `wanted`."""
+    return wait_for(lambda: (s := status(api, campaign_id))["status"] in wanted and s, timeout,
+                    message=f"{campaign_id} to become {wanted}")
+
+
+def store_rows(campaign_id: str) -> list[tuple]:
+    """The campaign's recipient rows: (phone, status, wamid, parameters)."""
+    with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+        return conn.execute("SELECT phone, status, wamid, parameters FROM instancia_sofia.leads_activos "
+                            "WHERE campaign_id = %s ORDER BY seq", (campaign_id,)).fetchall()
+
+
+def test_campaign_sends_each_recipient_exactly_once_with_its_parameters(api, sandbox):
+    csv = make_csv(2000) + b"not-a-number,X,Y\n584141000000,Repetido,Z\n"
+    response = upload(api, csv, title="Promo Enero 2026")
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["success"] is True
+    assert body["campaign_id"] == "promo-enero-2026"
+    assert body["total_messages"] == 2000
+    assert {r["fila"] for r in body["rechazados"]} == {2002, 2003}
+
+    final = wait_status(api, "promo-enero-2026", {"completed"}, timeout=120)
+    assert (final["sent"], final["failed"], final["pending"], final["progress"]) == (2000, 0, 0, 100.0)
+
+    pnid = SENDERS["ventas"][0]
+    accepted = sandbox.messages(phone_number_id=pnid)
+    per_phone = Counter(m["to"] for m in accepted)
+    assert len(per_phone) == 2000 and set(per_phone.values()) == {1}
+    assert final["sent"] == len(accepted)
+    sample = next(m for m in accepted if m["to"] == "584141000007")
+    assert sample["template"] == "promo_enero" and sample["language"] == "es"
+    assert [p["text"] for p in sample["parameters"]] == ["Cliente 7", "Plan 0"]
+
+    rows = store_rows("promo-enero-2026")
+    assert len(rows) == 2000 and {r[1] for r in rows} == {"sent"}
+    assert {r[2] for r in rows} == {m["wamid"] for m in accepted}
+
+
+def test_worker_log_reports_batches_in_the_operators_format(api, worker):
+    upload(api, make_csv(150), title="Log check")
+    wait_status(api, "log-check", {"completed"}, timeout=60)
+    log = worker.log()
+    assert "[test-instance] " in log
+    assert "Batch 2/2 completado: 50/50 exitosos (0 fallidos)" in log
+    assert "584141000001" not in log and "token-ventas" not in log
+
+
+def test_same_idempotency_key_returns_the_same_campaign_and_sends_once(api, sandbox):
+    csv = make_csv(120)
+    first = upload(api, csv, title="Recarga", headers={"Idempotency-Key": "abc-123"})
+    second = upload(api, csv, title="Recarga", headers={"Idempotency-Key": "abc-123"})
+    assert first.status_code == second.status_code == 201
+    assert first.json()["campaign_id"] == second.json()["campaign_id"] == "recarga"
+    assert second.json()["duplicate_request"] is True
+    third = upload(api, csv, title="Recarga")
+    assert third.json()["campaign_id"] == "recarga-2"
+    wait_status(api, "recarga", {"completed"})
+    wait_status(api, "recarga-2", {"completed"})
+    per_phone = Counter(m["to"] for m in sandbox.messages())
+    assert set(per_phone.values()) == {2}, "each number once per campaign, twice in all"
+
+
+def test_pause_stops_sending_and_resume_finishes_the_campaign(api, sandbox):
+    upload(api, make_csv(400), title="Pausa", buzon="lento")
+    wait_for(lambda: status(api, "pausa")["sent"] >= 40, 30, message="some messages sent")
+    response = api.post("/api/pausar-campana/pausa")
+    assert response.status_code == 200 and response.json()["status"] == "paused"
+    time.sleep(2)
+    frozen = len(sandbox.messages())
+    time.sleep(2)
+    assert len(sandbox.messages()) == frozen, "a paused campaign must send nothing"
+    paused = status(api, "pausa")
+    assert paused["status"] == "paused" and 0 < paused["pending"] < 400
+
+    assert api.post("/api/reanudar-campana/pausa").json()["status"] == "running"
+    final = wait_status(api, "pausa", {"completed"}, timeout=60)
+    assert final["sent"] == 400
+    assert Counter(m["to"] for m in sandbox.messages()).most_common(1)[0][1] == 1
+
+
+def test_cancel_marks_unsent_messages_cancelled(api, sandbox):
+    upload(api, make_csv(400), title="Cancelar", buzon="lento")
+    wait_for(lambda: status(api, "cancelar")["sent"] >= 20, 30, message="some messages sent")
+    response = api.post("/api/cancelar-campana/cancelar")
+    assert response.status_code == 200 and response.json()["status"] == "cancelled"
+    final = wait_for(lambda: (s := status(api, "cancelar"))["pending"] == 0 and s, 10, message="nothing pending")
+    assert final["status"] == "cancelled" and final["progress"] == 100.0
+    assert final["sent"] + final["cancelled"] == 400 and final["cancelled"] > 0
+    time.sleep(1.5)
+    assert len(sandbox.messages()) == final["sent"]
+    rows = Counter(r[1] for r in store_rows("cancelar"))
+    assert rows == {"sent": final["sent"], "cancelled": final["cancelled"]}
+    assert api.post("/api/reanudar-campana/cancelar").status_code == 409
+
+
+def test_two_campaigns_started_together_both_progress(api):
+    upload(api, make_csv(1500, start=4141000000), title="Grande", buzon="ventas")
+    upload(api, make_csv(300, start=4241000000), title="Chica", buzon="soporte")
+    both = wait_for(lambda: (a := status(api, "grande"))["sent"] > 0 and (b := status(api, "chica"))["sent"] > 0
+                    and (a, b), 30, interval=0.1, message="both campaigns sending")
+    assert both[0]["status"] == "running", "the small campaign started before the big one finished"
+    wait_status(api, "chica", {"completed"})
+    assert status(api, "grande")["pending"] > 0, "the small campaign did not wait for the big one"
+    wait_status(api, "grande", {"completed"})
+
+
+def test_template_error_stops_the_campaign_within_one_batch(api, sandbox):
+    sandbox.configure(forced_errors={SENDERS["malo"][0]: 132001})
+    upload(api, make_csv(1000), title="Plantilla rota", buzon="malo")
+    final = wait_status(api, "plantilla-rota", {"failed"}, timeout=30)
+    assert "132001" in final["motivo"]
+    time.sleep(1)
+    settled = status(api, "plantilla-rota")
+    assert settled["failed"] <= 500, "stopped within the batches in flight, not message by message"
+    assert settled["sent"] == 0 and len(sandbox.messages()) == 0
+
+
+def test_invalid_token_pauses_the_campaign_with_the_reason(api, sandbox):
+    sandbox.configure(forced_errors={SENDERS["malo"][0]: 190})
+    upload(api, make_csv(300), title="Token vencido", buzon="malo")
+    paused = wait_status(api, "token-vencido", {"paused"}, timeout=30)
+    assert "token" in paused["motivo"].lower()
+    assert paused["failed"] == 0, "credential trouble fails no recipient"
+    sandbox.configure(forced_errors={})
+    api.post("/api/reanudar-campana/token-vencido")
+    assert wait_status(api, "token-vencido", {"completed"}, timeout=60)["sent"] == 300
+
+
+def test_listing_and_system_status(api):
+    upload(api, make_csv(10), title="Primera")
+    upload(api, make_csv(10), title="Segunda")
+    wait_status(api, "segunda", {"completed"})
+    listing = api.get("/api/listar-campanas", params={"por_pagina": 1}).json()
+    assert listing["total_campaigns"] == 2
+    assert [c["id"] for c in listing["campaigns"]] == ["segunda"]
+    system = api.get("/api/estado-sistema").json()
+    assert system["worker_running"] is True and system["workers"] >= 1
+    assert system["redis_connected"] and system["database_connected"]
+    assert system["batch_size"] == 100 and system["max_concurrent"] == 5

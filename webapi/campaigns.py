@@ -1,0 +1,145 @@
+"""What the API does with campaigns, as plain functions over the runtime (no HTTP here)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+
+from tasks.pipeline import CampaignNotFound, InvalidTransition, Pipeline
+from tasks.runtime import Runtime
+from webapi.contacts import ContactsError, ParsedContacts, parse_csv, parse_records
+from webapi.errors import ApiError
+
+log = logging.getLogger("webapi")
+
+MAX_REJECTED_STORED = 10_000
+
+
+def slugify(title: str) -> str:
+    """A readable id from the campaign title: 'Promo Enero 2026!' -> 'promo-enero-2026'."""
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")[:80].strip("-")
+    return slug or "campana"
+
+
+def parse_contacts(runtime: Runtime, form: dict, upload) -> ParsedContacts:
+    """Parse the uploaded CSV or the JSON contact list, turning parse problems into 4xx errors."""
+    s = runtime.settings
+    options = dict(default_region=s.default_region, phone_column=form["columna_telefono"],
+                   named_params=form["parametros_nombrados"], max_contacts=s.max_messages_per_campaign)
+    try:
+        if upload is not None:
+            upload.stream.seek(0, 2)
+            size = upload.stream.tell()
+            upload.stream.seek(0)
+            if size > s.max_csv_bytes:
+                raise ApiError(413, f"El archivo pesa {size / 1048576:.1f} MB y el límite es {s.max_csv_size_mb} "
+                                    "MB. Divida la campaña en archivos más pequeños.",
+                               {"max_csv_size_mb": s.max_csv_size_mb})
+            return parse_csv(upload.stream, **options)
+        if form["contactos"] is not None:
+            return parse_records(form["contactos"], **options)
+    except ContactsError as exc:
+        raise ApiError(422, exc.message, exc.details) from None
+    raise ApiError(400, "Falta el archivo: envíe el CSV en el campo 'archivo_csv' (multipart) o la lista "
+                        "'contactos' en un cuerpo JSON.", {"field": "archivo_csv"})
+
+
+def rejected_report(parsed: ParsedContacts) -> list[dict]:
+    """The rejected rows in the API's Spanish field names."""
+    return [{"fila": r.row, "valor": r.value, "motivo": r.reason} for r in parsed.rejected]
+
+
+def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str | None) -> dict:
+    """Validate, store and start a campaign; nothing is stored or enqueued when any step fails."""
+    store = runtime.store
+    if store.get_sender(form["buzon"]) is None:
+        known = [s["buzon"] for s in store.list_senders()]
+        raise ApiError(422, f"El buzón '{form['buzon']}' no está registrado. Buzones disponibles: "
+                            f"{', '.join(known) or 'ninguno'}.", {"field": "buzon", "buzones": known})
+    parsed = parse_contacts(runtime, form, upload)
+    report = rejected_report(parsed)
+    campaign = {
+        "id": slugify(form["titulo_campana"]), "title": form["titulo_campana"], "template": form["plantilla"],
+        "language": form["idioma"], "buzon": form["buzon"], "named_params": form["parametros_nombrados"],
+        "batch_size": runtime.settings.batch_size, "chunk_size": min(runtime.settings.chunk_size,
+                                                                     runtime.settings.batch_size),
+        "idempotency_key": idempotency_key, "rejected_rows": report[:MAX_REJECTED_STORED],
+    }
+    leads = [{"phone": c.phone, "parameters": c.params} for c in parsed.contacts]
+    stored = store.create_campaign(campaign, leads)
+    campaign_id = stored["id"]
+    if stored["created"]:
+        try:
+            runtime.pipeline.start(campaign_id)
+        except Exception as exc:
+            log.error("Campaign %s could not be enqueued (%s); removing it", campaign_id, type(exc).__name__)
+            store.delete_campaign(campaign_id)
+            raise ApiError(503, "No se pudo encolar la campaña porque la cola (Redis) no responde. No se guardó "
+                                "nada: intente de nuevo en unos minutos.", {"error": type(exc).__name__}) from exc
+        message = f"Campaña creada: {stored['total']} mensajes en cola"
+    else:
+        message = "Esta solicitud ya creó la campaña (misma Idempotency-Key); no se envía nada dos veces"
+    if report:
+        message += f"; {len(report)} filas excluidas (ver 'rechazados')"
+    return {"success": True, "message": message + ".", "campaign_id": campaign_id,
+            "total_messages": stored["total"], "status": runtime.state.status(campaign_id) or "queued",
+            "duplicate_request": not stored["created"], "total_rechazados": len(report),
+            "rechazados": report, "notas": parsed.notes}
+
+
+def queue_status(pipeline: Pipeline, campaign_id: str) -> dict:
+    """A campaign's live counters and status, read from Redis."""
+    try:
+        fields = pipeline.ensure_live_state(campaign_id)
+    except CampaignNotFound:
+        raise ApiError(404, f"No existe la campaña '{campaign_id}'. Consulte /api/listar-campanas.",
+                       {"campaign_id": campaign_id}) from None
+    return summarize(pipeline, campaign_id, fields)
+
+
+def summarize(pipeline: Pipeline, campaign_id: str, fields: dict[str, str]) -> dict:
+    """Turn a campaign's Redis fields into the figures the front end shows."""
+    counts = {k: int(fields.get(k) or 0) for k in ("total", "sent", "failed", "cancelled", "unknown", "retries")}
+    pending = max(0, counts["total"] - counts["sent"] - counts["failed"] - counts["cancelled"] - counts["unknown"])
+    progress = 100.0 if pending == 0 else round((counts["total"] - pending) * 100 / counts["total"], 1)
+    return {"success": True, "campaign_id": campaign_id, "status": fields.get("status"),
+            "motivo": fields.get("reason") or None, "pending": pending, "progress": progress, **counts,
+            "messages_per_second": round(pipeline.state.rate(campaign_id), 1),
+            "batches_in_flight": pipeline.state.in_flight(campaign_id),
+            "created_at": fields.get("created_at") or None, "started_at": fields.get("started_at") or None,
+            "finished_at": fields.get("finished_at") or None}
+
+
+def list_campaigns(pipeline: Pipeline, page: int, per_page: int) -> dict:
+    """A page of campaigns, newest first, each with its live counters."""
+    rows, total = pipeline.store.list_campaigns(per_page, (page - 1) * per_page)
+    campaigns = []
+    for row in rows:
+        summary = summarize(pipeline, row["id"], pipeline.ensure_live_state(row["id"]))
+        del summary["success"], summary["campaign_id"]
+        summary.update(id=row["id"], titulo=row["title"], plantilla=row["template"], buzon=row["buzon"],
+                       idioma=row["language"])
+        campaigns.append(summary)
+    return {"success": True, "campaigns": campaigns, "total_campaigns": total, "pagina": page,
+            "por_pagina": per_page}
+
+
+_ACTIONS = {"pausar": ("pause", "Campaña pausada"), "reanudar": ("resume", "Campaña reanudada"),
+            "cancelar": ("cancel", "Campaña cancelada")}
+
+
+def act_on_campaign(pipeline: Pipeline, campaign_id: str, action: str) -> dict:
+    """Pause, resume or cancel a campaign."""
+    method, message = _ACTIONS[action]
+    try:
+        result = getattr(pipeline, method)(campaign_id)
+    except CampaignNotFound:
+        raise ApiError(404, f"No existe la campaña '{campaign_id}'.", {"campaign_id": campaign_id}) from None
+    except InvalidTransition as exc:
+        raise ApiError(409, f"No se puede {action} la campaña: {exc}.", {"campaign_id": campaign_id}) from None
+    if method == "cancel":
+        message += f": {result} mensajes sin enviar quedaron cancelados"
+    return {"success": True, "message": message + ".", "campaign_id": campaign_id,
+            "status": pipeline.state.status(campaign_id)}

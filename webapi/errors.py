@@ -1,0 +1,58 @@
+"""One JSON error shape for every failure the API can answer with."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+log = logging.getLogger("webapi")
+
+
+class ApiError(Exception):
+    """An error a caller can act on: HTTP status, a sentence in Spanish, and details."""
+
+    def __init__(self, status: int, message: str, details: dict | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.details = details or {}
+
+
+def error_body(message: str, details: dict | None = None) -> dict:
+    """The JSON body of every error answer."""
+    return {"success": False, "message": message, "details": details or {}}
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Answer every error as JSON: never an HTML page, never a stack trace."""
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return jsonify(error_body(exc.message, exc.details)), exc.status
+
+    @app.errorhandler(ValidationError)
+    def _validation_error(exc: ValidationError):
+        fields = ", ".join(sorted(exc.messages)) if isinstance(exc.messages, dict) else ""
+        message = f"Datos inválidos en: {fields}. Revise los campos indicados." if fields else "Datos inválidos."
+        return jsonify(error_body(message, {"fields": exc.messages})), 422
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(exc):
+        limit_mb = app.config["CAMPAIGN_SETTINGS"].max_csv_size_mb
+        return jsonify(error_body(f"El archivo supera el límite de {limit_mb} MB. Divida la campaña en archivos "
+                                  "más pequeños.", {"max_csv_size_mb": limit_mb})), 413
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        messages = {404: "La ruta no existe. Consulte /api/docs.", 405: "Método no permitido en esta ruta."}
+        message = messages.get(exc.code, exc.description or exc.name)
+        return jsonify(error_body(message, {"http_status": exc.code})), exc.code
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("Unexpected error: %s", type(exc).__name__)
+        return jsonify(error_body("Error interno del servidor. Intente de nuevo; si persiste, avise al equipo "
+                                  "técnico.", {"error": type(exc).__name__})), 500

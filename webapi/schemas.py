@@ -1,0 +1,143 @@
+"""Marshmallow schemas for every input and output of the HTTP API (they also generate the OpenAPI document)."""
+
+from __future__ import annotations
+
+from marshmallow import EXCLUDE, Schema, fields, validate
+
+_TEMPLATE_NAME = validate.Regexp(r"^[a-z0-9_]{1,512}$",
+                                 error="Use el nombre exacto de la plantilla: minúsculas, números y _.")
+_LANGUAGE = validate.Regexp(r"^[a-z]{2,3}(_[A-Z]{2})?$", error="Use un código de idioma como es, es_MX o en_US.")
+
+
+class CampaignRequestSchema(Schema):
+    """The form fields (multipart) or JSON body of POST /api/crear-campana."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    titulo_campana = fields.String(required=True, validate=validate.Length(min=1, max=200),
+                                   metadata={"description": "Título; el id de la campaña se deriva de él."})
+    plantilla = fields.String(required=True, validate=_TEMPLATE_NAME,
+                              metadata={"description": "Nombre de la plantilla aprobada en WhatsApp."})
+    buzon = fields.String(required=True, validate=validate.Length(min=1, max=100),
+                          metadata={"description": "Buzón (número emisor) registrado."})
+    idioma = fields.String(load_default="es", validate=_LANGUAGE,
+                           metadata={"description": "Código de idioma de la plantilla."})
+    columna_telefono = fields.String(load_default=None, validate=validate.Length(max=100),
+                                     metadata={"description": "Nombre de la columna del teléfono, si no es una "
+                                                              "de las habituales."})
+    parametros_nombrados = fields.Boolean(load_default=False, metadata={
+        "description": "true: cada columna es un parámetro con nombre ({{nombre}}); false: posicionales "
+                       "({{1}}, {{2}}...) en el orden de las columnas."})
+    contactos = fields.List(fields.Dict(), load_default=None, metadata={
+        "description": "Solo con cuerpo JSON: lista de contactos en lugar de archivo_csv."})
+
+
+class RejectedRowSchema(Schema):
+    """A contact row that was left out, and why."""
+
+    fila = fields.Integer()
+    valor = fields.String()
+    motivo = fields.String()
+
+
+class CampaignCreatedSchema(Schema):
+    """Answer to a successful upload (the fields the existing front end reads, plus the rejected rows)."""
+
+    success = fields.Boolean()
+    message = fields.String()
+    campaign_id = fields.String()
+    total_messages = fields.Integer()
+    status = fields.String()
+    duplicate_request = fields.Boolean(metadata={"description": "true si la misma Idempotency-Key ya creó la campaña."})
+    total_rechazados = fields.Integer()
+    rechazados = fields.List(fields.Nested(RejectedRowSchema))
+    notas = fields.List(fields.String())
+
+
+class QueueStatusSchema(Schema):
+    """Live state of one campaign."""
+
+    success = fields.Boolean()
+    campaign_id = fields.String()
+    titulo = fields.String()
+    status = fields.String(metadata={"description": "queued, running, paused, cancelled, completed o failed"})
+    motivo = fields.String(allow_none=True, metadata={"description": "Por qué se pausó o falló."})
+    total = fields.Integer()
+    pending = fields.Integer()
+    sent = fields.Integer()
+    failed = fields.Integer()
+    cancelled = fields.Integer()
+    unknown = fields.Integer()
+    retries = fields.Integer()
+    progress = fields.Float(metadata={"description": "Porcentaje procesado; 100.0 cuando no queda nada pendiente."})
+    messages_per_second = fields.Float()
+    batches_in_flight = fields.Integer()
+    created_at = fields.String(allow_none=True)
+    started_at = fields.String(allow_none=True)
+    finished_at = fields.String(allow_none=True)
+
+
+class CampaignSummarySchema(QueueStatusSchema):
+    """One campaign in the list (same fields as the queue status, `id` instead of `campaign_id`)."""
+
+    class Meta:
+        exclude = ("success", "campaign_id")
+
+    id = fields.String()
+    plantilla = fields.String()
+    buzon = fields.String()
+    idioma = fields.String()
+
+
+class CampaignListQuerySchema(Schema):
+    """Paging of GET /api/listar-campanas."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    pagina = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    por_pagina = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+
+
+class CampaignListSchema(Schema):
+    """Answer of GET /api/listar-campanas."""
+
+    success = fields.Boolean()
+    campaigns = fields.List(fields.Nested(CampaignSummarySchema))
+    total_campaigns = fields.Integer()
+    pagina = fields.Integer()
+    por_pagina = fields.Integer()
+
+
+class SystemStatusSchema(Schema):
+    """Answer of GET /api/estado-sistema."""
+
+    success = fields.Boolean()
+    instance_id = fields.String()
+    uptime_seconds = fields.Float()
+    worker_running = fields.Boolean()
+    workers = fields.Integer(metadata={"description": "Workers vivos según sus latidos en Redis."})
+    redis_connected = fields.Boolean()
+    database_connected = fields.Boolean()
+    queue_depth = fields.Integer(metadata={"description": "Tareas esperando en la cola de Celery."})
+    active_campaigns = fields.Integer()
+    batch_size = fields.Integer()
+    max_concurrent = fields.Integer()
+
+
+class CampaignActionSchema(Schema):
+    """Answer of pause, resume and cancel."""
+
+    success = fields.Boolean()
+    message = fields.String()
+    campaign_id = fields.String()
+    status = fields.String()
+
+
+class ErrorSchema(Schema):
+    """Every error answer."""
+
+    success = fields.Boolean()
+    message = fields.String()
+    details = fields.Dict()

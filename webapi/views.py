@@ -1,0 +1,85 @@
+"""The HTTP routes the front end calls; each reads the request, calls one function and answers."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, current_app, jsonify, request
+
+from tasks.heartbeat import live_workers
+from tasks.runtime import Runtime
+from webapi import campaigns, schemas
+from webapi.errors import ApiError
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+_request_schema = schemas.CampaignRequestSchema()
+_list_query = schemas.CampaignListQuerySchema()
+
+
+def runtime() -> Runtime:
+    """The runtime the app factory built."""
+    return current_app.extensions["campaigns"]
+
+
+@bp.post("/crear-campana")
+def create_campaign():
+    """Create a campaign from a CSV upload (multipart) or a JSON list of contacts."""
+    if request.is_json:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise ApiError(400, "El cuerpo JSON no es válido: envíe un objeto con titulo_campana, plantilla, "
+                                "buzon, idioma y contactos.")
+        form = _request_schema.load(body)
+        upload = None
+    else:
+        form = _request_schema.load(request.form.to_dict())
+        upload = request.files.get("archivo_csv")
+        if upload is None and form["contactos"] is None:
+            raise ApiError(400, "Falta el archivo: envíe el CSV en el campo 'archivo_csv'.", {"field": "archivo_csv"})
+    key = request.headers.get("Idempotency-Key") or None
+    if key is not None and len(key) > 200:
+        raise ApiError(400, "La cabecera Idempotency-Key no puede superar 200 caracteres.")
+    result = campaigns.create_campaign(runtime(), form, upload, key)
+    return jsonify(schemas.CampaignCreatedSchema().dump(result)), 201
+
+
+@bp.get("/estado-cola/<campaign_id>")
+def queue_status(campaign_id: str):
+    """Live progress of one campaign."""
+    return jsonify(schemas.QueueStatusSchema().dump(campaigns.queue_status(runtime().pipeline, campaign_id)))
+
+
+@bp.get("/listar-campanas")
+def list_campaigns():
+    """Campaigns, newest first, paginated."""
+    query = _list_query.load(request.args.to_dict())
+    page = campaigns.list_campaigns(runtime().pipeline, query["pagina"], query["por_pagina"])
+    return jsonify(schemas.CampaignListSchema().dump(page))
+
+
+@bp.post("/<any(pausar, reanudar, cancelar):action>-campana/<campaign_id>")
+def campaign_action(action: str, campaign_id: str):
+    """Pause, resume or cancel a campaign."""
+    result = campaigns.act_on_campaign(runtime().pipeline, campaign_id, action)
+    return jsonify(schemas.CampaignActionSchema().dump(result))
+
+
+@bp.get("/estado-sistema")
+def system_status():
+    """Whether Redis, the database and the workers are up, and how busy the queue is."""
+    rt = runtime()
+    try:
+        rt.redis.ping()
+        workers = len(live_workers(rt.redis))
+        queue_depth = rt.redis.llen("campaigns")
+        active = len(rt.state.active_campaigns())
+        redis_ok = True
+    except Exception:
+        redis_ok, workers, queue_depth, active = False, 0, 0, 0
+    body = {"success": True, "instance_id": rt.settings.instance_id,
+            "uptime_seconds": round(time.monotonic() - current_app.config["STARTED_AT"], 1),
+            "worker_running": workers > 0, "workers": workers, "redis_connected": redis_ok,
+            "database_connected": rt.store.ping(), "queue_depth": queue_depth, "active_campaigns": active,
+            "batch_size": rt.settings.batch_size, "max_concurrent": rt.settings.max_concurrent_batches}
+    return jsonify(schemas.SystemStatusSchema().dump(body))
