@@ -67,7 +67,8 @@ def test_bad_upload_is_refused_and_nothing_is_stored(api, redis_client, sandbox,
 def test_bad_json_body_is_refused(api, redis_client, sandbox, body, words):
     response = api.post("/api/crear-campana", data=body, headers={"Content-Type": "application/json"})
     assert 400 <= response.status_code < 500
-    assert response.json()["success"] is False and words.lower() in response.text.lower()
+    body = response.json()
+    assert body["success"] is False and words.lower() in (body["message"] + str(body["details"])).lower()
     _nothing_left(redis_client, sandbox)
 
 

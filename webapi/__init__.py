@@ -27,6 +27,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     set_runtime(runtime)
     app.extensions["campaigns"] = runtime
     app.json.sort_keys = False
+    app.json.ensure_ascii = False
     configure_handlers(app.logger, settings.instance_id)
     register_error_handlers(app)
     app.register_blueprint(views.bp)
