@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 from tasks.errors import ErrorKind, describe
+from tasks.logsetup import mask
 from tasks.pipeline import Pipeline, chunk_range
 from tasks.ratelimit import SendRateLimiter
 from tasks.store.base import ClaimedMessage, Sender, StoreError
@@ -158,12 +159,12 @@ class ChunkSender:
     def _failed(message: ClaimedMessage, result: SendResult, retries: int) -> dict:
         """The outcome of a message that will not be delivered."""
         return {"id": message.id, "status": "failed", "error_code": result.error_code,
-                "error_detail": (result.error_detail or "")[:500], "retries": retries}
+                "error_detail": mask(result.error_detail or "")[:500], "retries": retries}
 
     @staticmethod
     def _handed_back(message: ClaimedMessage, retries: int = 0, result: SendResult | None = None) -> dict:
         """The outcome of a message returned unsent to the campaign (paused, cancelled, account trouble)."""
         outcome = {"id": message.id, "status": "pending", "retries": retries}
         if result is not None:
-            outcome.update(error_code=result.error_code, error_detail=(result.error_detail or "")[:500])
+            outcome.update(error_code=result.error_code, error_detail=mask(result.error_detail or "")[:500])
         return outcome

@@ -1,0 +1,286 @@
+"""Options of the WhatsApp Cloud API sandbox, and their parsing from JSON, CLI flags and environment."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+# Fields that shape the listening socket or the log buffer; changing them needs a restart.
+STARTUP_ONLY = frozenset({"host", "port", "message_log_limit"})
+
+TemplateSpec = dict[str, dict[str, "int | list[str]"]]
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """Every option of the sandbox; one immutable value, replaced as a whole when changed at runtime."""
+
+    host: str = "127.0.0.1"
+    port: int = 8700
+    # Each answer to a message POST is delayed by a uniform random time in this range.
+    latency_min_ms: float = 0.0
+    latency_max_ms: float = 0.0
+    # Throughput cap per phone_number_id (token bucket holding one second of burst).
+    default_mps: float = 80.0
+    mps: dict[str, float] = field(default_factory=dict)
+    # phone_number_id -> access token; an unregistered phone_number_id answers error 100.
+    tokens: dict[str, str] = field(default_factory=dict)
+    # template name -> {language code -> positional parameter count, or list of parameter names}.
+    # Empty means every template is accepted.
+    templates: TemplateSpec = field(default_factory=dict)
+    # Share (0..1) of message POSTs answered with HTTP 500/503 (codes 131000/131016).
+    error_5xx_share: float = 0.0
+    # Share (0..1) of message POSTs held for timeout_hold_s, then answered 504.
+    timeout_share: float = 0.0
+    timeout_hold_s: float = 30.0
+    # A held request still delivers its message, to rehearse the duplicates a retry then causes.
+    timeout_accepts: bool = False
+    # recipient digits -> error code answered for that recipient (131026, 131049, 131050 ...).
+    recipient_errors: dict[str, int] = field(default_factory=dict)
+    # phone_number_id (or "*" for all) -> error code answered to every request of that number.
+    forced_errors: dict[str, int] = field(default_factory=dict)
+    # Outage switch: every message POST answers 503 at once.
+    down: bool = False
+    # Accepted messages kept for inspection (about 1.5 kB each); the oldest are dropped beyond this.
+    message_log_limit: int = 200_000
+
+    def apply(self, changes: Mapping[str, Any], *, runtime: bool = False) -> SandboxSettings:
+        """Return a copy with the given JSON-typed changes validated and applied, or raise ValueError."""
+        if not isinstance(changes, Mapping):
+            raise ValueError("options must be a JSON object")
+        normalized: dict[str, Any] = {}
+        for name, value in changes.items():
+            check = _CHECKS.get(name)
+            if check is None:
+                raise ValueError(f"unknown option {name!r}")
+            if runtime and name in STARTUP_ONLY:
+                raise ValueError(f"option {name!r} can only be set at startup")
+            try:
+                normalized[name] = check(value)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"option {name!r}: {exc}") from None
+        result = dataclasses.replace(self, **normalized)
+        if result.latency_min_ms > result.latency_max_ms:
+            # Setting only one bound is common; move the other one along rather than fail.
+            if "latency_max_ms" in normalized and "latency_min_ms" not in normalized:
+                result = dataclasses.replace(result, latency_min_ms=result.latency_max_ms)
+            elif "latency_min_ms" in normalized and "latency_max_ms" not in normalized:
+                result = dataclasses.replace(result, latency_max_ms=result.latency_min_ms)
+            else:
+                raise ValueError("latency_min_ms must not exceed latency_max_ms")
+        return result
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the options as a JSON-ready dict, the shape GET /_sandbox/config answers."""
+        return dataclasses.asdict(self)
+
+
+def _number(value: Any, *, minimum: float = 0.0, maximum: float | None = None, strict_min: bool = False) -> float:
+    """Check a JSON number within bounds and return it as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected a number, got {value!r}")
+    value = float(value)
+    if value < minimum or (strict_min and value == minimum) or (maximum is not None and value > maximum):
+        upper = f" and at most {maximum:g}" if maximum is not None else ""
+        raise ValueError(f"{value:g} out of range (must be {'>' if strict_min else '>='} {minimum:g}{upper})")
+    return value
+
+
+def _integer(value: Any, *, minimum: int, maximum: int | None = None) -> int:
+    """Check a JSON integer within bounds."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(f"{value} out of range")
+    return value
+
+
+def _boolean(value: Any) -> bool:
+    """Check a JSON boolean."""
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _text(value: Any) -> str:
+    """Check a non-empty string."""
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _mapping(value: Any, check_value: Callable[[Any], Any], *, key: Callable[[str], str] = str) -> dict[str, Any]:
+    """Check a JSON object whose values all pass check_value; keys go through key()."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected a JSON object, got {value!r}")
+    return {key(_text(k)): check_value(v) for k, v in value.items()}
+
+
+def _error_code(value: Any) -> int:
+    """Check a Graph API error code."""
+    return _integer(value, minimum=1)
+
+
+def _digits(number: str) -> str:
+    """Normalize a recipient number the way the sandbox compares them: digits only, no leading +."""
+    digits = number.removeprefix("+")
+    if not digits.isdigit():
+        raise ValueError(f"{number!r} is not a phone number")
+    return digits
+
+
+def _template_language(value: Any) -> int | list[str]:
+    """Check one language entry of a template: a positional count or a list of parameter names."""
+    if isinstance(value, list):
+        names = [_text(name) for name in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate parameter names in {names!r}")
+        return names
+    return _integer(value, minimum=0)
+
+
+def _templates(value: Any) -> TemplateSpec:
+    """Check the template catalogue: name -> {language code -> count or names}."""
+    return _mapping(value, lambda languages: _mapping(languages, _template_language))
+
+
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "host": _text,
+    "port": lambda v: _integer(v, minimum=0, maximum=65535),
+    "latency_min_ms": _number,
+    "latency_max_ms": _number,
+    "default_mps": lambda v: _number(v, strict_min=True),
+    "mps": lambda v: _mapping(v, lambda x: _number(x, strict_min=True)),
+    "tokens": lambda v: _mapping(v, _text),
+    "templates": _templates,
+    "error_5xx_share": lambda v: _number(v, maximum=1.0),
+    "timeout_share": lambda v: _number(v, maximum=1.0),
+    "timeout_hold_s": _number,
+    "timeout_accepts": _boolean,
+    "recipient_errors": lambda v: _mapping(v, _error_code, key=_digits),
+    "forced_errors": lambda v: _mapping(v, _error_code),
+    "down": _boolean,
+    "message_log_limit": lambda v: _integer(v, minimum=1),
+}
+# Every field needs a check here, so a new option cannot slip in unvalidated.
+assert set(_CHECKS) == {f.name for f in dataclasses.fields(SandboxSettings)}
+
+
+# ---- text forms, for CLI flags and environment variables ----------------------------------------
+
+
+def _pairs(text: str) -> list[list[str]]:
+    """Split "a:b,c:d:e" into [["a", "b"], ["c", "d", "e"]], ignoring blanks."""
+    return [[part.strip() for part in item.split(":")] for item in text.split(",") if item.strip()]
+
+
+def parse_latency(text: str) -> dict[str, float]:
+    """Parse "50-300" (a range) or "100" (fixed) milliseconds."""
+    low, _, high = text.partition("-")
+    low_ms = float(low)
+    return {"latency_min_ms": low_ms, "latency_max_ms": float(high) if high else low_ms}
+
+
+def parse_tokens(text: str) -> dict[str, dict[str, Any]]:
+    """Parse "phone_number_id:token[:mps],..." into the tokens and per-number mps options."""
+    tokens: dict[str, str] = {}
+    mps: dict[str, float] = {}
+    for parts in _pairs(text):
+        if len(parts) not in (2, 3):
+            raise ValueError(f"expected phone_number_id:token[:mps], got {':'.join(parts)!r}")
+        tokens[parts[0]] = parts[1]
+        if len(parts) == 3:
+            mps[parts[0]] = float(parts[2])
+    return {"tokens": tokens, "mps": mps}
+
+
+def parse_codes(text: str) -> dict[str, int]:
+    """Parse "key:code,..." (recipient or phone_number_id to error code)."""
+    result = {}
+    for parts in _pairs(text):
+        if len(parts) != 2:
+            raise ValueError(f"expected key:code, got {':'.join(parts)!r}")
+        result[parts[0]] = int(parts[1])
+    return result
+
+
+def parse_json_or_file(text: str) -> Any:
+    """Parse inline JSON, or else read JSON from the file at that path."""
+    stripped = text.strip()
+    if stripped.startswith(("{", "[")):
+        return json.loads(stripped)
+    with open(os.path.expanduser(stripped), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _flag(value: str) -> bool:
+    """Parse an environment switch such as 1/true/yes."""
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected a boolean, got {value!r}")
+
+
+# (CLI flag, environment variable, help, text -> dict of option changes)
+_TEXT_OPTIONS: list[tuple[str, str, str, Callable[[str], dict[str, Any]]]] = [
+    ("--host", "SANDBOX_HOST", "listen address (default 127.0.0.1)", lambda t: {"host": t}),
+    ("--port", "SANDBOX_PORT", "listen port; 0 picks a free one (default 8700)", lambda t: {"port": int(t)}),
+    ("--latency-ms", "SANDBOX_LATENCY_MS", 'answer delay, "50-300" or "100"', parse_latency),
+    ("--mps", "SANDBOX_MPS", "messages/s per phone_number_id (default 80)", lambda t: {"default_mps": float(t)}),
+    ("--tokens", "SANDBOX_TOKENS", '"phone_number_id:token[:mps],..."', parse_tokens),
+    ("--templates", "SANDBOX_TEMPLATES", "template catalogue: inline JSON or a JSON file path",
+     lambda t: {"templates": parse_json_or_file(t)}),
+    ("--error-5xx-share", "SANDBOX_ERROR_5XX_SHARE", "share of requests answered 500/503",
+     lambda t: {"error_5xx_share": float(t)}),
+    ("--timeout-share", "SANDBOX_TIMEOUT_SHARE", "share of requests held, then answered 504",
+     lambda t: {"timeout_share": float(t)}),
+    ("--timeout-hold-s", "SANDBOX_TIMEOUT_HOLD_S", "how long a timed-out request is held (default 30)",
+     lambda t: {"timeout_hold_s": float(t)}),
+    ("--timeout-accepts", "SANDBOX_TIMEOUT_ACCEPTS", "timed-out requests still deliver (1/0)",
+     lambda t: {"timeout_accepts": _flag(t)}),
+    ("--recipient-errors", "SANDBOX_RECIPIENT_ERRORS", '"number:code,..." e.g. "584140000001:131026"',
+     lambda t: {"recipient_errors": parse_codes(t)}),
+    ("--forced-errors", "SANDBOX_FORCED_ERRORS", '"phone_number_id:code,..." ("*" for all)',
+     lambda t: {"forced_errors": parse_codes(t)}),
+    ("--down", "SANDBOX_DOWN", "start in outage mode (1/0)", lambda t: {"down": _flag(t)}),
+    ("--message-log-limit", "SANDBOX_MESSAGE_LOG_LIMIT", "accepted messages kept for inspection",
+     lambda t: {"message_log_limit": int(t)}),
+    ("--config", "SANDBOX_CONFIG", "options as a JSON object (inline or file path), applied last",
+     parse_json_or_file),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the command-line parser; every flag also has an environment variable."""
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox",
+        description="Local stand-in for the WhatsApp Cloud API messages endpoint.",
+    )
+    for flag, env_name, help_text, _ in _TEXT_OPTIONS:
+        parser.add_argument(flag, metavar="VALUE", help=f"{help_text} [env {env_name}]")
+    return parser
+
+
+def settings_from_sources(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> SandboxSettings:
+    """Build settings from defaults, then environment variables, then CLI flags (later wins)."""
+    environ = os.environ if environ is None else environ
+    args = vars(build_parser().parse_args(argv))
+    settings = SandboxSettings()
+    for flag, env_name, _, parse in _TEXT_OPTIONS:
+        for source, text in ((env_name, environ.get(env_name)), (flag, args[flag[2:].replace("-", "_")])):
+            if text is None:
+                continue
+            try:
+                settings = settings.apply(parse(text))
+            except (TypeError, ValueError, OSError) as exc:
+                raise ValueError(f"{source}: {exc}") from None
+    return settings

@@ -1,0 +1,122 @@
+"""One contract for both store adapters: direct Postgres, and Supabase's client through a PostgREST endpoint."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from tasks.store.base import StoreError
+from tasks.store.postgres import PostgresStore
+from tasks.store.supabase import SupabaseStore
+from tasks.store.migrate import apply_migrations
+from tests.conftest import PG_ADMIN_URL
+from tests.support.postgrest import start_postgrest
+
+# A syntactically valid JWT: the supabase client checks the key's shape, PostgREST here checks its presence.
+DUMMY_KEY = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0."
+             "c2lnbmF0dXJlLW5vdC1jaGVja2VkLWJ5LXRoZS10ZXN0LWVuZHBvaW50")
+
+
+@pytest.fixture(scope="module")
+def contract_db() -> str:
+    """A database of its own, so emptying it never touches the senders other tests registered."""
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute('DROP DATABASE IF EXISTS "wcq_contract" WITH (FORCE)')
+        conn.execute('CREATE DATABASE "wcq_contract"')
+    url = PG_ADMIN_URL.rpartition("/")[0] + "/wcq_contract"
+    apply_migrations(url)
+    return url
+
+
+@pytest.fixture(scope="module")
+def postgrest(contract_db):
+    """A PostgREST-compatible endpoint over the contract database."""
+    with start_postgrest(contract_db) as handle:
+        yield handle
+
+
+@pytest.fixture(params=["postgres", "supabase"])
+def store(request, contract_db, postgrest):
+    """Each adapter in turn, over a database emptied for the test."""
+    with psycopg.connect(contract_db, autocommit=True) as conn:
+        conn.execute("TRUNCATE instancia_sofia.campaigns, instancia_sofia.leads_activos, "
+                     "instancia_sofia.instancias_inputs CASCADE")
+    s = PostgresStore(contract_db) if request.param == "postgres" else SupabaseStore(postgrest.url, DUMMY_KEY)
+    s.upsert_sender("ventas", "111", "secret-token", 50)
+    yield s
+    s.close()
+
+
+def _campaign(**overrides) -> dict:
+    """A campaign definition as the API builds it."""
+    return {"id": "promo", "title": "Promo", "template": "promo_enero", "language": "es", "buzon": "ventas",
+            "batch_size": 2, "chunk_size": 1, **overrides}
+
+
+LEADS = [{"phone": f"58414000000{i}", "parameters": [f"Cliente {i}"]} for i in range(5)]
+
+
+def test_senders_round_trip_and_listing_hides_tokens(store):
+    sender = store.get_sender("ventas")
+    assert (sender.phone_number_id, sender.access_token, sender.messages_per_second) == ("111", "secret-token", 50)
+    assert "secret-token" not in repr(sender)
+    store.upsert_sender("ventas", "222", "new-token")
+    assert store.get_sender("ventas").phone_number_id == "222"
+    assert store.get_sender("nadie") is None
+    assert store.list_senders() == [{"buzon": "ventas", "phone_number_id": "222", "messages_per_second": None}]
+
+
+def test_campaign_ids_are_unique_and_idempotency_keys_return_the_first(store):
+    assert store.create_campaign(_campaign(idempotency_key="k"), LEADS) == {"id": "promo", "total": 5, "created": True}
+    assert store.create_campaign(_campaign(idempotency_key="k"), LEADS[:1]) == \
+        {"id": "promo", "total": 5, "created": False}
+    assert store.create_campaign(_campaign(), LEADS[:2])["id"] == "promo-2"
+    row = store.get_campaign("promo")
+    assert (row["status"], row["total"], row["buzon"]) == ("queued", 5, "ventas")
+    campaigns, total = store.list_campaigns(1, 0)
+    assert total == 2 and [c["id"] for c in campaigns] == ["promo-2"]
+
+
+def test_claims_are_exclusive_and_outcomes_apply_once(store):
+    store.create_campaign(_campaign(), LEADS)
+    claimed = store.claim_messages("promo", 1, 3)
+    assert [m.seq for m in claimed] == [1, 2, 3] and claimed[0].parameters == ["Cliente 0"]
+    assert store.claim_messages("promo", 1, 3) == []
+    outcomes = [{"id": claimed[0].id, "status": "sent", "wamid": "wamid.A"},
+                {"id": claimed[1].id, "status": "failed", "error_code": 131026, "error_detail": "x"},
+                {"id": claimed[2].id, "status": "pending"}]
+    assert store.record_outcomes(outcomes) == {"sent": 1, "failed": 1, "pending": 1}
+    assert store.record_outcomes(outcomes) == {}
+    assert store.campaign_counts("promo") == {"pending": 3, "sending": 0, "sent": 1, "failed": 1,
+                                              "cancelled": 0, "unknown": 0}
+    assert store.pending_batches("promo", 2) == [2, 3]
+
+
+def test_status_transitions_and_cancel(store):
+    store.create_campaign(_campaign(), LEADS)
+    assert store.set_campaign_status("promo", "running") == {"changed": True, "status": "running"}
+    assert store.set_campaign_status("promo", "running") == {"changed": False, "status": "running"}
+    assert store.set_campaign_status("promo", "paused", "motivo")["changed"] is True
+    assert store.get_campaign("promo")["status_reason"] == "motivo"
+    store.claim_messages("promo", 1, 1)
+    assert store.set_campaign_status("promo", "cancelled")["changed"] is True
+    assert store.cancel_pending("promo") == 4
+    assert store.set_campaign_status("promo", "running") == {"changed": False, "status": "cancelled"}
+    assert store.get_campaign("promo")["finished_at"] is not None
+    assert store.set_campaign_status("no-existe", "running") == {"changed": False, "status": None}
+
+
+def test_delete_removes_the_recipients_too(store):
+    store.create_campaign(_campaign(), LEADS)
+    assert store.delete_campaign("promo") is True
+    assert store.get_campaign("promo") is None and store.campaign_counts("promo")["pending"] == 0
+
+
+def test_a_campaign_for_an_unknown_buzon_is_refused(store):
+    with pytest.raises(StoreError):
+        store.create_campaign(_campaign(buzon="nadie"), LEADS)
+    assert store.list_campaigns(10, 0) == ([], 0)
+
+
+def test_ping(store):
+    assert store.ping() is True
