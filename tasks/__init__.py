@@ -1,9 +1,17 @@
-"""Celery app, tasks and the sending logic of the campaign queue (`celery -A tasks worker -P gevent`)."""
+"""Celery app, tasks and the sending logic of the campaign queue (`celery -A tasks worker -P gevent`).
 
-from tasks import heartbeat  # noqa: F401  (registers the worker signals)
-from tasks.celery_app import create_celery_app
+The app is created on first attribute access, not at import: gevent's monkey patching can make Celery
+import `celeryconfig` (and through it `tasks.config`) halfway through patching, and that import must stay
+light so that nothing imports ssl or requests before the patch completes.
+"""
 
-app = create_celery_app()
-celery = app
+from __future__ import annotations
 
-__all__ = ["app", "celery"]
+
+def __getattr__(name: str):
+    """Create the Celery app when `celery -A tasks` (or anyone) asks for `tasks.app`."""
+    if name in ("app", "celery"):
+        from tasks.celery_app import get_celery_app
+
+        return get_celery_app()
+    raise AttributeError(f"module 'tasks' has no attribute {name!r}")

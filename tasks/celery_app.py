@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import threading
+
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger
 
+from tasks import heartbeat  # noqa: F401  (connects the worker heartbeat signals)
 from tasks.logsetup import configure_handlers
 
+_lock = threading.Lock()
+_app: Celery | None = None
 
-def create_celery_app() -> Celery:
-    """Create the app; settings are read lazily, when a worker, Flower or a producer first needs them."""
-    app = Celery("tasks")
-    app.config_from_object("celeryconfig")
-    app.autodiscover_tasks(["tasks"], related_name="jobs", force=True)
-    return app
+
+def get_celery_app() -> Celery:
+    """The one Celery app of this process; settings are read when a worker or producer first needs them."""
+    global _app
+    with _lock:
+        if _app is None:
+            _app = Celery("tasks", include=["tasks.jobs"], set_as_current=True)
+            _app.config_from_object("celeryconfig")
+        return _app
 
 
 @after_setup_logger.connect

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from celery import chord, shared_task
 
+from tasks.celery_app import get_celery_app
 from tasks.runtime import get_runtime
+
+# Producers (the web API) import this module without going through `celery -A tasks`; creating the app
+# here makes it the current app, so the shared tasks below bind to it.
+get_celery_app()
 
 
 @shared_task(name="campaigns.send_chunk", acks_late=True, ignore_result=False)

@@ -108,8 +108,13 @@ class ChunkSender:
             self._stop(campaign_id, "paused", f"No hay credenciales para el buzón: {exc}")
             return [self._handed_back(m) for m in claimed]
         if _GreenPool is not None and len(claimed) > 1:
-            return _GreenPool(len(claimed)).map(lambda m: self._send_one(campaign_id, spec, sender, m), claimed)
-        return [self._send_one(campaign_id, spec, sender, m) for m in claimed]
+            outcomes = _GreenPool(len(claimed)).map(lambda m: self._send_one(campaign_id, spec, sender, m), claimed)
+        else:
+            outcomes = [self._send_one(campaign_id, spec, sender, m) for m in claimed]
+        answered = sum(1 for o in outcomes if o["status"] != "pending")
+        if answered:
+            self.pipeline.state.record_activity(campaign_id, answered)
+        return outcomes
 
     def _send_one(self, campaign_id: str, spec: CampaignSpec, sender: Sender, message: ClaimedMessage) -> dict:
         """Send one message with pacing and retries, and say what became of it."""

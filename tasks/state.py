@@ -124,17 +124,20 @@ class LiveState:
         return self.redis.llen(self._keys(campaign_id)[1])
 
     def add_counts(self, campaign_id: str, counts: dict[str, int]) -> None:
-        """Increment counters and the per-second activity used for the live rate."""
+        """Increment a campaign's counters."""
         key = _PREFIX + campaign_id
-        processed = sum(counts.get(n, 0) for n in ("sent", "failed"))
         pipe = self.redis.pipeline()
         for name, value in counts.items():
             if value:
                 pipe.hincrby(key, name, value)
-        if processed:
-            tick = f"{key}:tick:{int(time.time())}"
-            pipe.incrby(tick, processed)
-            pipe.expire(tick, 60)
+        pipe.execute()
+
+    def record_activity(self, campaign_id: str, processed: int) -> None:
+        """Count messages answered this second, for the live messages/s figure."""
+        tick = f"{_PREFIX}{campaign_id}:tick:{int(time.time())}"
+        pipe = self.redis.pipeline()
+        pipe.incrby(tick, processed)
+        pipe.expire(tick, 60)
         pipe.execute()
 
     def rate(self, campaign_id: str, window_s: int = 10) -> float:
