@@ -10,7 +10,7 @@ import re
 import shutil
 import tempfile
 import unicodedata
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -46,7 +46,6 @@ _DETAILS_SAMPLE = 20
 _MAX_SHOWN_CHARS = 40
 
 _DELIMITERS = ("\t", ";", ",")  # order is the tie-break preference
-_DELIMITER_NAMES = {"\t": "tabulador", ";": "punto y coma", ",": "coma"}
 _BLANK_LINE = re.compile(r'[\s;,"]*')
 
 # Header words that identify the phone column (after folding case and accents).
@@ -61,8 +60,9 @@ _FILLER_WORDS = frozenset({"de", "del", "num", "nro", "nr", "no", "n"})
 _XLSX_MAGIC = b"PK\x03\x04"
 _XLS_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
-_SEPARATED_DIGITS = re.compile(r"[0-9\s.()\-\u2010-\u2015]+")
-_NON_DIGITS = re.compile(r"[^0-9]+")
+# What people put between digit groups: spaces (also the non-breaking ones spreadsheets use), dots, dashes,
+# parentheses. Anything else in a phone cell is reported rather than guessed away.
+_DROP_SEPARATORS = str.maketrans("", "", " \t\u00a0\u202f.()-\u2010\u2011\u2012\u2013\u2014\u2015")
 # Excel writes long numbers as e.g. 5.84141234567E+11, with "," as decimal mark in Spanish locales.
 _SCIENTIFIC = re.compile(r"([0-9]+)(?:[.,]([0-9]+))?[eE]\+?([0-9]{1,2})")
 
@@ -258,46 +258,52 @@ def _phone_digits(raw: str) -> tuple[str, bool]:
     if text.isascii() and text.isdigit():
         digits, international = text, False
     else:
-        if not text:
-            raise InvalidPhone("celda de teléfono vacía")
         # A leading apostrophe is how spreadsheet users force a cell to stay text.
         text = text.removeprefix("'").strip()
-        expanded = _expand_scientific(text)
-        if expanded is not None:
-            digits, international = expanded, False
-        else:
-            international = text.startswith("+")
-            body = text[1:] if international else text
-            if any(ch.isalpha() for ch in body):
-                raise InvalidPhone("el teléfono contiene letras")
-            if not body or _SEPARATED_DIGITS.fullmatch(body) is None:
-                raise InvalidPhone("el teléfono contiene caracteres no permitidos")
-            digits = _NON_DIGITS.sub("", body)
-            if not digits:
-                raise InvalidPhone("el teléfono no contiene dígitos")
+        digits = text.translate(_DROP_SEPARATORS)
+        international = digits.startswith("+")
+        if international:
+            digits = digits[1:]
+        if not (digits.isascii() and digits.isdigit()):
+            digits, international = _digits_from_odd_cell(text), False
     # "00" is the international dialling prefix across Latin America and Europe.
     if not international and digits.startswith("00"):
         digits, international = digits[2:], True
     return digits, international
 
 
+def _digits_from_odd_cell(text: str) -> str:
+    """Recover a number Excel wrote in scientific notation, or raise InvalidPhone saying what is wrong."""
+    if not text:
+        raise InvalidPhone("celda de teléfono vacía")
+    expanded = _expand_scientific(text)
+    if expanded is not None:
+        return expanded
+    if any(ch.isalpha() for ch in text):
+        raise InvalidPhone("el teléfono contiene letras")
+    if not any(ch.isdigit() for ch in text):
+        raise InvalidPhone("el teléfono no contiene dígitos")
+    raise InvalidPhone("el teléfono contiene caracteres no permitidos")
+
+
 def _parse_phone(digits: str, international: bool, region: str) -> str:
     """Validate with the full phonenumbers parser and return E.164 digits, or raise InvalidPhone."""
-    place = f"el código de país +{digits[:3]}" if international else f"la región {region}"
     try:
         number = phonenumbers.parse(("+" if international else "") + digits, region)
     except NumberParseException as exc:
         if exc.error_type == NumberParseException.INVALID_COUNTRY_CODE:
             raise InvalidPhone("el código de país no existe") from None
         if exc.error_type == NumberParseException.TOO_LONG:
-            raise InvalidPhone(f"número demasiado largo para {place}") from None
+            raise InvalidPhone("número demasiado largo") from None
         if exc.error_type in (NumberParseException.TOO_SHORT_NSN, NumberParseException.TOO_SHORT_AFTER_IDD):
-            raise InvalidPhone(f"número demasiado corto para {place}") from None
+            raise InvalidPhone("número demasiado corto") from None
         raise InvalidPhone("no parece un número de teléfono") from None
     if not phonenumbers.is_valid_number(number):
         if international:
             number_region = phonenumbers.region_code_for_country_code(number.country_code)
             place = f"el código de país +{number.country_code} ({number_region})"
+        else:
+            place = f"la región {region}"
         hint = ""
         possible = phonenumbers.is_possible_number_with_reason(number)
         if possible == ValidationResult.TOO_SHORT:
@@ -393,32 +399,41 @@ class _Columns:
 def _resolve_columns(names: list[str], phone_column: str | None, named_params: bool, source: str) -> _Columns:
     """Find the phone column among `names` and check the others can serve as template parameters."""
     noun = "Columnas del archivo" if source == "csv" else "Campos de los contactos"
-    listed = ", ".join(names)
+    # Error messages list the column names; a "name" that is really a phone number must not be echoed.
+    shown = [mask_value(n) if _looks_like_phone(n) else n for n in names]
+    listed = ", ".join(shown)
     notes: list[str] = []
 
+    def no_header_row() -> ContactsError:
+        """The error for a CSV whose first row holds a contact instead of column names."""
+        return ContactsError(
+            "La primera fila parece ser un contacto y no una fila de encabezados. Agregue al inicio una "
+            "fila con los nombres de las columnas, por ejemplo: telefono;nombre.",
+            {"first_row": shown},
+        )
+
+    header_is_data = source == "csv" and shown != names
     if phone_column is not None and phone_column.strip():
         wanted = _fold(" ".join(phone_column.split()))
         matches = [i for i, n in enumerate(names) if _fold(" ".join(n.split())) == wanted]
         if not matches:
+            if header_is_data:
+                raise no_header_row()
             raise ContactsError(
                 f"No existe la columna '{phone_column.strip()}' indicada en 'columna_telefono'. {noun}: {listed}.",
-                {"phone_column": phone_column, "columns": names},
+                {"phone_column": phone_column, "columns": shown},
             )
     else:
         ranks = [_phone_header_rank(n) for n in names]
         best = min((r for r in ranks if r is not None), default=None)
         if best is None:
-            if source == "csv" and any(_looks_like_phone(n) for n in names):
-                raise ContactsError(
-                    "La primera fila parece ser un contacto y no una fila de encabezados. Agregue al inicio una "
-                    "fila con los nombres de las columnas, por ejemplo: telefono;nombre.",
-                    {"first_row": [mask_value(n) for n in names]},
-                )
+            if header_is_data:
+                raise no_header_row()
             what = "la columna" if source == "csv" else "el campo"
             raise ContactsError(
                 f"No se encontró la columna de teléfono. {noun}: {listed}. "
                 f"Renombre {what} a 'telefono' o indíquela en el campo 'columna_telefono'.",
-                {"columns": names},
+                {"columns": shown},
             )
         matches = [i for i, r in enumerate(ranks) if r == best]
         others = [names[i] for i, r in enumerate(ranks) if r is not None and i != matches[0]]
@@ -492,38 +507,35 @@ class _RowDecider:
         self.region = region
         self.named_params = named_params
         self.first_row_of_phone: dict[str, int] = {}
+        self.last_row = 0  # lets a CSV syntax error name the row where reading stopped
 
-    def decide(self, row: int, raw: Sequence[Any] | Mapping[Any, Any]) -> Contact | RejectedRow | None:
-        """Apply every rule to one row; both entry points go through here so they behave identically."""
+    def decide(self, row: int, raw: list[str] | Mapping[Any, Any] | None) -> Contact | RejectedRow | None:
+        """Apply every rule to one row (CSV cells or a JSON object); both entry points go through here."""
+        self.last_row = row
         try:
-            if isinstance(raw, Mapping):
+            # csv.reader yields lists; testing that first keeps the ABC checks off the hot path.
+            if type(raw) is list:
+                values = self._values_from_cells(raw) if len(raw) != self.width else [c.strip() for c in raw]
+            elif isinstance(raw, Mapping):
                 values = self._values_from_mapping(raw)
-            elif isinstance(raw, Sequence) and not isinstance(raw, (str, bytes)):
-                values = self._values_from_cells(raw)
             else:
                 raise _RowProblem("el contacto no es un objeto con campos")
         except _RowProblem as problem:
             return RejectedRow(row, mask_value(problem.phone_raw), problem.reason)
-        if values is None:
+        if not any(values):
             return None
         return self._decide_values(row, values)
 
-    def _values_from_cells(self, cells: Sequence[str]) -> list[str] | None:
-        """Align CSV cells with the header; extra empty cells (Excel padding) are fine, anything else is ragged."""
-        if len(cells) != self.width:
-            if len(cells) > self.width and not any(c.strip() for c in cells[self.width:]):
-                cells = cells[: self.width]
-            elif not any(c.strip() for c in cells):
-                return None
-            else:
-                phone_raw = cells[self.phone_index] if self.phone_index < len(cells) else ""
-                raise _RowProblem(
-                    f"la fila tiene {len(cells)} celdas y el encabezado {self.width} columnas", phone_raw
-                )
-        values = [c.strip() for c in cells]
-        return values if any(values) else None
+    def _values_from_cells(self, cells: list[str]) -> list[str]:
+        """Align a short or long CSV row with the header; extra empty cells (Excel padding) are fine."""
+        if len(cells) > self.width and not any(c.strip() for c in cells[self.width:]):
+            return [c.strip() for c in cells[: self.width]]
+        if not any(c.strip() for c in cells):
+            return []
+        phone_raw = cells[self.phone_index] if self.phone_index < len(cells) else ""
+        raise _RowProblem(f"la fila tiene {len(cells)} celdas y el encabezado {self.width} columnas", phone_raw)
 
-    def _values_from_mapping(self, record: Mapping[Any, Any]) -> list[str] | None:
+    def _values_from_mapping(self, record: Mapping[Any, Any]) -> list[str]:
         """Align a JSON object's fields with the columns; missing or unknown non-empty fields reject the row."""
         by_name = {str(k).strip(): v for k, v in record.items()}
         phone_raw = by_name.get(self.phone_name, "")
@@ -533,7 +545,7 @@ class _RowDecider:
         except _RowProblem as problem:
             raise _RowProblem(problem.reason, phone_raw) from None
         if not any(values) and not unknown:
-            return None
+            return values
         missing = [name for name in self.names if name not in by_name]
         if missing:
             raise _RowProblem(f"falta el campo '{missing[0]}'", phone_raw)
@@ -542,15 +554,16 @@ class _RowDecider:
         return values
 
     def _decide_values(self, row: int, values: list[str]) -> Contact | RejectedRow:
-        """Validate the phone, the parameters and uniqueness of an aligned, trimmed row."""
-        phone_raw = values[self.phone_index]
+        """Validate the phone, the parameters and uniqueness of an aligned, trimmed row (consumes `values`)."""
+        # Popping the phone leaves the parameters in place, sparing per-row list copies.
+        phone_raw = values.pop(self.phone_index)
+        params = values
         try:
             phone = _normalize_in_region(phone_raw, self.region)
         except InvalidPhone as exc:
             return RejectedRow(row, mask_value(phone_raw), exc.reason)
-        params = values[: self.phone_index] + values[self.phone_index + 1:]
-        empty = [name for name, value in zip(self.param_names, params) if not value]
-        if empty:
+        if "" in params:
+            empty = [name for name, value in zip(self.param_names, params) if not value]
             # WhatsApp refuses a template whose text parameter is empty, so the row could never be delivered.
             quoted = ", ".join(f"'{n}'" for n in empty)
             reason = f"parámetro {quoted} vacío" if len(empty) == 1 else f"parámetros {quoted} vacíos"
@@ -733,7 +746,7 @@ def _header_names(cells: list[str]) -> list[str]:
         raise ContactsError(
             f"La columna {unnamed[0]} no tiene nombre en la fila de encabezados. Escriba un nombre o elimine "
             "la columna.",
-            {"columns": names, "unnamed_positions": unnamed},
+            {"unnamed_positions": unnamed},
         )
     return names
 
@@ -775,14 +788,7 @@ def _parse_text(
     max_contacts: int,
 ) -> ParsedContacts:
     """Parse the decoded text: header, delimiter, then every data row."""
-    position = 0
-
-    def numbered(reader: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
-        """Number records the way a spreadsheet numbers rows (a quoted multi-line cell is still one row)."""
-        nonlocal position
-        for position, cells in enumerate(reader, start=header_row + 1):
-            yield position, cells
-
+    decider: _RowDecider | None = None
     try:
         line, header_row = _read_header_line(text)
         delimiter = _detect_delimiter(line)
@@ -795,15 +801,16 @@ def _parse_text(
                 "El archivo no está en UTF-8; se leyó como Windows-1252 (Latin-1). Si ve caracteres extraños en "
                 "los nombres, guárdelo como 'CSV UTF-8'."
             )
-        if len(names) > 1:
-            notes.append(f"Separador de columnas detectado: {_DELIMITER_NAMES[delimiter]}.")
         decider = _RowDecider(columns, region, named_params)
-        return _finish(columns, decider, numbered(reader), max_contacts, encoding, delimiter, notes)
+        # Counting records, not lines, matches the spreadsheet's row numbers even with multi-line quoted cells.
+        rows = enumerate(reader, start=header_row + 1)
+        return _finish(columns, decider, rows, max_contacts, encoding, delimiter, notes)
     except csv.Error as exc:
+        row = decider.last_row + 1 if decider is not None else 1
         raise ContactsError(
-            f"El archivo no se pudo leer como CSV cerca de la fila {position + 1}: revise comillas sin cerrar o "
+            f"El archivo no se pudo leer como CSV cerca de la fila {row}: revise comillas sin cerrar o "
             "celdas demasiado largas.",
-            {"row": position + 1, "error": str(exc)},
+            {"row": row, "error": str(exc)},
         ) from None
     except OSError as exc:
         raise ContactsError("No se pudo leer el archivo. Vuelva a subirlo.", {"error": str(exc)}) from None
@@ -845,4 +852,6 @@ def parse_records(
         raise ContactsError("Hay campos repetidos en los contactos (difieren solo en espacios).", {"columns": names})
     columns = _resolve_columns(names, phone_column, named_params, "json")
     decider = _RowDecider(columns, region, named_params)
-    return _finish(columns, decider, enumerate(records, start=1), max_contacts, "json", "", [])
+    # Anything but an object (a list, a bare string) is handed over as None so it is rejected, not unpacked.
+    rows = ((i, r if isinstance(r, Mapping) else None) for i, r in enumerate(records, start=1))
+    return _finish(columns, decider, rows, max_contacts, "json", "", [])
