@@ -24,6 +24,9 @@ _visibility = {"visibility_timeout": 300}
 broker_transport_options = _visibility
 result_backend_transport_options = _visibility
 result_expires = 3600
+# Result writes (and so chord joins) ride out a short Redis restart instead of losing a chunk's outcomes.
+result_backend_always_retry = True
+result_backend_max_retries = 20
 broker_connection_retry_on_startup = True
 
 task_default_queue = "campaigns"
@@ -31,3 +34,9 @@ worker_send_task_events = True
 task_send_sent_event = True
 worker_hijack_root_logger = True
 worker_redirect_stdouts = False
+
+# The sweeper repairs what crashes leave behind (see tasks/recovery.py); run `celery -A tasks beat`.
+beat_schedule = {
+    "sweep": {"task": "campaigns.sweep", "schedule": _settings.sweep_interval_s,
+              "options": {"expires": _settings.sweep_interval_s}},
+}

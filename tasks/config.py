@@ -35,6 +35,13 @@ class Settings:
     max_messages_per_campaign: int = 100_000
     default_region: str = "VE"
     credentials_cache_s: float = 30.0
+    max_error_rate: float = 0.5
+    error_rate_window: int = 200
+    chunk_deadline_s: float = 60.0
+    sweep_interval_s: float = 10.0
+    stale_batch_s: int = 30
+    stuck_claim_s: int = 300
+    worker_heartbeat_ttl_s: int = 15
 
     @property
     def max_csv_bytes(self) -> int:
@@ -104,7 +111,27 @@ _PARSERS = {
     "max_messages_per_campaign": lambda n, v: _positive_int(n, v),
     "default_region": lambda n, v: _region(n, v),
     "credentials_cache_s": _positive_float,
+    "max_error_rate": lambda n, v: _fraction(n, v),
+    "error_rate_window": lambda n, v: _positive_int(n, v),
+    "chunk_deadline_s": _positive_float,
+    "sweep_interval_s": _positive_float,
+    "stale_batch_s": lambda n, v: _positive_int(n, v),
+    "stuck_claim_s": lambda n, v: _positive_int(n, v),
+    "worker_heartbeat_ttl_s": lambda n, v: _positive_int(n, v, minimum=3),
 }
+
+
+def _fraction(name: str, raw: str) -> float:
+    """Parse a share between 0 and 1 (a value like 30 is read as 30%)."""
+    try:
+        value = float(raw.strip().rstrip("%"))
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number; write a share such as 0.5") from None
+    if value > 1:
+        value /= 100
+    if not 0 < value <= 1:
+        raise ConfigError(f"{name}={raw!r} must be a share between 0 and 1 (1 turns the check off)")
+    return value
 
 
 def _version(name: str, raw: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from celery import chord, shared_task
 
 from tasks.celery_app import get_celery_app
+from tasks import recovery
+from tasks.heartbeat import owner_id
 from tasks.runtime import get_runtime
 
 # Producers (the web API) import this module without going through `celery -A tasks`; creating the app
@@ -15,13 +17,22 @@ get_celery_app()
 @shared_task(name="campaigns.send_chunk", acks_late=True, ignore_result=False)
 def send_chunk(campaign_id: str, batch_no: int, chunk_no: int) -> list[dict]:
     """Send one chunk of a batch; returns small per-message outcomes for the batch callback."""
-    return get_runtime().sender.send_chunk(campaign_id, batch_no, chunk_no)
+    return get_runtime().sender.send_chunk(campaign_id, batch_no, chunk_no, owner_id())
 
 
 @shared_task(name="campaigns.finish_batch", acks_late=True, ignore_result=True)
 def finish_batch(chunk_results: list[list[dict]], campaign_id: str, batch_no: int) -> None:
     """Chord callback: record a batch's results and dispatch the next batch."""
     get_runtime().pipeline.finish_batch(campaign_id, batch_no, chunk_results)
+
+
+@shared_task(name="campaigns.sweep", ignore_result=True)
+def sweep() -> dict:
+    """Periodic repair (celery beat): dead workers' claims, stale batches, campaigns nobody moves."""
+    runtime = get_runtime()
+    s = runtime.settings
+    return recovery.sweep(runtime.pipeline, heartbeat_ttl_s=s.worker_heartbeat_ttl_s, stale_batch_s=s.stale_batch_s,
+                          stuck_claim_s=s.stuck_claim_s)
 
 
 def enqueue_batch(campaign_id: str, batch_no: int, chunks: int) -> None:

@@ -50,11 +50,25 @@ class Pipeline:
     """Moves campaigns through their life; `enqueue_batch(campaign_id, batch_no, chunks)` sends one chord."""
 
     def __init__(self, store: Store, state: LiveState, enqueue_batch: Callable[[str, int, int], None],
-                 max_concurrent_batches: int):
+                 max_concurrent_batches: int, *, default_mps: int = 80, max_error_rate: float = 1.0,
+                 error_rate_window: int = 200):
         self.store = store
         self.state = state
         self.enqueue_batch = enqueue_batch
         self.max_concurrent_batches = max_concurrent_batches
+        self.default_mps = default_mps
+        self.max_error_rate = max_error_rate
+        self.error_rate_window = error_rate_window
+
+    def max_in_flight(self, buzon: str, batch_size: int) -> int:
+        """Batches to keep in flight: about two seconds of the number's rate, within MAX_CONCURRENT_BATCHES.
+
+        Claiming far more than the number can send soon would only queue those messages behind the
+        shared limiter, and a later campaign on the same number would wait behind them.
+        """
+        sender = self.store.get_sender(buzon)
+        mps = (sender.messages_per_second if sender else None) or self.default_mps
+        return max(1, min(self.max_concurrent_batches, math.ceil(mps * 2 / batch_size)))
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -73,7 +87,8 @@ class Pipeline:
         row = self.campaign(campaign_id)
         counts = self.store.campaign_counts(campaign_id)
         batches = [] if row["status"] in FINAL_STATUSES else self.store.pending_batches(campaign_id, row["batch_size"])
-        self.state.init_campaign(row, batches, counts)
+        self.state.init_campaign(row, batches, counts, self.store.failure_breakdown(campaign_id),
+                                 self.max_in_flight(row["buzon"], row["batch_size"]))
         return self.state.fields(campaign_id)
 
     # --- starting and dispatching ----------------------------------------------------------------
@@ -82,7 +97,7 @@ class Pipeline:
         """Put a stored campaign in Redis, mark it running and dispatch its first batches."""
         row = self.campaign(campaign_id)
         batches = list(range(1, batch_count(row["total"], row["batch_size"]) + 1))
-        self.state.init_campaign(row, batches)
+        self.state.init_campaign(row, batches, max_in_flight=self.max_in_flight(row["buzon"], row["batch_size"]))
         self._set_status(campaign_id, "running")
         self.dispatch(campaign_id)
 
@@ -104,28 +119,44 @@ class Pipeline:
     def finish_batch(self, campaign_id: str, batch_no: int, chunk_results: list[list[dict]]) -> dict[str, int]:
         """Record a batch's outcomes in the store and Redis, log it, then complete or dispatch more."""
         outcomes = [o for chunk in chunk_results if chunk for o in chunk]
-        status = self.state.status(campaign_id)
-        if status == "cancelled":
+        if self.state.status(campaign_id) == "cancelled":
             for outcome in outcomes:
                 if outcome["status"] == "pending":
                     outcome["status"] = "cancelled"
-        moved = self.store.record_outcomes(outcomes)
+        result = self.store.record_outcomes(outcomes)
+        moved = result["moved"]
         # Only rows this call really moved are counted, so a repeated callback adds nothing.
         counts = {k: v for k, v in moved.items() if k != "pending"}
         if moved:
             counts["retries"] = sum(o.get("retries", 0) for o in outcomes)
         self.state.add_counts(campaign_id, counts)
+        self.state.add_errors(campaign_id, result["errors"])
         handed_back = sum(1 for o in outcomes if o["status"] == "pending")
         self.state.batch_done(campaign_id, batch_no, requeue=handed_back > 0)
         fields = self.state.fields(campaign_id)
-        sent = sum(1 for o in outcomes if o["status"] == "sent")
-        failed = sum(1 for o in outcomes if o["status"] == "failed")
+        sent, failed = moved.get("sent", 0), moved.get("failed", 0)
         batches = batch_count(int(fields["total"]), int(fields["batch_size"]))
         if sent or failed:
             log.info("Batch %d/%d completado: %d/%d exitosos (%d fallidos) - campaña %s",
                      batch_no, batches, sent, sent + failed, failed, campaign_id)
+            self._check_error_rate(campaign_id, failed, sent + failed)
         self.settle(campaign_id)
         return moved
+
+    def _check_error_rate(self, campaign_id: str, failed: int, processed: int) -> None:
+        """Pause the campaign when too many of its recent sends failed (MAX_ERROR_RATE)."""
+        if self.max_error_rate >= 1:
+            return
+        failed_recent, processed_recent = self.state.error_window(campaign_id, failed, processed,
+                                                                  self.error_rate_window)
+        if processed_recent >= self.error_rate_window and failed_recent / processed_recent > self.max_error_rate:
+            reason = (f"Pausa automática: fallaron {failed_recent} de los últimos {processed_recent} envíos "
+                      f"({failed_recent / processed_recent:.0%}, máximo {self.max_error_rate:.0%}). Revise los "
+                      "errores por código antes de reanudar.")
+            try:
+                self.pause(campaign_id, reason)
+            except InvalidTransition:
+                pass
 
     def settle(self, campaign_id: str) -> str | None:
         """Complete a campaign with nothing left to send, or keep it moving; returns its status."""
@@ -138,6 +169,8 @@ class Pipeline:
                                             and self.state.in_flight(campaign_id) == 0):
             counts = self.store.campaign_counts(campaign_id)
             if counts["pending"] == 0 and counts["sending"] == 0:
+                # The store is exact; Redis may have missed increments around a crash.
+                self.state.set_counts(campaign_id, {k: counts[k] for k in ("sent", "failed", "cancelled", "unknown")})
                 self._set_status(campaign_id, "completed")
                 log.info("Campaña %s completada: %d enviados, %d fallidos", campaign_id,
                          counts["sent"], counts["failed"])
@@ -175,6 +208,9 @@ class Pipeline:
     def resume(self, campaign_id: str) -> str:
         """Continue a paused campaign where it stopped."""
         fields = self.ensure_live_state(campaign_id)
+        current = self.campaign(campaign_id)["status"]
+        if current not in ("paused", "queued"):
+            raise InvalidTransition(f"la campaña está '{current}' y no se puede reanudar")
         result = self._set_status(campaign_id, "running")
         if not result["changed"]:
             raise InvalidTransition(f"la campaña está '{result['status']}' y no se puede reanudar")
@@ -190,6 +226,25 @@ class Pipeline:
         cancelled = self.store.cancel_pending(campaign_id)
         self.state.add_counts(campaign_id, {"cancelled": cancelled})
         return cancelled
+
+    def retry(self, campaign_id: str, statuses: list[str]) -> dict[str, int]:
+        """Send again the recipients left unknown and/or failed; reopens a finished campaign."""
+        fields = self.ensure_live_state(campaign_id)
+        if fields.get("status") == "cancelled":
+            raise InvalidTransition("la campaña fue cancelada")
+        moved = self.store.requeue_recipients(campaign_id, statuses)
+        if not moved:
+            raise InvalidTransition(f"no hay mensajes en estado {' o '.join(statuses)} para reintentar")
+        self.state.add_counts(campaign_id, {status: -n for status, n in moved.items()})
+        if "failed" in moved:
+            self.state.init_errors(campaign_id, self.store.failure_breakdown(campaign_id))
+        if fields.get("status") != "running":
+            self._set_status(campaign_id, "running")
+        self.state.requeue(campaign_id, self.store.pending_batches(campaign_id, int(fields["batch_size"])))
+        self.settle(campaign_id)
+        log.info("Campaña %s: %s mensajes vuelven a la cola por pedido del operador", campaign_id,
+                 sum(moved.values()))
+        return moved
 
     def fail(self, campaign_id: str, reason: str) -> None:
         """Stop a campaign that cannot succeed (for example a template that does not exist)."""

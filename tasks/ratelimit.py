@@ -17,11 +17,26 @@ return tat - now
 """
 
 
+# Pushes the number's schedule at least ARGV[1] microseconds into the future: after WhatsApp says
+# "too fast" (130429) every worker waits, not only the one that was told.
+_PENALIZE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local target = now + tonumber(ARGV[1])
+if tat < target then
+  redis.call('SET', KEYS[1], target, 'PX', math.floor(tonumber(ARGV[1]) / 1000) + 1000)
+end
+return 0
+"""
+
+
 class SendRateLimiter:
     """Books send slots per phone_number_id so all workers together stay under the number's rate."""
 
     def __init__(self, client: redis.Redis, prefix: str = "wcq:rate:"):
         self._reserve = client.register_script(_RESERVE)
+        self._penalize = client.register_script(_PENALIZE)
         self._prefix = prefix
 
     def reserve(self, phone_number_id: str, messages_per_second: float, min_interval_ms: int = 0) -> float:
@@ -29,3 +44,7 @@ class SendRateLimiter:
         interval_us = max(1_000_000 / messages_per_second, min_interval_ms * 1000)
         wait_us = self._reserve(keys=[self._prefix + phone_number_id], args=[int(interval_us)])
         return int(wait_us) / 1_000_000
+
+    def penalize(self, phone_number_id: str, seconds: float) -> None:
+        """Hold every sender of this number for at least `seconds` (WhatsApp asked us to slow down)."""
+        self._penalize(keys=[self._prefix + phone_number_id], args=[int(seconds * 1_000_000)])

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from tasks.config import Settings, load_settings
 from tasks.pipeline import Pipeline
@@ -26,9 +28,11 @@ class Runtime:
     @cached_property
     def redis(self) -> redis.Redis:
         """A pooled Redis client with timeouts, since the gevent pool has no task time limits."""
+        # Retries ride out a Redis restart of a few seconds instead of failing every task in flight.
+        retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=12)
         return redis.Redis.from_url(self.settings.redis_url, decode_responses=True, socket_timeout=10,
-                                    socket_connect_timeout=5, health_check_interval=30,
-                                    max_connections=1000)
+                                    socket_connect_timeout=5, health_check_interval=30, max_connections=1000,
+                                    retry=retry, retry_on_error=[redis.ConnectionError, redis.TimeoutError])
 
     @cached_property
     def store(self) -> Store:
@@ -45,7 +49,9 @@ class Runtime:
         """Campaign control, sending batches as Celery chords."""
         from tasks.jobs import enqueue_batch
 
-        return Pipeline(self.store, self.state, enqueue_batch, self.settings.max_concurrent_batches)
+        s = self.settings
+        return Pipeline(self.store, self.state, enqueue_batch, s.max_concurrent_batches, default_mps=s.whatsapp_mps,
+                        max_error_rate=s.max_error_rate, error_rate_window=s.error_rate_window)
 
     @cached_property
     def sender(self) -> ChunkSender:
@@ -54,7 +60,7 @@ class Runtime:
         client = WhatsAppClient(s.api_whatsapp_url, s.whatsapp_api_version, s.http_timeout_s)
         return ChunkSender(self.pipeline, client, SendRateLimiter(self.redis), default_mps=s.whatsapp_mps,
                            interval_ms=s.intervalo_envio_ms, max_retries=s.max_retries,
-                           credentials_ttl_s=s.credentials_cache_s)
+                           credentials_ttl_s=s.credentials_cache_s, chunk_deadline_s=s.chunk_deadline_s)
 
 
 _lock = threading.Lock()

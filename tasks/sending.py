@@ -14,12 +14,17 @@ from tasks.ratelimit import SendRateLimiter
 from tasks.store.base import ClaimedMessage, Sender, StoreError
 from tasks.whatsapp import SendResult, WhatsAppClient, template_payload
 
-try:  # the workers run on gevent; plain Python (unit tests, scripts) sends one by one
+try:  # the workers run on gevent; plain Python (scripts) sends one by one
     from gevent.pool import Pool as _GreenPool
 except ImportError:  # pragma: no cover
     _GreenPool = None
 
 log = logging.getLogger("tasks.sending")
+
+# WhatsApp asking us to slow down: wait (every worker, through the shared schedule) and try again; these
+# never count against a message's retries, so a message never fails because of throughput.
+_THROTTLE_PAUSE_S = {130429: 1.0, 4: 5.0, 80007: 5.0, 131057: 30.0}
+_FAILURE_KEY = "wcq:failures:"
 
 
 @dataclass(frozen=True)
@@ -39,20 +44,23 @@ class ChunkSender:
 
     def __init__(self, pipeline: Pipeline, client: WhatsAppClient, limiter: SendRateLimiter, *,
                  default_mps: int, interval_ms: int, max_retries: int, credentials_ttl_s: float,
-                 status_ttl_s: float = 0.25, backoff_base_s: float = 0.5, backoff_cap_s: float = 8.0):
+                 chunk_deadline_s: float = 60.0, backoff_base_s: float = 0.5, backoff_cap_s: float = 8.0,
+                 outage_threshold: int = 20):
         self.pipeline = pipeline
+        self.state = pipeline.state
         self.client = client
         self.limiter = limiter
         self.default_mps = default_mps
         self.interval_ms = interval_ms
         self.max_retries = max_retries
         self.credentials_ttl_s = credentials_ttl_s
-        self.status_ttl_s = status_ttl_s
+        self.chunk_deadline_s = chunk_deadline_s
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
+        self.outage_threshold = outage_threshold
         self._specs: dict[str, CampaignSpec] = {}
         self._senders: dict[str, tuple[float, Sender]] = {}
-        self._status: dict[str, tuple[float, str | None]] = {}
+        self._failing: set[str] = set()
 
     # --- cached reads ----------------------------------------------------------------------------
 
@@ -77,77 +85,124 @@ class ChunkSender:
         self._senders[buzon] = (time.monotonic() + self.credentials_ttl_s, sender)
         return sender
 
-    def status(self, campaign_id: str) -> str | None:
-        """The campaign's status, read from Redis at most every few hundred milliseconds."""
-        cached = self._status.get(campaign_id)
-        now = time.monotonic()
-        if cached and cached[0] > now:
-            return cached[1]
-        status = self.pipeline.state.status(campaign_id)
-        self._status[campaign_id] = (now + self.status_ttl_s, status)
-        return status
-
-    def _forget_status(self, campaign_id: str) -> None:
-        """Drop the cached status after this process changed it."""
-        self._status.pop(campaign_id, None)
+    def forget_sender(self, buzon: str) -> None:
+        """Re-read the buzón's credentials next time (after a token error, someone may have fixed them)."""
+        self._senders.pop(buzon, None)
 
     # --- sending ---------------------------------------------------------------------------------
 
-    def send_chunk(self, campaign_id: str, batch_no: int, chunk_no: int) -> list[dict]:
-        """Claim and send one chunk; returns one outcome per claimed recipient."""
-        if self.status(campaign_id) != "running":
+    def send_chunk(self, campaign_id: str, batch_no: int, chunk_no: int, owner: str) -> list[dict]:
+        """Claim and send one chunk for worker `owner`; returns one outcome per claimed recipient."""
+        deadline = time.monotonic() + self.chunk_deadline_s
+        if self.state.status(campaign_id) != "running":
             return []
         spec = self.spec(campaign_id)
         first, last = chunk_range(spec.total, spec.batch_size, spec.chunk_size, batch_no, chunk_no)
-        claimed = self.pipeline.store.claim_messages(campaign_id, first, last)
+        claimed = self.pipeline.store.claim_messages(campaign_id, first, last, owner)
         if not claimed:
             return []
         try:
             sender = self.sender(spec.buzon)
         except StoreError as exc:
             self._stop(campaign_id, "paused", f"No hay credenciales para el buzón: {exc}")
-            return [self._handed_back(m) for m in claimed]
+            return [_outcome(m, "pending") for m in claimed]
+
+        def send(message: ClaimedMessage) -> dict:
+            return self._send_guarded(campaign_id, spec, sender, message, deadline)
+
         if _GreenPool is not None and len(claimed) > 1:
-            outcomes = _GreenPool(len(claimed)).map(lambda m: self._send_one(campaign_id, spec, sender, m), claimed)
+            outcomes = _GreenPool(len(claimed)).map(send, claimed)
         else:
-            outcomes = [self._send_one(campaign_id, spec, sender, m) for m in claimed]
-        answered = sum(1 for o in outcomes if o["status"] != "pending")
-        if answered:
-            self.pipeline.state.record_activity(campaign_id, answered)
+            outcomes = [send(m) for m in claimed]
+        try:
+            self.state.end_sends(campaign_id, [m.id for m in claimed])
+            answered = sum(1 for o in outcomes if o["status"] in ("sent", "failed"))
+            if answered:
+                self.state.record_activity(campaign_id, answered)
+        except Exception:  # Redis away: the marks only make crash recovery more careful
+            log.warning("could not clear send marks of campaign %s", campaign_id)
         return outcomes
 
-    def _send_one(self, campaign_id: str, spec: CampaignSpec, sender: Sender, message: ClaimedMessage) -> dict:
+    def _send_guarded(self, campaign_id: str, spec: CampaignSpec, sender: Sender, message: ClaimedMessage,
+                      deadline: float) -> dict:
+        """Send one message; an unexpected error hands it back (or marks it unknown if it may have gone out)."""
+        progress = {"requested": False, "retries": 0}
+        try:
+            return self._send_one(campaign_id, spec, sender, message, deadline, progress)
+        except Exception as exc:
+            log.warning("message %s of campaign %s interrupted by %s", message.id, campaign_id, type(exc).__name__)
+            if progress["requested"]:
+                return _outcome(message, "unknown", progress["retries"],
+                                detail=f"error interno durante el envío ({type(exc).__name__})")
+            return _outcome(message, "pending", progress["retries"])
+
+    def _send_one(self, campaign_id: str, spec: CampaignSpec, sender: Sender, message: ClaimedMessage,
+                  deadline: float, progress: dict) -> dict:
         """Send one message with pacing and retries, and say what became of it."""
         mps = sender.messages_per_second or self.default_mps
+        pnid = sender.phone_number_id
         payload = template_payload(message.phone, spec.template, spec.language, message.parameters,
                                    callback_data=f"{campaign_id}/{message.id}")
-        retries = 0
         while True:
-            wait = self.limiter.reserve(sender.phone_number_id, mps, self.interval_ms)
+            wait = self.limiter.reserve(pnid, mps, self.interval_ms)
+            if time.monotonic() + wait > deadline:
+                # Too late for this task: the batch goes back to the queue and a later task sends it.
+                return _outcome(message, "pending", progress["retries"])
             if wait > 0:
                 time.sleep(wait)
-            # Checked after the wait, right before the request, so a pause takes effect at once.
-            if self.status(campaign_id) != "running":
-                return self._handed_back(message, retries)
+            # Checked right before the request, so a pause or cancel takes effect at once.
+            if not self.state.begin_send(campaign_id, message.id):
+                return _outcome(message, "pending", progress["retries"])
+            progress["requested"] = True
             result = self.client.send(sender, payload)
             if result.ok:
-                return {"id": message.id, "status": "sent", "wamid": result.wamid, "retries": retries}
+                self._note_success(pnid)
+                return {"id": message.id, "status": "sent", "wamid": result.wamid, "retries": progress["retries"]}
+            progress["requested"] = False
+            if result.ambiguous:
+                # Resending could deliver twice; the status webhook or an operator's retry settles it.
+                return _outcome(message, "unknown", progress["retries"], result)
             kind = result.kind
-            if kind is ErrorKind.TRANSIENT and retries < self.max_retries:
-                retries += 1
-                time.sleep(self._backoff(retries))
-                continue
+            if kind is ErrorKind.TRANSIENT:
+                progress["retries"] += 1
+                if result.error_code in _THROTTLE_PAUSE_S:
+                    self.limiter.penalize(pnid, _THROTTLE_PAUSE_S[result.error_code])
+                    continue
+                if self._note_failure(pnid) >= self.outage_threshold:
+                    # Everything to this number fails: WhatsApp (or the network) is down. Wait it out
+                    # without spending the message's retries; the deadline hands it back if it lasts.
+                    time.sleep(self._backoff(6))
+                    continue
+                if progress["retries"] <= self.max_retries:
+                    time.sleep(self._backoff(progress["retries"]))
+                    continue
+                return _outcome(message, "failed", progress["retries"] - 1, result)
             if kind is ErrorKind.CAMPAIGN:
                 self._stop(campaign_id, "failed", describe(result.error_code, result.error_detail))
-                return self._failed(message, result, retries)
+                return _outcome(message, "failed", progress["retries"], result)
             if kind is ErrorKind.ACCOUNT:
+                self.forget_sender(spec.buzon)
                 self._stop(campaign_id, "paused", describe(result.error_code, result.error_detail))
-                return self._handed_back(message, retries, result)
-            return self._failed(message, result, retries)
+                return _outcome(message, "pending", progress["retries"], result)
+            return _outcome(message, "failed", progress["retries"], result)
+
+    def _note_failure(self, pnid: str) -> int:
+        """Count a transient failure of this number across all workers; returns the current run of failures."""
+        self._failing.add(pnid)
+        pipe = self.state.redis.pipeline()
+        pipe.incr(_FAILURE_KEY + pnid)
+        pipe.expire(_FAILURE_KEY + pnid, 120)
+        return int(pipe.execute()[0])
+
+    def _note_success(self, pnid: str) -> None:
+        """End the run of failures once a send works again (only a worker that saw failures pays for it)."""
+        if pnid in self._failing:
+            self._failing.discard(pnid)
+            self.state.redis.delete(_FAILURE_KEY + pnid)
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter, capped well under the broker's visibility timeout."""
-        return random.uniform(0, min(self.backoff_cap_s, self.backoff_base_s * 2 ** attempt))
+        return random.uniform(self.backoff_base_s, min(self.backoff_cap_s, self.backoff_base_s * 2 ** attempt))
 
     def _stop(self, campaign_id: str, status: str, reason: str) -> None:
         """Pause or fail the campaign once, whichever message noticed first."""
@@ -158,18 +213,14 @@ class ChunkSender:
                 self.pipeline.pause(campaign_id, reason)
         except Exception:  # another message already moved it; that is fine
             pass
-        self._forget_status(campaign_id)
 
-    @staticmethod
-    def _failed(message: ClaimedMessage, result: SendResult, retries: int) -> dict:
-        """The outcome of a message that will not be delivered."""
-        return {"id": message.id, "status": "failed", "error_code": result.error_code,
-                "error_detail": mask(result.error_detail or "")[:500], "retries": retries}
 
-    @staticmethod
-    def _handed_back(message: ClaimedMessage, retries: int = 0, result: SendResult | None = None) -> dict:
-        """The outcome of a message returned unsent to the campaign (paused, cancelled, account trouble)."""
-        outcome = {"id": message.id, "status": "pending", "retries": retries}
-        if result is not None:
-            outcome.update(error_code=result.error_code, error_detail=mask(result.error_detail or "")[:500])
-        return outcome
+def _outcome(message: ClaimedMessage, status: str, retries: int = 0, result: SendResult | None = None,
+             detail: str | None = None) -> dict:
+    """A message's outcome: failed (will not be delivered), pending (handed back unsent) or unknown."""
+    outcome = {"id": message.id, "status": status, "retries": retries}
+    if result is not None:
+        outcome.update(error_code=result.error_code, error_detail=mask(result.error_detail or "")[:500])
+    elif detail:
+        outcome["error_detail"] = detail
+    return outcome

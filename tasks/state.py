@@ -14,10 +14,12 @@ COUNTERS = ("sent", "failed", "cancelled", "unknown", "retries")
 # so that the decision and the bookkeeping happen in one atomic step.
 _NEXT_BATCH = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return -1 end
-if redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[1]) then return -2 end
+local limit = tonumber(redis.call('HGET', KEYS[1], 'max_in_flight') or ARGV[1])
+if redis.call('SCARD', KEYS[3]) >= limit then return -2 end
 local batch = redis.call('LPOP', KEYS[2])
 if not batch then return 0 end
 redis.call('SADD', KEYS[3], batch)
+redis.call('HSET', KEYS[4], batch, redis.call('TIME')[1])
 return tonumber(batch)
 """
 
@@ -25,10 +27,34 @@ return tonumber(batch)
 # campaign still runs, it goes back to the end of the queue.
 _BATCH_DONE = """
 redis.call('SREM', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
 if ARGV[2] == '1' and redis.call('HGET', KEYS[1], 'status') == 'running' then
   redis.call('RPUSH', KEYS[2], ARGV[1])
 end
 return redis.call('SCARD', KEYS[3])
+"""
+
+# Marks a message as about to be requested, but only while the campaign runs: one round trip that both
+# makes pause and cancel exact and tells crash recovery which claimed messages may have reached WhatsApp.
+_BEGIN_SEND = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+redis.call('SADD', KEYS[2], ARGV[1])
+return 1
+"""
+
+# Adds a batch's figures to the recent-sends window and returns the failures and sends of the newest
+# entries that cover at least ARGV[3] sends.
+_ERROR_WINDOW = """
+redis.call('LPUSH', KEYS[1], ARGV[1] .. ':' .. ARGV[2])
+redis.call('LTRIM', KEYS[1], 0, 199)
+redis.call('EXPIRE', KEYS[1], 86400)
+local failed, processed = 0, 0
+for _, entry in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local f, p = string.match(entry, '(%d+):(%d+)')
+  failed = failed + tonumber(f); processed = processed + tonumber(p)
+  if processed >= tonumber(ARGV[3]) then break end
+end
+return {failed, processed}
 """
 
 # Replaces the queue with the batches that still hold pending messages and are not in flight.
@@ -52,34 +78,42 @@ class LiveState:
         self._next_batch = client.register_script(_NEXT_BATCH)
         self._batch_done = client.register_script(_BATCH_DONE)
         self._requeue = client.register_script(_REQUEUE)
+        self._begin_send = client.register_script(_BEGIN_SEND)
+        self._error_window = client.register_script(_ERROR_WINDOW)
 
     @staticmethod
     def _keys(campaign_id: str) -> list[str]:
-        """The hash, queue and in-flight keys of one campaign."""
+        """The hash, queue, in-flight set and in-flight dispatch times of one campaign."""
         base = _PREFIX + campaign_id
-        return [base, base + ":queue", base + ":inflight"]
+        return [base, base + ":queue", base + ":inflight", base + ":inflight_at"]
 
     def exists(self, campaign_id: str) -> bool:
         """Tell whether Redis knows this campaign (it may have been flushed)."""
         return bool(self.redis.exists(_PREFIX + campaign_id))
 
-    def init_campaign(self, campaign: dict, batches: list[int], counts: dict[str, int] | None = None) -> None:
-        """Write a campaign's fixed fields, its counters and its queue of batches."""
-        key, queue, inflight = self._keys(campaign["id"])
+    def init_campaign(self, campaign: dict, batches: list[int], counts: dict[str, int] | None = None,
+                      errors: dict[str, dict] | None = None, max_in_flight: int = 5) -> None:
+        """Write a campaign's fixed fields, counters, failures by code and its queue of batches."""
+        key, queue, inflight, inflight_at = self._keys(campaign["id"])
         counts = counts or {}
         fields = {
             "total": campaign["total"], "buzon": campaign["buzon"], "template": campaign["template"],
             "language": campaign["language"], "batch_size": campaign["batch_size"],
             "chunk_size": campaign["chunk_size"], "status": campaign["status"],
             "reason": campaign.get("status_reason") or "", "created_at": campaign.get("created_at") or "",
+            "started_at": campaign.get("started_at") or "", "finished_at": campaign.get("finished_at") or "",
+            "max_in_flight": max_in_flight, "title": campaign.get("title") or "",
         }
         for name in COUNTERS:
             fields[name] = counts.get(name, 0)
         pipe = self.redis.pipeline()
-        pipe.delete(key, queue, inflight)
+        pipe.delete(key, queue, inflight, inflight_at, key + ":errors", key + ":error_detail")
         pipe.hset(key, mapping=fields)
         if batches:
             pipe.rpush(queue, *batches)
+        for code, entry in (errors or {}).items():
+            pipe.hset(key + ":errors", code, entry["count"])
+            pipe.hset(key + ":error_detail", code, entry.get("detail") or "")
         pipe.sadd(ACTIVE_SET, campaign["id"])
         pipe.execute()
 
@@ -114,6 +148,70 @@ class LiveState:
     def requeue(self, campaign_id: str, batches: list[int]) -> int:
         """Rebuild the queue from the batches that still hold pending messages."""
         return int(self._requeue(keys=self._keys(campaign_id), args=batches))
+
+    def in_flight_since(self, campaign_id: str) -> dict[int, int]:
+        """Batches in flight and the Unix second each was dispatched."""
+        key, _, inflight, inflight_at = self._keys(campaign_id)
+        pipe = self.redis.pipeline()
+        pipe.smembers(inflight)
+        pipe.hgetall(inflight_at)
+        members, stamps = pipe.execute()
+        return {int(b): int(stamps.get(b, 0)) for b in members}
+
+    def begin_send(self, campaign_id: str, message_id: int) -> bool:
+        """Mark a message as being requested; False (and no mark) when the campaign no longer runs."""
+        keys = [_PREFIX + campaign_id, _PREFIX + campaign_id + ":attempting"]
+        return bool(self._begin_send(keys=keys, args=[message_id]))
+
+    def end_sends(self, campaign_id: str, message_ids: list[int]) -> None:
+        """Clear the marks of messages whose outcome is now known."""
+        if message_ids:
+            self.redis.srem(_PREFIX + campaign_id + ":attempting", *message_ids)
+
+    def attempted(self, campaign_id: str) -> set[int]:
+        """Messages marked as being requested (a dead worker's marks stay here)."""
+        return {int(m) for m in self.redis.smembers(_PREFIX + campaign_id + ":attempting")}
+
+    def add_errors(self, campaign_id: str, errors: dict[str, dict]) -> None:
+        """Count failures by error code, keeping the first detail seen for each code."""
+        if not errors:
+            return
+        key = _PREFIX + campaign_id
+        pipe = self.redis.pipeline()
+        for code, entry in errors.items():
+            pipe.hincrby(key + ":errors", code, entry["count"])
+            pipe.hsetnx(key + ":error_detail", code, entry.get("detail") or "")
+        pipe.execute()
+
+    def init_errors(self, campaign_id: str, errors: dict[str, dict]) -> None:
+        """Replace the failures by code with the store's figures."""
+        key = _PREFIX + campaign_id
+        pipe = self.redis.pipeline()
+        pipe.delete(key + ":errors", key + ":error_detail")
+        for code, entry in errors.items():
+            pipe.hset(key + ":errors", code, entry["count"])
+            pipe.hset(key + ":error_detail", code, entry.get("detail") or "")
+        pipe.execute()
+
+    def errors(self, campaign_id: str) -> list[dict]:
+        """Failures by error code, most frequent first."""
+        key = _PREFIX + campaign_id
+        pipe = self.redis.pipeline()
+        pipe.hgetall(key + ":errors")
+        pipe.hgetall(key + ":error_detail")
+        counts, details = pipe.execute()
+        rows = [{"code": code, "count": int(n), "detail": details.get(code) or None}
+                for code, n in counts.items() if int(n) > 0]
+        return sorted(rows, key=lambda r: -r["count"])
+
+    def error_window(self, campaign_id: str, failed: int, processed: int, window: int) -> tuple[int, int]:
+        """Add a batch to the recent-sends window; returns (failed, processed) over about `window` sends."""
+        result = self._error_window(keys=[_PREFIX + campaign_id + ":window"], args=[failed, processed, window])
+        return int(result[0]), int(result[1])
+
+    def set_counts(self, campaign_id: str, counts: dict[str, int]) -> None:
+        """Overwrite counters with the store's exact figures (after a crash or a lost Redis)."""
+        self.redis.hset(_PREFIX + campaign_id, mapping=counts)
 
     def in_flight(self, campaign_id: str) -> int:
         """How many batches of the campaign are in flight."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
 from tasks.errors import ErrorKind, classify
 from tasks.store.base import Sender
@@ -19,6 +20,8 @@ class SendResult:
     error_code: int | None = None
     error_detail: str | None = None
     http_status: int | None = None
+    # True when the request may have reached WhatsApp but no answer came back: resending could deliver twice.
+    ambiguous: bool = False
 
     @property
     def ok(self) -> bool:
@@ -48,6 +51,19 @@ def template_payload(to: str, template: str, language: str, parameters: list | d
     return payload
 
 
+def _never_sent(exc: BaseException) -> bool:
+    """True when a connection error happened before the request left (refused, unreachable, DNS)."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, (NewConnectionError, ConnectTimeoutError)):
+            return True
+        if isinstance(seen, MaxRetryError) and isinstance(seen.reason, (NewConnectionError, ConnectTimeoutError)):
+            return True
+        seen = seen.__cause__ or seen.__context__ or (seen.args[0] if seen.args and
+                                                      isinstance(seen.args[0], BaseException) else None)
+    return False
+
+
 class WhatsAppClient:
     """Sends messages to `{base_url}/{version}/{phone_number_id}/messages` with keep-alive connections."""
 
@@ -65,8 +81,16 @@ class WhatsAppClient:
         headers = {"Authorization": f"Bearer {sender.access_token}"}
         try:
             response = self._session.post(url, json=payload, headers=headers, timeout=self._timeout)
-        except requests.Timeout:
-            return SendResult(error_detail="sin respuesta de WhatsApp (timeout)")
+        except requests.ConnectTimeout:
+            return SendResult(error_detail="no se pudo conectar con WhatsApp (timeout de conexión)")
+        except requests.ReadTimeout:
+            return SendResult(error_detail="WhatsApp no respondió a tiempo; el mensaje puede haberse entregado",
+                              ambiguous=True)
+        except requests.ConnectionError as exc:
+            if _never_sent(exc):
+                return SendResult(error_detail="no se pudo conectar con WhatsApp")
+            return SendResult(error_detail="la conexión se cortó antes de la respuesta; el mensaje puede "
+                                           "haberse entregado", ambiguous=True)
         except requests.RequestException as exc:
             return SendResult(error_detail=f"error de conexión: {type(exc).__name__}")
         try:

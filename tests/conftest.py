@@ -100,22 +100,26 @@ def store(service_env):
 
 
 class Worker:
-    """A real `celery -A tasks worker -P gevent` process."""
+    """A real `celery -A tasks worker -P gevent` process (or `celery -A tasks beat` with beat=True)."""
 
-    def __init__(self, env: dict[str, str], name: str, concurrency: int = 200, log_dir: Path | None = None):
+    def __init__(self, env: dict[str, str], name: str, concurrency: int = 200, log_dir: Path | None = None,
+                 beat: bool = False):
         self.name = f"{name}@{socket.gethostname()}"
-        self.log_path = (log_dir or Path("/tmp")) / f"worker-{name}.log"
+        self.log_path = (log_dir or Path("/tmp")) / f"{'beat' if beat else 'worker'}-{name}.log"
         self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-P", "gevent", "-c", str(concurrency),
-             "-E", "-n", self.name, "--loglevel=INFO", "--without-mingle", "--without-gossip"],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        if beat:
+            command = ["beat", "--loglevel=INFO", "-s", str(self.log_path.with_suffix(".schedule"))]
+        else:
+            command = ["worker", "-P", "gevent", "-c", str(concurrency), "-E", "-n", self.name, "--loglevel=INFO",
+                       "--without-mingle", "--without-gossip"]
+        self.process = subprocess.Popen([sys.executable, "-m", "celery", "-A", "tasks", *command],
+                                        cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, client: redis.Redis, timeout: float = 30) -> None:
-        """Wait until the worker's heartbeat shows up in Redis."""
+        """Wait until the worker's heartbeat (its owner id holds its pid) shows up in Redis."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if client.exists(f"wcq:worker:{self.name}"):
+            if any(f":{self.process.pid}:" in key for key in client.scan_iter(match="wcq:worker:*")):
                 return
             if self.process.poll() is not None:
                 break
@@ -123,7 +127,7 @@ class Worker:
         raise RuntimeError(f"worker {self.name} did not start:\n{self.log_path.read_text()[-3000:]}")
 
     def log(self) -> str:
-        """What the worker has logged so far."""
+        """What the process has logged so far."""
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:

@@ -79,14 +79,15 @@ def test_campaign_ids_are_unique_and_idempotency_keys_return_the_first(store):
 
 def test_claims_are_exclusive_and_outcomes_apply_once(store):
     store.create_campaign(_campaign(), LEADS)
-    claimed = store.claim_messages("promo", 1, 3)
+    claimed = store.claim_messages("promo", 1, 3, "worker-a")
     assert [m.seq for m in claimed] == [1, 2, 3] and claimed[0].parameters == ["Cliente 0"]
-    assert store.claim_messages("promo", 1, 3) == []
+    assert store.claim_messages("promo", 1, 3, "worker-b") == []
     outcomes = [{"id": claimed[0].id, "status": "sent", "wamid": "wamid.A"},
                 {"id": claimed[1].id, "status": "failed", "error_code": 131026, "error_detail": "x"},
                 {"id": claimed[2].id, "status": "pending"}]
-    assert store.record_outcomes(outcomes) == {"sent": 1, "failed": 1, "pending": 1}
-    assert store.record_outcomes(outcomes) == {}
+    assert store.record_outcomes(outcomes) == {"moved": {"sent": 1, "failed": 1, "pending": 1},
+                                               "errors": {"131026": {"count": 1, "detail": "x"}}}
+    assert store.record_outcomes(outcomes) == {"moved": {}, "errors": {}}
     assert store.campaign_counts("promo") == {"pending": 3, "sending": 0, "sent": 1, "failed": 1,
                                               "cancelled": 0, "unknown": 0}
     assert store.pending_batches("promo", 2) == [2, 3]
@@ -98,7 +99,7 @@ def test_status_transitions_and_cancel(store):
     assert store.set_campaign_status("promo", "running") == {"changed": False, "status": "running"}
     assert store.set_campaign_status("promo", "paused", "motivo")["changed"] is True
     assert store.get_campaign("promo")["status_reason"] == "motivo"
-    store.claim_messages("promo", 1, 1)
+    store.claim_messages("promo", 1, 1, "worker-a")
     assert store.set_campaign_status("promo", "cancelled")["changed"] is True
     assert store.cancel_pending("promo") == 4
     assert store.set_campaign_status("promo", "running") == {"changed": False, "status": "cancelled"}
@@ -120,3 +121,31 @@ def test_a_campaign_for_an_unknown_buzon_is_refused(store):
 
 def test_ping(store):
     assert store.ping() is True
+
+
+def test_a_dead_workers_claims_become_unknown_or_pending(store):
+    store.create_campaign(_campaign(), LEADS)
+    mine = store.claim_messages("promo", 1, 3, "dead-worker")
+    store.claim_messages("promo", 4, 4, "live-worker")
+    assert set(store.claim_owners("promo")) == {"dead-worker", "live-worker"}
+    assert store.sending_batches("promo", 2) == [1, 2]
+    moved = store.recover_claims("promo", "dead-worker", [mine[0].id])
+    assert moved == {"unknown": 1, "pending": 2}
+    assert store.campaign_counts("promo") == {"pending": 3, "sending": 1, "sent": 0, "failed": 0,
+                                              "cancelled": 0, "unknown": 1}
+    assert store.recover_claims("promo", "dead-worker", [mine[0].id]) == {"unknown": 0, "pending": 0}
+    unknown = store.list_recipients("promo", "unknown", 10, 0)
+    assert unknown["total"] == 1 and unknown["recipients"][0]["phone"] == LEADS[0]["phone"]
+
+
+def test_unknown_and_failed_recipients_can_be_requeued(store):
+    store.create_campaign(_campaign(), LEADS)
+    claimed = store.claim_messages("promo", 1, 3, "w")
+    store.record_outcomes([{"id": claimed[0].id, "status": "failed", "error_code": 131026},
+                           {"id": claimed[1].id, "status": "unknown"},
+                           {"id": claimed[2].id, "status": "sent", "wamid": "w"}])
+    assert store.failure_breakdown("promo") == {"131026": {"count": 1, "detail": None}}
+    assert store.requeue_recipients("promo", ["unknown"]) == {"unknown": 1}
+    assert store.requeue_recipients("promo", ["unknown", "failed"]) == {"failed": 1}
+    assert store.campaign_counts("promo")["pending"] == 4
+    assert store.open_campaigns() == ["promo"]

@@ -6,6 +6,7 @@ import logging
 import re
 import unicodedata
 
+from tasks.errors import describe
 from tasks.pipeline import CampaignNotFound, InvalidTransition, Pipeline
 from tasks.runtime import Runtime
 from webapi.contacts import ContactsError, ParsedContacts, parse_csv, parse_records
@@ -104,9 +105,16 @@ def summarize(pipeline: Pipeline, campaign_id: str, fields: dict[str, str]) -> d
     counts = {k: int(fields.get(k) or 0) for k in ("total", "sent", "failed", "cancelled", "unknown", "retries")}
     pending = max(0, counts["total"] - counts["sent"] - counts["failed"] - counts["cancelled"] - counts["unknown"])
     progress = 100.0 if pending == 0 else round((counts["total"] - pending) * 100 / counts["total"], 1)
-    return {"success": True, "campaign_id": campaign_id, "status": fields.get("status"),
-            "motivo": fields.get("reason") or None, "pending": pending, "progress": progress, **counts,
-            "messages_per_second": round(pipeline.state.rate(campaign_id), 1),
+    rate = pipeline.state.rate(campaign_id)
+    running = fields.get("status") == "running"
+    eta = round(pending / rate) if running and rate > 0 else (0 if pending == 0 else None)
+    errors = [{"codigo": e["code"], "cantidad": e["count"], "detalle": e["detail"],
+               "descripcion": describe(int(e["code"]) if e["code"].isdigit() else None, e["detail"])}
+              for e in pipeline.state.errors(campaign_id)]
+    return {"success": True, "campaign_id": campaign_id, "titulo": fields.get("title") or None,
+            "status": fields.get("status"), "motivo": fields.get("reason") or None, "pending": pending,
+            "progress": progress, **counts, "errores": errors, "eta_seconds": eta,
+            "messages_per_second": round(rate, 1),
             "batches_in_flight": pipeline.state.in_flight(campaign_id),
             "created_at": fields.get("created_at") or None, "started_at": fields.get("started_at") or None,
             "finished_at": fields.get("finished_at") or None}
@@ -143,3 +151,29 @@ def act_on_campaign(pipeline: Pipeline, campaign_id: str, action: str) -> dict:
         message += f": {result} mensajes sin enviar quedaron cancelados"
     return {"success": True, "message": message + ".", "campaign_id": campaign_id,
             "status": pipeline.state.status(campaign_id)}
+
+
+def retry_campaign(pipeline: Pipeline, campaign_id: str, statuses: list[str]) -> dict:
+    """Send again the recipients left unknown and/or failed."""
+    try:
+        moved = pipeline.retry(campaign_id, statuses)
+    except CampaignNotFound:
+        raise ApiError(404, f"No existe la campaña '{campaign_id}'.", {"campaign_id": campaign_id}) from None
+    except InvalidTransition as exc:
+        raise ApiError(409, f"No se puede reintentar: {exc}.", {"campaign_id": campaign_id}) from None
+    total = sum(moved.values())
+    detail = ", ".join(f"{n} {_STATUS_ES[s]}" for s, n in moved.items())
+    return {"success": True, "message": f"{total} mensajes vuelven a la cola ({detail}).", "campaign_id": campaign_id,
+            "status": pipeline.state.status(campaign_id), "reencolados": total}
+
+
+_STATUS_ES = {"unknown": "desconocidos", "failed": "fallidos"}
+
+
+def list_recipients(pipeline: Pipeline, campaign_id: str, status: str | None, page: int, per_page: int) -> dict:
+    """A page of a campaign's recipients, for example the unknown ones an operator must decide about."""
+    if pipeline.store.get_campaign(campaign_id) is None:
+        raise ApiError(404, f"No existe la campaña '{campaign_id}'.", {"campaign_id": campaign_id})
+    result = pipeline.store.list_recipients(campaign_id, status, per_page, (page - 1) * per_page)
+    return {"success": True, "campaign_id": campaign_id, "estado": status, "pagina": page, "por_pagina": per_page,
+            "total": result["total"], "destinatarios": result["recipients"]}

@@ -31,7 +31,7 @@ def build_spec() -> dict:
     spec = APISpec(title="whatsapp-campaign-queue", version="1.0.0", openapi_version="3.0.3",
                    plugins=[MarshmallowPlugin()])
     for name in ("CampaignRequest", "CampaignCreated", "QueueStatus", "CampaignList", "SystemStatus",
-                 "CampaignAction", "Error"):
+                 "CampaignAction", "RetryRequest", "RetryResult", "RecipientList", "Error"):
         spec.components.schema(name, schema=getattr(schemas, f"{name}Schema"))
     campaign_id = {"name": "campaign_id", "in": "path", "required": True, "schema": {"type": "string"}}
     multipart = {"type": "object", "required": ["archivo_csv", "titulo_campana", "plantilla", "buzon"],
@@ -64,6 +64,17 @@ def build_spec() -> dict:
         spec.path(path=f"/api/{action}-campana/{{campaign_id}}", operations={"post": {
             "summary": f"{summary} una campaña", "parameters": [campaign_id],
             "responses": {"200": _json("CampaignAction", "Hecho"), **_errors(404, 409)}}})
+    spec.path(path="/api/reintentar-campana/{campaign_id}", operations={"post": {
+        "summary": "Reintentar los mensajes desconocidos y/o fallidos de una campaña", "parameters": [campaign_id],
+        "requestBody": {"required": False, "content": {"application/json": {"schema": "RetryRequest"}}},
+        "responses": {"200": _json("RetryResult", "Reencolados"), **_errors(404, 409, 422)}}})
+    spec.path(path="/api/destinatarios/{campaign_id}", operations={"get": {
+        "summary": "Destinatarios de una campaña (por ejemplo los desconocidos)",
+        "parameters": [campaign_id,
+                       {"name": "estado", "in": "query", "schema": {"type": "string"}},
+                       {"name": "pagina", "in": "query", "schema": {"type": "integer", "default": 1}},
+                       {"name": "por_pagina", "in": "query", "schema": {"type": "integer", "default": 100}}],
+        "responses": {"200": _json("RecipientList", "Destinatarios"), **_errors(404, 422)}}})
     return spec.to_dict()
 
 

@@ -55,6 +55,15 @@ class CampaignCreatedSchema(Schema):
     notas = fields.List(fields.String())
 
 
+class ErrorGroupSchema(Schema):
+    """Failed messages that share one WhatsApp error code."""
+
+    codigo = fields.String(metadata={"description": "Código de error de WhatsApp ('network' si no hubo código)."})
+    cantidad = fields.Integer()
+    detalle = fields.String(allow_none=True, metadata={"description": "Detalle de Meta del primer caso."})
+    descripcion = fields.String(metadata={"description": "Qué significa y qué hacer."})
+
+
 class QueueStatusSchema(Schema):
     """Live state of one campaign."""
 
@@ -70,6 +79,8 @@ class QueueStatusSchema(Schema):
     cancelled = fields.Integer()
     unknown = fields.Integer()
     retries = fields.Integer()
+    errores = fields.List(fields.Nested(ErrorGroupSchema), metadata={"description": "Fallos por código de error."})
+    eta_seconds = fields.Integer(allow_none=True, metadata={"description": "Segundos estimados para terminar."})
     progress = fields.Float(metadata={"description": "Porcentaje procesado; 100.0 cuando no queda nada pendiente."})
     messages_per_second = fields.Float()
     batches_in_flight = fields.Integer()
@@ -133,6 +144,57 @@ class CampaignActionSchema(Schema):
     message = fields.String()
     campaign_id = fields.String()
     status = fields.String()
+
+
+class RetryRequestSchema(Schema):
+    """Body of POST /api/reintentar-campana/<id>."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    estados = fields.List(fields.String(validate=validate.OneOf(["unknown", "failed"])),
+                          load_default=lambda: ["unknown"], validate=validate.Length(min=1), metadata={
+                              "description": "Qué reintentar: 'unknown' (sin confirmación; podrían llegar dos "
+                                             "veces) y/o 'failed'."})
+
+
+class RetryResultSchema(CampaignActionSchema):
+    """Answer of POST /api/reintentar-campana/<id>."""
+
+    reencolados = fields.Integer()
+
+
+class RecipientQuerySchema(CampaignListQuerySchema):
+    """Filter and paging of GET /api/destinatarios/<id>."""
+
+    estado = fields.String(load_default=None, validate=validate.OneOf(
+        ["pending", "sending", "sent", "failed", "cancelled", "unknown"]))
+    por_pagina = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+class RecipientSchema(Schema):
+    """One recipient of a campaign."""
+
+    seq = fields.Integer()
+    phone = fields.String()
+    status = fields.String()
+    wamid = fields.String(allow_none=True)
+    error_code = fields.Integer(allow_none=True)
+    error_detail = fields.String(allow_none=True)
+    attempts = fields.Integer()
+    sent_at = fields.String(allow_none=True)
+
+
+class RecipientListSchema(Schema):
+    """Answer of GET /api/destinatarios/<id>."""
+
+    success = fields.Boolean()
+    campaign_id = fields.String()
+    estado = fields.String(allow_none=True)
+    pagina = fields.Integer()
+    por_pagina = fields.Integer()
+    total = fields.Integer()
+    destinatarios = fields.List(fields.Nested(RecipientSchema))
 
 
 class ErrorSchema(Schema):

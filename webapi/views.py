@@ -65,6 +65,24 @@ def campaign_action(action: str, campaign_id: str):
     return jsonify(schemas.CampaignActionSchema().dump(result))
 
 
+@bp.post("/reintentar-campana/<campaign_id>")
+def retry_campaign(campaign_id: str):
+    """Send again a campaign's unknown and/or failed recipients."""
+    body = request.get_json(silent=True) if request.is_json else None
+    options = schemas.RetryRequestSchema().load(body or request.form.to_dict(flat=False) or {})
+    result = campaigns.retry_campaign(runtime().pipeline, campaign_id, options["estados"])
+    return jsonify(schemas.RetryResultSchema().dump(result))
+
+
+@bp.get("/destinatarios/<campaign_id>")
+def list_recipients(campaign_id: str):
+    """A campaign's recipients, optionally only those in one status."""
+    query = schemas.RecipientQuerySchema().load(request.args.to_dict())
+    page = campaigns.list_recipients(runtime().pipeline, campaign_id, query["estado"], query["pagina"],
+                                     query["por_pagina"])
+    return jsonify(schemas.RecipientListSchema().dump(page))
+
+
 @bp.get("/estado-sistema")
 def system_status():
     """Whether Redis, the database and the workers are up, and how busy the queue is."""

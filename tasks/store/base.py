@@ -85,16 +85,38 @@ class Store:
         page = self._call("list_campaigns", p_limit=limit, p_offset=offset)
         return page["campaigns"], page["total"]
 
-    def claim_messages(self, campaign_id: str, seq_from: int, seq_to: int) -> list[ClaimedMessage]:
-        """Claim the still pending recipients with seq in [seq_from, seq_to]."""
-        rows = self._call("claim_messages", p_campaign_id=campaign_id, p_seq_from=seq_from, p_seq_to=seq_to)
+    def claim_messages(self, campaign_id: str, seq_from: int, seq_to: int, owner: str) -> list[ClaimedMessage]:
+        """Claim, for worker `owner`, the still pending recipients with seq in [seq_from, seq_to]."""
+        rows = self._call("claim_messages", p_campaign_id=campaign_id, p_seq_from=seq_from, p_seq_to=seq_to,
+                          p_owner=owner)
         return [ClaimedMessage(**row) for row in rows]
 
-    def record_outcomes(self, outcomes: list[dict]) -> dict[str, int]:
-        """Apply outcomes to claimed rows; returns how many rows moved to each status."""
+    def record_outcomes(self, outcomes: list[dict]) -> dict:
+        """Apply outcomes to claimed rows; returns {moved: {status: n}, errors: {code: {count, detail}}}."""
         if not outcomes:
-            return {}
+            return {"moved": {}, "errors": {}}
         return self._call("record_outcomes", p_outcomes=outcomes)
+
+    def claim_owners(self, campaign_id: str) -> dict[str, int]:
+        """Workers holding claims in the campaign, with the age in seconds of each one's oldest claim."""
+        return self._call("claim_owners", p_campaign_id=campaign_id)
+
+    def recover_claims(self, campaign_id: str, owner: str, attempted: list[int], older_than_s: int = 0) -> dict:
+        """Release `owner`'s claims: attempted ones become unknown, the others pending again."""
+        return self._call("recover_claims", p_campaign_id=campaign_id, p_owner=owner, p_attempted=attempted,
+                          p_older_than_s=older_than_s)
+
+    def requeue_recipients(self, campaign_id: str, statuses: list[str]) -> dict[str, int]:
+        """Put recipients in the given statuses (unknown, failed) back to pending; returns moved counts."""
+        return self._call("requeue_recipients", p_campaign_id=campaign_id, p_statuses=statuses)
+
+    def failure_breakdown(self, campaign_id: str) -> dict[str, dict]:
+        """Failed recipients grouped by error code: {code: {count, detail}}."""
+        return self._call("failure_breakdown", p_campaign_id=campaign_id)
+
+    def open_campaigns(self) -> list[str]:
+        """Ids of campaigns that are queued, running or paused."""
+        return self._call("open_campaigns")
 
     def set_campaign_status(self, campaign_id: str, status: str, reason: str | None = None) -> dict:
         """Move a campaign to `status` if that transition is allowed; returns {changed, status}."""
@@ -111,3 +133,12 @@ class Store:
     def pending_batches(self, campaign_id: str, batch_size: int) -> list[int]:
         """List the batch numbers that still hold pending recipients."""
         return self._call("pending_batches", p_campaign_id=campaign_id, p_batch_size=batch_size)
+
+    def sending_batches(self, campaign_id: str, batch_size: int) -> list[int]:
+        """Batch numbers with recipients being sent right now."""
+        return self._call("sending_batches", p_campaign_id=campaign_id, p_batch_size=batch_size)
+
+    def list_recipients(self, campaign_id: str, status: str | None, limit: int, offset: int) -> dict:
+        """A page of recipients {recipients: [...], total: n}, optionally only those in `status`."""
+        return self._call("list_recipients", p_campaign_id=campaign_id, p_status=status, p_limit=limit,
+                          p_offset=offset)

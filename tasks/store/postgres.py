@@ -12,6 +12,10 @@ from psycopg_pool import ConnectionPool
 from tasks.store.base import SCHEMA, Store, StoreError
 
 
+# Arguments that are SQL arrays rather than jsonb documents.
+_ARRAY_ARGS = {"p_attempted", "p_statuses"}
+
+
 class PostgresStore(Store):
     """Calls the schema's functions over a small connection pool."""
 
@@ -33,7 +37,8 @@ class PostgresStore(Store):
 
     def _call(self, function: str, **args: Any) -> Any:
         """Run one function call in its own transaction and return its JSON result."""
-        params = {k: Jsonb(v) if isinstance(v, (dict, list)) else v for k, v in args.items()}
+        params = {k: Jsonb(v) if isinstance(v, dict) or (isinstance(v, list) and k not in _ARRAY_ARGS) else v
+                  for k, v in args.items()}
         try:
             with self._pool.connection() as conn:
                 row = conn.execute(self._query(function, tuple(args)), params).fetchone()
