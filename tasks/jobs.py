@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from celery import chord, shared_task
+from celery import chord, shared_task, uuid
 
 from tasks.celery_app import get_celery_app
 from tasks import recovery
@@ -31,11 +31,27 @@ def sweep() -> dict:
     """Periodic repair (celery beat): dead workers' claims, stale batches, campaigns nobody moves."""
     runtime = get_runtime()
     s = runtime.settings
-    return recovery.sweep(runtime.pipeline, heartbeat_ttl_s=s.worker_heartbeat_ttl_s, stale_batch_s=s.stale_batch_s,
-                          stuck_claim_s=s.stuck_claim_s)
+    return recovery.sweep(runtime.pipeline, finished_results, heartbeat_ttl_s=s.worker_heartbeat_ttl_s,
+                          stale_batch_s=s.stale_batch_s, stuck_claim_s=s.stuck_claim_s)
 
 
 def enqueue_batch(campaign_id: str, batch_no: int, chunks: int) -> None:
-    """Send one chord: a send_chunk task per chunk, joined by finish_batch."""
-    header = [send_chunk.s(campaign_id, batch_no, n) for n in range(chunks)]
+    """Send one chord: a send_chunk task per chunk, joined by finish_batch.
+
+    The chunk task ids are remembered so the sweeper can still apply their results if the chord never
+    joins (a chunk died with its worker).
+    """
+    header = [send_chunk.s(campaign_id, batch_no, n).set(task_id=uuid()) for n in range(chunks)]
+    get_runtime().state.remember_batch_tasks(campaign_id, batch_no, [sig.id for sig in header])
     chord(header)(finish_batch.s(campaign_id, batch_no))
+
+
+def finished_results(task_ids: list[str]) -> list[list[dict]]:
+    """Results of those chunk tasks that finished; never waits for the others."""
+    app = get_celery_app()
+    results = []
+    for task_id in task_ids:
+        result = app.AsyncResult(task_id)
+        if result.successful():
+            results.append(result.result)
+    return results

@@ -118,12 +118,22 @@ class Pipeline:
 
     def finish_batch(self, campaign_id: str, batch_no: int, chunk_results: list[list[dict]]) -> dict[str, int]:
         """Record a batch's outcomes in the store and Redis, log it, then complete or dispatch more."""
+        moved, handed_back = self.record_batch(campaign_id, batch_no, chunk_results)
+        self.state.batch_done(campaign_id, batch_no, requeue=handed_back > 0)
+        self.settle(campaign_id)
+        return moved
+
+    def record_batch(self, campaign_id: str, batch_no: int, chunk_results: list[list[dict]]) -> tuple[dict, int]:
+        """Write chunk outcomes in one bulk call and count what moved; returns (moved, handed back)."""
         outcomes = [o for chunk in chunk_results if chunk for o in chunk]
         if self.state.status(campaign_id) == "cancelled":
             for outcome in outcomes:
                 if outcome["status"] == "pending":
                     outcome["status"] = "cancelled"
         result = self.store.record_outcomes(outcomes)
+        # The send marks stay until the outcome is in the store: a worker that dies in between leaves
+        # its messages marked, so recovery never sends them again.
+        self.state.end_sends(campaign_id, [o["id"] for o in outcomes])
         moved = result["moved"]
         # Only rows this call really moved are counted, so a repeated callback adds nothing.
         counts = {k: v for k, v in moved.items() if k != "pending"}
@@ -131,17 +141,14 @@ class Pipeline:
             counts["retries"] = sum(o.get("retries", 0) for o in outcomes)
         self.state.add_counts(campaign_id, counts)
         self.state.add_errors(campaign_id, result["errors"])
-        handed_back = sum(1 for o in outcomes if o["status"] == "pending")
-        self.state.batch_done(campaign_id, batch_no, requeue=handed_back > 0)
-        fields = self.state.fields(campaign_id)
         sent, failed = moved.get("sent", 0), moved.get("failed", 0)
-        batches = batch_count(int(fields["total"]), int(fields["batch_size"]))
         if sent or failed:
+            fields = self.state.fields(campaign_id)
+            batches = batch_count(int(fields["total"]), int(fields["batch_size"]))
             log.info("Batch %d/%d completado: %d/%d exitosos (%d fallidos) - campaña %s",
                      batch_no, batches, sent, sent + failed, failed, campaign_id)
             self._check_error_rate(campaign_id, failed, sent + failed)
-        self.settle(campaign_id)
-        return moved
+        return moved, sum(1 for o in outcomes if o["status"] == "pending")
 
     def _check_error_rate(self, campaign_id: str, failed: int, processed: int) -> None:
         """Pause the campaign when too many of its recent sends failed (MAX_ERROR_RATE)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Callable
 
 from tasks.heartbeat import dead_workers, forget_worker, live_workers, owner_id
 from tasks.pipeline import CampaignNotFound, Pipeline
@@ -13,16 +14,17 @@ log = logging.getLogger("tasks.recovery")
 LOCK_KEY = "wcq:sweep:lock"
 
 
-def sweep(pipeline: Pipeline, *, heartbeat_ttl_s: int, stale_batch_s: int, stuck_claim_s: int) -> dict:
+def sweep(pipeline: Pipeline, finished_results: Callable[[list[str]], list[list[dict]]], *, heartbeat_ttl_s: int,
+          stale_batch_s: int, stuck_claim_s: int) -> dict:
     """One pass over open campaigns: recover dead workers' claims, requeue stale batches, finish or dispatch.
 
     - Claims of a worker that stopped beating: messages it was requesting become unknown (never resent
       blindly), the others go back to pending.
     - Claims older than `stuck_claim_s` even though their worker lives (their results were lost, for
       example while Redis restarted) are treated the same way.
-    - A batch in flight for more than `stale_batch_s` with nothing being sent (its tasks died with a
-      worker, or its chord callback never ran) goes back to the queue; sending it again is safe because
-      every message is claimed atomically.
+    - A batch in flight for more than `stale_batch_s` gets the results of its chunk tasks that finished
+      applied (its chord may never join when another chunk died with its worker); once nothing of it is
+      being sent it goes back to the queue. Sending it again is safe: every message is claimed atomically.
     """
     redis = pipeline.state.redis
     if not redis.set(LOCK_KEY, owner_id(), nx=True, ex=max(30, stale_batch_s)):
@@ -34,8 +36,8 @@ def sweep(pipeline: Pipeline, *, heartbeat_ttl_s: int, stale_batch_s: int, stuck
         campaigns = set(pipeline.store.open_campaigns()) | pipeline.state.active_campaigns()
         for campaign_id in sorted(campaigns):
             try:
-                _sweep_campaign(pipeline, campaign_id, dead, live, heartbeat_ttl_s, stale_batch_s,
-                                stuck_claim_s, report)
+                _sweep_campaign(pipeline, finished_results, campaign_id, dead, live, heartbeat_ttl_s,
+                                stale_batch_s, stuck_claim_s, report)
             except CampaignNotFound:
                 pipeline.state.redis.srem("wcq:campaigns:active", campaign_id)
             report["campaigns"] += 1
@@ -46,8 +48,8 @@ def sweep(pipeline: Pipeline, *, heartbeat_ttl_s: int, stale_batch_s: int, stuck
     return report
 
 
-def _sweep_campaign(pipeline: Pipeline, campaign_id: str, dead: set[str], live: set[str], heartbeat_ttl_s: int,
-                    stale_batch_s: int, stuck_claim_s: int, report: dict) -> None:
+def _sweep_campaign(pipeline: Pipeline, finished_results, campaign_id: str, dead: set[str], live: set[str],
+                    heartbeat_ttl_s: int, stale_batch_s: int, stuck_claim_s: int, report: dict) -> None:
     """Repair one campaign."""
     fields = pipeline.ensure_live_state(campaign_id)
     store, state = pipeline.store, pipeline.state
@@ -60,6 +62,11 @@ def _sweep_campaign(pipeline: Pipeline, campaign_id: str, dead: set[str], live: 
         else:
             continue
         if attempted is None:
+            # Chunks that finished before their worker died have their outcomes in the result backend:
+            # apply those first, so only messages whose fate is really unknown are treated as such.
+            for batch_no in state.in_flight_since(campaign_id):
+                pipeline.record_batch(campaign_id, batch_no,
+                                      finished_results(state.batch_tasks(campaign_id, batch_no)))
             attempted = state.attempted(campaign_id)
         moved = store.recover_claims(campaign_id, owner, sorted(attempted), older_than)
         if moved["unknown"] or moved["pending"]:
@@ -68,15 +75,17 @@ def _sweep_campaign(pipeline: Pipeline, campaign_id: str, dead: set[str], live: 
             report["released"] += moved["pending"]
             log.warning("Campaña %s: el worker %s dejó %d mensajes sin confirmar (quedan como desconocidos) y %d "
                         "sin enviar (vuelven a la cola)", campaign_id, owner, moved["unknown"], moved["pending"])
-    if fields.get("status") == "running":
-        in_flight = state.in_flight_since(campaign_id)
+    if fields.get("status") in ("running", "paused", "cancelled"):
         now = int(time.time())
-        old = [b for b, since in in_flight.items() if now - since > stale_batch_s]
+        old = [b for b, since in state.in_flight_since(campaign_id).items() if now - since > stale_batch_s]
+        for batch_no in old:
+            pipeline.record_batch(campaign_id, batch_no, finished_results(state.batch_tasks(campaign_id, batch_no)))
         if old:
             busy = set(store.sending_batches(campaign_id, int(fields["batch_size"])))
             for batch_no in old:
                 if batch_no not in busy:
                     state.batch_done(campaign_id, batch_no, requeue=True)
                     report["requeued_batches"] += 1
-                    log.warning("Campaña %s: el batch %d no terminó; vuelve a la cola", campaign_id, batch_no)
+                    log.warning("Campaña %s: el batch %d no terminó a tiempo; vuelve a la cola", campaign_id,
+                                batch_no)
     pipeline.settle(campaign_id)

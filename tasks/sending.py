@@ -114,13 +114,12 @@ class ChunkSender:
             outcomes = _GreenPool(len(claimed)).map(send, claimed)
         else:
             outcomes = [send(m) for m in claimed]
-        try:
-            self.state.end_sends(campaign_id, [m.id for m in claimed])
-            answered = sum(1 for o in outcomes if o["status"] in ("sent", "failed"))
-            if answered:
+        answered = sum(1 for o in outcomes if o["status"] in ("sent", "failed"))
+        if answered:
+            try:
                 self.state.record_activity(campaign_id, answered)
-        except Exception:  # Redis away: the marks only make crash recovery more careful
-            log.warning("could not clear send marks of campaign %s", campaign_id)
+            except Exception:  # only the live messages/s figure misses these
+                pass
         return outcomes
 
     def _send_guarded(self, campaign_id: str, spec: CampaignSpec, sender: Sender, message: ClaimedMessage,

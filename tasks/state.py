@@ -158,6 +158,19 @@ class LiveState:
         members, stamps = pipe.execute()
         return {int(b): int(stamps.get(b, 0)) for b in members}
 
+    def remember_batch_tasks(self, campaign_id: str, batch_no: int, task_ids: list[str]) -> None:
+        """Keep the chunk task ids of a dispatched batch (a day), for the sweeper."""
+        key = f"{_PREFIX}{campaign_id}:batch:{batch_no}:tasks"
+        pipe = self.redis.pipeline()
+        pipe.delete(key)
+        pipe.rpush(key, *task_ids)
+        pipe.expire(key, 86400)
+        pipe.execute()
+
+    def batch_tasks(self, campaign_id: str, batch_no: int) -> list[str]:
+        """The chunk task ids of the batch's latest dispatch."""
+        return self.redis.lrange(f"{_PREFIX}{campaign_id}:batch:{batch_no}:tasks", 0, -1)
+
     def begin_send(self, campaign_id: str, message_id: int) -> bool:
         """Mark a message as being requested; False (and no mark) when the campaign no longer runs."""
         keys = [_PREFIX + campaign_id, _PREFIX + campaign_id + ":attempting"]

@@ -29,6 +29,7 @@ SENDERS = {
     "soporte": ("100000000000002", "token-soporte", 400),
     "lento": ("100000000000003", "token-lento", 40),
     "malo": ("100000000000004", "token-malo", 200),
+    "medio": ("100000000000005", "token-medio", 150),
 }
 
 
@@ -81,7 +82,8 @@ def service_env(database_url, redis_client, sandbox) -> dict[str, str]:
     env.update(DATABASE_URL=database_url, REDIS_URL=TEST_REDIS_URL, API_WHATSAPP_URL=sandbox.url,
                WHATSAPP_API_VERSION="v21.0", BATCH_SIZE="100", CHUNK_SIZE="20", MAX_CONCURRENT_BATCHES="5",
                INTERVALO_ENVIO_MS="0", MAX_CSV_SIZE_MB="1", MAX_MESSAGES_PER_CAMPAIGN="5000",
-               DEFAULT_REGION="VE", INSTANCE_ID="test-instance", MAX_RETRIES="3", PYTHONUNBUFFERED="1")
+               DEFAULT_REGION="VE", INSTANCE_ID="test-instance", MAX_RETRIES="3", HTTP_TIMEOUT_S="3",
+               ERROR_RATE_WINDOW="100", PYTHONUNBUFFERED="1")
     env.pop("SUPABASE_URL", None)
     os.environ.update(env)
     return env
@@ -197,6 +199,51 @@ def api(service_env, store, tmp_path_factory):
     server.stop()
 
 
+class Stack:
+    """Workers, beat and an API of their own, on a Redis of their own, for tests that break things."""
+
+    def __init__(self, base_env: dict[str, str], redis_url: str, log_dir: Path, **overrides: str):
+        self.env = {**base_env, "REDIS_URL": redis_url, "SWEEP_INTERVAL_S": "1", "STALE_BATCH_S": "5",
+                    "MAX_MESSAGES_PER_CAMPAIGN": "100000", "MAX_CSV_SIZE_MB": "50",
+                    "WORKER_HEARTBEAT_TTL_S": "4", **overrides}
+        self.redis = redis.Redis.from_url(redis_url, decode_responses=True)
+        self.log_dir = log_dir
+        self.workers: dict[str, Worker] = {}
+        self.beat = Worker(self.env, "beat", log_dir=log_dir, beat=True)
+        self.api = Api(self.env, log_dir)
+
+    def start_worker(self, name: str, concurrency: int = 200) -> Worker:
+        """Start (or restart) a named worker and wait for its heartbeat."""
+        worker = Worker(self.env, name, concurrency=concurrency, log_dir=self.log_dir)
+        worker.wait_ready(self.redis)
+        self.workers[name] = worker
+        return worker
+
+    def stop(self) -> None:
+        """Stop every process of the stack."""
+        for worker in self.workers.values():
+            worker.stop(timeout=10)
+        self.beat.stop(timeout=10)
+        self.api.stop()
+
+
+@pytest.fixture
+def make_stack(service_env, tmp_path):
+    """Build stacks that are stopped when the test ends; each gets a Redis db (or server) of its own."""
+    stacks = []
+
+    def build(redis_url: str = "redis://127.0.0.1:6379/10", **overrides: str) -> Stack:
+        client = redis.Redis.from_url(redis_url)
+        client.flushdb()
+        stack = Stack(service_env, redis_url, tmp_path, **overrides)
+        stacks.append(stack)
+        return stack
+
+    yield build
+    for stack in stacks:
+        stack.stop()
+
+
 @pytest.fixture
 def clean(store, redis_client, sandbox):
     """Start a test with no campaigns, no live state and an empty sandbox log, keeping the senders."""
@@ -227,3 +274,31 @@ def wait_for(predicate, timeout: float, interval: float = 0.25, message: str = "
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def upload(api, csv: bytes, *, title: str, buzon: str = "ventas", template: str = "promo_enero",
+           language: str = "es", headers: dict | None = None, **fields):
+    """POST a CSV to crear-campana the way the front end does."""
+    data = {"titulo_campana": title, "plantilla": template, "buzon": buzon, "idioma": language, **fields}
+    return api.post("/api/crear-campana", data=data, files={"archivo_csv": ("contactos.csv", csv, "text/csv")},
+                    headers=headers or {})
+
+
+def status(api, campaign_id: str) -> dict:
+    """GET estado-cola for a campaign."""
+    response = api.get(f"/api/estado-cola/{campaign_id}")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def wait_status(api, campaign_id: str, wanted: set[str], timeout: float = 120) -> dict:
+    """Poll estado-cola until the campaign reaches one of `wanted`."""
+    return wait_for(lambda: (s := status(api, campaign_id))["status"] in wanted and s, timeout,
+                    message=f"{campaign_id} to become {wanted}")
+
+
+def store_rows(campaign_id: str) -> list[tuple]:
+    """The campaign's recipient rows: (phone, status, wamid, parameters)."""
+    with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+        return conn.execute("SELECT phone, status, wamid, parameters FROM instancia_sofia.leads_activos "
+                            "WHERE campaign_id = %s ORDER BY seq", (campaign_id,)).fetchall()

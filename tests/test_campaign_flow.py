@@ -2,44 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 
-import psycopg
 import pytest
 
-from tests.conftest import SENDERS, make_csv, wait_for
+from tests.conftest import SENDERS, make_csv, status, store_rows, upload, wait_for, wait_status
 
 pytestmark = pytest.mark.usefixtures("worker", "clean")
-
-
-def upload(api, csv: bytes, *, title: str, buzon: str = "ventas", template: str = "promo_enero",
-           language: str = "es", headers: dict | None = None, **fields):
-    """POST a CSV to crear-campana the way the front end does."""
-    data = {"titulo_campana": title, "plantilla": template, "buzon": buzon, "idioma": language, **fields}
-    return api.post("/api/crear-campana", data=data, files={"archivo_csv": ("contactos.csv", csv, "text/csv")},
-                    headers=headers or {})
-
-
-def status(api, campaign_id: str) -> dict:
-    """GET estado-cola for a campaign."""
-    response = api.get(f"/api/estado-cola/{campaign_id}")
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def wait_status(api, campaign_id: str, wanted: set[str], timeout: float = 120) -> dict:
-    """Poll estado-cola until the campaign reaches one of `wanted`."""
-    return wait_for(lambda: (s := status(api, campaign_id))["status"] in wanted and s, timeout,
-                    message=f"{campaign_id} to become {wanted}")
-
-
-def store_rows(campaign_id: str) -> list[tuple]:
-    """The campaign's recipient rows: (phone, status, wamid, parameters)."""
-    with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
-        return conn.execute("SELECT phone, status, wamid, parameters FROM instancia_sofia.leads_activos "
-                            "WHERE campaign_id = %s ORDER BY seq", (campaign_id,)).fetchall()
 
 
 def test_campaign_sends_each_recipient_exactly_once_with_its_parameters(api, sandbox):

@@ -1,0 +1,137 @@
+"""Crashes, restarts, outages and limits: campaigns finish, nothing is lost, nothing is sent twice."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+
+import pytest
+
+from demo.services import EmbeddedRedis
+from tests.conftest import SENDERS, make_csv, status, store_rows, upload, wait_for, wait_status
+
+pytestmark = pytest.mark.usefixtures("clean")
+
+
+def sustained_rate(messages: list[dict]) -> float:
+    """Messages per second between the first and the last message the sandbox accepted."""
+    times = sorted(m["received_at"] for m in messages)
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+def assert_each_recipient_at_most_once(sandbox, pnid: str) -> Counter:
+    """The sandbox never received the same recipient twice from this number."""
+    per_phone = Counter(m["to"] for m in sandbox.messages(phone_number_id=pnid))
+    assert not per_phone or per_phone.most_common(1)[0][1] == 1, per_phone.most_common(3)
+    return per_phone
+
+
+def test_two_workers_share_the_numbers_cap_without_throttling_errors(make_stack, sandbox):
+    stack = make_stack()
+    stack.start_worker("a")
+    stack.start_worker("b")
+    pnid = SENDERS["ventas"][0]  # buzón and sandbox both at 400 msg/s
+    assert upload(stack.api, make_csv(10_000), title="Diez mil", buzon="ventas").status_code == 201
+    final = wait_status(stack.api, "diez-mil", {"completed"}, timeout=120)
+    assert final["sent"] == 10_000
+    stats = sandbox.stats()["by_phone_number_id"][pnid]
+    assert stats["rejected"].get("130429", 0) == 0, stats
+    rate = sustained_rate(sandbox.messages(phone_number_id=pnid))
+    assert rate >= 0.9 * 400, f"{rate:.0f} msg/s is under 90% of the 400 msg/s cap"
+    assert_each_recipient_at_most_once(sandbox, pnid)
+
+
+def test_killed_workers_lose_nothing_and_send_nothing_twice(make_stack, sandbox):
+    stack = make_stack()
+    stack.start_worker("steady")
+    stack.start_worker("victim")
+    pnid = SENDERS["medio"][0]
+    assert upload(stack.api, make_csv(5_000), title="Kill", buzon="medio").status_code == 201
+    for _ in range(3):
+        wait_for(lambda: status(stack.api, "kill")["sent"] > 0, 30, message="sending")
+        time.sleep(2)
+        stack.workers["victim"].stop(sig=signal.SIGKILL)
+        time.sleep(1)
+        stack.start_worker("victim")
+    final = wait_status(stack.api, "kill", {"completed"}, timeout=240)
+
+    per_phone = assert_each_recipient_at_most_once(sandbox, pnid)
+    rows = store_rows("kill")
+    by_status = Counter(r[1] for r in rows)
+    assert set(by_status) <= {"sent", "failed", "unknown"} and sum(by_status.values()) == 5_000
+    assert (final["sent"], final["failed"], final["unknown"]) == \
+        (by_status["sent"], by_status["failed"], by_status["unknown"])
+    sent_phones = {r[0] for r in rows if r[1] == "sent"}
+    unknown_phones = {r[0] for r in rows if r[1] == "unknown"}
+    assert sent_phones <= set(per_phone), "every message marked sent reached WhatsApp"
+    assert set(per_phone) <= sent_phones | unknown_phones, "WhatsApp got nothing we did not account for"
+    listed = stack.api.get("/api/destinatarios/kill", params={"estado": "unknown"}).json()
+    assert listed["total"] == by_status["unknown"]
+
+
+def test_redis_restart_mid_campaign_loses_nothing(make_stack, sandbox, tmp_path):
+    server = EmbeddedRedis(tmp_path / "redis")
+    url = server.start()
+    try:
+        stack = make_stack(redis_url=url, STUCK_CLAIM_S="20")
+        stack.start_worker("a")
+        pnid = SENDERS["ventas"][0]
+        assert upload(stack.api, make_csv(3_000), title="Redis", buzon="ventas").status_code == 201
+        wait_for(lambda: status(stack.api, "redis")["sent"] >= 300, 30, message="sending")
+        server.stop()
+        time.sleep(1)
+        server.start()
+        final = wait_status(stack.api, "redis", {"completed"}, timeout=180)
+        per_phone = assert_each_recipient_at_most_once(sandbox, pnid)
+        rows = store_rows("redis")
+        by_status = Counter(r[1] for r in rows)
+        assert by_status["sent"] + by_status["unknown"] == 3_000 and by_status["failed"] == 0
+        assert {r[0] for r in rows if r[1] == "sent"} <= set(per_phone)
+        assert final["sent"] == by_status["sent"]
+    finally:
+        server.stop()
+
+
+def test_whatsapp_outage_of_30_seconds_is_waited_out(make_stack, sandbox):
+    stack = make_stack()
+    stack.start_worker("a")
+    pnid = SENDERS["medio"][0]
+    assert upload(stack.api, make_csv(3_000), title="Caida", buzon="medio").status_code == 201
+    wait_for(lambda: status(stack.api, "caida")["sent"] >= 500, 30, message="sending")
+    sandbox.configure(down=True)
+    time.sleep(30)
+    during = status(stack.api, "caida")
+    assert during["failed"] == 0 and during["status"] == "running"
+    sandbox.configure(down=False)
+    final = wait_status(stack.api, "caida", {"completed"}, timeout=120)
+    assert (final["sent"], final["failed"], final["unknown"]) == (3_000, 0, 0)
+    assert len(assert_each_recipient_at_most_once(sandbox, pnid)) == 3_000
+
+
+def test_campaigns_on_different_numbers_run_at_their_own_caps(make_stack, sandbox):
+    stack = make_stack()
+    stack.start_worker("a")
+    assert upload(stack.api, make_csv(1_500, start=4141000000), title="Rapida", buzon="ventas").status_code == 201
+    upload(stack.api, make_csv(600, start=4241000000), title="Media", buzon="medio")
+    wait_status(stack.api, "rapida", {"completed"}, timeout=60)
+    wait_status(stack.api, "media", {"completed"}, timeout=60)
+    for buzon, cap in (("ventas", 400), ("medio", 150)):
+        accepted = sandbox.messages(phone_number_id=SENDERS[buzon][0])
+        assert 0.85 * cap <= sustained_rate(accepted) <= 1.05 * cap, buzon
+    assert sum(sandbox.stats()["rejected"].values()) == 0
+
+
+def test_a_small_campaign_is_not_starved_by_a_big_one_on_the_same_number(make_stack, sandbox):
+    stack = make_stack()
+    stack.start_worker("a")
+    assert upload(stack.api, make_csv(4_000, start=4141000000), title="Enorme", buzon="medio").status_code == 201
+    wait_for(lambda: status(stack.api, "enorme")["sent"] >= 300, 30, message="the big campaign sending")
+    started = time.monotonic()
+    assert upload(stack.api, make_csv(100, start=4241000000), title="Pequena", buzon="medio").status_code == 201
+    wait_status(stack.api, "pequena", {"completed"}, timeout=60)
+    took = time.monotonic() - started
+    # Alone, 100 messages at 150 msg/s take under a second; sharing the number it may take a few more.
+    assert took < 10, f"the small campaign took {took:.1f}s"
+    assert status(stack.api, "enorme")["pending"] > 1_000, "it finished long before the big one"
+    assert sandbox.stats()["by_phone_number_id"][SENDERS["medio"][0]]["rejected"].get("130429", 0) == 0
