@@ -252,10 +252,14 @@ class LiveState:
         pipe.execute()
 
     def rate(self, campaign_id: str, window_s: int = 10) -> float:
-        """Messages per second processed over the last `window_s` whole seconds."""
+        """Messages per second over the last `window_s` whole seconds (or since sending began, if later)."""
         now = int(time.time())
-        keys = [f"{_PREFIX}{campaign_id}:tick:{s}" for s in range(now - window_s, now)]
-        return sum(int(v) for v in self.redis.mget(keys) if v) / window_s
+        seconds = list(range(now - window_s, now))
+        values = self.redis.mget([f"{_PREFIX}{campaign_id}:tick:{s}" for s in seconds])
+        active = [(second, int(v)) for second, v in zip(seconds, values) if v]
+        if not active:
+            return 0.0
+        return sum(n for _, n in active) / (now - active[0][0])
 
     def active_campaigns(self) -> set[str]:
         """Campaigns that are queued, running or paused."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 
@@ -18,15 +19,20 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
 
 
-def _own_processes() -> set[int]:
-    """Process ids of anything started from this checkout's interpreter or the embedded servers."""
-    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-    return {int(line.split()[0]) for line in out.splitlines()
-            if re.search(r"redis-server|postgres -D|gunicorn|celery .*flower|demo@", line)}
+def _processes_using(path) -> list[str]:
+    """Command lines of running processes that mention `path` (the embedded servers' data)."""
+    out = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if str(path) in line and "pytest" not in line]
+
+
+def _port_open(port: int) -> bool:
+    """Whether something still listens on a local port."""
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_demo_runs_a_campaign_end_to_end_and_stops_everything(tmp_path):
-    before = _own_processes()
     result = subprocess.run([sys.executable, "-m", "demo", "--exit", "--data-dir", str(tmp_path)], cwd=ROOT,
                             env=_clean_env(), capture_output=True, text=True, timeout=240)
     output = result.stdout + result.stderr
@@ -35,7 +41,10 @@ def test_demo_runs_a_campaign_end_to_end_and_stops_everything(tmp_path):
     assert "Summary: status completed, 1000 sent, 0 failed, 3 rows rejected at upload" in output
     assert "the sandbox accepted 1000 messages" in output
     assert "Flower:" in output and "/api/docs" in output
-    assert _own_processes() - before == set(), "the demo left processes running"
+    ports = {int(p) for p in re.findall(r"http://127\.0\.0\.1:(\d+)", output)}
+    assert len(ports) == 3, "API, Flower and sandbox URLs are printed"
+    assert [p for p in ports if _port_open(p)] == [], "the demo left a server running"
+    assert _processes_using(tmp_path) == [], "the demo left an embedded server running"
 
 
 def test_cli_registers_a_buzon_without_echoing_its_token(service_env):
