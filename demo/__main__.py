@@ -112,11 +112,13 @@ def run(args: argparse.Namespace) -> int:
         api_url, flower_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{flower_port}"
         processes.append(Process("worker", [python, "-m", "celery", "-A", "tasks", "worker", "-P", "gevent",
                                             "-c", "200", "-E", "-n", "demo@%h", "--loglevel=INFO"], env, log_dir))
+        processes.append(Process("beat", [python, "-m", "celery", "-A", "tasks", "beat", "--loglevel=INFO",
+                                          "-s", str(data_dir / "celerybeat-schedule")], env, log_dir))
         processes.append(Process("flower", [python, "-m", "celery", "-A", "tasks", "flower",
                                             f"--port={flower_port}", "--address=127.0.0.1"], env, log_dir))
         processes.append(Process("api", [python, "-m", "gunicorn", "-k", "gevent", "-w", "1", "-b",
                                          f"127.0.0.1:{api_port}", "webapi:create_app()"], env, log_dir))
-        print("Starting the worker, Flower and the API ...")
+        print("Starting the worker, beat (the sweeper), Flower and the API ...")
         wait_until(lambda: requests.get(api_url + "/api/estado-sistema", timeout=2).json()["worker_running"],
                    60, "the API and a live worker", processes)
         wait_until(lambda: requests.get(flower_url + "/healthcheck", timeout=2).ok, 60, "Flower", processes)
@@ -165,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
                     time.sleep(1)
             except KeyboardInterrupt:
                 print()
-        print("Stopping the API, Flower, the worker, the sandbox and the embedded services ...")
+        print("Stopping the API, Flower, beat, the worker, the sandbox and the embedded services ...")
         return 0 if status["status"] == "completed" else 1
 
 
