@@ -42,6 +42,9 @@ class Settings:
     stale_batch_s: int = 30
     stuck_claim_s: int = 300
     worker_heartbeat_ttl_s: int = 15
+    whatsapp_verify_token: str | None = None
+    whatsapp_app_secret: str | None = None
+    webhook_max_body_kb: int = 2048
 
     @property
     def max_csv_bytes(self) -> int:
@@ -118,6 +121,9 @@ _PARSERS = {
     "stale_batch_s": lambda n, v: _positive_int(n, v),
     "stuck_claim_s": lambda n, v: _positive_int(n, v),
     "worker_heartbeat_ttl_s": lambda n, v: _positive_int(n, v, minimum=3),
+    "whatsapp_verify_token": lambda n, v: v.strip() or None,
+    "whatsapp_app_secret": lambda n, v: v.strip() or None,
+    "webhook_max_body_kb": lambda n, v: _positive_int(n, v),
 }
 
 

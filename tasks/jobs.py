@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import chord, shared_task, uuid
 
 from tasks.celery_app import get_celery_app
-from tasks import recovery
+from tasks import recovery, webhooks
 from tasks.heartbeat import owner_id
 from tasks.runtime import get_runtime
 
@@ -33,6 +33,17 @@ def sweep() -> dict:
     s = runtime.settings
     return recovery.sweep(runtime.pipeline, finished_results, heartbeat_ttl_s=s.worker_heartbeat_ttl_s,
                           stale_batch_s=s.stale_batch_s, stuck_claim_s=s.stuck_claim_s)
+
+
+@shared_task(name="webhooks.process", ignore_result=True)
+def process_webhooks() -> dict:
+    """Apply the status notifications the API queued (no arguments: bodies hold phone numbers)."""
+    return webhooks.process_inbox(get_runtime().pipeline)
+
+
+def schedule_webhooks() -> None:
+    """Ask a worker to drain the notification inbox soon."""
+    process_webhooks.apply_async(countdown=0.2)
 
 
 def enqueue_batch(campaign_id: str, batch_no: int, chunks: int) -> None:

@@ -85,7 +85,7 @@ class Pipeline:
         if fields:
             return fields
         row = self.campaign(campaign_id)
-        counts = self.store.campaign_counts(campaign_id)
+        counts = {**self.store.campaign_counts(campaign_id), **self.store.delivery_counts(campaign_id)}
         batches = [] if row["status"] in FINAL_STATUSES else self.store.pending_batches(campaign_id, row["batch_size"])
         self.state.init_campaign(row, batches, counts, self.store.failure_breakdown(campaign_id),
                                  self.max_in_flight(row["buzon"], row["batch_size"]))

@@ -8,7 +8,7 @@ import redis
 
 _PREFIX = "wcq:campaign:"
 ACTIVE_SET = "wcq:campaigns:active"
-COUNTERS = ("sent", "failed", "cancelled", "unknown", "retries")
+COUNTERS = ("sent", "failed", "cancelled", "unknown", "retries", "delivered", "read")
 
 # Hands out the next batch only while the campaign runs and fewer than ARGV[1] batches are in flight,
 # so that the decision and the bookkeeping happen in one atomic step.
@@ -105,7 +105,7 @@ class LiveState:
             "max_in_flight": max_in_flight, "title": campaign.get("title") or "",
         }
         for name in COUNTERS:
-            fields[name] = counts.get(name, 0)
+            fields[name] = counts.get(name) or 0
         pipe = self.redis.pipeline()
         pipe.delete(key, queue, inflight, inflight_at, key + ":errors", key + ":error_detail")
         pipe.hset(key, mapping=fields)

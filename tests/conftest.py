@@ -23,6 +23,8 @@ PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.
 TEST_DB = os.environ.get("TEST_DB_NAME", "wcq_test")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 
+APP_SECRET = "test-app-secret"
+
 # Sender numbers registered in the sandbox and in the store; each test module may pick its own.
 SENDERS = {
     "ventas": ("100000000000001", "token-ventas", 400),
@@ -83,7 +85,8 @@ def service_env(database_url, redis_client, sandbox) -> dict[str, str]:
                WHATSAPP_API_VERSION="v21.0", BATCH_SIZE="100", CHUNK_SIZE="20", MAX_CONCURRENT_BATCHES="5",
                INTERVALO_ENVIO_MS="0", MAX_CSV_SIZE_MB="1", MAX_MESSAGES_PER_CAMPAIGN="5000",
                DEFAULT_REGION="VE", INSTANCE_ID="test-instance", MAX_RETRIES="3", HTTP_TIMEOUT_S="3",
-               ERROR_RATE_WINDOW="100", PYTHONUNBUFFERED="1")
+               ERROR_RATE_WINDOW="100", WHATSAPP_APP_SECRET=APP_SECRET, WHATSAPP_VERIFY_TOKEN="verify-me",
+               WEBHOOK_MAX_BODY_KB="1024", PYTHONUNBUFFERED="1")
     env.pop("SUPABASE_URL", None)
     os.environ.update(env)
     return env

@@ -149,3 +149,72 @@ def test_unknown_and_failed_recipients_can_be_requeued(store):
     assert store.requeue_recipients("promo", ["unknown", "failed"]) == {"failed": 1}
     assert store.campaign_counts("promo")["pending"] == 4
     assert store.open_campaigns() == ["promo"]
+
+
+def _sent(store, n: int = 3) -> list:
+    """A campaign whose first n recipients were sent with wamids w0, w1, ..."""
+    store.create_campaign(_campaign(), LEADS)
+    claimed = store.claim_messages("promo", 1, n, "w")
+    store.record_outcomes([{"id": m.id, "status": "sent", "wamid": f"w{i}"} for i, m in enumerate(claimed)])
+    return claimed
+
+
+def _status(wamid, status, ts, **extra) -> dict:
+    """One webhook status as the worker passes it to the store."""
+    return {"wamid": wamid, "status": status, "ts": ts, "callback": None, "error_code": None,
+            "error_detail": None, **extra}
+
+
+def test_statuses_apply_forward_only_and_idempotently(store):
+    _sent(store)
+    batch = [_status("w0", "sent", 100), _status("w0", "delivered", 101), _status("w0", "read", 102),
+             _status("w1", "read", 103), _status("w1", "delivered", 101)]
+    result = store.apply_statuses(batch)
+    assert result["deltas"] == {"promo": {"delivered": 2, "read": 2}}
+    assert store.apply_statuses(batch) == {"deltas": {}, "applied": 0, "orphans": 0}
+    late = store.apply_statuses([_status("w1", "delivered", 200), _status("w1", "sent", 201)])
+    assert late["applied"] == 0, "older news than 'read' changes nothing"
+    rows = store.list_recipients("promo", None, 10, 0)["recipients"]
+    assert [r["delivery_status"] for r in rows[:3]] == ["read", "read", None]
+    assert rows[0]["read_at"] is not None and rows[0]["delivered_at"] is not None
+    assert store.delivery_counts("promo")["delivered"] == 2
+
+
+def test_a_failed_status_after_sent_counts_as_a_failure(store):
+    _sent(store)
+    result = store.apply_statuses([_status("w2", "failed", 100, error_code=131026, error_detail="undeliverable")])
+    assert result["deltas"] == {"promo": {"sent": -1, "failed": 1, "e:131026": 1}}
+    counts = store.campaign_counts("promo")
+    assert (counts["sent"], counts["failed"]) == (2, 1)
+    assert store.failure_breakdown("promo") == {"131026": {"count": 1, "detail": "undeliverable"}}
+    overruled = store.apply_statuses([_status("w2", "delivered", 101)])
+    assert overruled["deltas"] == {"promo": {"delivered": 1, "sent": 1, "failed": -1, "e:131026": -1}}
+
+
+def test_unknown_messages_are_settled_through_their_callback_data(store):
+    store.create_campaign(_campaign(), LEADS)
+    [message] = store.claim_messages("promo", 1, 1, "w")
+    store.record_outcomes([{"id": message.id, "status": "unknown"}])
+    result = store.apply_statuses([_status("wX", "delivered", 100, callback=f"promo/{message.id}")])
+    assert result["deltas"] == {"promo": {"delivered": 1, "unknown": -1, "sent": 1}}
+    row = store.list_recipients("promo", "sent", 10, 0)["recipients"][0]
+    assert row["wamid"] == "wX" and row["delivery_status"] == "delivered"
+
+
+def test_a_failure_reported_before_our_own_result_wins(store):
+    store.create_campaign(_campaign(), LEADS)
+    [message] = store.claim_messages("promo", 1, 1, "w")
+    store.apply_statuses([_status("wY", "failed", 100, callback=f"promo/{message.id}", error_code=131049)])
+    result = store.record_outcomes([{"id": message.id, "status": "sent", "wamid": "wY"}])
+    assert result["moved"] == {"failed": 1}
+    assert store.list_recipients("promo", "failed", 10, 0)["recipients"][0]["error_code"] == 131049
+
+
+def test_statuses_for_unknown_messages_wait_for_their_wamid(store):
+    store.create_campaign(_campaign(), LEADS)
+    assert store.apply_statuses([_status("wLATE", "delivered", 100)])["orphans"] == 1
+    assert store.rematch_orphans()["applied"] == 0
+    [message] = store.claim_messages("promo", 1, 1, "w")
+    store.record_outcomes([{"id": message.id, "status": "sent", "wamid": "wLATE"}])
+    assert store.rematch_orphans()["deltas"] == {"promo": {"delivered": 1}}
+    assert store.rematch_orphans()["applied"] == 0

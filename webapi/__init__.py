@@ -12,7 +12,7 @@ from tasks.runtime import Runtime, set_runtime
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: settings from the environment, store and Redis from the settings, routes, errors."""
-    from webapi import cli, openapi, views
+    from webapi import cli, openapi, views, webhooks
     from webapi.errors import register_error_handlers
     from tasks.logsetup import configure_handlers
 
@@ -33,4 +33,5 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(views.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(cli.bp)
+    app.register_blueprint(webhooks.bp)
     return app

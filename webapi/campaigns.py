@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime, timezone
 import unicodedata
 
 from tasks.errors import describe
@@ -102,7 +103,8 @@ def queue_status(pipeline: Pipeline, campaign_id: str) -> dict:
 
 def summarize(pipeline: Pipeline, campaign_id: str, fields: dict[str, str]) -> dict:
     """Turn a campaign's Redis fields into the figures the front end shows."""
-    counts = {k: int(fields.get(k) or 0) for k in ("total", "sent", "failed", "cancelled", "unknown", "retries")}
+    counts = {k: int(fields.get(k) or 0)
+              for k in ("total", "sent", "failed", "cancelled", "unknown", "retries", "delivered", "read")}
     pending = max(0, counts["total"] - counts["sent"] - counts["failed"] - counts["cancelled"] - counts["unknown"])
     progress = 100.0 if pending == 0 else round((counts["total"] - pending) * 100 / counts["total"], 1)
     rate = pipeline.state.rate(campaign_id)
@@ -114,10 +116,20 @@ def summarize(pipeline: Pipeline, campaign_id: str, fields: dict[str, str]) -> d
     return {"success": True, "campaign_id": campaign_id, "titulo": fields.get("title") or None,
             "status": fields.get("status"), "motivo": fields.get("reason") or None, "pending": pending,
             "progress": progress, **counts, "errores": errors, "eta_seconds": eta,
+            "delivery_rate": round(counts["delivered"] * 100 / counts["sent"], 1) if counts["sent"] else 0.0,
+            "read_rate": round(counts["read"] * 100 / counts["sent"], 1) if counts["sent"] else 0.0,
+            "last_delivered_at": _iso(fields.get("last_delivered_at")), "last_read_at": _iso(fields.get("last_read_at")),
             "messages_per_second": round(rate, 1),
             "batches_in_flight": pipeline.state.in_flight(campaign_id),
             "created_at": fields.get("created_at") or None, "started_at": fields.get("started_at") or None,
             "finished_at": fields.get("finished_at") or None}
+
+
+def _iso(epoch: str | None) -> str | None:
+    """A Unix-seconds field as an ISO timestamp."""
+    if not epoch:
+        return None
+    return datetime.fromtimestamp(int(epoch), timezone.utc).isoformat()
 
 
 def list_campaigns(pipeline: Pipeline, page: int, per_page: int) -> dict:

@@ -80,6 +80,12 @@ class QueueStatusSchema(Schema):
     unknown = fields.Integer()
     retries = fields.Integer()
     errores = fields.List(fields.Nested(ErrorGroupSchema), metadata={"description": "Fallos por código de error."})
+    delivered = fields.Integer(metadata={"description": "Entregados según los webhooks (incluye leídos)."})
+    read = fields.Integer(metadata={"description": "Leídos según los webhooks."})
+    delivery_rate = fields.Float(metadata={"description": "Entregados / enviados, en %."})
+    read_rate = fields.Float(metadata={"description": "Leídos / enviados, en %."})
+    last_delivered_at = fields.String(allow_none=True)
+    last_read_at = fields.String(allow_none=True)
     eta_seconds = fields.Integer(allow_none=True, metadata={"description": "Segundos estimados para terminar."})
     progress = fields.Float(metadata={"description": "Porcentaje procesado; 100.0 cuando no queda nada pendiente."})
     messages_per_second = fields.Float()
@@ -183,6 +189,9 @@ class RecipientSchema(Schema):
     error_detail = fields.String(allow_none=True)
     attempts = fields.Integer()
     sent_at = fields.String(allow_none=True)
+    delivery_status = fields.String(allow_none=True, metadata={"description": "sent, delivered, read o failed"})
+    delivered_at = fields.String(allow_none=True)
+    read_at = fields.String(allow_none=True)
 
 
 class RecipientListSchema(Schema):

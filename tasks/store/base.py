@@ -108,7 +108,7 @@ class Store:
 
     def requeue_recipients(self, campaign_id: str, statuses: list[str]) -> dict[str, int]:
         """Put recipients in the given statuses (unknown, failed) back to pending; returns moved counts."""
-        return self._call("requeue_recipients", p_campaign_id=campaign_id, p_statuses=statuses)
+        return self._call("requeue_recipients", p_campaign_id=campaign_id, p_states=statuses)
 
     def failure_breakdown(self, campaign_id: str) -> dict[str, dict]:
         """Failed recipients grouped by error code: {code: {count, detail}}."""
@@ -142,3 +142,17 @@ class Store:
         """A page of recipients {recipients: [...], total: n}, optionally only those in `status`."""
         return self._call("list_recipients", p_campaign_id=campaign_id, p_status=status, p_limit=limit,
                           p_offset=offset)
+
+    def apply_statuses(self, statuses: list[dict]) -> dict:
+        """Apply webhook statuses {wamid, status, ts, callback, error_code, error_detail}; returns counter deltas."""
+        if not statuses:
+            return {"deltas": {}, "applied": 0, "orphans": 0}
+        return self._call("apply_statuses", p_statuses=statuses)
+
+    def rematch_orphans(self) -> dict:
+        """Apply stored statuses whose message has since got its wamid."""
+        return self._call("rematch_orphans")
+
+    def delivery_counts(self, campaign_id: str) -> dict:
+        """Delivered and read counts and the latest of each timestamp, from the rows."""
+        return self._call("delivery_counts", p_campaign_id=campaign_id)

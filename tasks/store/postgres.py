@@ -13,7 +13,7 @@ from tasks.store.base import SCHEMA, Store, StoreError
 
 
 # Arguments that are SQL arrays rather than jsonb documents.
-_ARRAY_ARGS = {"p_attempted", "p_statuses"}
+_ARRAY_ARGS = {"p_attempted", "p_states"}
 
 
 class PostgresStore(Store):

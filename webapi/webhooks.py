@@ -1,0 +1,68 @@
+"""WhatsApp status webhooks: Meta's verification handshake, and signed notifications recorded for a task."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from webapi.errors import ApiError
+
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+log = logging.getLogger("webapi.webhooks")
+
+
+def _settings():
+    """The app's settings."""
+    return current_app.extensions["campaigns"].settings
+
+
+@bp.get("/whatsapp")
+def verify():
+    """Answer Meta's subscription check with the challenge when the verify token matches."""
+    expected = _settings().whatsapp_verify_token
+    token = request.args.get("hub.verify_token", "")
+    if (request.args.get("hub.mode") == "subscribe" and expected
+            and hmac.compare_digest(token.encode(), expected.encode())):
+        return Response(request.args.get("hub.challenge", ""), mimetype="text/plain")
+    raise ApiError(403, "Token de verificación incorrecto o WHATSAPP_VERIFY_TOKEN sin configurar.")
+
+
+@bp.post("/whatsapp")
+def receive():
+    """Check the signature over the raw body, keep the body for the worker, acknowledge at once."""
+    settings = _settings()
+    limit = settings.webhook_max_body_kb * 1024
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, f"El cuerpo supera {settings.webhook_max_body_kb} KB.")
+    raw = request.stream.read(limit + 1)
+    if len(raw) > limit:
+        raise ApiError(413, f"El cuerpo supera {settings.webhook_max_body_kb} KB.")
+    secret = settings.whatsapp_app_secret
+    if not secret:
+        raise ApiError(503, "WHATSAPP_APP_SECRET no está configurado: no se pueden verificar las notificaciones.")
+    signature = request.headers.get("X-Hub-Signature-256", "")
+    expected = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(signature.encode(), expected.encode()):
+        log.warning("Webhook refused: %s signature", "missing" if not signature else "wrong")
+        raise ApiError(401, "Firma X-Hub-Signature-256 ausente o incorrecta.")
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "El cuerpo no es JSON válido.") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "El cuerpo debe ser un objeto JSON de notificación de WhatsApp.")
+    from tasks.jobs import schedule_webhooks
+    from tasks.webhooks import enqueue_body
+
+    runtime = current_app.extensions["campaigns"]
+    try:
+        if enqueue_body(runtime.redis, raw):
+            schedule_webhooks()
+    except Exception:
+        # Not acknowledged: Meta sends it again later.
+        raise ApiError(503, "No se pudo registrar la notificación; se reintentará.") from None
+    return jsonify({"success": True})
