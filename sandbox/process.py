@@ -58,10 +58,11 @@ class SandboxHandle:
         """Return the Cloud API send URL of one phone number on this sandbox."""
         return f"{self.url}/{version}/{phone_number_id}/messages"
 
-    def _admin(self, method: str, path: str, payload: Any = None, params: dict[str, Any] | None = None) -> Any:
+    def _admin(self, method: str, path: str, payload: Any = None, params: dict[str, Any] | None = None,
+               timeout: float = 10.0) -> Any:
         """Call an admin route; a 400 (bad option) becomes ValueError, other failures raise from requests."""
         url = f"{self.url}/_sandbox/{path}"
-        response = self._session.request(method, url, json=payload, params=params, timeout=10)
+        response = self._session.request(method, url, json=payload, params=params, timeout=timeout)
         if response.status_code == 400:
             raise ValueError(response.json().get("error", response.text))
         response.raise_for_status()
@@ -93,6 +94,26 @@ class SandboxHandle:
     def stats(self) -> dict[str, Any]:
         """Return the request counters, overall and per phone_number_id."""
         return self._admin("GET", "stats")
+
+    def webhooks(self, wamid: str | None = None, since: int = 0, page_size: int = 5000) -> dict[str, Any]:
+        """Return the webhook counters and the statuses posted per message (all pages, or one wamid's)."""
+        params: dict[str, Any] = {"since": since, "limit": page_size}
+        if wamid is not None:
+            params["wamid"] = wamid
+        result = page = self._admin("GET", "webhooks", params=params)
+        while wamid is None and len(page["messages"]) >= page_size:
+            params["since"] = page["next_since"]
+            page = self._admin("GET", "webhooks", params=params)
+            # The counters of the last page are the freshest; the messages add up over the pages.
+            result = {**page, "messages": result["messages"] + page["messages"]}
+        return result
+
+    def flush_webhooks(self, timeout: float = 30.0) -> dict[str, Any]:
+        """Post every planned status now and wait until all are settled; raises TimeoutError if that takes too long."""
+        result = self._admin("POST", "webhooks/flush", params={"timeout": timeout}, timeout=timeout + 10)
+        if result["status"] != "ok":
+            raise TimeoutError(f"webhooks still pending after {timeout:g} s: {result}")
+        return result
 
     def reset(self, config: bool = False) -> None:
         """Clear the message log and counters; with config=True also restore the startup options."""

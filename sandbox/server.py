@@ -274,6 +274,7 @@ class Sandbox:
     def _use(self, settings: SandboxSettings) -> None:
         """Install settings and the values derived from them that the hot path reads."""
         self.settings = settings
+        self.webhooks.use_settings(settings)
         self._latency = (settings.latency_min_ms / 1000.0, settings.latency_max_ms / 1000.0)
         self._expected_auth = {number: f"Bearer {token}" for number, token in settings.tokens.items()}
         # Buckets hold the old caps; starting them afresh is what a reconfigured number would do.
@@ -290,9 +291,10 @@ class Sandbox:
         return self.settings
 
     def reset(self, *, config: bool = False) -> None:
-        """Clear the message log, the counters and the rate buckets; optionally restore startup settings."""
+        """Clear the message log, counters, rate buckets and webhook state; optionally restore startup settings."""
         if config:
             self._use(self.startup_settings)
+        self.webhooks.reset()
         self._buckets.clear()
         self.log: deque[dict[str, Any]] = deque(maxlen=self.settings.message_log_limit)
         self.next_index = 0
@@ -444,18 +446,45 @@ async def post_message(request: web.Request) -> web.Response:
     return web.Response(status=status, body=body, content_type=_JSON)
 
 
-async def get_messages(request: web.Request) -> web.Response:
-    """GET /_sandbox/messages?phone_number_id=&since=&limit=: page through accepted messages."""
-    query = request.query
+def _paging(query: Any) -> tuple[int, int]:
+    """Read the since and limit query parameters of an admin listing, or raise a 400."""
     try:
         since = int(query.get("since", 0))
         limit = int(query.get("limit", 1000))
         if since < 0 or limit < 1:
             raise ValueError
     except ValueError:
-        return _json({"error": "since must be an integer >= 0 and limit an integer >= 1"}, 400)
+        raise web.HTTPBadRequest(text=json.dumps({"error": "since must be an integer >= 0 and limit an integer >= 1"}),
+                                 content_type=_JSON) from None
+    return since, limit
+
+
+async def get_messages(request: web.Request) -> web.Response:
+    """GET /_sandbox/messages?phone_number_id=&since=&limit=: page through accepted messages."""
+    query = request.query
+    since, limit = _paging(query)
     page = request.app[SANDBOX].messages_page(since=since, limit=limit, phone_number_id=query.get("phone_number_id"))
     return _json(page)
+
+
+async def get_webhooks(request: web.Request) -> web.Response:
+    """GET /_sandbox/webhooks?wamid=&since=&limit=: webhook counters and the statuses posted per message."""
+    since, limit = _paging(request.query)
+    page = request.app[SANDBOX].webhooks.page(since=since, limit=limit, wamid=request.query.get("wamid"))
+    return _json(page)
+
+
+async def post_webhooks_flush(request: web.Request) -> web.Response:
+    """POST /_sandbox/webhooks/flush?timeout=30: post everything planned now and answer once it is all settled."""
+    try:
+        timeout = float(request.query.get("timeout", 30))
+        if not timeout > 0:
+            raise ValueError
+    except ValueError:
+        return _json({"error": "timeout must be a number of seconds > 0"}, 400)
+    webhooks = request.app[SANDBOX].webhooks
+    settled = await webhooks.flush(timeout)
+    return _json({"status": "ok" if settled else "timeout", **webhooks.summary()})
 
 
 async def get_stats(request: web.Request) -> web.Response:
@@ -510,4 +539,6 @@ def create_app(settings: SandboxSettings | None = None, webhooks: StatusWebhooks
     app.router.add_get("/_sandbox/config", get_config)
     app.router.add_post("/_sandbox/config", post_config)
     app.router.add_get("/_sandbox/health", get_health)
+    app.router.add_get("/_sandbox/webhooks", get_webhooks)
+    app.router.add_post("/_sandbox/webhooks/flush", post_webhooks_flush)
     return app

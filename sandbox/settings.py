@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 # Fields that shape the listening socket or the log buffer; changing them needs a restart.
 STARTUP_ONLY = frozenset({"host", "port", "message_log_limit"})
@@ -47,7 +48,40 @@ class SandboxSettings:
     # Outage switch: every message POST answers 503 at once.
     down: bool = False
     # Accepted messages kept for inspection (about 1.5 kB each); the oldest are dropped beyond this.
+    # The webhook history per message is bounded by the same number.
     message_log_limit: int = 200_000
+    # ---- status webhooks (off while webhook_url is empty) ----
+    # Where status notifications are POSTed, e.g. http://127.0.0.1:5000/webhooks/whatsapp.
+    webhook_url: str = ""
+    # HMAC-SHA256 key of the X-Hub-Signature-256 header; required once webhook_url is set.
+    app_secret: str = ""
+    # WhatsApp Business Account id shown as entry[].id.
+    waba_id: str = "102290129340398"
+    # phone_number_id -> metadata.display_phone_number; a number missing here shows its phone_number_id.
+    display_phone_numbers: dict[str, str] = field(default_factory=dict)
+    # Probability that an accepted message is later delivered, and that a delivered one is then read.
+    delivered_share: float = 0.95
+    read_share: float = 0.6
+    # (min, max) ms between consecutive statuses of one message; "sent" comes this long after acceptance.
+    webhook_delay_ms: tuple[float, float] = (50.0, 500.0)
+    # Share of messages whose statuses are posted in a wrong order (events keep their true timestamps).
+    out_of_order_share: float = 0.0
+    # Share of notification POSTs replayed later with the identical body and signature.
+    duplicate_share: float = 0.0
+    # Share of read messages whose "delivered" status is never posted.
+    skip_delivered_share: float = 0.0
+    # recipient digits -> error code of a "failed" status that replaces delivered/read (the send is accepted).
+    failed_statuses: dict[str, int] = field(default_factory=dict)
+    # Statuses due are grouped into POSTs of at most webhook_batch_max; a due status waits at most
+    # webhook_batch_ms for others to join its POST.
+    webhook_batch_max: int = 100
+    webhook_batch_ms: float = 100.0
+    # POSTs in flight at once; the statuses of one message are still posted one POST after the other.
+    webhook_concurrency: int = 4
+    # A POST answered non-2xx or not answered is retried this many times (after 0.1, 0.2, 0.4 s ...),
+    # then its statuses are dropped.
+    webhook_retries: int = 3
+    webhook_timeout_s: float = 5.0
 
     def apply(self, changes: Mapping[str, Any], *, runtime: bool = False) -> SandboxSettings:
         """Return a copy with the given JSON-typed changes validated and applied, or raise ValueError."""
@@ -73,6 +107,9 @@ class SandboxSettings:
                 result = dataclasses.replace(result, latency_max_ms=result.latency_min_ms)
             else:
                 raise ValueError("latency_min_ms must not exceed latency_max_ms")
+        if result.webhook_url and not result.app_secret:
+            # Meta always signs; an unsigned notification would let the receiver's check go untested.
+            raise ValueError("webhook_url needs app_secret (the key of X-Hub-Signature-256)")
         return result
 
     def to_json(self) -> dict[str, Any]:
@@ -134,6 +171,40 @@ def _digits(number: str) -> str:
     return digits
 
 
+def _url(value: Any) -> str:
+    """Check an http(s) URL, or the empty string that switches webhooks off."""
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}")
+    if value:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL")
+    return value
+
+
+def _secret(value: Any) -> str:
+    """Check the app secret, a string that may be empty while webhooks are off."""
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}")
+    return value
+
+
+def _delay_range(value: Any) -> tuple[float, float]:
+    """Check a delay range given as "50-500", a single number, or [min, max]; return (min, max)."""
+    if isinstance(value, str):
+        low, _, high = value.partition("-")
+        value = [float(low), float(high)] if high else float(low)
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise ValueError(f"expected [min, max], got {value!r}")
+        low, high = _number(value[0]), _number(value[1])
+    else:
+        low = high = _number(value)
+    if low > high:
+        raise ValueError(f"min {low:g} exceeds max {high:g}")
+    return (low, high)
+
+
 def _template_language(value: Any) -> int | list[str]:
     """Check one language entry of a template: a positional count or a list of parameter names."""
     if isinstance(value, list):
@@ -166,6 +237,23 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "forced_errors": lambda v: _mapping(v, _error_code),
     "down": _boolean,
     "message_log_limit": lambda v: _integer(v, minimum=1),
+    "webhook_url": _url,
+    "app_secret": _secret,
+    "waba_id": _text,
+    "display_phone_numbers": lambda v: _mapping(v, lambda x: _digits(_text(x))),
+    "delivered_share": lambda v: _number(v, maximum=1.0),
+    "read_share": lambda v: _number(v, maximum=1.0),
+    "webhook_delay_ms": _delay_range,
+    "out_of_order_share": lambda v: _number(v, maximum=1.0),
+    "duplicate_share": lambda v: _number(v, maximum=1.0),
+    "skip_delivered_share": lambda v: _number(v, maximum=1.0),
+    "failed_statuses": lambda v: _mapping(v, _error_code, key=_digits),
+    # Meta's receivers must take up to 1,000 statuses per body, so no batch may be larger.
+    "webhook_batch_max": lambda v: _integer(v, minimum=1, maximum=1000),
+    "webhook_batch_ms": _number,
+    "webhook_concurrency": lambda v: _integer(v, minimum=1, maximum=256),
+    "webhook_retries": lambda v: _integer(v, minimum=0, maximum=20),
+    "webhook_timeout_s": lambda v: _number(v, strict_min=True),
 }
 # Every field needs a check here, so a new option cannot slip in unvalidated.
 assert set(_CHECKS) == {f.name for f in dataclasses.fields(SandboxSettings)}
@@ -206,6 +294,16 @@ def parse_codes(text: str) -> dict[str, int]:
         if len(parts) != 2:
             raise ValueError(f"expected key:code, got {':'.join(parts)!r}")
         result[parts[0]] = int(parts[1])
+    return result
+
+
+def parse_names(text: str) -> dict[str, str]:
+    """Parse "key:value,..." with text values (phone_number_id to display number)."""
+    result = {}
+    for parts in _pairs(text):
+        if len(parts) != 2:
+            raise ValueError(f"expected key:value, got {':'.join(parts)!r}")
+        result[parts[0]] = parts[1]
     return result
 
 
@@ -252,6 +350,38 @@ _TEXT_OPTIONS: list[tuple[str, str, str, Callable[[str], dict[str, Any]]]] = [
     ("--down", "SANDBOX_DOWN", "start in outage mode (1/0)", lambda t: {"down": _flag(t)}),
     ("--message-log-limit", "SANDBOX_MESSAGE_LOG_LIMIT", "accepted messages kept for inspection",
      lambda t: {"message_log_limit": int(t)}),
+    # The secret comes before the URL: each source is applied on its own, and a URL needs a secret.
+    ("--app-secret", "SANDBOX_APP_SECRET", "HMAC key of X-Hub-Signature-256 (prefer the variable to the flag)",
+     lambda t: {"app_secret": t}),
+    ("--webhook-url", "SANDBOX_WEBHOOK_URL", 'status webhook receiver; "" (default) sends none',
+     lambda t: {"webhook_url": t}),
+    ("--waba-id", "SANDBOX_WABA_ID", "WhatsApp Business Account id in entry[].id", lambda t: {"waba_id": t}),
+    ("--display-phone-numbers", "SANDBOX_DISPLAY_PHONE_NUMBERS", '"phone_number_id:digits,..." for metadata',
+     lambda t: {"display_phone_numbers": parse_names(t)}),
+    ("--delivered-share", "SANDBOX_DELIVERED_SHARE", "share of accepted messages delivered (default 0.95)",
+     lambda t: {"delivered_share": float(t)}),
+    ("--read-share", "SANDBOX_READ_SHARE", "share of delivered messages read (default 0.6)",
+     lambda t: {"read_share": float(t)}),
+    ("--webhook-delay-ms", "SANDBOX_WEBHOOK_DELAY_MS", 'delay between statuses, "50-500" (default) or "100"',
+     lambda t: {"webhook_delay_ms": t}),
+    ("--out-of-order-share", "SANDBOX_OUT_OF_ORDER_SHARE", "share of messages whose statuses come out of order",
+     lambda t: {"out_of_order_share": float(t)}),
+    ("--duplicate-share", "SANDBOX_DUPLICATE_SHARE", "share of notification POSTs sent twice",
+     lambda t: {"duplicate_share": float(t)}),
+    ("--skip-delivered-share", "SANDBOX_SKIP_DELIVERED_SHARE", "share of read messages with no delivered status",
+     lambda t: {"skip_delivered_share": float(t)}),
+    ("--failed-statuses", "SANDBOX_FAILED_STATUSES", '"number:code,..." accepted, then a failed status',
+     lambda t: {"failed_statuses": parse_codes(t)}),
+    ("--webhook-batch-max", "SANDBOX_WEBHOOK_BATCH_MAX", "most statuses per POST, 1..1000 (default 100)",
+     lambda t: {"webhook_batch_max": int(t)}),
+    ("--webhook-batch-ms", "SANDBOX_WEBHOOK_BATCH_MS", "longest wait of a due status for its POST (default 100)",
+     lambda t: {"webhook_batch_ms": float(t)}),
+    ("--webhook-concurrency", "SANDBOX_WEBHOOK_CONCURRENCY", "webhook POSTs in flight at once (default 4)",
+     lambda t: {"webhook_concurrency": int(t)}),
+    ("--webhook-retries", "SANDBOX_WEBHOOK_RETRIES", "retries of a failed webhook POST (default 3)",
+     lambda t: {"webhook_retries": int(t)}),
+    ("--webhook-timeout-s", "SANDBOX_WEBHOOK_TIMEOUT_S", "timeout of one webhook POST (default 5)",
+     lambda t: {"webhook_timeout_s": float(t)}),
     ("--config", "SANDBOX_CONFIG", "options as a JSON object (inline or file path), applied last",
      parse_json_or_file),
 ]
