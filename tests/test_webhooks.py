@@ -116,3 +116,27 @@ def test_a_body_with_a_thousand_statuses(api, sent_campaign):
     response = api.post(HOOK, data=body, headers=signed(body))
     assert response.status_code == 200
     wait_for(lambda: status(api, "webhooks")["delivered"] == 20, 20, message="all 20 delivered")
+
+
+def test_end_to_end_through_the_sandboxs_signed_webhooks(api, sandbox):
+    late_failures = {"584141000003": 131026, "584141000011": 131049}
+    sandbox.configure(webhook_url=api.url + HOOK, app_secret=APP_SECRET, delivered_share=0.9, read_share=0.5,
+                      webhook_delay_ms=[5, 30], out_of_order_share=0.3, duplicate_share=0.3,
+                      skip_delivered_share=0.2, failed_statuses=late_failures)
+    upload(api, make_csv(200), title="Con acuses")
+    wait_status(api, "con-acuses", {"completed"})
+    sandbox.flush_webhooks()
+    told = {"delivered": 0, "read": 0, "failed": 0}
+    for message in sandbox.webhooks()["messages"]:
+        kinds = {s["status"] for s in message["statuses"]}
+        told["delivered"] += bool(kinds & {"delivered", "read"})
+        told["read"] += "read" in kinds
+        told["failed"] += "failed" in kinds
+    assert told["failed"] == 2 and told["read"] > 0
+    final = wait_for(lambda: (s := status(api, "con-acuses"))["delivered"] == told["delivered"] and s, 30,
+                     message=f"{told['delivered']} delivered")
+    assert (final["read"], final["failed"], final["sent"]) == (told["read"], 2, 198)
+    assert {e["codigo"] for e in final["errores"]} == {"131026", "131049"}
+    rows = {r["phone"]: r for r in api.get("/api/destinatarios/con-acuses", params={"por_pagina": 200})
+            .json()["destinatarios"]}
+    assert rows["584141000003"]["status"] == "failed" and rows["584141000003"]["error_code"] == 131026
