@@ -10,9 +10,11 @@ _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
+local count = tonumber(ARGV[2] or '1')
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
-redis.call('SET', KEYS[1], tat + interval, 'PX', math.floor((tat + interval - now) / 1000) + 1000)
+local after = tat + interval * count
+redis.call('SET', KEYS[1], after, 'PX', math.floor((after - now) / 1000) + 1000)
 return tat - now
 """
 
@@ -41,9 +43,14 @@ class SendRateLimiter:
 
     def reserve(self, phone_number_id: str, messages_per_second: float, min_interval_ms: int = 0) -> float:
         """Book one send slot; returns the seconds to wait before sending (0 when it may go now)."""
-        interval_us = max(1_000_000 / messages_per_second, min_interval_ms * 1000)
-        wait_us = self._reserve(keys=[self._prefix + phone_number_id], args=[int(interval_us)])
-        return int(wait_us) / 1_000_000
+        return self.reserve_many(phone_number_id, messages_per_second, 1, min_interval_ms)[0]
+
+    def reserve_many(self, phone_number_id: str, messages_per_second: float, count: int,
+                     min_interval_ms: int = 0) -> list[float]:
+        """Book `count` consecutive slots in one round trip; returns each slot's wait in seconds."""
+        interval_us = int(max(1_000_000 / messages_per_second, min_interval_ms * 1000))
+        first_us = int(self._reserve(keys=[self._prefix + phone_number_id], args=[interval_us, count]))
+        return [(first_us + i * interval_us) / 1_000_000 for i in range(count)]
 
     def penalize(self, phone_number_id: str, seconds: float) -> None:
         """Hold every sender of this number for at least `seconds` (WhatsApp asked us to slow down)."""

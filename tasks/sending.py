@@ -107,13 +107,19 @@ class ChunkSender:
             self._stop(campaign_id, "paused", f"No hay credenciales para el buzón: {exc}")
             return [_outcome(m, "pending") for m in claimed]
 
-        def send(message: ClaimedMessage) -> dict:
-            return self._send_guarded(campaign_id, spec, sender, message, deadline)
+        # One round trip books a slot for every message of the chunk on the number's shared schedule.
+        slots = self.limiter.reserve_many(sender.phone_number_id, sender.messages_per_second or self.default_mps,
+                                          len(claimed), self.interval_ms)
+        start = time.monotonic()
+
+        def send(item: tuple[ClaimedMessage, float]) -> dict:
+            message, wait = item
+            return self._send_guarded(campaign_id, spec, sender, message, deadline, start + wait)
 
         if _GreenPool is not None and len(claimed) > 1:
-            outcomes = _GreenPool(len(claimed)).map(send, claimed)
+            outcomes = _GreenPool(len(claimed)).map(send, zip(claimed, slots))
         else:
-            outcomes = [send(m) for m in claimed]
+            outcomes = [send(item) for item in zip(claimed, slots)]
         answered = sum(1 for o in outcomes if o["status"] in ("sent", "failed"))
         if answered:
             try:
@@ -123,11 +129,11 @@ class ChunkSender:
         return outcomes
 
     def _send_guarded(self, campaign_id: str, spec: CampaignSpec, sender: Sender, message: ClaimedMessage,
-                      deadline: float) -> dict:
+                      deadline: float, slot_at: float) -> dict:
         """Send one message; an unexpected error hands it back (or marks it unknown if it may have gone out)."""
         progress = {"requested": False, "retries": 0}
         try:
-            return self._send_one(campaign_id, spec, sender, message, deadline, progress)
+            return self._send_one(campaign_id, spec, sender, message, deadline, slot_at, progress)
         except Exception as exc:
             log.warning("message %s of campaign %s interrupted by %s", message.id, campaign_id, type(exc).__name__)
             if progress["requested"]:
@@ -136,14 +142,16 @@ class ChunkSender:
             return _outcome(message, "pending", progress["retries"])
 
     def _send_one(self, campaign_id: str, spec: CampaignSpec, sender: Sender, message: ClaimedMessage,
-                  deadline: float, progress: dict) -> dict:
-        """Send one message with pacing and retries, and say what became of it."""
+                  deadline: float, slot_at: float, progress: dict) -> dict:
+        """Send one message at its booked slot (retries book new ones), and say what became of it."""
         mps = sender.messages_per_second or self.default_mps
         pnid = sender.phone_number_id
         payload = template_payload(message.phone, spec.template, spec.language, message.parameters,
                                    callback_data=f"{campaign_id}/{message.id}")
         while True:
-            wait = self.limiter.reserve(pnid, mps, self.interval_ms)
+            if progress["retries"]:
+                slot_at = time.monotonic() + self.limiter.reserve(pnid, mps, self.interval_ms)
+            wait = slot_at - time.monotonic()
             if time.monotonic() + wait > deadline:
                 # Too late for this task: the batch goes back to the queue and a later task sends it.
                 return _outcome(message, "pending", progress["retries"])

@@ -18,8 +18,9 @@ def enqueue_body(redis, raw_body: bytes) -> bool:
     """Keep a verified notification body; True when a processing task should be scheduled now."""
     pipe = redis.pipeline()
     pipe.rpush(INBOX, raw_body)
-    # At most one scheduling per half second: a burst of notifications is drained by one task run.
-    pipe.set(SCHEDULED, "1", nx=True, px=500)
+    # One drain task at a time: the flag stays set until that task finds the inbox empty (see
+    # process_inbox), so a burst of notifications costs one task, and none is left waiting.
+    pipe.set(SCHEDULED, "1", nx=True, ex=60)
     return bool(pipe.execute()[1])
 
 
@@ -53,6 +54,11 @@ def process_inbox(pipeline: Pipeline, max_bodies: int = 200, budget_s: float = 2
     while time.monotonic() < deadline:
         bodies = redis.lpop(INBOX, max_bodies)
         if not bodies:
+            # Clear the flag, then look once more: a body pushed before this look is drained here, one
+            # pushed after it finds the flag clear and schedules a new task.
+            redis.delete(SCHEDULED)
+            if redis.llen(INBOX) and redis.set(SCHEDULED, "1", nx=True, ex=60):
+                continue
             break
         statuses = []
         for raw in bodies:

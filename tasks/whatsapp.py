@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
+from urllib3 import Timeout
+from urllib3.exceptions import (ConnectTimeoutError, HTTPError, NewConnectionError, ProtocolError,
+                                ReadTimeoutError)
 
 from tasks.errors import ErrorKind, classify
 from tasks.store.base import Sender
@@ -51,63 +54,61 @@ def template_payload(to: str, template: str, language: str, parameters: list | d
     return payload
 
 
-def _never_sent(exc: BaseException) -> bool:
-    """True when a connection error happened before the request left (refused, unreachable, DNS)."""
-    seen = exc
-    while seen is not None:
-        if isinstance(seen, (NewConnectionError, ConnectTimeoutError)):
-            return True
-        if isinstance(seen, MaxRetryError) and isinstance(seen.reason, (NewConnectionError, ConnectTimeoutError)):
-            return True
-        seen = seen.__cause__ or seen.__context__ or (seen.args[0] if seen.args and
-                                                      isinstance(seen.args[0], BaseException) else None)
-    return False
-
-
 class WhatsAppClient:
-    """Sends messages to `{base_url}/{version}/{phone_number_id}/messages` with keep-alive connections."""
+    """Sends messages to `{base_url}/{version}/{phone_number_id}/messages` over keep-alive connections.
+
+    The connections belong to a `requests.Session`'s adapter. Each send goes straight to that adapter's
+    urllib3 pool with a body encoded once: requests' per-call work (environment proxy lookup, request
+    preparation, header merging, hooks) cost more CPU than the request itself, and at 1,000 messages/s on
+    two cores that decides the throughput.
+    """
 
     def __init__(self, base_url: str, version: str, timeout_s: float, pool_size: int = 512):
         self._base = f"{base_url.rstrip('/')}/{version}"
-        self._timeout = (min(5.0, timeout_s), timeout_s)
+        self._timeout = Timeout(connect=min(5.0, timeout_s), read=timeout_s)
         self._session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=16, pool_maxsize=pool_size, max_retries=0)
+        self._session.trust_env = False
+        adapter = HTTPAdapter(pool_connections=16, pool_maxsize=pool_size, pool_block=False, max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
+        self._pool = adapter.poolmanager
 
     def send(self, sender: Sender, payload: dict) -> SendResult:
         """POST one message; network errors and unreadable answers become results, never exceptions."""
         url = f"{self._base}/{sender.phone_number_id}/messages"
-        headers = {"Authorization": f"Bearer {sender.access_token}"}
+        headers = {"Authorization": f"Bearer {sender.access_token}", "Content-Type": "application/json"}
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
         try:
-            response = self._session.post(url, json=payload, headers=headers, timeout=self._timeout)
-        except requests.ConnectTimeout:
-            return SendResult(error_detail="no se pudo conectar con WhatsApp (timeout de conexión)")
-        except requests.ReadTimeout:
+            response = self._pool.urlopen("POST", url, body=body, headers=headers, timeout=self._timeout,
+                                          retries=False, redirect=False)
+        except (NewConnectionError, ConnectTimeoutError):
+            return SendResult(error_detail="no se pudo conectar con WhatsApp")
+        except ReadTimeoutError:
             return SendResult(error_detail="WhatsApp no respondió a tiempo; el mensaje puede haberse entregado",
                               ambiguous=True)
-        except requests.ConnectionError as exc:
-            if _never_sent(exc):
-                return SendResult(error_detail="no se pudo conectar con WhatsApp")
-            return SendResult(error_detail="la conexión se cortó antes de la respuesta; el mensaje puede "
-                                           "haberse entregado", ambiguous=True)
-        except requests.RequestException as exc:
-            return SendResult(error_detail=f"error de conexión: {type(exc).__name__}")
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        if response.status_code == 200:
-            try:
-                return SendResult(wamid=body["messages"][0]["id"], http_status=200)
-            except (KeyError, IndexError, TypeError):
-                return SendResult(error_detail="respuesta de WhatsApp sin id de mensaje", http_status=200)
-        error = body.get("error") if isinstance(body, dict) else None
-        if not isinstance(error, dict):
-            return SendResult(error_detail=f"HTTP {response.status_code}", http_status=response.status_code)
-        details = (error.get("error_data") or {}).get("details") or error.get("message")
-        return SendResult(error_code=error.get("code"), error_detail=details, http_status=response.status_code)
+        except (ProtocolError, HTTPError, OSError) as exc:
+            return SendResult(error_detail=f"la conexión se cortó antes de la respuesta ({type(exc).__name__}); "
+                                           "el mensaje puede haberse entregado", ambiguous=True)
+        return _parse(response.status, response.data)
 
     def close(self) -> None:
         """Close pooled connections."""
         self._session.close()
+
+
+def _parse(status: int, data: bytes) -> SendResult:
+    """Turn the Cloud API's answer into a result."""
+    try:
+        body = json.loads(data) if data else {}
+    except ValueError:
+        body = {}
+    if status == 200:
+        try:
+            return SendResult(wamid=body["messages"][0]["id"], http_status=200)
+        except (KeyError, IndexError, TypeError):
+            return SendResult(error_detail="respuesta de WhatsApp sin id de mensaje", http_status=200)
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return SendResult(error_detail=f"HTTP {status}", http_status=status)
+    details = (error.get("error_data") or {}).get("details") or error.get("message")
+    return SendResult(error_code=error.get("code"), error_detail=details, http_status=status)

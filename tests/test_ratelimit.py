@@ -32,3 +32,9 @@ def test_each_sender_number_has_its_own_schedule(limiter):
     for _ in range(20):
         limiter.reserve("333", messages_per_second=10)
     assert limiter.reserve("444", messages_per_second=10) == 0
+
+
+def test_a_chunk_books_consecutive_slots_in_one_call(limiter):
+    slots = limiter.reserve_many("555", messages_per_second=100, count=5)
+    assert slots == pytest.approx([0, 0.01, 0.02, 0.03, 0.04], abs=0.002)
+    assert limiter.reserve("555", messages_per_second=100) == pytest.approx(0.05, abs=0.01)

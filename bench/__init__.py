@@ -1,0 +1,1 @@
+"""Benchmark scripts that drive real service processes against the WhatsApp sandbox and print result tables."""
