@@ -212,10 +212,7 @@ class LiveState:
         pipe = self.redis.pipeline()
         pipe.hgetall(key + ":errors")
         pipe.hgetall(key + ":error_detail")
-        counts, details = pipe.execute()
-        rows = [{"code": code, "count": int(n), "detail": details.get(code) or None}
-                for code, n in counts.items() if int(n) > 0]
-        return sorted(rows, key=lambda r: -r["count"])
+        return _error_rows(*pipe.execute())
 
     def error_window(self, campaign_id: str, failed: int, processed: int, window: int) -> tuple[int, int]:
         """Add a batch to the recent-sends window; returns (failed, processed) over about `window` sends."""
@@ -254,13 +251,42 @@ class LiveState:
     def rate(self, campaign_id: str, window_s: int = 10) -> float:
         """Messages per second over the last `window_s` whole seconds (or since sending began, if later)."""
         now = int(time.time())
-        seconds = list(range(now - window_s, now))
-        values = self.redis.mget([f"{_PREFIX}{campaign_id}:tick:{s}" for s in seconds])
-        active = [(second, int(v)) for second, v in zip(seconds, values) if v]
-        if not active:
-            return 0.0
-        return sum(n for _, n in active) / (now - active[0][0])
+        values = self.redis.mget(self._tick_keys(campaign_id, now, window_s))
+        return _rate(now, window_s, values)
+
+    @staticmethod
+    def _tick_keys(campaign_id: str, now: int, window_s: int) -> list[str]:
+        """The per-second activity keys of the window ending now."""
+        return [f"{_PREFIX}{campaign_id}:tick:{s}" for s in range(now - window_s, now)]
+
+    def snapshot(self, campaign_id: str, window_s: int = 10) -> tuple[dict, float, list[dict], int]:
+        """Fields, live rate, failures by code and batches in flight, in one round trip (status reads)."""
+        key = _PREFIX + campaign_id
+        now = int(time.time())
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(key)
+        pipe.mget(self._tick_keys(campaign_id, now, window_s))
+        pipe.hgetall(key + ":errors")
+        pipe.hgetall(key + ":error_detail")
+        pipe.scard(key + ":inflight")
+        fields, ticks, counts, details, in_flight = pipe.execute()
+        return fields, _rate(now, window_s, ticks), _error_rows(counts, details), in_flight
 
     def active_campaigns(self) -> set[str]:
         """Campaigns that are queued, running or paused."""
         return self.redis.smembers(ACTIVE_SET)
+
+
+def _rate(now: int, window_s: int, values: list) -> float:
+    """Messages per second from per-second counts, over the window or since the first active second."""
+    active = [(now - window_s + i, int(v)) for i, v in enumerate(values) if v]
+    if not active:
+        return 0.0
+    return sum(n for _, n in active) / (now - active[0][0])
+
+
+def _error_rows(counts: dict, details: dict) -> list[dict]:
+    """Failures by code, most frequent first."""
+    rows = [{"code": code, "count": int(n), "detail": details.get(code) or None}
+            for code, n in counts.items() if int(n) > 0]
+    return sorted(rows, key=lambda r: -r["count"])

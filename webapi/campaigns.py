@@ -93,26 +93,28 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
 
 def queue_status(pipeline: Pipeline, campaign_id: str) -> dict:
     """A campaign's live counters and status, read from Redis."""
-    try:
-        fields = pipeline.ensure_live_state(campaign_id)
-    except CampaignNotFound:
-        raise ApiError(404, f"No existe la campaña '{campaign_id}'. Consulte /api/listar-campanas.",
-                       {"campaign_id": campaign_id}) from None
-    return summarize(pipeline, campaign_id, fields)
+    fields, rate, errors, in_flight = pipeline.state.snapshot(campaign_id)
+    if not fields:  # Redis lost it (or never had it): rebuild from the store
+        try:
+            pipeline.ensure_live_state(campaign_id)
+        except CampaignNotFound:
+            raise ApiError(404, f"No existe la campaña '{campaign_id}'. Consulte /api/listar-campanas.",
+                           {"campaign_id": campaign_id}) from None
+        fields, rate, errors, in_flight = pipeline.state.snapshot(campaign_id)
+    return summarize(campaign_id, fields, rate, errors, in_flight)
 
 
-def summarize(pipeline: Pipeline, campaign_id: str, fields: dict[str, str]) -> dict:
-    """Turn a campaign's Redis fields into the figures the front end shows."""
+def summarize(campaign_id: str, fields: dict[str, str], rate: float, error_rows: list[dict], in_flight: int) -> dict:
+    """Turn a campaign's Redis state into the figures the front end shows."""
     counts = {k: int(fields.get(k) or 0)
               for k in ("total", "sent", "failed", "cancelled", "unknown", "retries", "delivered", "read")}
     pending = max(0, counts["total"] - counts["sent"] - counts["failed"] - counts["cancelled"] - counts["unknown"])
     progress = 100.0 if pending == 0 else round((counts["total"] - pending) * 100 / counts["total"], 1)
-    rate = pipeline.state.rate(campaign_id)
     running = fields.get("status") == "running"
     eta = round(pending / rate) if running and rate > 0 else (0 if pending == 0 else None)
     errors = [{"codigo": e["code"], "cantidad": e["count"], "detalle": e["detail"],
                "descripcion": describe(int(e["code"]) if e["code"].isdigit() else None, e["detail"])}
-              for e in pipeline.state.errors(campaign_id)]
+              for e in error_rows]
     return {"success": True, "campaign_id": campaign_id, "titulo": fields.get("title") or None,
             "status": fields.get("status"), "motivo": fields.get("reason") or None, "pending": pending,
             "progress": progress, **counts, "errores": errors, "eta_seconds": eta,
@@ -120,7 +122,7 @@ def summarize(pipeline: Pipeline, campaign_id: str, fields: dict[str, str]) -> d
             "read_rate": round(counts["read"] * 100 / counts["sent"], 1) if counts["sent"] else 0.0,
             "last_delivered_at": _iso(fields.get("last_delivered_at")), "last_read_at": _iso(fields.get("last_read_at")),
             "messages_per_second": round(rate, 1),
-            "batches_in_flight": pipeline.state.in_flight(campaign_id),
+            "batches_in_flight": in_flight,
             "created_at": fields.get("created_at") or None, "started_at": fields.get("started_at") or None,
             "finished_at": fields.get("finished_at") or None}
 
@@ -137,7 +139,8 @@ def list_campaigns(pipeline: Pipeline, page: int, per_page: int) -> dict:
     rows, total = pipeline.store.list_campaigns(per_page, (page - 1) * per_page)
     campaigns = []
     for row in rows:
-        summary = summarize(pipeline, row["id"], pipeline.ensure_live_state(row["id"]))
+        pipeline.ensure_live_state(row["id"])
+        summary = summarize(row["id"], *pipeline.state.snapshot(row["id"]))
         del summary["success"], summary["campaign_id"]
         summary.update(id=row["id"], titulo=row["title"], plantilla=row["template"], buzon=row["buzon"],
                        idioma=row["language"])
