@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="1,2,4", help="worker counts to try (default 1,2,4)")
     parser.add_argument("--concurrency", type=int, default=200, help="gevent pool size per worker (default 200)")
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--chunk-size", type=int, default=20)
+    parser.add_argument("--chunk-size", type=int, default=50)
     parser.add_argument("--max-concurrent-batches", type=int, default=5)
     parser.add_argument("--latency-ms", type=float, default=DEFAULT_LATENCY_MS, help="sandbox latency (default 100)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the service logs and say where")
