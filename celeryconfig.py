@@ -39,4 +39,6 @@ worker_redirect_stdouts = False
 beat_schedule = {
     "sweep": {"task": "campaigns.sweep", "schedule": _settings.sweep_interval_s,
               "options": {"expires": _settings.sweep_interval_s}},
+    # Drains status notifications even if the API could not schedule it (and rematches orphans).
+    "webhooks": {"task": "webhooks.process", "schedule": 5.0, "options": {"expires": 5.0}},
 }
