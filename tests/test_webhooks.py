@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 
+import psycopg
 import pytest
 
 from tests.conftest import APP_SECRET, make_csv, status, store_rows, upload, wait_for, wait_status
@@ -100,7 +102,6 @@ def test_oversized_bodies_get_413(api):
 
 
 def test_unknown_wamids_are_kept_not_rejected(api, sent_campaign):
-    import psycopg, os
     body = notification(st("wamid.NOT-OURS", "delivered"))
     assert api.post(HOOK, data=body, headers=signed(body)).status_code == 200
     with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
