@@ -15,6 +15,7 @@ from celery.signals import worker_ready, worker_shutdown
 
 PREFIX = "wcq:worker:"
 KNOWN_SET = "wcq:workers:known"
+SUSPECT_HASH = "wcq:workers:suspect"
 INTERVAL_S = 2
 
 _stop = threading.Event()
@@ -34,18 +35,37 @@ def live_workers(client) -> list[str]:
     return [key[len(PREFIX):] for key in client.scan_iter(match=PREFIX + "*", count=1000)]
 
 
-def dead_workers(client) -> list[str]:
-    """Workers that started and stopped beating without a clean shutdown."""
-    known = client.smembers(KNOWN_SET)
-    if not known:
-        return []
+def dead_workers(client, ttl_s: int, also: set[str] = frozenset()) -> set[str]:
+    """Workers (known ones, and the owners in `also`) that have not beaten for at least `ttl_s` seconds.
+
+    A missing heartbeat only makes a worker a suspect, stamped on Redis' clock; it is dead once it has
+    stayed missing for a whole TTL. A key that merely expired while Redis was restarting therefore never
+    condemns a live worker, whose claims would otherwise be handed to another worker and sent twice.
+    """
+    candidates = set(client.smembers(KNOWN_SET)) | set(also)
     alive = set(live_workers(client))
-    return [owner for owner in known if owner not in alive]
+    now = int(client.time()[0])
+    suspects = {owner: int(since) for owner, since in client.hgetall(SUSPECT_HASH).items()}
+    pipe = client.pipeline()
+    for owner in suspects.keys() & alive:
+        pipe.hdel(SUSPECT_HASH, owner)
+    dead = set()
+    for owner in candidates - alive:
+        since = suspects.get(owner)
+        if since is None:
+            pipe.hset(SUSPECT_HASH, owner, now)
+        elif now - since >= ttl_s:
+            dead.add(owner)
+    pipe.execute()
+    return dead
 
 
 def forget_worker(client, owner: str) -> None:
     """Drop a dead worker once its claims have been recovered."""
-    client.srem(KNOWN_SET, owner)
+    pipe = client.pipeline()
+    pipe.srem(KNOWN_SET, owner)
+    pipe.hdel(SUSPECT_HASH, owner)
+    pipe.execute()
 
 
 def _beat(owner: str) -> None:

@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Callable
 
-from tasks.heartbeat import dead_workers, forget_worker, live_workers, owner_id
+from tasks.heartbeat import dead_workers, forget_worker, owner_id
 from tasks.pipeline import CampaignNotFound, Pipeline
 
 log = logging.getLogger("tasks.recovery")
@@ -31,12 +31,12 @@ def sweep(pipeline: Pipeline, finished_results: Callable[[list[str]], list[list[
         return {"skipped": True}
     report = {"unknown": 0, "released": 0, "requeued_batches": 0, "campaigns": 0}
     try:
-        dead = set(dead_workers(redis))
-        live = set(live_workers(redis))
         campaigns = set(pipeline.store.open_campaigns()) | pipeline.state.active_campaigns()
+        owners = {campaign_id: pipeline.store.claim_owners(campaign_id) for campaign_id in campaigns}
+        dead = dead_workers(redis, heartbeat_ttl_s, {o for found in owners.values() for o in found})
         for campaign_id in sorted(campaigns):
             try:
-                _sweep_campaign(pipeline, finished_results, campaign_id, dead, live, heartbeat_ttl_s,
+                _sweep_campaign(pipeline, finished_results, campaign_id, owners[campaign_id], dead,
                                 stale_batch_s, stuck_claim_s, report)
             except CampaignNotFound:
                 pipeline.state.redis.srem("wcq:campaigns:active", campaign_id)
@@ -48,14 +48,14 @@ def sweep(pipeline: Pipeline, finished_results: Callable[[list[str]], list[list[
     return report
 
 
-def _sweep_campaign(pipeline: Pipeline, finished_results, campaign_id: str, dead: set[str], live: set[str],
-                    heartbeat_ttl_s: int, stale_batch_s: int, stuck_claim_s: int, report: dict) -> None:
+def _sweep_campaign(pipeline: Pipeline, finished_results, campaign_id: str, owners: dict[str, int],
+                    dead: set[str], stale_batch_s: int, stuck_claim_s: int, report: dict) -> None:
     """Repair one campaign."""
     fields = pipeline.ensure_live_state(campaign_id)
     store, state = pipeline.store, pipeline.state
     attempted: set[int] | None = None
-    for owner, age in store.claim_owners(campaign_id).items():
-        if owner in dead or (owner not in live and age > heartbeat_ttl_s):
+    for owner, age in owners.items():
+        if owner in dead:
             older_than = 0
         elif age > stuck_claim_s:
             older_than = stuck_claim_s

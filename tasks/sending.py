@@ -120,6 +120,8 @@ class ChunkSender:
             outcomes = _GreenPool(len(claimed)).map(send, zip(claimed, slots))
         else:
             outcomes = [send(item) for item in zip(claimed, slots)]
+        for outcome in outcomes:
+            outcome["owner"] = owner
         answered = sum(1 for o in outcomes if o["status"] in ("sent", "failed"))
         if answered:
             try:

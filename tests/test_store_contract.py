@@ -218,3 +218,14 @@ def test_statuses_for_unknown_messages_wait_for_their_wamid(store):
     store.record_outcomes([{"id": message.id, "status": "sent", "wamid": "wLATE"}])
     assert store.rematch_orphans()["deltas"] == {"promo": {"delivered": 1}}
     assert store.rematch_orphans()["applied"] == 0
+
+
+def test_late_results_of_a_worker_taken_for_dead_do_not_overwrite_the_new_claim(store):
+    store.create_campaign(_campaign(), LEADS)
+    [message] = store.claim_messages("promo", 1, 1, "old-worker")
+    store.recover_claims("promo", "old-worker", [])
+    store.claim_messages("promo", 1, 1, "new-worker")
+    late = store.record_outcomes([{"id": message.id, "status": "pending", "owner": "old-worker"}])
+    assert late["moved"] == {}
+    mine = store.record_outcomes([{"id": message.id, "status": "sent", "wamid": "w", "owner": "new-worker"}])
+    assert mine["moved"] == {"sent": 1}
