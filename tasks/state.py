@@ -206,14 +206,6 @@ class LiveState:
             pipe.hset(key + ":error_detail", code, entry.get("detail") or "")
         pipe.execute()
 
-    def errors(self, campaign_id: str) -> list[dict]:
-        """Failures by error code, most frequent first."""
-        key = _PREFIX + campaign_id
-        pipe = self.redis.pipeline()
-        pipe.hgetall(key + ":errors")
-        pipe.hgetall(key + ":error_detail")
-        return _error_rows(*pipe.execute())
-
     def error_window(self, campaign_id: str, failed: int, processed: int, window: int) -> tuple[int, int]:
         """Add a batch to the recent-sends window; returns (failed, processed) over about `window` sends."""
         result = self._error_window(keys=[_PREFIX + campaign_id + ":window"], args=[failed, processed, window])
@@ -247,12 +239,6 @@ class LiveState:
         pipe.incrby(tick, processed)
         pipe.expire(tick, 60)
         pipe.execute()
-
-    def rate(self, campaign_id: str, window_s: int = 10) -> float:
-        """Messages per second over the last `window_s` whole seconds (or since sending began, if later)."""
-        now = int(time.time())
-        values = self.redis.mget(self._tick_keys(campaign_id, now, window_s))
-        return _rate(now, window_s, values)
 
     @staticmethod
     def _tick_keys(campaign_id: str, now: int, window_s: int) -> list[str]:

@@ -93,15 +93,20 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
 
 def queue_status(pipeline: Pipeline, campaign_id: str) -> dict:
     """A campaign's live counters and status, read from Redis."""
-    fields, rate, errors, in_flight = pipeline.state.snapshot(campaign_id)
-    if not fields:  # Redis lost it (or never had it): rebuild from the store
-        try:
-            pipeline.ensure_live_state(campaign_id)
-        except CampaignNotFound:
-            raise ApiError(404, f"No existe la campaña '{campaign_id}'. Consulte /api/listar-campanas.",
-                           {"campaign_id": campaign_id}) from None
-        fields, rate, errors, in_flight = pipeline.state.snapshot(campaign_id)
-    return summarize(campaign_id, fields, rate, errors, in_flight)
+    try:
+        return summarize(campaign_id, *live_snapshot(pipeline, campaign_id))
+    except CampaignNotFound:
+        raise ApiError(404, f"No existe la campaña '{campaign_id}'. Consulte /api/listar-campanas.",
+                       {"campaign_id": campaign_id}) from None
+
+
+def live_snapshot(pipeline: Pipeline, campaign_id: str) -> tuple[dict, float, list[dict], int]:
+    """The campaign's Redis state in one round trip, rebuilt from the store first if Redis lost it."""
+    snapshot = pipeline.state.snapshot(campaign_id)
+    if snapshot[0]:
+        return snapshot
+    pipeline.ensure_live_state(campaign_id)
+    return pipeline.state.snapshot(campaign_id)
 
 
 def summarize(campaign_id: str, fields: dict[str, str], rate: float, error_rows: list[dict], in_flight: int) -> dict:
@@ -139,8 +144,7 @@ def list_campaigns(pipeline: Pipeline, page: int, per_page: int) -> dict:
     rows, total = pipeline.store.list_campaigns(per_page, (page - 1) * per_page)
     campaigns = []
     for row in rows:
-        pipeline.ensure_live_state(row["id"])
-        summary = summarize(row["id"], *pipeline.state.snapshot(row["id"]))
+        summary = summarize(row["id"], *live_snapshot(pipeline, row["id"]))
         del summary["success"], summary["campaign_id"]
         summary.update(id=row["id"], titulo=row["title"], plantilla=row["template"], buzon=row["buzon"],
                        idioma=row["language"])
