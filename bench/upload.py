@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=ROWS, help="rows per CSV (default 100000)")
     parser.add_argument("--repeat", type=int, default=1, help="uploads per size; the median is shown (default 1)")
     parser.add_argument("--skip-large", action="store_true", help="only the ~5 MB CSV")
+    parser.add_argument("--sizes", action="store_true",
+                        help="also ~12 MB and ~25 MB files of the same rows, to show whether the peak follows the size")
     parser.add_argument("--keep-logs", action="store_true", help="keep the service logs and say where")
     args = parser.parse_args(argv)
 
@@ -73,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     cases = [("~5 MB", contacts_csv(args.rows, extra_columns=2, width=7))]
     if not args.skip_large:
         # Just under the limit, leaving room for the multipart framing the API also counts.
+        if args.sizes:
+            cases.append(("~12 MB", contacts_csv_of_size(args.rows, LIMIT_BYTES // 4)))
+            cases.append(("~25 MB", contacts_csv_of_size(args.rows, LIMIT_BYTES // 2)))
         cases.append(("~50 MB (limit)", contacts_csv_of_size(args.rows, LIMIT_BYTES - 64 * 1024)))
     print_machine_info()
     rows = []

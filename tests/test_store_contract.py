@@ -77,6 +77,29 @@ def test_campaign_ids_are_unique_and_idempotency_keys_return_the_first(store):
     assert total == 2 and [c["id"] for c in campaigns] == ["promo-2"]
 
 
+def test_recipients_can_come_from_a_one_pass_stream_that_may_fail_half_way(store):
+    def leads(fail_after: int | None = None):
+        for i, lead in enumerate(LEADS):
+            if i == fail_after:
+                raise ValueError("row 4 is unreadable")
+            yield lead
+
+    with pytest.raises(ValueError, match="row 4"):
+        store.create_campaign(_campaign(), leads(fail_after=3), lambda: {"rejected_rows": []})
+    assert store.get_campaign("promo") is None and store.list_campaigns(10, 0)[1] == 0
+
+    rejected = [{"fila": 7, "valor": "58***12", "motivo": "número demasiado corto"}]
+    assert store.create_campaign(_campaign(), leads(), lambda: {"rejected_rows": rejected}) == \
+        {"id": "promo", "total": 5, "created": True}
+    row = store.get_campaign("promo")
+    assert row["total"] == 5 and row["rejected_count"] == 1
+    assert [m.phone for m in store.claim_messages("promo", 1, 10, "w1")] == [lead["phone"] for lead in LEADS]
+
+    with pytest.raises(StoreError):
+        store.create_campaign(_campaign(), iter([]))
+    assert store.list_campaigns(10, 0)[1] == 1
+
+
 def test_claims_are_exclusive_and_outcomes_apply_once(store):
     store.create_campaign(_campaign(), LEADS)
     claimed = store.claim_messages("promo", 1, 3, "worker-a")

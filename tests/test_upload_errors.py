@@ -35,6 +35,9 @@ CASES = {
     "file over the size limit": (_form(csv=b"telefono,nota\n" + b"584141234567," + b"x" * (1024 * 1024 + 10) + b"\n"),
                                  413, "MB"),
     "phone column named but absent": (_form({"columna_telefono": "celu"}), 422, "celu"),
+    # Rows are stored while the file is read: a file that breaks after thousands of good rows is rolled back.
+    "unreadable row after 4,999 good ones": (
+        _form(csv=make_csv(4999) + b'584141999999,"sin cerrar' + b"x" * 200_000 + b"\n"), 422, "fila 5001"),
 }
 
 

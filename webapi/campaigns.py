@@ -10,7 +10,7 @@ import unicodedata
 from tasks.errors import describe
 from tasks.pipeline import CampaignNotFound, InvalidTransition, Pipeline
 from tasks.runtime import Runtime
-from webapi.contacts import ContactsError, ParsedContacts, parse_csv, parse_records
+from webapi.contacts import ContactsError, ContactStream, open_csv, open_records
 from webapi.errors import ApiError
 
 log = logging.getLogger("webapi")
@@ -25,8 +25,11 @@ def slugify(title: str) -> str:
     return slug or "campana"
 
 
-def parse_contacts(runtime: Runtime, form: dict, upload) -> ParsedContacts:
-    """Parse the uploaded CSV or the JSON contact list, turning parse problems into 4xx errors."""
+def open_contacts(runtime: Runtime, form: dict, upload) -> ContactStream:
+    """Check the uploaded CSV or the JSON contact list as a whole, turning problems into 4xx errors.
+
+    The rows themselves are read later, while they are stored.
+    """
     s = runtime.settings
     options = dict(default_region=s.default_region, phone_column=form["columna_telefono"],
                    named_params=form["parametros_nombrados"], max_contacts=s.max_messages_per_campaign)
@@ -39,18 +42,18 @@ def parse_contacts(runtime: Runtime, form: dict, upload) -> ParsedContacts:
                 raise ApiError(413, f"El archivo pesa {size / 1048576:.1f} MB y el límite es {s.max_csv_size_mb} "
                                     "MB. Divida la campaña en archivos más pequeños.",
                                {"max_csv_size_mb": s.max_csv_size_mb})
-            return parse_csv(upload.stream, **options)
+            return open_csv(upload.stream, **options)
         if form["contactos"] is not None:
-            return parse_records(form["contactos"], **options)
+            return open_records(form["contactos"], **options)
     except ContactsError as exc:
         raise ApiError(422, exc.message, exc.details) from None
     raise ApiError(400, "Falta el archivo: envíe el CSV en el campo 'archivo_csv' (multipart) o la lista "
                         "'contactos' en un cuerpo JSON.", {"field": "archivo_csv"})
 
 
-def rejected_report(parsed: ParsedContacts) -> list[dict]:
+def rejected_report(contacts: ContactStream) -> list[dict]:
     """The rejected rows in the API's Spanish field names."""
-    return [{"fila": r.row, "valor": r.value, "motivo": r.reason} for r in parsed.rejected]
+    return [{"fila": r.row, "valor": r.value, "motivo": r.reason} for r in contacts.rejected]
 
 
 def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str | None) -> dict:
@@ -60,17 +63,28 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
         known = [s["buzon"] for s in store.list_senders()]
         raise ApiError(422, f"El buzón '{form['buzon']}' no está registrado. Buzones disponibles: "
                             f"{', '.join(known) or 'ninguno'}.", {"field": "buzon", "buzones": known})
-    parsed = parse_contacts(runtime, form, upload)
-    report = rejected_report(parsed)
+    contacts = open_contacts(runtime, form, upload)
     campaign = {
         "id": slugify(form["titulo_campana"]), "title": form["titulo_campana"], "template": form["plantilla"],
         "language": form["idioma"], "buzon": form["buzon"], "named_params": form["parametros_nombrados"],
         "batch_size": runtime.settings.batch_size, "chunk_size": min(runtime.settings.chunk_size,
                                                                      runtime.settings.batch_size),
-        "idempotency_key": idempotency_key, "rejected_rows": report[:MAX_REJECTED_STORED],
+        "idempotency_key": idempotency_key,
     }
-    leads = [{"phone": c.phone, "parameters": c.params} for c in parsed.contacts]
-    stored = store.create_campaign(campaign, leads)
+    # Rows are validated while they are copied into the store, so a 50 MB file is never held in memory;
+    # a problem found half-way (too many contacts, none valid) rolls the whole campaign back.
+    leads = ({"phone": c.phone, "parameters": c.params} for c in contacts)
+    try:
+        with contacts:
+            stored = store.create_campaign(
+                campaign, leads, lambda: {"rejected_rows": rejected_report(contacts)[:MAX_REJECTED_STORED]})
+            if not stored["created"]:
+                # Same Idempotency-Key: nothing was stored now, but the answer reports the file as before.
+                for _ in contacts:
+                    pass
+    except ContactsError as exc:
+        raise ApiError(422, exc.message, exc.details) from None
+    report = rejected_report(contacts)
     campaign_id = stored["id"]
     if stored["created"]:
         try:
@@ -88,7 +102,7 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
     return {"success": True, "message": message + ".", "campaign_id": campaign_id,
             "total_messages": stored["total"], "status": runtime.state.status(campaign_id) or "queued",
             "duplicate_request": not stored["created"], "total_rechazados": len(report),
-            "rechazados": report, "notas": parsed.notes}
+            "rechazados": report, "notas": contacts.notes}
 
 
 def queue_status(pipeline: Pipeline, campaign_id: str) -> dict:

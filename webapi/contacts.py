@@ -22,12 +22,15 @@ from phonenumbers import NumberParseException, PhoneMetadata, PhoneNumberFormat,
 
 __all__ = [
     "Contact",
+    "ContactStream",
     "ContactsError",
     "InvalidPhone",
     "ParsedContacts",
     "RejectedRow",
     "mask_value",
     "normalize_phone",
+    "open_csv",
+    "open_records",
     "parse_csv",
     "parse_records",
 ]
@@ -575,76 +578,123 @@ class _RowDecider:
         return Contact(row, phone, dict(zip(self.param_names, params)) if self.named_params else params)
 
 
-def _collect(
-    rows: Iterable[tuple[int, Any]], decider: _RowDecider, max_contacts: int
-) -> tuple[list[Contact], list[RejectedRow], int]:
-    """Run every row through the decider, stopping as soon as a limit is exceeded."""
-    contacts: list[Contact] = []
-    rejected: list[RejectedRow] = []
-    blank = 0
-    rejected_cap = max(max_contacts, _MIN_REJECTED_CAP)
-    for row, raw in rows:
-        outcome = decider.decide(row, raw)
-        if outcome is None:
-            blank += 1
-        elif type(outcome) is Contact:
-            if len(contacts) >= max_contacts:
+class ContactStream:
+    """Accepted recipients, yielded one at a time while the input is read.
+
+    Iterate it exactly once. Rejected rows, blank-row notes and the accepted count fill in as it goes; the
+    checks that need the whole input (too many contacts, none valid) raise ContactsError from the iteration,
+    so a consumer that stores rows as they come must do so in a transaction it can roll back.
+    Memory stays bounded by the limits (recipients seen, rejected rows), not by the size of the input.
+    """
+
+    def __init__(self, columns: _Columns, decider: _RowDecider, rows: Iterable[tuple[int, Any]],
+                 max_contacts: int, encoding: str, delimiter: str, notes: list[str],
+                 resources: ExitStack | None = None) -> None:
+        """Keep what the iteration needs; `resources` is closed when the iteration ends or `close()` is called."""
+        self.phone_column = decider.phone_name
+        self.parameter_columns = columns.parameter_names
+        self.encoding = encoding
+        self.delimiter = delimiter
+        self.notes = [*columns.notes, *notes]
+        self.rejected: list[RejectedRow] = []
+        self.accepted = 0
+        self._columns = columns
+        self._decider = decider
+        self._rows = rows
+        self._max_contacts = max_contacts
+        self._resources = resources or ExitStack()
+        self._started = False
+
+    def __enter__(self) -> ContactStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the input (the caller's stream stays open)."""
+        self._resources.close()
+
+    def __iter__(self):
+        """Yield each accepted Contact in input order, then run the whole-input checks."""
+        if self._started:
+            raise RuntimeError("a ContactStream can be iterated only once")
+        self._started = True
+        try:
+            yield from self._accepted()
+        except csv.Error as exc:
+            row = self._decider.last_row + 1
+            raise ContactsError(
+                f"El archivo no se pudo leer como CSV cerca de la fila {row}: revise comillas sin cerrar o "
+                "celdas demasiado largas.",
+                {"row": row, "error": str(exc)},
+            ) from None
+        except OSError as exc:
+            raise ContactsError("No se pudo leer el archivo. Vuelva a subirlo.", {"error": str(exc)}) from None
+        finally:
+            self.close()
+
+    def _accepted(self):
+        """Run every row through the decider, stopping as soon as a limit is exceeded."""
+        max_contacts = self._max_contacts
+        rejected = self.rejected
+        rejected_cap = max(max_contacts, _MIN_REJECTED_CAP)
+        decide = self._decider.decide
+        blank = 0
+        for row, raw in self._rows:
+            outcome = decide(row, raw)
+            if outcome is None:
+                blank += 1
+            elif type(outcome) is Contact:
+                if self.accepted >= max_contacts:
+                    raise ContactsError(
+                        f"Hay más de {max_contacts} contactos válidos y el máximo por envío es {max_contacts} "
+                        f"(se dejó de leer en la fila {row}). Divida la lista en partes más pequeñas.",
+                        {"max_contacts": max_contacts, "found_at_least": max_contacts + 1, "stopped_at_row": row},
+                    )
+                self.accepted += 1
+                yield outcome
+            else:
+                rejected.append(outcome)
+                if len(rejected) > rejected_cap:
+                    raise ContactsError(
+                        f"Hay más de {rejected_cap} filas con errores (se dejó de leer en la fila {row}). Revise "
+                        "que la columna de teléfono y la región sean las correctas.",
+                        {"rejected_at_least": len(rejected), "rejected_sample": _sample(rejected)},
+                    )
+        if not self.accepted:
+            if not rejected:
                 raise ContactsError(
-                    f"Hay más de {max_contacts} contactos válidos y el máximo por envío es {max_contacts} "
-                    f"(se dejó de leer en la fila {row}). Divida la lista en partes más pequeñas.",
-                    {"max_contacts": max_contacts, "found_at_least": max_contacts + 1, "stopped_at_row": row},
+                    "La lista no tiene contactos: solo se encontraron los encabezados o filas vacías. "
+                    "Agregue al menos una fila con un teléfono.",
+                    {"columns": self._columns.names},
                 )
-            contacts.append(outcome)
-        else:
-            rejected.append(outcome)
-            if len(rejected) > rejected_cap:
-                raise ContactsError(
-                    f"Hay más de {rejected_cap} filas con errores (se dejó de leer en la fila {row}). Revise que "
-                    "la columna de teléfono y la región sean las correctas.",
-                    {"rejected_at_least": len(rejected), "rejected_sample": _sample(rejected)},
-                )
-    return contacts, rejected, blank
+            raise ContactsError(
+                f"Ningún contacto es válido: se rechazaron las {len(rejected)} filas. Revise la columna "
+                f"'{self.phone_column}' y que la región ({self._decider.region}) sea la de los números sin "
+                "código de país.",
+                {"rejected_count": len(rejected), "rejected_sample": _sample(rejected)},
+            )
+        if blank:
+            self.notes.append(f"Se ignoraron {blank} filas vacías." if blank > 1 else "Se ignoró 1 fila vacía.")
+
+    def collect(self) -> ParsedContacts:
+        """Read the whole input into memory (for callers that need the list, and for tests)."""
+        contacts = list(self)
+        return ParsedContacts(
+            contacts=contacts,
+            rejected=self.rejected,
+            phone_column=self.phone_column,
+            parameter_columns=self.parameter_columns,
+            encoding=self.encoding,
+            delimiter=self.delimiter,
+            notes=self.notes,
+        )
 
 
 def _sample(rejected: list[RejectedRow]) -> list[dict[str, Any]]:
     """First rejected rows as plain dicts, for error details."""
     return [{"row": r.row, "value": r.value, "reason": r.reason} for r in rejected[:_DETAILS_SAMPLE]]
-
-
-def _finish(
-    columns: _Columns,
-    decider: _RowDecider,
-    rows: Iterable[tuple[int, Any]],
-    max_contacts: int,
-    encoding: str,
-    delimiter: str,
-    notes: list[str],
-) -> ParsedContacts:
-    """Collect the rows and turn "nothing usable" into an error that tells the operator what to fix."""
-    contacts, rejected, blank = _collect(rows, decider, max_contacts)
-    if not contacts:
-        if not rejected:
-            raise ContactsError(
-                "La lista no tiene contactos: solo se encontraron los encabezados o filas vacías. "
-                "Agregue al menos una fila con un teléfono.",
-                {"columns": columns.names},
-            )
-        raise ContactsError(
-            f"Ningún contacto es válido: se rechazaron las {len(rejected)} filas. Revise la columna "
-            f"'{decider.phone_name}' y que la región ({decider.region}) sea la de los números sin código de país.",
-            {"rejected_count": len(rejected), "rejected_sample": _sample(rejected)},
-        )
-    if blank:
-        notes.append(f"Se ignoraron {blank} filas vacías." if blank > 1 else "Se ignoró 1 fila vacía.")
-    return ParsedContacts(
-        contacts=contacts,
-        rejected=rejected,
-        phone_column=decider.phone_name,
-        parameter_columns=columns.parameter_names,
-        encoding=encoding,
-        delimiter=delimiter,
-        notes=[*columns.notes, *notes],
-    )
 
 
 def _check_limits(default_region: str, max_contacts: int) -> str:
@@ -759,14 +809,30 @@ def parse_csv(
     named_params: bool = False,
     max_contacts: int = 100_000,
 ) -> ParsedContacts:
-    """Parse an uploaded CSV (binary stream) into recipients, reading it in bounded memory.
+    """Parse an uploaded CSV (binary stream) into a list of recipients; see `open_csv` for the rules."""
+    return open_csv(stream, default_region=default_region, phone_column=phone_column,
+                    named_params=named_params, max_contacts=max_contacts).collect()
 
-    Blank lines anywhere are skipped but still counted, so row numbers match what a spreadsheet shows;
-    rows whose template parameters are empty are rejected because WhatsApp would refuse them.
-    The stream is left open; its position after the call is unspecified.
+
+def open_csv(
+    stream: BinaryIO,
+    *,
+    default_region: str = "VE",
+    phone_column: str | None = None,
+    named_params: bool = False,
+    max_contacts: int = 100_000,
+) -> ContactStream:
+    """Check an uploaded CSV's encoding and header now; return its recipients as a stream read in bounded memory.
+
+    Problems with the file as a whole (encoding, header, phone column) raise ContactsError here; problems
+    found while reading rows raise it from the iteration. Blank lines anywhere are skipped but still
+    counted, so row numbers match what a spreadsheet shows; rows whose template parameters are empty are
+    rejected because WhatsApp would refuse them. The stream is left open; its position afterwards is
+    unspecified.
     """
     region = _check_limits(default_region, max_contacts)
-    with ExitStack() as stack:
+    stack = ExitStack()
+    try:
         try:
             source, start = _open_seekable(stream, stack)
             encoding = _detect_encoding(source)
@@ -776,44 +842,46 @@ def parse_csv(
         text = io.TextIOWrapper(source, encoding=encoding, errors="replace", newline="")
         # Detaching keeps the caller's stream open when the wrapper is discarded.
         stack.callback(text.detach)
-        return _parse_text(text, encoding, region, phone_column, named_params, max_contacts)
+        return _open_text(text, encoding, region, phone_column, named_params, max_contacts, stack)
+    except BaseException:
+        stack.close()
+        raise
 
 
-def _parse_text(
+def _open_text(
     text: io.TextIOWrapper,
     encoding: str,
     region: str,
     phone_column: str | None,
     named_params: bool,
     max_contacts: int,
-) -> ParsedContacts:
-    """Parse the decoded text: header, delimiter, then every data row."""
-    decider: _RowDecider | None = None
+    stack: ExitStack,
+) -> ContactStream:
+    """Read the header and delimiter of the decoded text and set up the row stream."""
     try:
         line, header_row = _read_header_line(text)
         delimiter = _detect_delimiter(line)
         reader = csv.reader(itertools.chain([line], text), delimiter=delimiter, skipinitialspace=True)
         names = _header_names(next(reader))
-        columns = _resolve_columns(names, phone_column, named_params, "csv")
-        notes = []
-        if encoding == "cp1252":
-            notes.append(
-                "El archivo no está en UTF-8; se leyó como Windows-1252 (Latin-1). Si ve caracteres extraños en "
-                "los nombres, guárdelo como 'CSV UTF-8'."
-            )
-        decider = _RowDecider(columns, region, named_params)
-        # Counting records, not lines, matches the spreadsheet's row numbers even with multi-line quoted cells.
-        rows = enumerate(reader, start=header_row + 1)
-        return _finish(columns, decider, rows, max_contacts, encoding, delimiter, notes)
     except csv.Error as exc:
-        row = decider.last_row + 1 if decider is not None else 1
         raise ContactsError(
-            f"El archivo no se pudo leer como CSV cerca de la fila {row}: revise comillas sin cerrar o "
+            "El archivo no se pudo leer como CSV cerca de la fila 1: revise comillas sin cerrar o "
             "celdas demasiado largas.",
-            {"row": row, "error": str(exc)},
+            {"row": 1, "error": str(exc)},
         ) from None
     except OSError as exc:
         raise ContactsError("No se pudo leer el archivo. Vuelva a subirlo.", {"error": str(exc)}) from None
+    columns = _resolve_columns(names, phone_column, named_params, "csv")
+    notes = []
+    if encoding == "cp1252":
+        notes.append(
+            "El archivo no está en UTF-8; se leyó como Windows-1252 (Latin-1). Si ve caracteres extraños en "
+            "los nombres, guárdelo como 'CSV UTF-8'."
+        )
+    decider = _RowDecider(columns, region, named_params)
+    # Counting records, not lines, matches the spreadsheet's row numbers even with multi-line quoted cells.
+    rows = enumerate(reader, start=header_row + 1)
+    return ContactStream(columns, decider, rows, max_contacts, encoding, delimiter, notes, stack)
 
 
 # --------------------------------------------------------------------------- JSON entry point
@@ -827,10 +895,23 @@ def parse_records(
     named_params: bool = False,
     max_contacts: int = 100_000,
 ) -> ParsedContacts:
-    """Parse the JSON body's `contactos` list with the same rules as a CSV; rows are numbered from 1.
+    """Parse the JSON body's `contactos` list into a list of recipients; see `open_records` for the rules."""
+    return open_records(records, default_region=default_region, phone_column=phone_column,
+                        named_params=named_params, max_contacts=max_contacts).collect()
 
-    The first object's fields play the role of the header: later objects missing one of them, or carrying
-    an unknown non-empty field, are rejected.
+
+def open_records(
+    records: list[dict],
+    *,
+    default_region: str = "VE",
+    phone_column: str | None = None,
+    named_params: bool = False,
+    max_contacts: int = 100_000,
+) -> ContactStream:
+    """Check the JSON body's `contactos` list and return its recipients as a stream, with the CSV rules.
+
+    Rows are numbered from 1. The first object's fields play the role of the header: later objects missing
+    one of them, or carrying an unknown non-empty field, are rejected.
     """
     region = _check_limits(default_region, max_contacts)
     if not isinstance(records, list):
@@ -854,4 +935,4 @@ def parse_records(
     decider = _RowDecider(columns, region, named_params)
     # Anything but an object (a list, a bare string) is handed over as None so it is rejected, not unpacked.
     rows = ((i, r if isinstance(r, Mapping) else None) for i, r in enumerate(records, start=1))
-    return _finish(columns, decider, rows, max_contacts, "json", "", [])
+    return ContactStream(columns, decider, rows, max_contacts, "json", "", [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,8 +69,17 @@ class Store:
         """List registered buzones without their tokens."""
         return self._call("list_senders")
 
-    def create_campaign(self, campaign: dict, leads: list[dict]) -> dict:
-        """Store a campaign and its recipients atomically; returns {id, total, created}."""
+    def create_campaign(self, campaign: dict, leads: Iterable[dict],
+                        finish: Callable[[], dict] | None = None) -> dict:
+        """Store a campaign and its recipients atomically; returns {id, total, created}.
+
+        `leads` may be a one-pass iterator, and an exception it raises stores nothing. Once it is exhausted,
+        `finish()` gives the campaign fields known only then (`rejected_rows`). This adapter must send one
+        document, so it reads all recipients first; the Postgres adapter streams them.
+        """
+        leads = list(leads)
+        if finish is not None:
+            campaign = {**campaign, **finish()}
         return self._call("create_campaign", p_campaign=campaign, p_leads=leads)
 
     def delete_campaign(self, campaign_id: str) -> bool:

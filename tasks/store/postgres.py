@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import psycopg
@@ -17,21 +18,32 @@ from tasks.store.base import SCHEMA, Store, StoreError
 _ARRAY_ARGS = {"p_attempted", "p_states"}
 
 
-def _copy_blocks(campaign_id: str, leads: list[dict], rows_per_block: int = 5000):
-    """COPY text-format lines, a few thousand rows per write (per-row writes cost more than the insert).
+class _CopyLines:
+    """COPY text-format blocks of a few thousand rows (per-row writes cost more than the insert), counted.
 
     Slugs and E.164 digits need no escaping; JSON text escapes control characters itself, so only its
     backslashes must be doubled for COPY.
     """
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    lines = []
-    for seq, lead in enumerate(leads, start=1):
-        lines.append(f"{campaign_id}\t{seq}\t{lead['phone']}\t{dumps(lead['parameters']).replace(chr(92), chr(92) * 2)}\n")
-        if len(lines) == rows_per_block:
+
+    def __init__(self, campaign_id: str, rows_per_block: int = 5000):
+        self.campaign_id = campaign_id
+        self.rows_per_block = rows_per_block
+        self.count = 0
+
+    def blocks(self, leads: Iterable[dict]):
+        """Yield encoded blocks while `leads` is read, so only one block is held at a time."""
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        prefix = f"{self.campaign_id}\t"
+        lines = []
+        for lead in leads:
+            self.count += 1
+            params = dumps(lead["parameters"]).replace("\\", "\\\\")
+            lines.append(f"{prefix}{self.count}\t{lead['phone']}\t{params}\n")
+            if len(lines) == self.rows_per_block:
+                yield "".join(lines).encode()
+                lines = []
+        if lines:
             yield "".join(lines).encode()
-            lines = []
-    if lines:
-        yield "".join(lines).encode()
 
 
 class PostgresStore(Store):
@@ -64,17 +76,29 @@ class PostgresStore(Store):
             raise StoreError(f"database error in {function}: {exc}") from exc
         return row[0] if row else None
 
-    def create_campaign(self, campaign: dict, leads: list[dict]) -> dict:
-        """Store the campaign row and COPY its recipients, in one transaction (several times faster)."""
+    def create_campaign(self, campaign: dict, leads: Iterable[dict],
+                        finish: Callable[[], dict] | None = None) -> dict:
+        """Store the campaign row and COPY its recipients as they are read, in one transaction.
+
+        The upload is never held in memory: each block goes to PostgreSQL while the next one is parsed,
+        and an error from `leads` (a file rejected half-way) rolls everything back.
+        """
         try:
             with self._pool.connection() as conn, conn.transaction():
-                row = conn.execute("SELECT instancia_sofia.create_campaign_row(%s, %s)",
-                                   (Jsonb(campaign), len(leads))).fetchone()[0]
+                # The real total is set once the file is read; an empty list then fails `total > 0`.
+                row = conn.execute("SELECT instancia_sofia.create_campaign_row(%s, 1)",
+                                   (Jsonb(campaign),)).fetchone()[0]
                 if row["created"]:
+                    lines = _CopyLines(row["id"])
                     with conn.cursor().copy("COPY instancia_sofia.leads_activos (campaign_id, seq, phone, "
                                             "parameters) FROM STDIN") as copy:
-                        for block in _copy_blocks(row["id"], leads):
+                        for block in lines.blocks(leads):
                             copy.write(block)
+                    extra = finish() if finish is not None else {}
+                    row = conn.execute("SELECT instancia_sofia.finish_campaign_row(%s, %s, %s)",
+                                       (row["id"], lines.count,
+                                        Jsonb(extra.get("rejected_rows", campaign.get("rejected_rows", []))))
+                                       ).fetchone()[0]
         except psycopg.Error as exc:
             raise StoreError(f"database error in create_campaign: {exc}") from exc
         return row
