@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -46,6 +48,40 @@ def test_worker_log_reports_batches_in_the_operators_format(api, worker):
     assert "[test-instance] " in log
     assert "Batch 2/2 completado: 50/50 exitosos (0 fallidos)" in log
     assert "584141000001" not in log and "token-ventas" not in log
+
+
+def _redis_connections(pid: int, redis_url: str) -> int:
+    """Established TCP connections that process `pid` holds to the Redis server of `redis_url` (from /proc)."""
+    port = urlsplit(redis_url).port or 6379
+    sockets = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            sockets.add(target[len("socket:["):-1])
+    count = 0
+    for table in ("tcp", "tcp6"):
+        with open(f"/proc/{pid}/net/{table}") as f:
+            for line in f.read().splitlines()[1:]:
+                fields = line.split()
+                remote_port, state, inode = int(fields[2].rsplit(":", 1)[1], 16), fields[3], fields[9]
+                count += remote_port == port and state == "01" and inode in sockets
+    return count
+
+
+def test_worker_keeps_a_fixed_set_of_redis_connections_however_many_tasks_it_runs(api, worker):
+    # Each chunk and each batch callback runs in its own greenlet; none may bring its own Redis connection
+    # (that is what made workers grow without bound over a long campaign).
+    upload(api, make_csv(200, start=4142000000), title="Calentamiento")
+    wait_status(api, "calentamiento", {"completed"}, timeout=60)
+    before = _redis_connections(worker.process.pid, os.environ["REDIS_URL"])
+    upload(api, make_csv(1500, start=4143000000), title="Muchas tareas")  # 75 chunk tasks, 15 callbacks
+    wait_status(api, "muchas-tareas", {"completed"}, timeout=90)
+    after = _redis_connections(worker.process.pid, os.environ["REDIS_URL"])
+    assert before > 0
+    assert after <= before + 3, f"{before} Redis connections before 90 tasks, {after} after"
 
 
 def test_same_idempotency_key_returns_the_same_campaign_and_sends_once(api, sandbox):
