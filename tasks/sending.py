@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from dataclasses import dataclass
 
@@ -25,6 +26,42 @@ log = logging.getLogger("tasks.sending")
 # never count against a message's retries, so a message never fails because of throughput.
 _THROTTLE_PAUSE_S = {130429: 1.0, 4: 5.0, 80007: 5.0, 131057: 30.0}
 _FAILURE_KEY = "wcq:failures:"
+# A message is marked as being requested (and the campaign's status checked) together with the other
+# messages of its chunk whose slots fall within this horizon: one Redis call for several messages.
+# It is also how late a pause or cancel can be, and how early a mark may precede its request.
+MARK_AHEAD_S = 0.025
+
+
+class _SendMarks:
+    """Marks a chunk's messages as being requested just before their slots, several per Redis call.
+
+    The mark is what lets recovery tell a crashed worker's messages that may have gone out (unknown) from
+    those that surely did not (pending); marking a message up to MARK_AHEAD_S before its request only
+    moves it to the safe side. The status check that comes with it is what makes a pause take effect.
+    """
+
+    def __init__(self, state, campaign_id: str, slots: dict[int, float]):
+        self.state = state
+        self.campaign_id = campaign_id
+        self.unmarked = dict(slots)  # message id -> monotonic time of its slot
+        self.granted: dict[int, bool] = {}
+        # Cooperative under gevent: a greenlet that finds a call in progress waits for its answer.
+        self.lock = threading.Lock()
+
+    def begin(self, message_id: int) -> bool:
+        """Mark the message (with those due soon); False when the campaign no longer runs."""
+        with self.lock:
+            if message_id in self.granted:
+                return self.granted.pop(message_id)
+            horizon = time.monotonic() + MARK_AHEAD_S
+            due = [m for m, at in self.unmarked.items() if at <= horizon and m != message_id]
+            due.append(message_id)
+            for m in due:
+                self.unmarked.pop(m, None)
+            running = self.state.begin_sends(self.campaign_id, due)
+            for m in due[:-1]:
+                self.granted[m] = running
+            return running
 
 
 @dataclass(frozen=True)
@@ -111,10 +148,11 @@ class ChunkSender:
         slots = self.limiter.reserve_many(sender.phone_number_id, sender.messages_per_second or self.default_mps,
                                           len(claimed), self.interval_ms)
         start = time.monotonic()
+        marks = _SendMarks(self.state, campaign_id, {m.id: start + wait for m, wait in zip(claimed, slots)})
 
         def send(item: tuple[ClaimedMessage, float]) -> dict:
             message, wait = item
-            return self._send_guarded(campaign_id, spec, sender, message, deadline, start + wait)
+            return self._send_guarded(campaign_id, spec, sender, message, deadline, start + wait, marks)
 
         if _GreenPool is not None and len(claimed) > 1:
             outcomes = _GreenPool(len(claimed)).map(send, zip(claimed, slots))
@@ -131,11 +169,11 @@ class ChunkSender:
         return outcomes
 
     def _send_guarded(self, campaign_id: str, spec: CampaignSpec, sender: Sender, message: ClaimedMessage,
-                      deadline: float, slot_at: float) -> dict:
+                      deadline: float, slot_at: float, marks: _SendMarks) -> dict:
         """Send one message; an unexpected error hands it back (or marks it unknown if it may have gone out)."""
         progress = {"requested": False, "retries": 0}
         try:
-            return self._send_one(campaign_id, spec, sender, message, deadline, slot_at, progress)
+            return self._send_one(campaign_id, spec, sender, message, deadline, slot_at, marks, progress)
         except Exception as exc:
             log.warning("message %s of campaign %s interrupted by %s", message.id, campaign_id, type(exc).__name__)
             if progress["requested"]:
@@ -144,7 +182,7 @@ class ChunkSender:
             return _outcome(message, "pending", progress["retries"])
 
     def _send_one(self, campaign_id: str, spec: CampaignSpec, sender: Sender, message: ClaimedMessage,
-                  deadline: float, slot_at: float, progress: dict) -> dict:
+                  deadline: float, slot_at: float, marks: _SendMarks, progress: dict) -> dict:
         """Send one message at its booked slot (retries book new ones), and say what became of it."""
         mps = sender.messages_per_second or self.default_mps
         pnid = sender.phone_number_id
@@ -159,8 +197,9 @@ class ChunkSender:
                 return _outcome(message, "pending", progress["retries"])
             if wait > 0:
                 time.sleep(wait)
-            # Checked right before the request, so a pause or cancel takes effect at once.
-            if not self.state.begin_send(campaign_id, message.id):
+            # Checked right before the request (at most MARK_AHEAD_S earlier), so a pause or cancel
+            # takes effect at once.
+            if not marks.begin(message.id):
                 return _outcome(message, "pending", progress["retries"])
             progress["requested"] = True
             result = self.client.send(sender, payload)

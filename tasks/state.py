@@ -38,7 +38,7 @@ return redis.call('SCARD', KEYS[3])
 # makes pause and cancel exact and tells crash recovery which claimed messages may have reached WhatsApp.
 _BEGIN_SEND = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[2], unpack(ARGV))
 return 1
 """
 
@@ -171,10 +171,10 @@ class LiveState:
         """The chunk task ids of the batch's latest dispatch."""
         return self.redis.lrange(f"{_PREFIX}{campaign_id}:batch:{batch_no}:tasks", 0, -1)
 
-    def begin_send(self, campaign_id: str, message_id: int) -> bool:
-        """Mark a message as being requested; False (and no mark) when the campaign no longer runs."""
+    def begin_sends(self, campaign_id: str, message_ids: list[int]) -> bool:
+        """Mark messages as being requested; False (and no mark) when the campaign no longer runs."""
         keys = [_PREFIX + campaign_id, _PREFIX + campaign_id + ":attempting"]
-        return bool(self._begin_send(keys=keys, args=[message_id]))
+        return bool(self._begin_send(keys=keys, args=message_ids))
 
     def end_sends(self, campaign_id: str, message_ids: list[int]) -> None:
         """Clear the marks of messages whose outcome is now known."""
