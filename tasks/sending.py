@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -30,6 +31,7 @@ _FAILURE_KEY = "wcq:failures:"
 # messages of its chunk whose slots fall within this horizon: one Redis call for several messages.
 # It is also how late a pause or cancel can be, and how early a mark may precede its request.
 MARK_AHEAD_S = 0.025
+RELEASE_TICK_S = 0.010
 
 
 class _SendMarks:
@@ -191,7 +193,9 @@ class ChunkSender:
         while True:
             if progress["retries"]:
                 slot_at = time.monotonic() + self.limiter.reserve(pnid, mps, self.interval_ms)
-            wait = slot_at - time.monotonic()
+            # Released on a RELEASE_TICK_S grid, never before the slot: messages due within the same few
+            # milliseconds wake the worker once instead of once each.
+            wait = math.ceil(slot_at / RELEASE_TICK_S) * RELEASE_TICK_S - time.monotonic()
             if time.monotonic() + wait > deadline:
                 # Too late for this task: the batch goes back to the queue and a later task sends it.
                 return _outcome(message, "pending", progress["retries"])
