@@ -188,14 +188,16 @@ class ChunkSender:
         """Send one message at its booked slot (retries book new ones), and say what became of it."""
         mps = sender.messages_per_second or self.default_mps
         pnid = sender.phone_number_id
+        # Above 100 messages/s, requests leave on a RELEASE_TICK_S grid, never before their slot: messages
+        # due within the same few milliseconds wake the worker once instead of once each. Not when an
+        # explicit spacing (INTERVALO_ENVIO_MS) was asked for, which the grid could shorten.
+        tick = RELEASE_TICK_S if not self.interval_ms and mps * RELEASE_TICK_S > 1 else 0.0
         payload = template_payload(message.phone, spec.template, spec.language, message.parameters,
                                    callback_data=f"{campaign_id}/{message.id}")
         while True:
             if progress["retries"]:
                 slot_at = time.monotonic() + self.limiter.reserve(pnid, mps, self.interval_ms)
-            # Released on a RELEASE_TICK_S grid, never before the slot: messages due within the same few
-            # milliseconds wake the worker once instead of once each.
-            wait = math.ceil(slot_at / RELEASE_TICK_S) * RELEASE_TICK_S - time.monotonic()
+            wait = (math.ceil(slot_at / tick) * tick if tick else slot_at) - time.monotonic()
             if time.monotonic() + wait > deadline:
                 # Too late for this task: the batch goes back to the queue and a later task sends it.
                 return _outcome(message, "pending", progress["retries"])
