@@ -249,7 +249,7 @@ class ServiceOptions:
     """Settings of the service under test that the benchmarks vary."""
 
     batch_size: int = 100
-    chunk_size: int = 50
+    chunk_size: int = 100
     max_concurrent_batches: int = 5
     concurrency: int = 200
     extra_env: dict[str, str] = field(default_factory=dict)
