@@ -577,3 +577,20 @@ def test_broken_csv_names_the_row():
 
     assert error.message.startswith("El archivo no se pudo leer como CSV cerca de la fila 3")
     assert error.details["row"] == 3
+
+
+def test_a_stream_yields_contacts_as_it_reads_and_reports_rejections_once_read():
+    stream = contacts.open_csv(io.BytesIO(b"telefono;nombre\n04141234567;Ana\n123;Bo\n04141234568;Cy\n"))
+    assert (stream.phone_column, stream.parameter_columns, stream.rejected) == ("telefono", ["nombre"], [])
+    first = next(iter(stream))
+    assert (first.row, first.phone) == (2, "584141234567")
+    stream.finish()  # reads the rest without yielding it
+    assert [r.row for r in stream.rejected] == [3] and stream.accepted == 2
+    stream.finish()  # already read: nothing happens
+    assert list(stream) == []
+
+
+def test_a_stream_raises_the_whole_file_checks_only_when_read_to_the_end():
+    stream = contacts.open_csv(io.BytesIO(b"telefono;nombre\n123;Ana\n"))  # header fine, no valid row
+    with pytest.raises(ContactsError, match="Ningún contacto es válido"):
+        stream.finish()

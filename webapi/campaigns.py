@@ -78,10 +78,8 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
         with contacts:
             stored = store.create_campaign(
                 campaign, leads, lambda: {"rejected_rows": rejected_report(contacts)[:MAX_REJECTED_STORED]})
-            if not stored["created"]:
-                # Same Idempotency-Key: nothing was stored now, but the answer reports the file as before.
-                for _ in contacts:
-                    pass
+            # With the same Idempotency-Key nothing is stored again, but the answer reports the file as before.
+            contacts.finish()
     except ContactsError as exc:
         raise ApiError(422, exc.message, exc.details) from None
     report = rejected_report(contacts)

@@ -581,7 +581,7 @@ class _RowDecider:
 class ContactStream:
     """Accepted recipients, yielded one at a time while the input is read.
 
-    Iterate it exactly once. Rejected rows, blank-row notes and the accepted count fill in as it goes; the
+    It is its own single pass over the input (like a file). Rejected rows, blank-row notes and the accepted count fill in as it goes; the
     checks that need the whole input (too many contacts, none valid) raise ContactsError from the iteration,
     so a consumer that stores rows as they come must do so in a transaction it can roll back.
     Memory stays bounded by the limits (recipients seen, rejected rows), not by the size of the input.
@@ -603,7 +603,7 @@ class ContactStream:
         self._rows = rows
         self._max_contacts = max_contacts
         self._resources = resources or ExitStack()
-        self._started = False
+        self._iterator = None
 
     def __enter__(self) -> ContactStream:
         return self
@@ -616,10 +616,13 @@ class ContactStream:
         self._resources.close()
 
     def __iter__(self):
+        """The one iterator over the accepted contacts: iterating again goes on where the last one stopped."""
+        if self._iterator is None:
+            self._iterator = self._read()
+        return self._iterator
+
+    def _read(self):
         """Yield each accepted Contact in input order, then run the whole-input checks."""
-        if self._started:
-            raise RuntimeError("a ContactStream can be iterated only once")
-        self._started = True
         try:
             yield from self._accepted()
         except csv.Error as exc:
@@ -677,6 +680,11 @@ class ContactStream:
             )
         if blank:
             self.notes.append(f"Se ignoraron {blank} filas vacías." if blank > 1 else "Se ignoró 1 fila vacía.")
+
+    def finish(self) -> None:
+        """Read whatever nobody has read yet, so that the rejected rows and notes are complete."""
+        for _ in self:
+            pass
 
     def collect(self) -> ParsedContacts:
         """Read the whole input into memory (for callers that need the list, and for tests)."""
