@@ -31,6 +31,7 @@ _FAILURE_KEY = "wcq:failures:"
 # messages of its chunk whose slots fall within this horizon: one Redis call for several messages.
 # It is also how late a pause or cancel can be, and how early a mark may precede its request.
 MARK_AHEAD_S = 0.025
+# Above 100 messages/s requests leave on a grid of this step, never before their slot (see _send_one).
 RELEASE_TICK_S = 0.010
 
 
