@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import platform
@@ -23,6 +24,7 @@ import redis
 import requests
 
 from sandbox.process import SandboxHandle, start_sandbox
+from tasks.config import Settings
 from tasks.store.migrate import apply_migrations
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -246,13 +248,31 @@ class ServiceProcess:
 
 @dataclass(frozen=True)
 class ServiceOptions:
-    """Settings of the service under test that the benchmarks vary."""
+    """Settings of the service under test that the benchmarks vary; by default the product's own."""
 
-    batch_size: int = 100
-    chunk_size: int = 100
-    max_concurrent_batches: int = 5
+    batch_size: int = Settings.batch_size
+    chunk_size: int = Settings.chunk_size
+    max_concurrent_batches: int = Settings.max_concurrent_batches
     concurrency: int = 200
     extra_env: dict[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        """The command-line options that set these, shared by the scripts that run workers."""
+        parser.add_argument("--concurrency", type=int, default=ServiceOptions.concurrency,
+                            help="gevent pool size per worker (default %(default)s)")
+        parser.add_argument("--batch-size", type=int, default=ServiceOptions.batch_size,
+                            help="BATCH_SIZE (default %(default)s, the product's)")
+        parser.add_argument("--chunk-size", type=int, default=ServiceOptions.chunk_size,
+                            help="CHUNK_SIZE (default %(default)s, the product's)")
+        parser.add_argument("--max-concurrent-batches", type=int, default=ServiceOptions.max_concurrent_batches,
+                            help="MAX_CONCURRENT_BATCHES (default %(default)s, the product's)")
+
+    @classmethod
+    def from_arguments(cls, args: argparse.Namespace) -> ServiceOptions:
+        """The options `add_arguments` parsed."""
+        return cls(batch_size=args.batch_size, chunk_size=args.chunk_size,
+                   max_concurrent_batches=args.max_concurrent_batches, concurrency=args.concurrency)
 
 
 def free_port() -> int:

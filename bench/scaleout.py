@@ -23,16 +23,12 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=10_000, help="messages per run (default 10000)")
     parser.add_argument("--workers", default="1,2,4", help="worker counts to try (default 1,2,4)")
-    parser.add_argument("--concurrency", type=int, default=200, help="gevent pool size per worker (default 200)")
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--chunk-size", type=int, default=50)
-    parser.add_argument("--max-concurrent-batches", type=int, default=5)
+    ServiceOptions.add_arguments(parser)
     parser.add_argument("--latency-ms", type=float, default=DEFAULT_LATENCY_MS, help="sandbox latency (default 100)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the service logs and say where")
     args = parser.parse_args(argv)
     counts = [int(c) for c in args.workers.split(",") if c.strip()]
-    options = ServiceOptions(batch_size=args.batch_size, chunk_size=args.chunk_size,
-                             max_concurrent_batches=args.max_concurrent_batches, concurrency=args.concurrency)
+    options = ServiceOptions.from_arguments(args)
     print_machine_info()
     runs = []
     with Bench(keep_logs=args.keep_logs) as bench:

@@ -72,10 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"subset of {','.join(SYSTEMS)}")
     parser.add_argument("--delays", default="0,12.5", help="sequential sender delays in ms (default 0,12.5)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes of this system (default 2)")
-    parser.add_argument("--concurrency", type=int, default=200, help="gevent pool size per worker (default 200)")
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--chunk-size", type=int, default=50)
-    parser.add_argument("--max-concurrent-batches", type=int, default=5)
+    ServiceOptions.add_arguments(parser)
     parser.add_argument("--latency-ms", type=float, default=DEFAULT_LATENCY_MS, help="sandbox latency (default 100)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the service logs and say where")
     args = parser.parse_args(argv)
@@ -91,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     caps = [float(c) for c in args.caps.split(",") if c.strip()]
     delays = [float(d) for d in args.delays.split(",") if d.strip()]
-    options = ServiceOptions(batch_size=args.batch_size, chunk_size=args.chunk_size,
-                             max_concurrent_batches=args.max_concurrent_batches, concurrency=args.concurrency)
+    options = ServiceOptions.from_arguments(args)
     print_machine_info()
     rows, details, queue_runs = [], [], []
     with Bench(keep_logs=args.keep_logs) as bench:
