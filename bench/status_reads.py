@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench.harness import (
     DEFAULT_LATENCY_MS, Bench, BenchError, CpuMeter, ServiceOptions, contacts_csv, markdown_table,
-    print_machine_info, run_cli, sandbox_delivery,
+    percentile, print_machine_info, run_cli, sandbox_delivery,
 )
 
 
@@ -49,10 +49,7 @@ class LoadResult:
         key = f"{p:g}"
         if key in self.percentiles:
             return self.percentiles[key]
-        if not self.latencies:
-            return math.nan
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
+        return percentile(self.latencies, p)
 
 
 def _own_cpu_s() -> float:

@@ -19,7 +19,9 @@ import time
 import aiohttp
 import psycopg
 
-from bench.harness import Bench, ServiceOptions, contacts_csv, markdown_table, print_machine_info, run_cli
+from bench.harness import (
+    Bench, ServiceOptions, contacts_csv, markdown_table, percentile, print_machine_info, run_cli,
+)
 
 SECRET = "bench-app-secret"
 
@@ -62,14 +64,6 @@ async def _load(url: str, bodies: list[bytes], rate: float) -> tuple[list[float]
 
         await asyncio.gather(*(one(i, b) for i, b in enumerate(bodies)))
     return latencies, errors
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
 
 
 def main(argv: list[str] | None = None) -> int:

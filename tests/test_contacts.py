@@ -16,8 +16,8 @@ from webapi.contacts import (
     RejectedRow,
     mask_value,
     normalize_phone,
-    parse_csv,
-    parse_records,
+    open_csv,
+    open_records,
 )
 
 ANA = "584141234567"
@@ -26,7 +26,7 @@ BO = "584241234567"
 
 def parse_text(text: str, encoding: str = "utf-8", **options) -> contacts.ParsedContacts:
     """Parse CSV text as if it had been uploaded in the given encoding."""
-    return parse_csv(io.BytesIO(text.encode(encoding)), **options)
+    return open_csv(io.BytesIO(text.encode(encoding)), **options).collect()
 
 
 def csv_error(text: str, **options) -> ContactsError:
@@ -74,7 +74,7 @@ def test_utf8_character_split_across_chunks_is_still_utf8():
     data = (head + filler + "ñ\n").encode("utf-8")
     assert data[contacts._CHUNK_SIZE - 1: contacts._CHUNK_SIZE + 1] == "ñ".encode()
 
-    result = parse_csv(io.BytesIO(data))
+    result = open_csv(io.BytesIO(data)).collect()
 
     assert result.encoding == "utf-8"
     assert result.contacts[0].params == [filler + "ñ"]
@@ -102,7 +102,7 @@ def test_delimiter_inside_a_quoted_header_does_not_count():
 def test_caller_stream_is_left_open():
     """The upload's stream still belongs to the caller after parsing."""
     stream = io.BytesIO(b"telefono\n04141234567\n")
-    parse_csv(stream)
+    open_csv(stream).collect()
     assert not stream.closed
 
 
@@ -128,14 +128,14 @@ def test_non_seekable_stream_is_read_too():
             """Copy the next bytes into `buffer`."""
             return self._inner.readinto(buffer)
 
-    result = parse_csv(OneWay("telefono;nombre\n04141234567;Ana\n".encode()))
+    result = open_csv(OneWay("telefono;nombre\n04141234567;Ana\n".encode())).collect()
     assert result.contacts == [Contact(2, ANA, ["Ana"])]
 
 
 def test_excel_workbook_is_refused_with_instructions():
     """Uploading the .xlsx itself tells the operator to save it as CSV."""
     with pytest.raises(ContactsError) as caught:
-        parse_csv(io.BytesIO(b"PK\x03\x04" + b"\x00" * 100))
+        open_csv(io.BytesIO(b"PK\x03\x04" + b"\x00" * 100)).collect()
     assert "CSV UTF-8" in caught.value.message
 
 
@@ -503,7 +503,7 @@ def test_records_follow_the_same_rules_numbered_from_one():
         {"telefono": "04161234567", "nombre": True, "saldo": 1},
         {},
     ]
-    result = parse_records(records)
+    result = open_records(records).collect()
 
     assert result.contacts == [Contact(1, ANA, ["Ana", "10"]), Contact(2, BO, ["Bo", "2.5"])]
     assert result.rejected == [
@@ -521,14 +521,14 @@ def test_records_follow_the_same_rules_numbered_from_one():
 
 def test_records_with_named_params_and_explicit_phone_field():
     """Named parameters and columna_telefono work the same for JSON."""
-    result = parse_records([{"Nombre": "Ana", "tlf": "04141234567"}], phone_column="TLF", named_params=True)
+    result = open_records([{"Nombre": "Ana", "tlf": "04141234567"}], phone_column="TLF", named_params=True).collect()
     assert result.contacts == [Contact(1, ANA, {"Nombre": "Ana"})]
 
 
 def test_records_without_phone_field():
     """A JSON list with no phone field explains how to name it."""
     with pytest.raises(ContactsError) as caught:
-        parse_records([{"nombre": "Ana"}])
+        open_records([{"nombre": "Ana"}]).collect()
     assert caught.value.message == ("No se encontró la columna de teléfono. Campos de los contactos: nombre. "
                                     "Renombre el campo a 'telefono' o indíquela en el campo 'columna_telefono'.")
 
@@ -541,7 +541,7 @@ def test_records_without_phone_field():
 def test_unusable_record_lists(records, start):
     """Lists that cannot hold contacts are refused as a whole."""
     with pytest.raises(ContactsError) as caught:
-        parse_records(records)
+        open_records(records).collect()
     assert caught.value.message.startswith(start)
 
 
@@ -557,7 +557,7 @@ def test_records_stop_at_the_limit_without_reading_further():
 
     records = [{"telefono": f"5841412345{i:02d}"} for i in range(3)] + [Untouchable(telefono="x")]
     with pytest.raises(ContactsError) as caught:
-        parse_records(records, max_contacts=2)
+        open_records(records, max_contacts=2).collect()
     assert caught.value.details == {"max_contacts": 2, "found_at_least": 3, "stopped_at_row": 3}
 
 

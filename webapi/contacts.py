@@ -31,8 +31,6 @@ __all__ = [
     "normalize_phone",
     "open_csv",
     "open_records",
-    "parse_csv",
-    "parse_records",
 ]
 
 # Big enough to amortise Python overhead, small enough to keep a 50 MB upload out of memory.
@@ -581,9 +579,10 @@ class _RowDecider:
 class ContactStream:
     """Accepted recipients, yielded one at a time while the input is read.
 
-    It is its own single pass over the input (like a file). Rejected rows, blank-row notes and the accepted count fill in as it goes; the
-    checks that need the whole input (too many contacts, none valid) raise ContactsError from the iteration,
-    so a consumer that stores rows as they come must do so in a transaction it can roll back.
+    It is its own single pass over the input, like a file. Rejected rows, blank-row notes and the accepted
+    count fill in as it goes; the checks that need the whole input (too many contacts, none valid) raise
+    ContactsError from the iteration, so a consumer that stores rows as they come must do so in a
+    transaction it can roll back.
     Memory stays bounded by the limits (recipients seen, rejected rows), not by the size of the input.
     """
 
@@ -732,7 +731,7 @@ def _detect_encoding(source: BinaryIO) -> str:
     """Read the file once in chunks and tell UTF-8 (with or without BOM) from Windows-1252."""
     first = source.read(_CHUNK_SIZE)
     if not isinstance(first, (bytes, bytearray)):
-        raise TypeError("parse_csv expects a binary stream")
+        raise TypeError("open_csv expects a binary stream")
     if first.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         # Excel's "Unicode text" export; there is no other reasonable reading of this BOM.
         return "utf-16"
@@ -809,19 +808,6 @@ def _header_names(cells: list[str]) -> list[str]:
     return names
 
 
-def parse_csv(
-    stream: BinaryIO,
-    *,
-    default_region: str = "VE",
-    phone_column: str | None = None,
-    named_params: bool = False,
-    max_contacts: int = 100_000,
-) -> ParsedContacts:
-    """Parse an uploaded CSV (binary stream) into a list of recipients; see `open_csv` for the rules."""
-    return open_csv(stream, default_region=default_region, phone_column=phone_column,
-                    named_params=named_params, max_contacts=max_contacts).collect()
-
-
 def open_csv(
     stream: BinaryIO,
     *,
@@ -893,19 +879,6 @@ def _open_text(
 
 
 # --------------------------------------------------------------------------- JSON entry point
-
-
-def parse_records(
-    records: list[dict],
-    *,
-    default_region: str = "VE",
-    phone_column: str | None = None,
-    named_params: bool = False,
-    max_contacts: int = 100_000,
-) -> ParsedContacts:
-    """Parse the JSON body's `contactos` list into a list of recipients; see `open_records` for the rules."""
-    return open_records(records, default_region=default_region, phone_column=phone_column,
-                        named_params=named_params, max_contacts=max_contacts).collect()
 
 
 def open_records(

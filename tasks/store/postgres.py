@@ -94,10 +94,9 @@ class PostgresStore(Store):
                                             "parameters) FROM STDIN") as copy:
                         for block in lines.blocks(leads):
                             copy.write(block)
-                    extra = finish() if finish is not None else {}
+                    known_now = {**campaign, **(finish() if finish is not None else {})}
                     row = conn.execute("SELECT instancia_sofia.finish_campaign_row(%s, %s, %s)",
-                                       (row["id"], lines.count,
-                                        Jsonb(extra.get("rejected_rows", campaign.get("rejected_rows", []))))
+                                       (row["id"], lines.count, Jsonb(known_now.get("rejected_rows", [])))
                                        ).fetchone()[0]
         except psycopg.Error as exc:
             raise StoreError(f"database error in create_campaign: {exc}") from exc
