@@ -509,11 +509,12 @@ class Bench:
         if self.sandbox is None:
             raise BenchError("start the sandbox before the services")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPABASE_", "WHATSAPP_", "SANDBOX_"))}
+        # Campaigns above the product's 100,000-recipient limit are allowed, for long memory runs.
         env.update(
             DATABASE_URL=self.dsn, REDIS_URL=self.redis_url, API_WHATSAPP_URL=self.sandbox.url,
             WHATSAPP_API_VERSION=API_VERSION, BATCH_SIZE=str(options.batch_size),
             CHUNK_SIZE=str(options.chunk_size), MAX_CONCURRENT_BATCHES=str(options.max_concurrent_batches),
-            MAX_MESSAGES_PER_CAMPAIGN="100000", MAX_CSV_SIZE_MB="50", INSTANCE_ID="bench", PYTHONUNBUFFERED="1")
+            MAX_MESSAGES_PER_CAMPAIGN="1000000", MAX_CSV_SIZE_MB="50", INSTANCE_ID="bench", PYTHONUNBUFFERED="1")
         env.update(options.extra_env)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         return env
