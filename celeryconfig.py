@@ -1,11 +1,8 @@
-"""Celery settings; the broker and result backend come from REDIS_URL through tasks.config."""
+"""Celery settings: fixed ones as module values, and `from_settings` for those that follow the environment."""
 
-from tasks.config import load_settings
-
-_settings = load_settings()
-
-broker_url = _settings.redis_url
-result_backend = _settings.redis_url
+from tasks.config import Settings
+from tasks.queue import PROCESS_WEBHOOKS, SWEEP
+from tasks.vocabulary import CAMPAIGNS_QUEUE
 
 task_serializer = "json"
 result_serializer = "json"
@@ -34,16 +31,23 @@ result_backend_max_retries = 20
 result_backend_thread_safe = True
 broker_connection_retry_on_startup = True
 
-task_default_queue = "campaigns"
+task_default_queue = CAMPAIGNS_QUEUE
 worker_send_task_events = True
 task_send_sent_event = True
 worker_hijack_root_logger = True
 worker_redirect_stdouts = False
 
-# The sweeper repairs what crashes leave behind (see tasks/recovery.py); run `celery -A tasks beat`.
-beat_schedule = {
-    "sweep": {"task": "campaigns.sweep", "schedule": _settings.sweep_interval_s,
-              "options": {"expires": _settings.sweep_interval_s}},
-    # Drains status notifications even if the API could not schedule it (and rematches orphans).
-    "webhooks": {"task": "webhooks.process", "schedule": 5.0, "options": {"expires": 5.0}},
-}
+
+def from_settings(settings: Settings) -> dict:
+    """The settings read from the environment: the Redis broker and backend, and beat's schedule."""
+    return {
+        "broker_url": settings.redis_url,
+        "result_backend": settings.redis_url,
+        # The sweeper repairs what crashes leave behind (see tasks/recovery.py); run `celery -A tasks beat`.
+        "beat_schedule": {
+            "sweep": {"task": SWEEP, "schedule": settings.sweep_interval_s,
+                      "options": {"expires": settings.sweep_interval_s}},
+            # Drains status notifications even if the API could not schedule it (and rematches orphans).
+            "webhooks": {"task": PROCESS_WEBHOOKS, "schedule": 5.0, "options": {"expires": 5.0}},
+        },
+    }

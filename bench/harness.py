@@ -25,6 +25,7 @@ import redis
 import requests
 
 from sandbox.process import SandboxHandle, start_sandbox
+from tasks import keys
 from tasks.config import Settings
 from tasks.store.migrate import apply_migrations
 
@@ -544,7 +545,7 @@ class Bench:
 
     def _worker_ready(self, process: ServiceProcess) -> bool:
         """A worker is ready once its heartbeat is in Redis or Celery has logged that it is ready."""
-        if self._redis.exists(f"wcq:worker:{process.hostname}"):
+        if self._redis.exists(keys.WORKER + process.hostname):
             return True
         return " ready." in process.log_tail(20000)
 

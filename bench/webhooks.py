@@ -19,6 +19,7 @@ import time
 import aiohttp
 import psycopg
 
+from tasks import keys
 from bench.harness import (
     Bench, ServiceOptions, contacts_csv, markdown_table, percentile, print_machine_info, run_cli,
 )
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             began = time.monotonic()
             latencies, errors = asyncio.run(_load(url, bodies, rate))
             sent_for = time.monotonic() - began
-            while bench._redis.llen("wcq:webhooks:inbox"):
+            while bench._redis.llen(keys.WEBHOOK_INBOX):
                 time.sleep(0.1)
             lag = time.monotonic() - began - sent_for
             rows.append([label, f"{rate:g}", str(len(bodies)), *(f"{1000 * percentile(latencies, p):.1f}"

@@ -11,23 +11,17 @@ import socket
 import threading
 import uuid
 
-from celery.signals import worker_ready, worker_shutdown
+from tasks import keys
 
-PREFIX = "wcq:worker:"
-KNOWN_SET = "wcq:workers:known"
-SUSPECT_HASH = "wcq:workers:suspect"
+PREFIX = keys.WORKER
+KNOWN_SET = keys.KNOWN_WORKERS
+SUSPECT_HASH = keys.SUSPECT_WORKERS
 INTERVAL_S = 2
 
-_stop = threading.Event()
-_owner: str | None = None
 
-
-def owner_id() -> str:
-    """This process's owner id, written on every claim it makes."""
-    global _owner
-    if _owner is None:
-        _owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    return _owner
+def new_owner_id() -> str:
+    """A process's owner id, written on every claim it makes; a restarted worker gets a new one."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def live_workers(client) -> list[str]:
@@ -68,39 +62,38 @@ def forget_worker(client, owner: str) -> None:
     pipe.execute()
 
 
-def _beat(owner: str) -> None:
-    """Refresh this worker's key until the worker shuts down."""
-    from tasks.runtime import get_runtime
+class Heartbeat:
+    """Refreshes one worker's key in a background thread until the worker shuts down."""
 
-    runtime = get_runtime()
-    client, ttl = runtime.redis, runtime.settings.worker_heartbeat_ttl_s
-    while not _stop.is_set():
+    def __init__(self, client, owner: str, ttl_s: int):
+        self.client = client
+        self.owner = owner
+        self.ttl_s = ttl_s
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        """Start beating (once the worker consumes)."""
+        threading.Thread(target=self._run, daemon=True, name="heartbeat").start()
+
+    def _run(self) -> None:
+        """Beat every INTERVAL_S seconds."""
+        while not self._stop.is_set():
+            try:
+                pipe = self.client.pipeline()
+                pipe.set(PREFIX + self.owner, "alive", ex=self.ttl_s)
+                pipe.sadd(KNOWN_SET, self.owner)
+                pipe.execute()
+            except Exception:  # Redis briefly away: the key may expire and the API reports it, which is the truth
+                pass
+            self._stop.wait(INTERVAL_S)
+
+    def stop(self) -> None:
+        """At a clean shutdown (tasks finished) leave at once, so nothing mistakes this worker for a dead one."""
+        self._stop.set()
         try:
-            pipe = client.pipeline()
-            pipe.set(PREFIX + owner, "alive", ex=ttl)
-            pipe.sadd(KNOWN_SET, owner)
+            pipe = self.client.pipeline()
+            pipe.delete(PREFIX + self.owner)
+            pipe.srem(KNOWN_SET, self.owner)
             pipe.execute()
-        except Exception:  # Redis briefly away: the key may expire and the API reports it, which is the truth
+        except Exception:
             pass
-        _stop.wait(INTERVAL_S)
-
-
-@worker_ready.connect
-def _start_heartbeat(sender=None, **_kwargs) -> None:
-    """Start beating once the worker consumes."""
-    threading.Thread(target=_beat, args=(owner_id(),), daemon=True, name="heartbeat").start()
-
-
-@worker_shutdown.connect
-def _stop_heartbeat(sender=None, **_kwargs) -> None:
-    """At a clean shutdown (tasks finished) leave at once, so nothing mistakes this worker for a dead one."""
-    _stop.set()
-    try:
-        from tasks.runtime import get_runtime
-
-        pipe = get_runtime().redis.pipeline()
-        pipe.delete(PREFIX + owner_id())
-        pipe.srem(KNOWN_SET, owner_id())
-        pipe.execute()
-    except Exception:
-        pass

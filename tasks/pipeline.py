@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
 
+from tasks import texts
+from tasks.config import Settings
+from tasks.queue import TaskQueue
 from tasks.state import LiveState
 from tasks.store.base import Store
+from tasks.vocabulary import (
+    FINAL_CAMPAIGN_STATUSES, SETTLED_RECIPIENT_STATUSES, CampaignStatus, Outcome, RecipientStatus,
+)
 
 log = logging.getLogger("tasks.pipeline")
-
-FINAL_STATUSES = ("completed", "cancelled", "failed")
 
 
 class CampaignNotFound(LookupError):
@@ -46,19 +50,32 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
-class Pipeline:
-    """Moves campaigns through their life; `enqueue_batch(campaign_id, batch_no, chunks)` sends one chord."""
+@dataclass(frozen=True)
+class PipelinePolicy:
+    """How many batches a campaign keeps in flight, and when its failures pause it."""
 
-    def __init__(self, store: Store, state: LiveState, enqueue_batch: Callable[[str, int, int], None],
-                 max_concurrent_batches: int, *, default_mps: int = 80, max_error_rate: float = 1.0,
-                 error_rate_window: int = 200):
+    max_concurrent_batches: int = 5
+    default_mps: int = 80
+    max_error_rate: float = 1.0      # 1 turns the automatic pause off
+    error_rate_window: int = 200
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> PipelinePolicy:
+        """The policy the settings describe."""
+        return cls(s.max_concurrent_batches, s.whatsapp_mps, s.max_error_rate, s.error_rate_window)
+
+
+class Pipeline:
+    """Moves campaigns through their life; batches reach the workers through `queue`."""
+
+    def __init__(self, store: Store, state: LiveState, queue: TaskQueue, policy: PipelinePolicy):
         self.store = store
         self.state = state
-        self.enqueue_batch = enqueue_batch
-        self.max_concurrent_batches = max_concurrent_batches
-        self.default_mps = default_mps
-        self.max_error_rate = max_error_rate
-        self.error_rate_window = error_rate_window
+        self.queue = queue
+        self.max_concurrent_batches = policy.max_concurrent_batches
+        self.default_mps = policy.default_mps
+        self.max_error_rate = policy.max_error_rate
+        self.error_rate_window = policy.error_rate_window
 
     def max_in_flight(self, buzon: str, batch_size: int) -> int:
         """Batches to keep in flight: about two seconds of the number's rate, within MAX_CONCURRENT_BATCHES.
@@ -86,7 +103,7 @@ class Pipeline:
             return fields
         row = self.campaign(campaign_id)
         counts = {**self.store.campaign_counts(campaign_id), **self.store.delivery_counts(campaign_id)}
-        batches = [] if row["status"] in FINAL_STATUSES else self.store.pending_batches(campaign_id, row["batch_size"])
+        batches = [] if row["status"] in FINAL_CAMPAIGN_STATUSES else self.store.pending_batches(campaign_id, row["batch_size"])
         self.state.init_campaign(row, batches, counts, self.store.failure_breakdown(campaign_id),
                                  self.max_in_flight(row["buzon"], row["batch_size"]))
         return self.state.fields(campaign_id)
@@ -98,7 +115,7 @@ class Pipeline:
         row = self.campaign(campaign_id)
         batches = list(range(1, batch_count(row["total"], row["batch_size"]) + 1))
         self.state.init_campaign(row, batches, max_in_flight=self.max_in_flight(row["buzon"], row["batch_size"]))
-        self._set_status(campaign_id, "running")
+        self._set_status(campaign_id, CampaignStatus.RUNNING)
         self.dispatch(campaign_id)
 
     def dispatch(self, campaign_id: str) -> int:
@@ -108,7 +125,11 @@ class Pipeline:
         sent = 0
         while (batch_no := self.state.next_batch(campaign_id, self.max_concurrent_batches)) is not None:
             try:
-                self.enqueue_batch(campaign_id, batch_no, chunk_count(total, batch_size, chunk_size, batch_no))
+                # The chunk task ids are remembered first, so the sweeper can still apply their results
+                # if the chord never joins (a chunk died with its worker).
+                task_ids = self.queue.new_task_ids(chunk_count(total, batch_size, chunk_size, batch_no))
+                self.state.remember_batch_tasks(campaign_id, batch_no, task_ids)
+                self.queue.enqueue_batch(campaign_id, batch_no, task_ids)
             except Exception:
                 # Hand the batch back so the next dispatch (or resume) finds it.
                 self.state.batch_done(campaign_id, batch_no, requeue=True)
@@ -116,39 +137,38 @@ class Pipeline:
             sent += 1
         return sent
 
-    def finish_batch(self, campaign_id: str, batch_no: int, chunk_results: list[list[dict]]) -> dict[str, int]:
+    def finish_batch(self, campaign_id: str, batch_no: int, chunk_results: list[list[Outcome]]) -> dict[str, int]:
         """Record a batch's outcomes in the store and Redis, log it, then complete or dispatch more."""
         moved, handed_back = self.record_batch(campaign_id, batch_no, chunk_results)
         self.state.batch_done(campaign_id, batch_no, requeue=handed_back > 0)
         self.settle(campaign_id)
         return moved
 
-    def record_batch(self, campaign_id: str, batch_no: int, chunk_results: list[list[dict]]) -> tuple[dict, int]:
+    def record_batch(self, campaign_id: str, batch_no: int, chunk_results: list[list[Outcome]]) -> tuple[dict, int]:
         """Write chunk outcomes in one bulk call and count what moved; returns (moved, handed back)."""
         outcomes = [o for chunk in chunk_results if chunk for o in chunk]
-        if self.state.status(campaign_id) == "cancelled":
+        if self.state.status(campaign_id) == CampaignStatus.CANCELLED:
             for outcome in outcomes:
-                if outcome["status"] == "pending":
-                    outcome["status"] = "cancelled"
+                if outcome["status"] == RecipientStatus.PENDING:
+                    outcome["status"] = RecipientStatus.CANCELLED
         result = self.store.record_outcomes(outcomes)
         # The send marks stay until the outcome is in the store: a worker that dies in between leaves
         # its messages marked, so recovery never sends them again.
         self.state.end_sends(campaign_id, [o["id"] for o in outcomes])
         moved = result["moved"]
         # Only rows this call really moved are counted, so a repeated callback adds nothing.
-        counts = {k: v for k, v in moved.items() if k != "pending"}
+        counts = {k: v for k, v in moved.items() if k != RecipientStatus.PENDING}
         if moved:
             counts["retries"] = sum(o.get("retries", 0) for o in outcomes)
         self.state.add_counts(campaign_id, counts)
         self.state.add_errors(campaign_id, result["errors"])
-        sent, failed = moved.get("sent", 0), moved.get("failed", 0)
+        sent, failed = moved.get(RecipientStatus.SENT, 0), moved.get(RecipientStatus.FAILED, 0)
         if sent or failed:
             fields = self.state.fields(campaign_id)
             batches = batch_count(int(fields["total"]), int(fields["batch_size"]))
-            log.info("Batch %d/%d completado: %d/%d exitosos (%d fallidos) - campaña %s",
-                     batch_no, batches, sent, sent + failed, failed, campaign_id)
+            log.info(texts.LOG_BATCH_DONE, batch_no, batches, sent, sent + failed, failed, campaign_id)
             self._check_error_rate(campaign_id, failed, sent + failed)
-        return moved, sum(1 for o in outcomes if o["status"] == "pending")
+        return moved, sum(1 for o in outcomes if o["status"] == RecipientStatus.PENDING)
 
     def _check_error_rate(self, campaign_id: str, failed: int, processed: int) -> None:
         """Pause the campaign when too many of its recent sends failed (MAX_ERROR_RATE)."""
@@ -157,9 +177,8 @@ class Pipeline:
         failed_recent, processed_recent = self.state.error_window(campaign_id, failed, processed,
                                                                   self.error_rate_window)
         if processed_recent >= self.error_rate_window and failed_recent / processed_recent > self.max_error_rate:
-            reason = (f"Pausa automática: fallaron {failed_recent} de los últimos {processed_recent} envíos "
-                      f"({failed_recent / processed_recent:.0%}, máximo {self.max_error_rate:.0%}). Revise los "
-                      "errores por código antes de reanudar.")
+            reason = texts.PAUSE_ERROR_RATE.format(failed=failed_recent, processed=processed_recent,
+                                                   share=failed_recent / processed_recent, limit=self.max_error_rate)
             try:
                 self.pause(campaign_id, reason)
             except InvalidTransition:
@@ -169,19 +188,18 @@ class Pipeline:
         """Complete a campaign with nothing left to send, or keep it moving; returns its status."""
         fields = self.state.fields(campaign_id)
         status = fields.get("status")
-        if status != "running":
+        if status != CampaignStatus.RUNNING:
             return status
-        done = sum(int(fields.get(k, 0)) for k in ("sent", "failed", "cancelled", "unknown"))
+        done = sum(int(fields.get(k, 0)) for k in SETTLED_RECIPIENT_STATUSES)
         if done >= int(fields["total"]) or (self.state.queued(campaign_id) == 0
                                             and self.state.in_flight(campaign_id) == 0):
             counts = self.store.campaign_counts(campaign_id)
             if counts["pending"] == 0 and counts["sending"] == 0:
                 # The store is exact; Redis may have missed increments around a crash.
-                self.state.set_counts(campaign_id, {k: counts[k] for k in ("sent", "failed", "cancelled", "unknown")})
-                self._set_status(campaign_id, "completed")
-                log.info("Campaña %s completada: %d enviados, %d fallidos", campaign_id,
-                         counts["sent"], counts["failed"])
-                return "completed"
+                self.state.set_counts(campaign_id, {k: counts[k] for k in SETTLED_RECIPIENT_STATUSES})
+                self._set_status(campaign_id, CampaignStatus.COMPLETED)
+                log.info(texts.LOG_COMPLETED, campaign_id, counts["sent"], counts["failed"])
+                return CampaignStatus.COMPLETED
             if self.state.in_flight(campaign_id) == 0 and self.state.queued(campaign_id) == 0:
                 # Messages are pending but nothing will send them: rebuild the queue from the store.
                 self.state.requeue(campaign_id, self.store.pending_batches(campaign_id, int(fields["batch_size"])))
@@ -196,8 +214,8 @@ class Pipeline:
         if result["status"] is None:
             raise CampaignNotFound(campaign_id)
         if result["changed"]:
-            stamps = {"finished_at": _now()} if status in FINAL_STATUSES else {}
-            if status == "running" and not self.state.fields(campaign_id).get("started_at"):
+            stamps = {"finished_at": _now()} if status in FINAL_CAMPAIGN_STATUSES else {}
+            if status == CampaignStatus.RUNNING and not self.state.fields(campaign_id).get("started_at"):
                 stamps["started_at"] = _now()
             self.state.set_status(campaign_id, status, reason, **stamps)
         return result
@@ -205,56 +223,55 @@ class Pipeline:
     def pause(self, campaign_id: str, reason: str | None = None) -> str:
         """Stop handing out messages; chunks in flight hand theirs back."""
         self.ensure_live_state(campaign_id)
-        result = self._set_status(campaign_id, "paused", reason)
+        result = self._set_status(campaign_id, CampaignStatus.PAUSED, reason)
         if not result["changed"]:
-            raise InvalidTransition(f"la campaña está '{result['status']}' y no se puede pausar")
+            raise InvalidTransition(texts.CANNOT_ACT.format(status=result["status"], action="pausar"))
         if reason:
-            log.warning("Campaña %s pausada: %s", campaign_id, reason)
-        return "paused"
+            log.warning(texts.LOG_PAUSED, campaign_id, reason)
+        return CampaignStatus.PAUSED
 
     def resume(self, campaign_id: str) -> str:
         """Continue a paused campaign where it stopped."""
         fields = self.ensure_live_state(campaign_id)
         current = self.campaign(campaign_id)["status"]
-        if current not in ("paused", "queued"):
-            raise InvalidTransition(f"la campaña está '{current}' y no se puede reanudar")
-        result = self._set_status(campaign_id, "running")
+        if current not in (CampaignStatus.PAUSED, CampaignStatus.QUEUED):
+            raise InvalidTransition(texts.CANNOT_ACT.format(status=current, action="reanudar"))
+        result = self._set_status(campaign_id, CampaignStatus.RUNNING)
         if not result["changed"]:
-            raise InvalidTransition(f"la campaña está '{result['status']}' y no se puede reanudar")
+            raise InvalidTransition(texts.CANNOT_ACT.format(status=result["status"], action="reanudar"))
         self.state.requeue(campaign_id, self.store.pending_batches(campaign_id, int(fields["batch_size"])))
-        return self.settle(campaign_id) or "running"
+        return self.settle(campaign_id) or CampaignStatus.RUNNING
 
     def cancel(self, campaign_id: str) -> int:
         """Stop the campaign for good and mark what was not sent as cancelled; returns how many."""
         self.ensure_live_state(campaign_id)
-        result = self._set_status(campaign_id, "cancelled", "Cancelada por el operador")
+        result = self._set_status(campaign_id, CampaignStatus.CANCELLED, texts.CANCELLED_BY_OPERATOR)
         if not result["changed"]:
-            raise InvalidTransition(f"la campaña está '{result['status']}' y no se puede cancelar")
+            raise InvalidTransition(texts.CANNOT_ACT.format(status=result["status"], action="cancelar"))
         cancelled = self.store.cancel_pending(campaign_id)
-        self.state.add_counts(campaign_id, {"cancelled": cancelled})
+        self.state.add_counts(campaign_id, {RecipientStatus.CANCELLED: cancelled})
         return cancelled
 
     def retry(self, campaign_id: str, statuses: list[str]) -> dict[str, int]:
         """Send again the recipients left unknown and/or failed; reopens a finished campaign."""
         fields = self.ensure_live_state(campaign_id)
-        if fields.get("status") == "cancelled":
-            raise InvalidTransition("la campaña fue cancelada")
+        if fields.get("status") == CampaignStatus.CANCELLED:
+            raise InvalidTransition(texts.RETRY_CANCELLED)
         moved = self.store.requeue_recipients(campaign_id, statuses)
         if not moved:
-            raise InvalidTransition(f"no hay mensajes en estado {' o '.join(statuses)} para reintentar")
+            raise InvalidTransition(texts.RETRY_NOTHING.format(statuses=" o ".join(statuses)))
         self.state.add_counts(campaign_id, {status: -n for status, n in moved.items()})
-        if "failed" in moved:
+        if RecipientStatus.FAILED in moved:
             self.state.init_errors(campaign_id, self.store.failure_breakdown(campaign_id))
-        if fields.get("status") != "running":
-            self._set_status(campaign_id, "running")
+        if fields.get("status") != CampaignStatus.RUNNING:
+            self._set_status(campaign_id, CampaignStatus.RUNNING)
         self.state.requeue(campaign_id, self.store.pending_batches(campaign_id, int(fields["batch_size"])))
         self.settle(campaign_id)
-        log.info("Campaña %s: %s mensajes vuelven a la cola por pedido del operador", campaign_id,
-                 sum(moved.values()))
+        log.info(texts.LOG_RETRIED, campaign_id, sum(moved.values()))
         return moved
 
     def fail(self, campaign_id: str, reason: str) -> None:
         """Stop a campaign that cannot succeed (for example a template that does not exist)."""
-        result = self._set_status(campaign_id, "failed", reason)
+        result = self._set_status(campaign_id, CampaignStatus.FAILED, reason)
         if result["changed"]:
-            log.error("Campaña %s detenida: %s", campaign_id, reason)
+            log.error(texts.LOG_STOPPED, campaign_id, reason)

@@ -6,16 +6,20 @@ import logging
 import time
 from typing import Callable
 
-from tasks.heartbeat import dead_workers, forget_worker, owner_id
+from tasks import keys, texts
+from tasks.heartbeat import dead_workers, forget_worker
 from tasks.pipeline import CampaignNotFound, Pipeline
+from tasks.state import LiveState
+from tasks.store.base import Store
+from tasks.vocabulary import CampaignStatus, Outcome
 
 log = logging.getLogger("tasks.recovery")
 
-LOCK_KEY = "wcq:sweep:lock"
+# Campaigns whose batches may still be in flight (a paused or cancelled one hands claimed messages back).
+_MOVING = (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.CANCELLED)
 
 
-def sweep(pipeline: Pipeline, finished_results: Callable[[list[str]], list[list[dict]]], *, heartbeat_ttl_s: int,
-          stale_batch_s: int, stuck_claim_s: int) -> dict:
+class Sweeper:
     """One pass over open campaigns: recover dead workers' claims, requeue stale batches, finish or dispatch.
 
     - Claims of a worker that stopped beating: messages it was requesting become unknown (never resent
@@ -26,66 +30,79 @@ def sweep(pipeline: Pipeline, finished_results: Callable[[list[str]], list[list[
       applied (its chord may never join when another chunk died with its worker); once nothing of it is
       being sent it goes back to the queue. Sending it again is safe: every message is claimed atomically.
     """
-    redis = pipeline.state.redis
-    if not redis.set(LOCK_KEY, owner_id(), nx=True, ex=max(30, stale_batch_s)):
-        return {"skipped": True}
-    report = {"unknown": 0, "released": 0, "requeued_batches": 0, "campaigns": 0}
-    try:
-        campaigns = set(pipeline.store.open_campaigns()) | pipeline.state.active_campaigns()
-        owners = {campaign_id: pipeline.store.claim_owners(campaign_id) for campaign_id in campaigns}
-        dead = dead_workers(redis, heartbeat_ttl_s, {o for found in owners.values() for o in found})
-        for campaign_id in sorted(campaigns):
-            try:
-                _sweep_campaign(pipeline, finished_results, campaign_id, owners[campaign_id], dead,
-                                stale_batch_s, stuck_claim_s, report)
-            except CampaignNotFound:
-                pipeline.state.redis.srem("wcq:campaigns:active", campaign_id)
-            report["campaigns"] += 1
-        for owner in dead:
-            forget_worker(redis, owner)
-    finally:
-        redis.delete(LOCK_KEY)
-    return report
 
+    def __init__(self, store: Store, state: LiveState, pipeline: Pipeline,
+                 finished_results: Callable[[list[str]], list[list[Outcome]]], *, owner: str, heartbeat_ttl_s: int,
+                 stale_batch_s: int, stuck_claim_s: int):
+        self.store = store
+        self.state = state
+        self.pipeline = pipeline
+        self.finished_results = finished_results
+        self.owner = owner
+        self.heartbeat_ttl_s = heartbeat_ttl_s
+        self.stale_batch_s = stale_batch_s
+        self.stuck_claim_s = stuck_claim_s
 
-def _sweep_campaign(pipeline: Pipeline, finished_results, campaign_id: str, owners: dict[str, int],
-                    dead: set[str], stale_batch_s: int, stuck_claim_s: int, report: dict) -> None:
-    """Repair one campaign."""
-    fields = pipeline.ensure_live_state(campaign_id)
-    store, state = pipeline.store, pipeline.state
-    attempted: set[int] | None = None
-    for owner, age in owners.items():
-        if owner in dead:
-            older_than = 0
-        elif age > stuck_claim_s:
-            older_than = stuck_claim_s
-        else:
-            continue
-        if attempted is None:
-            # Chunks that finished before their worker died have their outcomes in the result backend:
-            # apply those first, so only messages whose fate is really unknown are treated as such.
-            for batch_no in state.in_flight_since(campaign_id):
-                pipeline.record_batch(campaign_id, batch_no,
-                                      finished_results(state.batch_tasks(campaign_id, batch_no)))
-            attempted = state.attempted(campaign_id)
-        moved = store.recover_claims(campaign_id, owner, sorted(attempted), older_than)
-        if moved["unknown"] or moved["pending"]:
-            state.add_counts(campaign_id, {"unknown": moved["unknown"]})
-            report["unknown"] += moved["unknown"]
-            report["released"] += moved["pending"]
-            log.warning("Campaña %s: el worker %s dejó %d mensajes sin confirmar (quedan como desconocidos) y %d "
-                        "sin enviar (vuelven a la cola)", campaign_id, owner, moved["unknown"], moved["pending"])
-    if fields.get("status") in ("running", "paused", "cancelled"):
-        now = int(time.time())
-        old = [b for b, since in state.in_flight_since(campaign_id).items() if now - since > stale_batch_s]
-        for batch_no in old:
-            pipeline.record_batch(campaign_id, batch_no, finished_results(state.batch_tasks(campaign_id, batch_no)))
-        if old:
-            busy = set(store.sending_batches(campaign_id, int(fields["batch_size"])))
+    def sweep(self) -> dict:
+        """Repair every open campaign once; skipped while another sweeper holds the lock."""
+        redis = self.state.redis
+        if not redis.set(keys.SWEEP_LOCK, self.owner, nx=True, ex=max(30, self.stale_batch_s)):
+            return {"skipped": True}
+        report = {"unknown": 0, "released": 0, "requeued_batches": 0, "campaigns": 0}
+        try:
+            campaigns = set(self.store.open_campaigns()) | self.state.active_campaigns()
+            owners = {campaign_id: self.store.claim_owners(campaign_id) for campaign_id in campaigns}
+            dead = dead_workers(redis, self.heartbeat_ttl_s, {o for found in owners.values() for o in found})
+            for campaign_id in sorted(campaigns):
+                try:
+                    self._sweep_campaign(campaign_id, owners[campaign_id], dead, report)
+                except CampaignNotFound:
+                    self.state.forget_campaign(campaign_id)
+                report["campaigns"] += 1
+            for owner in dead:
+                forget_worker(redis, owner)
+        finally:
+            redis.delete(keys.SWEEP_LOCK)
+        return report
+
+    def _apply_finished_chunks(self, campaign_id: str, batch_no: int) -> None:
+        """Record what the batch's finished chunk tasks reported, whether or not its chord joined."""
+        self.pipeline.record_batch(campaign_id, batch_no,
+                                   self.finished_results(self.state.batch_tasks(campaign_id, batch_no)))
+
+    def _sweep_campaign(self, campaign_id: str, owners: dict[str, int], dead: set[str], report: dict) -> None:
+        """Repair one campaign."""
+        fields = self.pipeline.ensure_live_state(campaign_id)
+        attempted: set[int] | None = None
+        for owner, age in owners.items():
+            if owner in dead:
+                older_than = 0
+            elif age > self.stuck_claim_s:
+                older_than = self.stuck_claim_s
+            else:
+                continue
+            if attempted is None:
+                # Chunks that finished before their worker died have their outcomes in the result backend:
+                # apply those first, so only messages whose fate is really unknown are treated as such.
+                for batch_no in self.state.in_flight_since(campaign_id):
+                    self._apply_finished_chunks(campaign_id, batch_no)
+                attempted = self.state.attempted(campaign_id)
+            moved = self.store.recover_claims(campaign_id, owner, sorted(attempted), older_than)
+            if moved["unknown"] or moved["pending"]:
+                self.state.add_counts(campaign_id, {"unknown": moved["unknown"]})
+                report["unknown"] += moved["unknown"]
+                report["released"] += moved["pending"]
+                log.warning(texts.LOG_DEAD_WORKER_CLAIMS, campaign_id, owner, moved["unknown"], moved["pending"])
+        if fields.get("status") in _MOVING:
+            now = int(time.time())
+            old = [b for b, since in self.state.in_flight_since(campaign_id).items() if now - since > self.stale_batch_s]
             for batch_no in old:
-                if batch_no not in busy:
-                    state.batch_done(campaign_id, batch_no, requeue=True)
-                    report["requeued_batches"] += 1
-                    log.warning("Campaña %s: el batch %d no terminó a tiempo; vuelve a la cola", campaign_id,
-                                batch_no)
-    pipeline.settle(campaign_id)
+                self._apply_finished_chunks(campaign_id, batch_no)
+            if old:
+                busy = set(self.store.sending_batches(campaign_id, int(fields["batch_size"])))
+                for batch_no in old:
+                    if batch_no not in busy:
+                        self.state.batch_done(campaign_id, batch_no, requeue=True)
+                        report["requeued_batches"] += 1
+                        log.warning(texts.LOG_STALE_BATCH, campaign_id, batch_no)
+        self.pipeline.settle(campaign_id)

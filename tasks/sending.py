@@ -8,12 +8,17 @@ import random
 import threading
 import time
 from dataclasses import dataclass
+from enum import Enum
 
+from tasks import texts
+from tasks.config import Settings
 from tasks.errors import ErrorKind, describe
 from tasks.logsetup import mask
 from tasks.pipeline import Pipeline, chunk_range
 from tasks.ratelimit import SendRateLimiter
-from tasks.store.base import ClaimedMessage, Sender, StoreError
+from tasks.state import LiveState
+from tasks.store.base import ClaimedMessage, Sender, Store, StoreError
+from tasks.vocabulary import CampaignStatus, Outcome, RecipientStatus
 from tasks.whatsapp import SendResult, WhatsAppClient, template_payload
 
 try:  # the workers run on gevent; plain Python (scripts) sends one by one
@@ -26,12 +31,13 @@ log = logging.getLogger("tasks.sending")
 # WhatsApp asking us to slow down: wait (every worker, through the shared schedule) and try again; these
 # never count against a message's retries, so a message never fails because of throughput.
 _THROTTLE_PAUSE_S = {130429: 1.0, 4: 5.0, 80007: 5.0, 131057: 30.0}
-_FAILURE_KEY = "wcq:failures:"
+# Outcomes that count as answered sends for the live messages/s figure.
+_ANSWERED = (RecipientStatus.SENT, RecipientStatus.FAILED)
 # A message is marked as being requested (and the campaign's status checked) together with the other
 # messages of its chunk whose slots fall within this horizon: one Redis call for several messages.
 # It is also how late a pause or cancel can be, and how early a mark may precede its request.
 MARK_AHEAD_S = 0.025
-# Above 100 messages/s requests leave on a grid of this step, never before their slot (see _send_one).
+# Above 100 messages/s requests leave on a grid of this step, never before their slot (see ChunkSender._attempt).
 RELEASE_TICK_S = 0.010
 
 
@@ -79,25 +85,71 @@ class CampaignSpec:
     chunk_size: int
 
 
+@dataclass(frozen=True)
+class SendPolicy:
+    """Pacing, retries and deadlines of the send loop."""
+
+    default_mps: int = 80               # messages/s of a number whose buzón sets none
+    interval_ms: int = 0                # INTERVALO_ENVIO_MS: minimum spacing between two sends of a number
+    max_retries: int = 5                # transient errors retried before a message fails
+    credentials_ttl_s: float = 30.0     # how long a buzón's credentials are cached
+    chunk_deadline_s: float = 60.0      # a chunk hands back what it could not send by then
+    backoff_base_s: float = 0.5
+    backoff_cap_s: float = 8.0
+    outage_threshold: int = 20          # this many failures in a row to one number: WhatsApp is down
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> SendPolicy:
+        """The policy the settings describe."""
+        return cls(default_mps=s.whatsapp_mps, interval_ms=s.intervalo_envio_ms, max_retries=s.max_retries,
+                   credentials_ttl_s=s.credentials_cache_s, chunk_deadline_s=s.chunk_deadline_s)
+
+
+class Next(Enum):
+    """What the send loop does after one attempt."""
+
+    DONE = "done"            # the message has its outcome (sent, failed or unknown)
+    WAIT = "wait"            # WhatsApp asked us to slow down, or is down: wait, retries not spent
+    RETRY = "retry"          # a transient error: back off, spend one retry
+    HAND_BACK = "hand_back"  # not sent (deadline, paused, account trouble): back to pending
+    STOP = "stop"            # every message would fail the same way: stop the campaign
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One attempt's verdict: what to do next, and the outcome or the campaign action that goes with it."""
+
+    next: Next
+    outcome: Outcome | None = None   # the message's outcome with DONE, HAND_BACK and STOP (and RETRY, once spent)
+    wait_s: float = 0.0              # with WAIT
+    stop_as: str | None = None       # with STOP or an account error: the campaign status to move to
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class _Job:
+    """One chunk's shared context: the campaign, its sender, the chunk deadline and the send marks."""
+
+    campaign_id: str
+    spec: CampaignSpec
+    sender: Sender
+    mps: float
+    tick: float
+    deadline: float
+    marks: _SendMarks
+
+
 class ChunkSender:
     """Sends the recipients of one chunk; every outcome is returned, never raised."""
 
-    def __init__(self, pipeline: Pipeline, client: WhatsAppClient, limiter: SendRateLimiter, *,
-                 default_mps: int, interval_ms: int, max_retries: int, credentials_ttl_s: float,
-                 chunk_deadline_s: float = 60.0, backoff_base_s: float = 0.5, backoff_cap_s: float = 8.0,
-                 outage_threshold: int = 20):
-        self.pipeline = pipeline
-        self.state = pipeline.state
+    def __init__(self, store: Store, state: LiveState, campaigns: Pipeline, client: WhatsAppClient,
+                 limiter: SendRateLimiter, policy: SendPolicy):
+        self.store = store
+        self.state = state
+        self.campaigns = campaigns  # pause or stop a campaign, and rebuild its live state
         self.client = client
         self.limiter = limiter
-        self.default_mps = default_mps
-        self.interval_ms = interval_ms
-        self.max_retries = max_retries
-        self.credentials_ttl_s = credentials_ttl_s
-        self.chunk_deadline_s = chunk_deadline_s
-        self.backoff_base_s = backoff_base_s
-        self.backoff_cap_s = backoff_cap_s
-        self.outage_threshold = outage_threshold
+        self.policy = policy
         self._specs: dict[str, CampaignSpec] = {}
         self._senders: dict[str, tuple[float, Sender]] = {}
         self._failing: set[str] = set()
@@ -108,7 +160,7 @@ class ChunkSender:
         """The campaign's fixed fields, read once per process."""
         spec = self._specs.get(campaign_id)
         if spec is None:
-            f = self.pipeline.ensure_live_state(campaign_id)
+            f = self.campaigns.ensure_live_state(campaign_id)
             spec = CampaignSpec(int(f["total"]), f["buzon"], f["template"], f["language"],
                                 int(f["batch_size"]), int(f["chunk_size"]))
             self._specs[campaign_id] = spec
@@ -119,10 +171,10 @@ class ChunkSender:
         cached = self._senders.get(buzon)
         if cached and cached[0] > time.monotonic():
             return cached[1]
-        sender = self.pipeline.store.get_sender(buzon)
+        sender = self.store.get_sender(buzon)
         if sender is None:
-            raise StoreError(f"el buzón '{buzon}' no está registrado")
-        self._senders[buzon] = (time.monotonic() + self.credentials_ttl_s, sender)
+            raise StoreError(texts.SENDER_NOT_REGISTERED.format(buzon=buzon))
+        self._senders[buzon] = (time.monotonic() + self.policy.credentials_ttl_s, sender)
         return sender
 
     def forget_sender(self, buzon: str) -> None:
@@ -131,31 +183,36 @@ class ChunkSender:
 
     # --- sending ---------------------------------------------------------------------------------
 
-    def send_chunk(self, campaign_id: str, batch_no: int, chunk_no: int, owner: str) -> list[dict]:
+    def send_chunk(self, campaign_id: str, batch_no: int, chunk_no: int, owner: str) -> list[Outcome]:
         """Claim and send one chunk for worker `owner`; returns one outcome per claimed recipient."""
-        deadline = time.monotonic() + self.chunk_deadline_s
-        if self.state.status(campaign_id) != "running":
+        deadline = time.monotonic() + self.policy.chunk_deadline_s
+        if self.state.status(campaign_id) != CampaignStatus.RUNNING:
             return []
         spec = self.spec(campaign_id)
         first, last = chunk_range(spec.total, spec.batch_size, spec.chunk_size, batch_no, chunk_no)
-        claimed = self.pipeline.store.claim_messages(campaign_id, first, last, owner)
+        claimed = self.store.claim_messages(campaign_id, first, last, owner)
         if not claimed:
             return []
         try:
             sender = self.sender(spec.buzon)
         except StoreError as exc:
-            self._stop(campaign_id, "paused", f"No hay credenciales para el buzón: {exc}")
-            return [_outcome(m, "pending") for m in claimed]
+            self._stop(campaign_id, CampaignStatus.PAUSED, texts.PAUSE_NO_CREDENTIALS.format(error=exc))
+            return [_outcome(m, RecipientStatus.PENDING) for m in claimed]
 
+        mps = sender.messages_per_second or self.policy.default_mps
         # One round trip books a slot for every message of the chunk on the number's shared schedule.
-        slots = self.limiter.reserve_many(sender.phone_number_id, sender.messages_per_second or self.default_mps,
-                                          len(claimed), self.interval_ms)
+        slots = self.limiter.reserve_many(sender.phone_number_id, mps, len(claimed), self.policy.interval_ms)
         start = time.monotonic()
-        marks = _SendMarks(self.state, campaign_id, {m.id: start + wait for m, wait in zip(claimed, slots)})
+        # Above 100 messages/s, requests leave on a RELEASE_TICK_S grid, never before their slot: messages
+        # due within the same few milliseconds wake the worker once instead of once each. Not when an
+        # explicit spacing (INTERVALO_ENVIO_MS) was asked for, which the grid could shorten.
+        tick = RELEASE_TICK_S if not self.policy.interval_ms and mps * RELEASE_TICK_S > 1 else 0.0
+        job = _Job(campaign_id, spec, sender, mps, tick, deadline,
+                   _SendMarks(self.state, campaign_id, {m.id: start + wait for m, wait in zip(claimed, slots)}))
 
-        def send(item: tuple[ClaimedMessage, float]) -> dict:
+        def send(item: tuple[ClaimedMessage, float]) -> Outcome:
             message, wait = item
-            return self._send_guarded(campaign_id, spec, sender, message, deadline, start + wait, marks)
+            return self._deliver(job, message, start + wait)
 
         if _GreenPool is not None and len(claimed) > 1:
             outcomes = _GreenPool(len(claimed)).map(send, zip(claimed, slots))
@@ -163,7 +220,7 @@ class ChunkSender:
             outcomes = [send(item) for item in zip(claimed, slots)]
         for outcome in outcomes:
             outcome["owner"] = owner
-        answered = sum(1 for o in outcomes if o["status"] in ("sent", "failed"))
+        answered = sum(1 for o in outcomes if o["status"] in _ANSWERED)
         if answered:
             try:
                 self.state.record_activity(campaign_id, answered)
@@ -171,109 +228,119 @@ class ChunkSender:
                 pass
         return outcomes
 
-    def _send_guarded(self, campaign_id: str, spec: CampaignSpec, sender: Sender, message: ClaimedMessage,
-                      deadline: float, slot_at: float, marks: _SendMarks) -> dict:
-        """Send one message; an unexpected error hands it back (or marks it unknown if it may have gone out)."""
-        progress = {"requested": False, "retries": 0}
-        try:
-            return self._send_one(campaign_id, spec, sender, message, deadline, slot_at, marks, progress)
-        except Exception as exc:
-            log.warning("message %s of campaign %s interrupted by %s", message.id, campaign_id, type(exc).__name__)
-            if progress["requested"]:
-                return _outcome(message, "unknown", progress["retries"],
-                                detail=f"error interno durante el envío ({type(exc).__name__})")
-            return _outcome(message, "pending", progress["retries"])
-
-    def _send_one(self, campaign_id: str, spec: CampaignSpec, sender: Sender, message: ClaimedMessage,
-                  deadline: float, slot_at: float, marks: _SendMarks, progress: dict) -> dict:
-        """Send one message at its booked slot (retries book new ones), and say what became of it."""
-        mps = sender.messages_per_second or self.default_mps
-        pnid = sender.phone_number_id
-        # Above 100 messages/s, requests leave on a RELEASE_TICK_S grid, never before their slot: messages
-        # due within the same few milliseconds wake the worker once instead of once each. Not when an
-        # explicit spacing (INTERVALO_ENVIO_MS) was asked for, which the grid could shorten.
-        tick = RELEASE_TICK_S if not self.interval_ms and mps * RELEASE_TICK_S > 1 else 0.0
-        payload = template_payload(message.phone, spec.template, spec.language, message.parameters,
-                                   callback_data=f"{campaign_id}/{message.id}")
+    def _deliver(self, job: _Job, message: ClaimedMessage, slot_at: float) -> Outcome:
+        """Send one message at its booked slot (retries book new ones) until its outcome is known."""
+        payload = template_payload(message.phone, job.spec.template, job.spec.language, message.parameters,
+                                   callback_data=f"{job.campaign_id}/{message.id}")
+        resends = 0  # attempts after the first, whatever the cause (stored as the message's retries)
+        spent = 0    # of those, the transient errors that count against MAX_RETRIES (throttling does not)
         while True:
-            if progress["retries"]:
-                slot_at = time.monotonic() + self.limiter.reserve(pnid, mps, self.interval_ms)
-            wait = (math.ceil(slot_at / tick) * tick if tick else slot_at) - time.monotonic()
-            if time.monotonic() + wait > deadline:
+            if resends:
+                slot_at = time.monotonic() + self.limiter.reserve(job.sender.phone_number_id, job.mps,
+                                                                  self.policy.interval_ms)
+            decision = self._attempt(job, message, payload, slot_at, resends)
+            if decision.next is Next.RETRY:
+                spent += 1
+                if spent > self.policy.max_retries:
+                    return decision.outcome
+                decision = Decision(Next.WAIT, wait_s=self._backoff(spent))
+            if decision.next is Next.WAIT:
+                resends += 1
+                time.sleep(decision.wait_s)
+                continue
+            if decision.stop_as is not None:
+                self._stop(job.campaign_id, decision.stop_as, decision.reason or "")
+            return decision.outcome
+
+    def _attempt(self, job: _Job, message: ClaimedMessage, payload: dict, slot_at: float, retries: int) -> Decision:
+        """Wait for the slot, check the campaign still runs, send once, and decide what comes next."""
+        try:
+            wait = (math.ceil(slot_at / job.tick) * job.tick if job.tick else slot_at) - time.monotonic()
+            if time.monotonic() + wait > job.deadline:
                 # Too late for this task: the batch goes back to the queue and a later task sends it.
-                return _outcome(message, "pending", progress["retries"])
+                return Decision(Next.HAND_BACK, _outcome(message, RecipientStatus.PENDING, retries))
             if wait > 0:
                 time.sleep(wait)
             # Checked right before the request (at most MARK_AHEAD_S earlier), so a pause or cancel
             # takes effect at once.
-            if not marks.begin(message.id):
-                return _outcome(message, "pending", progress["retries"])
-            progress["requested"] = True
-            result = self.client.send(sender, payload)
-            if result.ok:
-                self._note_success(pnid)
-                return {"id": message.id, "status": "sent", "wamid": result.wamid, "retries": progress["retries"]}
-            progress["requested"] = False
-            if result.ambiguous:
-                # Resending could deliver twice; the status webhook or an operator's retry settles it.
-                return _outcome(message, "unknown", progress["retries"], result)
-            kind = result.kind
-            if kind is ErrorKind.TRANSIENT:
-                progress["retries"] += 1
-                if result.error_code in _THROTTLE_PAUSE_S:
-                    self.limiter.penalize(pnid, _THROTTLE_PAUSE_S[result.error_code])
-                    continue
-                if self._note_failure(pnid) >= self.outage_threshold:
-                    # Everything to this number fails: WhatsApp (or the network) is down. Wait it out
-                    # without spending the message's retries; the deadline hands it back if it lasts.
-                    time.sleep(self._backoff(6))
-                    continue
-                if progress["retries"] <= self.max_retries:
-                    time.sleep(self._backoff(progress["retries"]))
-                    continue
-                return _outcome(message, "failed", progress["retries"] - 1, result)
-            if kind is ErrorKind.CAMPAIGN:
-                self._stop(campaign_id, "failed", describe(result.error_code, result.error_detail))
-                return _outcome(message, "failed", progress["retries"], result)
-            if kind is ErrorKind.ACCOUNT:
-                self.forget_sender(spec.buzon)
-                self._stop(campaign_id, "paused", describe(result.error_code, result.error_detail))
-                return _outcome(message, "pending", progress["retries"], result)
-            return _outcome(message, "failed", progress["retries"], result)
+            if not job.marks.begin(message.id):
+                return Decision(Next.HAND_BACK, _outcome(message, RecipientStatus.PENDING, retries))
+        except Exception as exc:
+            log.warning("message %s of campaign %s interrupted by %s", message.id, job.campaign_id,
+                        type(exc).__name__)
+            return Decision(Next.HAND_BACK, _outcome(message, RecipientStatus.PENDING, retries))
+        try:
+            result = self.client.send(job.sender, payload)
+        except Exception as exc:  # the request may have gone out: never resend blindly
+            log.warning("message %s of campaign %s interrupted by %s", message.id, job.campaign_id,
+                        type(exc).__name__)
+            return Decision(Next.DONE, _outcome(message, RecipientStatus.UNKNOWN, retries,
+                                                detail=texts.SEND_INTERRUPTED.format(error=type(exc).__name__)))
+        return self._judge(job, message, result, retries)
+
+    def _judge(self, job: _Job, message: ClaimedMessage, result: SendResult, retries: int) -> Decision:
+        """Sort WhatsApp's answer into the next step of the loop."""
+        pnid = job.sender.phone_number_id
+        if result.ok:
+            self._note_success(pnid)
+            return Decision(Next.DONE, {"id": message.id, "status": RecipientStatus.SENT, "wamid": result.wamid,
+                                        "retries": retries})
+        if result.ambiguous:
+            # Resending could deliver twice; the status webhook or an operator's retry settles it.
+            return Decision(Next.DONE, _outcome(message, RecipientStatus.UNKNOWN, retries, result))
+        kind = result.kind
+        if kind is ErrorKind.TRANSIENT:
+            if result.error_code in _THROTTLE_PAUSE_S:
+                # Every worker of this number waits through the shared schedule; the retry books a new slot.
+                self.limiter.penalize(pnid, _THROTTLE_PAUSE_S[result.error_code])
+                return Decision(Next.WAIT, wait_s=0.0)
+            if self._note_failure(pnid) >= self.policy.outage_threshold:
+                # Everything to this number fails: WhatsApp (or the network) is down. Wait it out without
+                # spending the message's retries; the deadline hands it back if it lasts.
+                return Decision(Next.WAIT, wait_s=self._backoff(6))
+            # The outcome it would end with once its retries are spent.
+            return Decision(Next.RETRY, _outcome(message, RecipientStatus.FAILED, retries, result))
+        reason = describe(result.error_code, result.error_detail)
+        if kind is ErrorKind.CAMPAIGN:
+            return Decision(Next.STOP, _outcome(message, RecipientStatus.FAILED, retries, result),
+                            stop_as=CampaignStatus.FAILED, reason=reason)
+        if kind is ErrorKind.ACCOUNT:
+            self.forget_sender(job.spec.buzon)
+            return Decision(Next.HAND_BACK, _outcome(message, RecipientStatus.PENDING, retries, result),
+                            stop_as=CampaignStatus.PAUSED, reason=reason)
+        return Decision(Next.DONE, _outcome(message, RecipientStatus.FAILED, retries, result))
 
     def _note_failure(self, pnid: str) -> int:
         """Count a transient failure of this number across all workers; returns the current run of failures."""
         self._failing.add(pnid)
-        pipe = self.state.redis.pipeline()
-        pipe.incr(_FAILURE_KEY + pnid)
-        pipe.expire(_FAILURE_KEY + pnid, 120)
-        return int(pipe.execute()[0])
+        return self.state.note_number_failure(pnid)
 
     def _note_success(self, pnid: str) -> None:
         """End the run of failures once a send works again (only a worker that saw failures pays for it)."""
         if pnid in self._failing:
             self._failing.discard(pnid)
-            self.state.redis.delete(_FAILURE_KEY + pnid)
+            self.state.clear_number_failures(pnid)
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter, capped well under the broker's visibility timeout."""
-        return random.uniform(self.backoff_base_s, min(self.backoff_cap_s, self.backoff_base_s * 2 ** attempt))
+        base, cap = self.policy.backoff_base_s, self.policy.backoff_cap_s
+        return random.uniform(base, min(cap, base * 2 ** attempt))
 
     def _stop(self, campaign_id: str, status: str, reason: str) -> None:
         """Pause or fail the campaign once, whichever message noticed first."""
         try:
-            if status == "failed":
-                self.pipeline.fail(campaign_id, reason)
+            if status == CampaignStatus.FAILED:
+                self.campaigns.fail(campaign_id, reason)
             else:
-                self.pipeline.pause(campaign_id, reason)
+                self.campaigns.pause(campaign_id, reason)
         except Exception:  # another message already moved it; that is fine
             pass
 
 
 def _outcome(message: ClaimedMessage, status: str, retries: int = 0, result: SendResult | None = None,
-             detail: str | None = None) -> dict:
+             detail: str | None = None) -> Outcome:
     """A message's outcome: failed (will not be delivered), pending (handed back unsent) or unknown."""
-    outcome = {"id": message.id, "status": status, "retries": retries}
+    outcome: Outcome = {"id": message.id, "status": status, "retries": retries}
     if result is not None:
         outcome.update(error_code=result.error_code, error_detail=mask(result.error_detail or "")[:500])
     elif detail:

@@ -6,9 +6,11 @@ import time
 
 import redis
 
-_PREFIX = "wcq:campaign:"
-ACTIVE_SET = "wcq:campaigns:active"
-COUNTERS = ("sent", "failed", "cancelled", "unknown", "retries", "delivered", "read")
+from tasks import keys
+from tasks.vocabulary import COUNTERS, FINAL_CAMPAIGN_STATUSES
+
+_PREFIX = keys.CAMPAIGN
+ACTIVE_SET = keys.ACTIVE_CAMPAIGNS
 
 # Hands out the next batch only while the campaign runs and fewer than ARGV[1] batches are in flight,
 # so that the decision and the bookkeeping happen in one atomic step.
@@ -130,7 +132,7 @@ class LiveState:
         mapping = {"status": status, "reason": reason or "", **stamps}
         pipe = self.redis.pipeline()
         pipe.hset(_PREFIX + campaign_id, mapping=mapping)
-        if status in ("completed", "cancelled", "failed"):
+        if status in FINAL_CAMPAIGN_STATUSES:
             pipe.srem(ACTIVE_SET, campaign_id)
         else:
             pipe.sadd(ACTIVE_SET, campaign_id)
@@ -261,6 +263,33 @@ class LiveState:
     def active_campaigns(self) -> set[str]:
         """Campaigns that are queued, running or paused."""
         return self.redis.smembers(ACTIVE_SET)
+
+    def forget_campaign(self, campaign_id: str) -> None:
+        """Stop tracking a campaign the store no longer has."""
+        self.redis.srem(ACTIVE_SET, campaign_id)
+
+    def stamp_delivery(self, campaign_id: str, delivered: bool, read: bool) -> None:
+        """Remember when the campaign's latest delivered and read notifications were applied."""
+        stamp = str(int(time.time()))
+        mapping = {**({"last_delivered_at": stamp} if delivered else {}), **({"last_read_at": stamp} if read else {})}
+        if mapping:
+            self.redis.hset(_PREFIX + campaign_id, mapping=mapping)
+
+    def note_number_failure(self, phone_number_id: str) -> int:
+        """Count a transient failure of a sender number across all workers; returns the current run."""
+        key = keys.NUMBER_FAILURES + phone_number_id
+        pipe = self.redis.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, 120)
+        return int(pipe.execute()[0])
+
+    def clear_number_failures(self, phone_number_id: str) -> None:
+        """End a sender number's run of failures (a send worked again)."""
+        self.redis.delete(keys.NUMBER_FAILURES + phone_number_id)
+
+    def queue_depth(self, queue: str) -> int:
+        """Messages waiting in a Celery queue of this Redis (the broker)."""
+        return self.redis.llen(queue)
 
 
 def _rate(now: int, window_s: int, values: list) -> float:

@@ -6,22 +6,51 @@ import json
 import logging
 import time
 
-from tasks.pipeline import Pipeline
+import redis
+
+from tasks import keys
+from tasks.state import LiveState
+from tasks.store.base import Store
 
 log = logging.getLogger("tasks.webhooks")
 
-INBOX = "wcq:webhooks:inbox"
-SCHEDULED = "wcq:webhooks:scheduled"
+_STATUSES = ("sent", "delivered", "read", "failed")
 
 
-def enqueue_body(redis, raw_body: bytes) -> bool:
-    """Keep a verified notification body; True when a processing task should be scheduled now."""
-    pipe = redis.pipeline()
-    pipe.rpush(INBOX, raw_body)
-    # One drain task at a time: the flag stays set until that task finds the inbox empty (see
-    # process_inbox), so a burst of notifications costs one task, and none is left waiting.
-    pipe.set(SCHEDULED, "1", nx=True, ex=60)
-    return bool(pipe.execute()[1])
+class WebhookInbox:
+    """Verified notification bodies waiting in Redis for a worker, with one drain task scheduled at a time."""
+
+    def __init__(self, client: redis.Redis):
+        self.redis = client
+
+    def push(self, raw_body: bytes) -> bool:
+        """Keep a verified notification body; True when a drain task should be scheduled now."""
+        pipe = self.redis.pipeline()
+        pipe.rpush(keys.WEBHOOK_INBOX, raw_body)
+        # One drain task at a time: the flag stays set until that task finds the inbox empty (see
+        # `take`), so a burst of notifications costs one task, and none is left waiting.
+        pipe.set(keys.WEBHOOK_SCHEDULED, "1", nx=True, ex=60)
+        return bool(pipe.execute()[1])
+
+    def take(self, count: int) -> list[str] | None:
+        """Up to `count` bodies, oldest first; None once the inbox is empty and no body can be stranded."""
+        bodies = self.redis.lpop(keys.WEBHOOK_INBOX, count)
+        if bodies:
+            return bodies
+        # Clear the flag, then look once more: a body pushed before this look is drained here, one
+        # pushed after it finds the flag clear and schedules a new task.
+        self.redis.delete(keys.WEBHOOK_SCHEDULED)
+        if self.redis.llen(keys.WEBHOOK_INBOX) and self.redis.set(keys.WEBHOOK_SCHEDULED, "1", nx=True, ex=60):
+            return []
+        return None
+
+    def put_back(self, bodies: list[str]) -> None:
+        """Return bodies to the front (their statuses could not be stored): nothing acknowledged is lost."""
+        self.redis.lpush(keys.WEBHOOK_INBOX, *reversed(bodies))
+
+    def size(self) -> int:
+        """Bodies waiting."""
+        return self.redis.llen(keys.WEBHOOK_INBOX)
 
 
 def statuses_of(body: dict) -> list[dict]:
@@ -31,7 +60,7 @@ def statuses_of(body: dict) -> list[dict]:
         for change in entry.get("changes") or []:
             value = change.get("value") or {}
             for status in value.get("statuses") or []:
-                if not isinstance(status, dict) or status.get("status") not in ("sent", "delivered", "read", "failed"):
+                if not isinstance(status, dict) or status.get("status") not in _STATUSES:
                     continue
                 error = (status.get("errors") or [{}])[0] or {}
                 try:
@@ -46,52 +75,49 @@ def statuses_of(body: dict) -> list[dict]:
     return found
 
 
-def process_inbox(pipeline: Pipeline, max_bodies: int = 200, budget_s: float = 20.0) -> dict:
-    """Drain queued notifications in batches, apply them, and move the campaigns' counters."""
-    redis, store, state = pipeline.state.redis, pipeline.store, pipeline.state
-    report = {"bodies": 0, "statuses": 0, "applied": 0, "orphans": 0}
-    deadline = time.monotonic() + budget_s
-    while time.monotonic() < deadline:
-        bodies = redis.lpop(INBOX, max_bodies)
-        if not bodies:
-            # Clear the flag, then look once more: a body pushed before this look is drained here, one
-            # pushed after it finds the flag clear and schedules a new task.
-            redis.delete(SCHEDULED)
-            if redis.llen(INBOX) and redis.set(SCHEDULED, "1", nx=True, ex=60):
-                continue
-            break
-        statuses = []
-        for raw in bodies:
+class WebhookApplier:
+    """Drains the inbox in batches, applies the statuses to the store and moves the campaigns' counters."""
+
+    def __init__(self, store: Store, state: LiveState, inbox: WebhookInbox):
+        self.store = store
+        self.state = state
+        self.inbox = inbox
+
+    def process_inbox(self, max_bodies: int = 200, budget_s: float = 20.0) -> dict:
+        """Apply what is queued, for at most `budget_s` seconds."""
+        report = {"bodies": 0, "statuses": 0, "applied": 0, "orphans": 0}
+        deadline = time.monotonic() + budget_s
+        while time.monotonic() < deadline:
+            bodies = self.inbox.take(max_bodies)
+            if bodies is None:
+                break
+            statuses = []
+            for raw in bodies:
+                try:
+                    statuses.extend(statuses_of(json.loads(raw)))
+                except (ValueError, AttributeError, TypeError):
+                    log.warning("ignored a webhook body that is not a notification")
             try:
-                statuses.extend(statuses_of(json.loads(raw)))
-            except (ValueError, AttributeError, TypeError):
-                log.warning("ignored a webhook body that is not a notification")
-        try:
-            result = store.apply_statuses(statuses)
-        except Exception:
-            redis.lpush(INBOX, *reversed(bodies))  # back to the front: nothing acknowledged is lost
-            raise
-        _apply_deltas(state, result["deltas"])
-        report["bodies"] += len(bodies)
-        report["statuses"] += len(statuses)
-        report["applied"] += result["applied"]
-        report["orphans"] += result["orphans"]
-    rematched = store.rematch_orphans()
-    _apply_deltas(state, rematched["deltas"])
-    report["applied"] += rematched["applied"]
-    return report
+                result = self.store.apply_statuses(statuses)
+            except Exception:
+                self.inbox.put_back(bodies)
+                raise
+            self._apply_deltas(result["deltas"])
+            report["bodies"] += len(bodies)
+            report["statuses"] += len(statuses)
+            report["applied"] += result["applied"]
+            report["orphans"] += result["orphans"]
+        rematched = self.store.rematch_orphans()
+        self._apply_deltas(rematched["deltas"])
+        report["applied"] += rematched["applied"]
+        return report
 
-
-def _apply_deltas(state, deltas: dict[str, dict[str, int]]) -> None:
-    """Move Redis counters by what the store changed (failures also by error code)."""
-    for campaign_id, changes in deltas.items():
-        counts = {k: v for k, v in changes.items() if not k.startswith("e:")}
-        errors = {k[2:]: {"count": v} for k, v in changes.items() if k.startswith("e:")}
-        if state.exists(campaign_id):
-            state.add_counts(campaign_id, counts)
-            state.add_errors(campaign_id, errors)
-            if counts.get("delivered") or counts.get("read"):
-                stamp = str(int(time.time()))
-                state.redis.hset(f"wcq:campaign:{campaign_id}", mapping={
-                    **({"last_delivered_at": stamp} if counts.get("delivered") else {}),
-                    **({"last_read_at": stamp} if counts.get("read") else {})})
+    def _apply_deltas(self, deltas: dict[str, dict[str, int]]) -> None:
+        """Move Redis counters by what the store changed (failures also by error code)."""
+        for campaign_id, changes in deltas.items():
+            counts = {k: v for k, v in changes.items() if not k.startswith("e:")}
+            errors = {k[2:]: {"count": v} for k, v in changes.items() if k.startswith("e:")}
+            if self.state.exists(campaign_id):
+                self.state.add_counts(campaign_id, counts)
+                self.state.add_errors(campaign_id, errors)
+                self.state.stamp_delivery(campaign_id, bool(counts.get("delivered")), bool(counts.get("read")))

@@ -6,26 +6,32 @@ import time
 
 from flask import Flask
 
-from tasks.config import load_settings
-from tasks.runtime import Runtime, set_runtime
+from tasks.celery_app import create_celery_app
+from tasks.config import Settings, load_settings
+from tasks.logsetup import configure_handlers
+from tasks.queue import CeleryQueue, TaskQueue
+from tasks.runtime import build_runtime
+from webapi import cli, openapi, views, webhooks
+from webapi.context import EXTENSION
+from webapi.errors import register_error_handlers
 
 
-def create_app(test_config: dict | None = None) -> Flask:
-    """Build the app: settings from the environment, store and Redis from the settings, routes, errors."""
-    from webapi import cli, openapi, views, webhooks
-    from webapi.errors import register_error_handlers
-    from tasks.logsetup import configure_handlers
+def create_app(test_config: dict | None = None, *, settings: Settings | None = None,
+               queue: TaskQueue | None = None) -> Flask:
+    """Build the app: settings from the environment, the service's runtime from the settings, routes, errors.
 
+    Batches go to the workers through Celery unless `queue` says otherwise (in-process tests drive the
+    pipeline themselves, with settings of their own).
+    """
     app = Flask(__name__)
-    settings = load_settings()
+    settings = settings or load_settings()
     # The whole request may carry the file plus form fields; the file's own size is checked precisely later.
     app.config.update(MAX_CONTENT_LENGTH=settings.max_csv_bytes + 1024 * 1024, JSON_SORT_KEYS=False,
-                      CAMPAIGN_SETTINGS=settings, STARTED_AT=time.monotonic(), DEBUG=settings.debug)
+                      STARTED_AT=time.monotonic(), DEBUG=settings.debug)
     if test_config:
         app.config.update(test_config)
-    runtime = Runtime(settings)
-    set_runtime(runtime)
-    app.extensions["campaigns"] = runtime
+    # The one place the web process gets its objects; views reach them through webapi.context.runtime().
+    app.extensions[EXTENSION] = build_runtime(settings, queue or CeleryQueue(create_celery_app(settings)))
     app.json.sort_keys = False
     app.json.ensure_ascii = False
     configure_handlers(app.logger, settings.instance_id)

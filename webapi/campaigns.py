@@ -8,8 +8,9 @@ from datetime import datetime, timezone
 import unicodedata
 
 from tasks.errors import describe
-from tasks.pipeline import CampaignNotFound, InvalidTransition, Pipeline
+from tasks.pipeline import CampaignNotFound, InvalidTransition
 from tasks.runtime import Runtime
+from tasks.vocabulary import COUNTERS, SETTLED_RECIPIENT_STATUSES, CampaignStatus
 from webapi.contacts import ContactsError, ContactStream, open_csv, open_records
 from webapi.errors import ApiError
 
@@ -103,31 +104,30 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
             "rechazados": report, "notas": contacts.notes}
 
 
-def queue_status(pipeline: Pipeline, campaign_id: str) -> dict:
+def queue_status(runtime: Runtime, campaign_id: str) -> dict:
     """A campaign's live counters and status, read from Redis."""
     try:
-        return summarize(campaign_id, *live_snapshot(pipeline, campaign_id))
+        return summarize(campaign_id, *live_snapshot(runtime, campaign_id))
     except CampaignNotFound:
         raise ApiError(404, f"No existe la campaña '{campaign_id}'. Consulte /api/listar-campanas.",
                        {"campaign_id": campaign_id}) from None
 
 
-def live_snapshot(pipeline: Pipeline, campaign_id: str) -> tuple[dict, float, list[dict], int]:
+def live_snapshot(runtime: Runtime, campaign_id: str) -> tuple[dict, float, list[dict], int]:
     """The campaign's Redis state in one round trip, rebuilt from the store first if Redis lost it."""
-    snapshot = pipeline.state.snapshot(campaign_id)
+    snapshot = runtime.state.snapshot(campaign_id)
     if snapshot[0]:
         return snapshot
-    pipeline.ensure_live_state(campaign_id)
-    return pipeline.state.snapshot(campaign_id)
+    runtime.pipeline.ensure_live_state(campaign_id)
+    return runtime.state.snapshot(campaign_id)
 
 
 def summarize(campaign_id: str, fields: dict[str, str], rate: float, error_rows: list[dict], in_flight: int) -> dict:
     """Turn a campaign's Redis state into the figures the front end shows."""
-    counts = {k: int(fields.get(k) or 0)
-              for k in ("total", "sent", "failed", "cancelled", "unknown", "retries", "delivered", "read")}
-    pending = max(0, counts["total"] - counts["sent"] - counts["failed"] - counts["cancelled"] - counts["unknown"])
+    counts = {k: int(fields.get(k) or 0) for k in ("total", *COUNTERS)}
+    pending = max(0, counts["total"] - sum(counts[k] for k in SETTLED_RECIPIENT_STATUSES))
     progress = 100.0 if pending == 0 else round((counts["total"] - pending) * 100 / counts["total"], 1)
-    running = fields.get("status") == "running"
+    running = fields.get("status") == CampaignStatus.RUNNING
     eta = round(pending / rate) if running and rate > 0 else (0 if pending == 0 else None)
     errors = [{"codigo": e["code"], "cantidad": e["count"], "detalle": e["detail"],
                "descripcion": describe(int(e["code"]) if e["code"].isdigit() else None, e["detail"])}
@@ -151,12 +151,12 @@ def _iso(epoch: str | None) -> str | None:
     return datetime.fromtimestamp(int(epoch), timezone.utc).isoformat()
 
 
-def list_campaigns(pipeline: Pipeline, page: int, per_page: int) -> dict:
+def list_campaigns(runtime: Runtime, page: int, per_page: int) -> dict:
     """A page of campaigns, newest first, each with its live counters."""
-    rows, total = pipeline.store.list_campaigns(per_page, (page - 1) * per_page)
+    rows, total = runtime.store.list_campaigns(per_page, (page - 1) * per_page)
     campaigns = []
     for row in rows:
-        summary = summarize(row["id"], *live_snapshot(pipeline, row["id"]))
+        summary = summarize(row["id"], *live_snapshot(runtime, row["id"]))
         del summary["success"], summary["campaign_id"]
         summary.update(id=row["id"], titulo=row["title"], plantilla=row["template"], buzon=row["buzon"],
                        idioma=row["language"])
@@ -169,11 +169,11 @@ _ACTIONS = {"pausar": ("pause", "Campaña pausada"), "reanudar": ("resume", "Cam
             "cancelar": ("cancel", "Campaña cancelada")}
 
 
-def act_on_campaign(pipeline: Pipeline, campaign_id: str, action: str) -> dict:
+def act_on_campaign(runtime: Runtime, campaign_id: str, action: str) -> dict:
     """Pause, resume or cancel a campaign."""
     method, message = _ACTIONS[action]
     try:
-        result = getattr(pipeline, method)(campaign_id)
+        result = getattr(runtime.pipeline, method)(campaign_id)
     except CampaignNotFound:
         raise ApiError(404, f"No existe la campaña '{campaign_id}'.", {"campaign_id": campaign_id}) from None
     except InvalidTransition as exc:
@@ -181,13 +181,13 @@ def act_on_campaign(pipeline: Pipeline, campaign_id: str, action: str) -> dict:
     if method == "cancel":
         message += f": {result} mensajes sin enviar quedaron cancelados"
     return {"success": True, "message": message + ".", "campaign_id": campaign_id,
-            "status": pipeline.state.status(campaign_id)}
+            "status": runtime.state.status(campaign_id)}
 
 
-def retry_campaign(pipeline: Pipeline, campaign_id: str, statuses: list[str]) -> dict:
+def retry_campaign(runtime: Runtime, campaign_id: str, statuses: list[str]) -> dict:
     """Send again the recipients left unknown and/or failed."""
     try:
-        moved = pipeline.retry(campaign_id, statuses)
+        moved = runtime.pipeline.retry(campaign_id, statuses)
     except CampaignNotFound:
         raise ApiError(404, f"No existe la campaña '{campaign_id}'.", {"campaign_id": campaign_id}) from None
     except InvalidTransition as exc:
@@ -195,16 +195,16 @@ def retry_campaign(pipeline: Pipeline, campaign_id: str, statuses: list[str]) ->
     total = sum(moved.values())
     detail = ", ".join(f"{n} {_STATUS_ES[s]}" for s, n in moved.items())
     return {"success": True, "message": f"{total} mensajes vuelven a la cola ({detail}).", "campaign_id": campaign_id,
-            "status": pipeline.state.status(campaign_id), "reencolados": total}
+            "status": runtime.state.status(campaign_id), "reencolados": total}
 
 
 _STATUS_ES = {"unknown": "desconocidos", "failed": "fallidos"}
 
 
-def list_recipients(pipeline: Pipeline, campaign_id: str, status: str | None, page: int, per_page: int) -> dict:
+def list_recipients(runtime: Runtime, campaign_id: str, status: str | None, page: int, per_page: int) -> dict:
     """A page of a campaign's recipients, for example the unknown ones an operator must decide about."""
-    if pipeline.store.get_campaign(campaign_id) is None:
+    if runtime.store.get_campaign(campaign_id) is None:
         raise ApiError(404, f"No existe la campaña '{campaign_id}'.", {"campaign_id": campaign_id})
-    result = pipeline.store.list_recipients(campaign_id, status, per_page, (page - 1) * per_page)
+    result = runtime.store.list_recipients(campaign_id, status, per_page, (page - 1) * per_page)
     return {"success": True, "campaign_id": campaign_id, "estado": status, "pagina": page, "por_pagina": per_page,
             "total": result["total"], "destinatarios": result["recipients"]}

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import click
-from flask import Blueprint, current_app
+from flask import Blueprint
 
 from tasks.store.migrate import apply_migrations
+from webapi.context import runtime
 
 bp = Blueprint("cli", __name__, cli_group=None)
 
@@ -18,7 +19,7 @@ def db() -> None:
 @db.command("upgrade")
 def upgrade() -> None:
     """Apply the SQL migrations (needs DATABASE_URL; with Supabase use its connection string)."""
-    settings = current_app.extensions["campaigns"].settings
+    settings = runtime().settings
     if not settings.database_url:
         raise click.ClickException("DATABASE_URL is not set: migrations need a direct Postgres connection "
                                    "(Supabase: Project Settings > Database > Connection string).")
@@ -39,12 +40,12 @@ def buzon() -> None:
 @click.option("--mps", type=click.IntRange(min=1), default=None, help="Messages per second allowed for this number.")
 def add_buzon(name: str, phone_number_id: str, token: str, mps: int | None) -> None:
     """Register or update a buzón's credentials."""
-    row = current_app.extensions["campaigns"].store.upsert_sender(name, phone_number_id, token, mps)
+    row = runtime().store.upsert_sender(name, phone_number_id, token, mps)
     click.echo(f"Buzón '{row['buzon']}' registered for phone number id {row['phone_number_id']}.")
 
 
 @buzon.command("list")
 def list_buzones() -> None:
     """List registered buzones (without tokens)."""
-    for row in current_app.extensions["campaigns"].store.list_senders():
+    for row in runtime().store.list_senders():
         click.echo(f"{row['buzon']}\t{row['phone_number_id']}\t{row['messages_per_second'] or 'default'} msg/s")

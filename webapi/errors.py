@@ -8,6 +8,8 @@ from flask import Flask, jsonify
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from webapi.context import runtime
+
 log = logging.getLogger("webapi")
 
 
@@ -41,7 +43,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc):
-        limit_mb = app.config["CAMPAIGN_SETTINGS"].max_csv_size_mb
+        limit_mb = runtime().settings.max_csv_size_mb
         return jsonify(error_body(f"El archivo supera el límite de {limit_mb} MB. Divida la campaña en archivos "
                                   "más pequeños.", {"max_csv_size_mb": limit_mb})), 413
 

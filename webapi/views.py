@@ -7,8 +7,9 @@ import time
 from flask import Blueprint, current_app, jsonify, request
 
 from tasks.heartbeat import live_workers
-from tasks.runtime import Runtime
+from tasks.vocabulary import CAMPAIGNS_QUEUE
 from webapi import campaigns, schemas
+from webapi.context import runtime
 from webapi.errors import ApiError
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -25,11 +26,6 @@ _request_schema = schemas.CampaignRequestSchema()
 _retry_request = schemas.RetryRequestSchema()
 _retry_result = schemas.RetryResultSchema()
 _system_status = schemas.SystemStatusSchema()
-
-
-def runtime() -> Runtime:
-    """The runtime the app factory built."""
-    return current_app.extensions["campaigns"]
 
 
 @bp.post("/crear-campana")
@@ -57,21 +53,21 @@ def create_campaign():
 @bp.get("/estado-cola/<campaign_id>")
 def queue_status(campaign_id: str):
     """Live progress of one campaign."""
-    return jsonify(_queue_status.dump(campaigns.queue_status(runtime().pipeline, campaign_id)))
+    return jsonify(_queue_status.dump(campaigns.queue_status(runtime(), campaign_id)))
 
 
 @bp.get("/listar-campanas")
 def list_campaigns():
     """Campaigns, newest first, paginated."""
     query = _list_query.load(request.args.to_dict())
-    page = campaigns.list_campaigns(runtime().pipeline, query["pagina"], query["por_pagina"])
+    page = campaigns.list_campaigns(runtime(), query["pagina"], query["por_pagina"])
     return jsonify(_campaign_list.dump(page))
 
 
 @bp.post("/<any(pausar, reanudar, cancelar):action>-campana/<campaign_id>")
 def campaign_action(action: str, campaign_id: str):
     """Pause, resume or cancel a campaign."""
-    result = campaigns.act_on_campaign(runtime().pipeline, campaign_id, action)
+    result = campaigns.act_on_campaign(runtime(), campaign_id, action)
     return jsonify(_campaign_action.dump(result))
 
 
@@ -80,7 +76,7 @@ def retry_campaign(campaign_id: str):
     """Send again a campaign's unknown and/or failed recipients."""
     body = request.get_json(silent=True) if request.is_json else None
     options = _retry_request.load(body or request.form.to_dict(flat=False) or {})
-    result = campaigns.retry_campaign(runtime().pipeline, campaign_id, options["estados"])
+    result = campaigns.retry_campaign(runtime(), campaign_id, options["estados"])
     return jsonify(_retry_result.dump(result))
 
 
@@ -88,7 +84,7 @@ def retry_campaign(campaign_id: str):
 def list_recipients(campaign_id: str):
     """A campaign's recipients, optionally only those in one status."""
     query = _recipient_query.load(request.args.to_dict())
-    page = campaigns.list_recipients(runtime().pipeline, campaign_id, query["estado"], query["pagina"],
+    page = campaigns.list_recipients(runtime(), campaign_id, query["estado"], query["pagina"],
                                      query["por_pagina"])
     return jsonify(_recipient_list.dump(page))
 
@@ -100,7 +96,7 @@ def system_status():
     try:
         rt.redis.ping()
         workers = len(live_workers(rt.redis))
-        queue_depth = rt.redis.llen("campaigns")
+        queue_depth = rt.state.queue_depth(CAMPAIGNS_QUEUE)
         active = len(rt.state.active_campaigns())
         redis_ok = True
     except Exception:

@@ -7,8 +7,9 @@ import hmac
 import json
 import logging
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
+from webapi.context import runtime
 from webapi.errors import ApiError
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
@@ -17,7 +18,7 @@ log = logging.getLogger("webapi.webhooks")
 
 def _settings():
     """The app's settings."""
-    return current_app.extensions["campaigns"].settings
+    return runtime().settings
 
 
 @bp.get("/whatsapp")
@@ -55,13 +56,10 @@ def receive():
         raise ApiError(400, "El cuerpo no es JSON válido.") from None
     if not isinstance(body, dict):
         raise ApiError(400, "El cuerpo debe ser un objeto JSON de notificación de WhatsApp.")
-    from tasks.jobs import schedule_webhooks
-    from tasks.webhooks import enqueue_body
-
-    runtime = current_app.extensions["campaigns"]
+    rt = runtime()
     try:
-        if enqueue_body(runtime.redis, raw):
-            schedule_webhooks()
+        if rt.inbox.push(raw):
+            rt.queue.schedule_webhooks()
     except Exception:
         # Not acknowledged: Meta sends it again later.
         raise ApiError(503, "No se pudo registrar la notificación; se reintentará.") from None

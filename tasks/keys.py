@@ -1,0 +1,37 @@
+"""Every Redis key the service uses, spelled once.
+
+Campaign keys are used only by `tasks.state`, the one module that reads and writes a campaign's live
+state; the other keys belong to the module named beside them.
+"""
+
+from __future__ import annotations
+
+PREFIX = "wcq:"
+
+# tasks.state: one hash per campaign and the structures around it.
+CAMPAIGN = PREFIX + "campaign:"
+ACTIVE_CAMPAIGNS = PREFIX + "campaigns:active"
+
+
+def campaign(campaign_id: str, part: str = "") -> str:
+    """A campaign's hash, or one of its parts (`queue`, `inflight`, `errors`, `tick:<second>` ...)."""
+    return f"{CAMPAIGN}{campaign_id}:{part}" if part else CAMPAIGN + campaign_id
+
+
+# tasks.heartbeat: one expiring key per live worker, the workers ever seen, and those found missing.
+WORKER = PREFIX + "worker:"
+KNOWN_WORKERS = PREFIX + "workers:known"
+SUSPECT_WORKERS = PREFIX + "workers:suspect"
+
+# tasks.recovery: only one sweeper pass at a time.
+SWEEP_LOCK = PREFIX + "sweep:lock"
+
+# tasks.webhooks: verified notification bodies waiting for a worker, and the one drain task scheduled.
+WEBHOOK_INBOX = PREFIX + "webhooks:inbox"
+WEBHOOK_SCHEDULED = PREFIX + "webhooks:scheduled"
+
+# tasks.ratelimit: the send schedule of each sender number.
+RATE = PREFIX + "rate:"
+
+# tasks.state: the run of transient failures of each sender number (an outage shows as a long run).
+NUMBER_FAILURES = PREFIX + "failures:"

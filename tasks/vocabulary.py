@@ -1,0 +1,61 @@
+"""The words the whole service shares: campaign and recipient statuses, counters, queues, an outcome.
+
+Every module names these through this one definition, so adding a status or a counter is one change here
+plus the code that acts on it; the SQL functions in `migrations/` spell the same values.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TypedDict
+
+
+class CampaignStatus(StrEnum):
+    """Where a campaign is in its life; the store decides which transitions are allowed."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+# A campaign in one of these never sends again (retry reopens completed and failed ones explicitly).
+FINAL_CAMPAIGN_STATUSES = frozenset({CampaignStatus.COMPLETED, CampaignStatus.CANCELLED, CampaignStatus.FAILED})
+
+
+class RecipientStatus(StrEnum):
+    """Where one message is: waiting, claimed by a worker, or settled."""
+
+    PENDING = "pending"      # waiting to be claimed (also: handed back unsent)
+    SENDING = "sending"      # claimed by a worker, which may be requesting it right now
+    SENT = "sent"            # WhatsApp accepted it
+    FAILED = "failed"        # will not be delivered
+    CANCELLED = "cancelled"  # the operator cancelled the campaign before it went out
+    UNKNOWN = "unknown"      # it may have reached WhatsApp, but no answer says so: never resent blindly
+
+
+# A recipient in one of these has been dealt with; the campaign completes when every recipient is.
+SETTLED_RECIPIENT_STATUSES = (RecipientStatus.SENT, RecipientStatus.FAILED, RecipientStatus.CANCELLED,
+                              RecipientStatus.UNKNOWN)
+# Statuses an operator may send again; retrying unknown ones may deliver twice.
+RETRYABLE_RECIPIENT_STATUSES = (RecipientStatus.UNKNOWN, RecipientStatus.FAILED)
+
+# Counters kept per campaign in Redis (increment-only, rebuilt from the store after a loss).
+COUNTERS = ("sent", "failed", "cancelled", "unknown", "retries", "delivered", "read")
+
+# Celery queues: chunk sends, batch callbacks, the sweeper and webhook drains share the default one.
+CAMPAIGNS_QUEUE = "campaigns"
+
+
+class Outcome(TypedDict, total=False):
+    """What became of one claimed message, as a chunk task returns it to the batch callback (plain JSON)."""
+
+    id: int                   # the recipient row
+    status: str               # a RecipientStatus: sent, failed, unknown, or pending (handed back unsent)
+    retries: int              # transient errors retried before this outcome
+    wamid: str                # WhatsApp's message id, when sent
+    error_code: int | None    # Cloud API error code, when failed
+    error_detail: str         # masked detail for the operator
+    owner: str                # the worker that claimed it (outcomes apply only to rows it still claims)

@@ -1,0 +1,74 @@
+"""A worker process's life: build its runtime at start, beat while it consumes, leave cleanly at shutdown.
+
+The handlers are connected by `tasks.celery_app.create_celery_app`; the tasks in `tasks.jobs` reach the
+runtime through `runtime()`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+from celery.signals import (after_setup_logger, after_setup_task_logger, worker_init, worker_process_init,
+                            worker_ready, worker_shutdown)
+
+from tasks.config import load_settings
+from tasks.heartbeat import Heartbeat
+from tasks.logsetup import configure_handlers
+from tasks.queue import CeleryQueue
+from tasks.runtime import Runtime, build_runtime
+
+_current: Runtime | None = None
+_heartbeat: Heartbeat | None = None
+
+
+def runtime() -> Runtime:
+    """This worker's runtime; built when the process started."""
+    if _current is None:
+        raise RuntimeError("the worker's runtime is built at process start (worker_init); start it with "
+                           "`celery -A tasks worker`")
+    return _current
+
+
+def _build(app: Celery) -> None:
+    """Build this process's runtime from the environment."""
+    global _current
+    _current = build_runtime(load_settings(), CeleryQueue(app))
+
+
+def connect(app: Celery) -> None:
+    """Connect the worker's life-cycle handlers for `app` (idempotent)."""
+
+    def on_init(sender=None, **_kwargs) -> None:
+        _build(app)
+
+    def on_ready(sender=None, **_kwargs) -> None:
+        global _heartbeat
+        rt = runtime()
+        _heartbeat = Heartbeat(rt.redis, rt.owner, rt.settings.worker_heartbeat_ttl_s)
+        _heartbeat.start()
+
+    def on_shutdown(sender=None, **_kwargs) -> None:
+        if _heartbeat is not None:
+            _heartbeat.stop()
+
+    def on_logging(logger=None, **_kwargs) -> None:
+        _format_worker_logs(logger)
+
+    # The gevent pool runs tasks in this process (worker_init); a prefork child builds its own after the
+    # fork (worker_process_init), so it never shares the parent's connections.
+    worker_init.connect(on_init, weak=False, dispatch_uid="wcq.worker_init")
+    worker_process_init.connect(on_init, weak=False, dispatch_uid="wcq.worker_process_init")
+    worker_ready.connect(on_ready, weak=False, dispatch_uid="wcq.worker_ready")
+    worker_shutdown.connect(on_shutdown, weak=False, dispatch_uid="wcq.worker_shutdown")
+    after_setup_logger.connect(on_logging, weak=False, dispatch_uid="wcq.logger")
+    after_setup_task_logger.connect(on_logging, weak=False, dispatch_uid="wcq.task_logger")
+
+
+def _format_worker_logs(logger: logging.Logger) -> None:
+    """Give worker logs the operators' format and mask phone numbers and tokens."""
+    configure_handlers(logger, load_settings().instance_id)
+    # A line per task received and succeeded (with its result) costs real CPU at 1,000 messages/s and
+    # buries the batch lines operators read; Flower shows every task anyway. Errors still log.
+    for name in ("celery.app.trace", "celery.worker.strategy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
