@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test test-fast lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The in-process lane: pipeline, sender, sweeper, webhook applier and routes, in well under a minute.
+test-fast: install
+	$(PY) -m pytest -q tests/fast $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache

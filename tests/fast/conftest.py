@@ -1,0 +1,125 @@
+"""In-process tests: the pipeline, sender, sweeper, webhook applier and routes called directly.
+
+They run against the machine's real PostgreSQL (a database of their own), a Redis db of their own and the
+real sandbox over HTTP; only the Celery transport is replaced, by `InlineQueue`, so the test plays the
+worker and can stop between any two steps.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import psycopg
+import pytest
+import redis
+
+from sandbox.process import start_sandbox
+from tasks.config import load_settings
+from tasks.runtime import build_runtime
+from tasks.store.migrate import apply_migrations
+from tests.conftest import PG_ADMIN_URL, SENDERS, TEST_DB, _dsn
+from tests.fast.inline import InlineQueue
+from webapi import create_app
+
+FAST_DB = TEST_DB + "_fast"
+FAST_REDIS_URL = os.environ.get("TEST_FAST_REDIS_URL", "redis://127.0.0.1:6379/8")
+APP_SECRET = "fast-app-secret"
+
+
+@pytest.fixture(scope="session")
+def fast_database_url() -> str:
+    """A fresh database with the migrations applied."""
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{FAST_DB}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{FAST_DB}"')
+    url = _dsn(FAST_DB)
+    apply_migrations(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def fast_redis() -> redis.Redis:
+    """The fast tests' Redis db."""
+    client = redis.Redis.from_url(FAST_REDIS_URL, decode_responses=True)
+    client.flushdb()
+    return client
+
+
+@pytest.fixture(scope="session")
+def fast_sandbox():
+    """The WhatsApp sandbox answering within a few milliseconds."""
+    handle = start_sandbox(latency_min_ms=1, latency_max_ms=3,
+                           tokens={pnid: token for pnid, token, _ in SENDERS.values()},
+                           mps={pnid: mps for pnid, _, mps in SENDERS.values()})
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="session")
+def fast_env(fast_database_url, fast_redis, fast_sandbox) -> dict[str, str]:
+    """The settings' environment: small batches and chunks, so a few dozen messages make several of each."""
+    return {"DATABASE_URL": fast_database_url, "REDIS_URL": FAST_REDIS_URL, "API_WHATSAPP_URL": fast_sandbox.url,
+            "WHATSAPP_API_VERSION": "v21.0", "BATCH_SIZE": "10", "CHUNK_SIZE": "5", "MAX_CONCURRENT_BATCHES": "2",
+            "MAX_RETRIES": "2", "HTTP_TIMEOUT_S": "0.5", "MAX_ERROR_RATE": "1", "WORKER_HEARTBEAT_TTL_S": "3",
+            "STALE_BATCH_S": "1", "STUCK_CLAIM_S": "300", "CHUNK_DEADLINE_S": "20", "INSTANCE_ID": "fast",
+            "MAX_CSV_SIZE_MB": "1", "MAX_MESSAGES_PER_CAMPAIGN": "1000", "WHATSAPP_APP_SECRET": APP_SECRET,
+            "WHATSAPP_VERIFY_TOKEN": "verify-fast"}
+
+
+@pytest.fixture(scope="session")
+def fast_settings(fast_env):
+    """Settings read from that environment only."""
+    return load_settings(fast_env, dotenv=False)
+
+
+@pytest.fixture(scope="session")
+def senders(fast_settings):
+    """The test buzones registered in the fast database."""
+    from tasks.store.postgres import PostgresStore
+
+    store = PostgresStore(fast_settings.database_url)
+    for buzon, (pnid, token, mps) in SENDERS.items():
+        store.upsert_sender(buzon, pnid, token, mps)
+    store.close()
+    return SENDERS
+
+
+@pytest.fixture
+def clean_slate(fast_settings, fast_redis, fast_sandbox, senders):
+    """No campaigns, no live state, a sandbox with its start-up configuration and an empty log."""
+    with psycopg.connect(fast_settings.database_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE instancia_sofia.campaigns, instancia_sofia.leads_activos")
+    fast_redis.flushdb()
+    fast_sandbox.reset(config=True)
+
+
+@pytest.fixture
+def queue() -> InlineQueue:
+    """Batches wait for the test to run them."""
+    return InlineQueue()
+
+
+@pytest.fixture
+def rt(fast_settings, queue, clean_slate):
+    """A runtime built by the composition root, with the inline queue."""
+    runtime = build_runtime(fast_settings, queue)
+    # Messages of a chunk are sent one after the other in this process (no gevent patching): short
+    # backoffs keep retry tests quick without changing what the loop decides.
+    runtime.sender.policy = replace(runtime.sender.policy, backoff_base_s=0.02, backoff_cap_s=0.1)
+    yield runtime
+    runtime.close()
+
+
+@pytest.fixture
+def app(fast_settings, queue, clean_slate):
+    """The Flask app built by create_app with the inline queue."""
+    application = create_app({"TESTING": True}, settings=fast_settings, queue=queue)
+    yield application
+    application.extensions["campaigns"].close()
+
+
+@pytest.fixture
+def client(app):
+    """A test client of that app."""
+    return app.test_client()

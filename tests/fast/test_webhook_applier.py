@@ -1,0 +1,73 @@
+"""Status notifications applied in process: from the inbox to the store and the live counters."""
+
+from __future__ import annotations
+
+import json
+
+from tests.fast.helpers import live, new_campaign
+
+
+def notification(*statuses: dict) -> bytes:
+    """A WhatsApp notification body carrying these statuses."""
+    return json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [
+        {"field": "messages", "value": {"metadata": {"phone_number_id": "100000000000001"},
+                                        "statuses": list(statuses)}}]}]}).encode()
+
+
+def status(wamid: str, name: str, ts: int = 1_798_000_000, **extra) -> dict:
+    """One status of a notification."""
+    return {"id": wamid, "status": name, "timestamp": str(ts), "recipient_id": "584141000000", **extra}
+
+
+def sent_wamids(rt, campaign_id: str) -> list[str]:
+    """The wamids WhatsApp gave the campaign's sent messages."""
+    rows = rt.store.list_recipients(campaign_id, "sent", 100, 0)["recipients"]
+    return [r["wamid"] for r in rows]
+
+
+def test_statuses_move_the_store_and_the_counters_forward_only(rt, queue):
+    new_campaign(rt, "entregas", 10)
+    queue.run_all(rt)
+    wamids = sent_wamids(rt, "entregas")
+    assert len(wamids) == 10
+    rt.inbox.push(notification(*(status(w, "delivered") for w in wamids)))
+    rt.inbox.push(notification(*(status(w, "read", ts=1_798_000_100) for w in wamids[:4])))
+    # Out of order and repeated: a late "delivered" after "read" changes nothing, a repeat counts once.
+    rt.inbox.push(notification(status(wamids[0], "delivered", ts=1_798_000_050), status(wamids[1], "read")))
+    rt.inbox.push(b"not json")
+    report = rt.webhooks.process_inbox()
+    assert report["bodies"] == 4 and report["orphans"] == 0
+    state = live(rt, "entregas")
+    assert (state["delivered"], state["read"]) == (10, 4)
+    counts = rt.store.delivery_counts("entregas")
+    assert (counts["delivered"], counts["read"]) == (10, 4)
+    assert rt.inbox.size() == 0
+
+
+def test_a_failed_status_fails_a_sent_message_with_its_code(rt, queue):
+    new_campaign(rt, "fallo-tardio", 5)
+    queue.run_all(rt)
+    wamid = sent_wamids(rt, "fallo-tardio")[0]
+    rt.inbox.push(notification(status(wamid, "failed", errors=[{"code": 131026, "title": "Undeliverable",
+                                                                 "error_data": {"details": "no WhatsApp"}}])))
+    rt.webhooks.process_inbox()
+    failed = rt.store.list_recipients("fallo-tardio", "failed", 10, 0)["recipients"]
+    assert [(r["wamid"], r["error_code"]) for r in failed] == [(wamid, 131026)]
+
+
+def test_a_status_that_arrives_before_its_message_is_recorded_is_kept_and_applied_later(rt, queue):
+    new_campaign(rt, "adelantada", 5)
+    campaign_id, batch_no, task_ids = queue.send_chunks(rt)  # sent, but the outcomes are not in the store yet
+    wamid = queue.finished_results(task_ids)[0][0]["wamid"]
+    rt.inbox.push(notification(status(wamid, "delivered")))
+    assert rt.webhooks.process_inbox()["orphans"] == 1
+    rt.pipeline.finish_batch(campaign_id, batch_no, queue.finished_results(task_ids))
+    assert rt.webhooks.process_inbox()["applied"] == 1
+    assert live(rt, "adelantada")["delivered"] == 1
+
+
+def test_one_drain_task_is_asked_for_a_burst(rt):
+    assert rt.inbox.push(notification()) is True
+    assert rt.inbox.push(notification()) is False  # the drain already scheduled takes this one too
+    rt.webhooks.process_inbox()
+    assert rt.inbox.push(notification()) is True
