@@ -35,3 +35,33 @@ LOG_DEAD_WORKER_CLAIMS = ("Campaña %s: el worker %s dejó %d mensajes sin confi
 LOG_STALE_BATCH = "Campaña %s: el batch %d no terminó a tiempo; vuelve a la cola"
 
 # --- whatsapp: what each Cloud API error code means for the operator ------------------------------------------
+
+# What each Cloud API error code means, shown in estado-cola and the worker log.
+ERROR_CODE_REASONS = {
+    130429: "WhatsApp limitó el ritmo de envío del número (130429); se reintenta más despacio.",
+    131056: "Demasiados mensajes seguidos al mismo destinatario (131056).",
+    131057: "El número está en mantenimiento por una mejora de capacidad (131057).",
+    131026: "El destinatario no puede recibir el mensaje (no usa WhatsApp o su aplicación es antigua).",
+    131049: "WhatsApp no entregó este mensaje de marketing para cuidar la experiencia del usuario (131049).",
+    131050: "El destinatario dejó de recibir mensajes de marketing (131050).",
+    131008: "Falta un parámetro obligatorio en el mensaje (131008).",
+    131009: "Un parámetro del mensaje tiene un valor no válido (131009).",
+    132000: "La cantidad de parámetros no coincide con la plantilla (132000). Revise las columnas del CSV.",
+    132001: "La plantilla no existe en ese idioma o no está aprobada (132001). Revise plantilla e idioma.",
+    132005: "El texto con los parámetros supera el largo permitido por la plantilla (132005).",
+    132007: "El contenido de la plantilla viola una política de WhatsApp (132007).",
+    132012: "El formato de un parámetro no coincide con la plantilla (132012).",
+    132015: "La plantilla está pausada por baja calidad (132015). Use otra plantilla o espere.",
+    132016: "La plantilla fue deshabilitada por baja calidad (132016).",
+    131048: "WhatsApp limitó el envío por reportes de spam (131048); la calidad del número está en riesgo.",
+    190: "El token de acceso del buzón expiró o no es válido (190). Actualice las credenciales del buzón.",
+    10: "El token no tiene permiso para enviar con este número (10). Revise los permisos de la app.",
+    368: "La cuenta está bloqueada temporalmente por incumplir políticas (368).",
+    131031: "La cuenta de WhatsApp Business está bloqueada (131031).",
+    131042: "Hay un problema con el método de pago de la cuenta (131042).",
+}
+ERROR_PERMISSION = "Permiso denegado por WhatsApp ({code}). Revise los permisos del token del buzón."
+ERROR_NETWORK = "Error de red o de WhatsApp."
+ERROR_NETWORK_DETAIL = "Error de red o de WhatsApp: {detail}"
+ERROR_OTHER = "WhatsApp respondió con el error {code}."
+ERROR_OTHER_DETAIL = "WhatsApp respondió con el error {code}: {detail}"
