@@ -56,6 +56,8 @@ TOO_MANY_COLUMNS = (
     "El archivo tiene {count} columnas y el máximo es {limit} (el teléfono y los parámetros de la plantilla). "
     "Deje solo las columnas que usa la plantilla."
 )
+# The {count} of TOO_MANY_COLUMNS when the header was too long to be read whole.
+COLUMNS_AT_LEAST = "al menos {count}"
 
 # The columns: which one is the phone, what the others are called.
 NO_HEADER_ROW = (

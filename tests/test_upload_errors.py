@@ -76,8 +76,9 @@ HOSTILE_FILES = {
     "a parameter over MAX_PARAM_LENGTH": (b"telefono,nombre\n584141234567,Ana\n584241234567," + b"b" * 1025 + b"\n",
                                           "fila 3: la columna 'nombre' tiene 1025 caracteres"),
     # The rows before the broken one are already being stored when it is met: all of it is rolled back.
-    "an unclosed quote after 4,999 good rows": (make_csv(4999) + b'584141999999,"sin cerrar\n' + make_csv(3, start=4161000000).split(b"\n", 1)[1],
-                                                 "fila 5001: una celda abre comillas"),
+    "an unclosed quote after 4,999 good rows": (
+        make_csv(4999) + b'584141999999,"sin cerrar\n' + make_csv(3, start=4161000000).split(b"\n", 1)[1],
+        "fila 5001: una celda abre comillas"),
 }
 
 

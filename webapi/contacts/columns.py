@@ -75,7 +75,7 @@ def _looks_like_phone(value: str) -> bool:
 def check_column_count(count: int, *, at_least: bool = False) -> None:
     """Refuse an input with more columns than a template could use."""
     if count > MAX_COLUMNS:
-        shown = f"al menos {count}" if at_least else str(count)
+        shown = texts.COLUMNS_AT_LEAST.format(count=count) if at_least else str(count)
         raise ContactsError(texts.TOO_MANY_COLUMNS.format(count=shown, limit=MAX_COLUMNS),
                             {"columns_count": count, "max_columns": MAX_COLUMNS})
 
