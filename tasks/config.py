@@ -33,6 +33,7 @@ class Settings:
     instance_id: str = "instance-1"
     max_csv_size_mb: int = 50
     max_messages_per_campaign: int = 100_000
+    max_param_length: int = 1024
     default_region: str = "VE"
     credentials_cache_s: float = 30.0
     max_error_rate: float = 0.5
@@ -112,6 +113,7 @@ _PARSERS = {
     "instance_id": lambda n, v: v.strip() or "instance-1",
     "max_csv_size_mb": lambda n, v: _positive_int(n, v),
     "max_messages_per_campaign": lambda n, v: _positive_int(n, v),
+    "max_param_length": lambda n, v: _positive_int(n, v),
     "default_region": lambda n, v: _region(n, v),
     "credentials_cache_s": _positive_float,
     "max_error_rate": lambda n, v: _fraction(n, v),

@@ -8,6 +8,152 @@ from __future__ import annotations
 
 # --- contacts: problems with an uploaded file or contact list (422 with row numbers) ----------------------
 
+# The file as a whole: what it is and how it is encoded.
+EXCEL_WORKBOOK = (
+    "El archivo es un libro de Excel, no un CSV. En Excel use 'Guardar como' > 'CSV UTF-8 (delimitado por "
+    "comas)' y suba ese archivo."
+)
+COMPRESSED_FILE = "El archivo parece comprimido (gzip/zip): descomprímalo y suba el CSV que contiene."
+BINARY_FILE = (
+    "El archivo no es un CSV de texto (tiene datos binarios). Exporte la lista desde su hoja de cálculo con "
+    "'Guardar como' > 'CSV UTF-8' y suba ese archivo."
+)
+UNDECODABLE_BYTES = (
+    "Fila {row}: hay bytes que no son texto válido en {encoding}. Guarde el archivo como 'CSV UTF-8' y vuelva "
+    "a subirlo."
+)
+CONTROL_CHARACTER = (
+    "Fila {row}: una celda contiene un carácter de control invisible (código {code}). Bórrelo o copie los "
+    "datos como texto simple en una hoja nueva y vuelva a exportar el CSV."
+)
+FILE_UNREADABLE = "No se pudo leer el archivo. Vuelva a subirlo."
+EMPTY_FILE = (
+    "El archivo está vacío. Debe tener una fila de encabezados (por ejemplo telefono;nombre) y al menos un "
+    "contacto."
+)
+HEADER_TOO_LONG = (
+    "La primera fila es demasiado larga para ser una fila de encabezados. Verifique que el archivo sea un CSV."
+)
+NOTE_READ_AS_CP1252 = (
+    "El archivo no está en UTF-8; se leyó como Windows-1252 (Latin-1). Si ve caracteres extraños en los "
+    "nombres, guárdelo como 'CSV UTF-8'."
+)
+
+# The CSV's structure: one line per row, cells of a sane size.
+CSV_UNREADABLE = (
+    "El archivo no se pudo leer como CSV cerca de la fila {row}: revise comillas sin cerrar o celdas demasiado "
+    "largas."
+)
+CSV_UNCLOSED_QUOTE = (
+    "Fila {row}: una celda abre comillas (\") y no las cierra en la misma línea, así que se mezclaría con las "
+    "filas siguientes. Cierre las comillas o quítelas, y no use saltos de línea dentro de una celda."
+)
+PARAM_TOO_LONG = (
+    "Fila {row}: la columna '{column}' tiene {length} caracteres y el máximo es {limit}. Acorte el texto o "
+    "revise si faltan comillas de cierre en filas anteriores."
+)
+TOO_MANY_COLUMNS = (
+    "El archivo tiene {count} columnas y el máximo es {limit} (el teléfono y los parámetros de la plantilla). "
+    "Deje solo las columnas que usa la plantilla."
+)
+# The {count} of TOO_MANY_COLUMNS when the header was too long to be read whole.
+COLUMNS_AT_LEAST = "al menos {count}"
+
+# The columns: which one is the phone, what the others are called.
+NO_HEADER_ROW = (
+    "La primera fila parece ser un contacto y no una fila de encabezados. Agregue al inicio una fila con los "
+    "nombres de las columnas, por ejemplo: telefono;nombre."
+)
+NAMED_PHONE_COLUMN_ABSENT_CSV = (
+    "No existe la columna '{column}' indicada en 'columna_telefono'. Columnas del archivo: {columns}."
+)
+NAMED_PHONE_COLUMN_ABSENT_JSON = (
+    "No existe la columna '{column}' indicada en 'columna_telefono'. Campos de los contactos: {columns}."
+)
+PHONE_COLUMN_NOT_FOUND_CSV = (
+    "No se encontró la columna de teléfono. Columnas del archivo: {columns}. Renombre la columna a 'telefono' "
+    "o indíquela en el campo 'columna_telefono'."
+)
+PHONE_COLUMN_NOT_FOUND_JSON = (
+    "No se encontró la columna de teléfono. Campos de los contactos: {columns}. Renombre el campo a "
+    "'telefono' o indíquelo en el campo 'columna_telefono'."
+)
+NOTE_SEVERAL_PHONE_COLUMNS = (
+    "Hay varias columnas que parecen de teléfono ({columns}); se usó '{chosen}' y las demás se envían como "
+    "parámetros de la plantilla."
+)
+NOTE_PHONE_COLUMN_REPEATED = "Hay {count} columnas llamadas '{column}'; se usó la primera como teléfono."
+REPEATED_COLUMNS = (
+    "Hay columnas repetidas ({columns}); con parámetros con nombre cada columna debe tener un nombre distinto."
+)
+UNNAMED_COLUMN = (
+    "La columna {position} no tiene nombre en la fila de encabezados. Escriba un nombre o elimine la columna."
+)
+
+# The JSON body's `contactos` list.
+RECORDS_NOT_A_LIST = "El campo 'contactos' debe ser una lista de objetos."
+RECORDS_EMPTY = "La lista 'contactos' está vacía. Agregue al menos un contacto."
+RECORDS_NOT_OBJECTS = (
+    "Los contactos deben ser objetos con campos, por ejemplo {{\"telefono\": \"584141234567\", \"nombre\": "
+    "\"Ana\"}}."
+)
+RECORDS_UNNAMED_FIELD = "Hay un campo sin nombre en los contactos."
+RECORDS_REPEATED_FIELDS = "Hay campos repetidos en los contactos (difieren solo en espacios)."
+
+# The list as a whole, once every row has been read.
+UNKNOWN_REGION = "Región desconocida: {region!r}. Use un código de país de dos letras, como 'VE'."
+TOO_MANY_CONTACTS = (
+    "Hay más de {limit} contactos válidos y el máximo por envío es {limit} (se dejó de leer en la fila {row}). "
+    "Divida la lista en partes más pequeñas."
+)
+TOO_MANY_REJECTED = (
+    "Hay más de {limit} filas con errores (se dejó de leer en la fila {row}). Revise que la columna de "
+    "teléfono y la región sean las correctas."
+)
+NO_CONTACTS = (
+    "La lista no tiene contactos: solo se encontraron los encabezados o filas vacías. Agregue al menos una "
+    "fila con un teléfono."
+)
+NO_VALID_CONTACT = (
+    "Ningún contacto es válido: se rechazaron las {count} filas. Revise la columna '{column}' y que la región "
+    "({region}) sea la de los números sin código de país."
+)
+NOTE_BLANK_ROW = "Se ignoró 1 fila vacía."
+NOTE_BLANK_ROWS = "Se ignoraron {count} filas vacías."
+
+# Why one row is left out (the `motivo` of each rejected row).
+ROW_NOT_AN_OBJECT = "el contacto no es un objeto con campos"
+ROW_WIDTH_MISMATCH = "la fila tiene {cells} celdas y el encabezado {columns} columnas"
+ROW_FIELD_MISSING = "falta el campo '{field}'"
+ROW_FIELD_UNKNOWN = "campo no reconocido '{field}'"
+ROW_VALUE_BOOLEAN = "valor no admitido en '{column}' (verdadero/falso)"
+ROW_VALUE_NOT_A_NUMBER = "valor no admitido en '{column}'"
+ROW_VALUE_WRONG_TYPE = "valor no admitido en '{column}' (se esperaba texto o número)"
+ROW_VALUE_CONTROL_CHARACTER = "'{column}' contiene caracteres de control o inválidos; escríbalo como texto simple"
+ROW_PARAM_EMPTY = "parámetro {columns} vacío"
+ROW_PARAMS_EMPTY = "parámetros {columns} vacíos"
+ROW_DUPLICATE = "duplicado de la fila {first}"
+
+# Why one phone value is unusable (also a rejected row's `motivo`).
+PHONE_EMPTY = "celda de teléfono vacía"
+PHONE_HAS_LETTERS = "el teléfono contiene letras"
+PHONE_NO_DIGITS = "el teléfono no contiene dígitos"
+PHONE_BAD_CHARACTERS = "el teléfono contiene caracteres no permitidos"
+PHONE_SCIENTIFIC_NOTATION = (
+    "Excel convirtió el número a notación científica y se perdieron dígitos; dé formato de texto a la columna "
+    "y vuelva a exportar el archivo"
+)
+PHONE_UNKNOWN_COUNTRY_CODE = "el código de país no existe"
+PHONE_TOO_LONG = "número demasiado largo"
+PHONE_TOO_SHORT = "número demasiado corto"
+PHONE_NOT_A_NUMBER = "no parece un número de teléfono"
+PHONE_INVALID_FOR_COUNTRY = "número inválido para el código de país +{country_code} ({region}){hint}"
+PHONE_INVALID_FOR_REGION = "número inválido para la región {region}{hint}"
+PHONE_HINT_MISSING_DIGITS = ": faltan dígitos"
+PHONE_HINT_EXTRA_DIGITS = ": sobran dígitos"
+PHONE_HINT_FOREIGN = "; si es de otro país, escríbalo con + y el código de país"
+
+
 # --- api: answers of the HTTP routes --------------------------------------------------------------------------
 
 # --- access: sign-in, roles, origins and limits ---------------------------------------------------------------

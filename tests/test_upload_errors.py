@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
+import random
+import zipfile
 
 import psycopg
 import pytest
 
-from tests.conftest import make_csv
+from tests.conftest import make_csv, store_rows
 
 pytestmark = pytest.mark.usefixtures("worker", "clean")
 
@@ -39,6 +43,54 @@ CASES = {
     "unreadable row after 4,999 good ones": (
         _form(csv=make_csv(4999) + b'584141999999,"sin cerrar' + b"x" * 200_000 + b"\n"), 422, "fila 5001"),
 }
+
+
+def _zipped(name: str, data: bytes) -> bytes:
+    """A zip archive holding one file."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+_SWALLOWING_QUOTE = b'telefono,nombre\n+584147000000,"Juan\n' + make_csv(999).split(b"\n", 1)[1]
+_WIDE = ("telefono," + ",".join(f"p{i}" for i in range(9_999)) + "\n584141234567," + ",".join("x" * 9_999)).encode()
+
+# Hostile or broken files: each gets a 422 whose message says what to fix (and which row), never a 500.
+HOSTILE_FILES = {
+    "binary file": (random.Random(1).randbytes(50_000), "no es un csv de texto"),
+    "gzip file named .csv": (gzip.compress(make_csv(10)), "descomprímalo y suba el csv"),
+    "zip file named .csv": (_zipped("contactos.csv", make_csv(10)), "descomprímalo y suba el csv"),
+    "utf-16 with a lone surrogate": ("telefono,nombre\n584141234567,B".encode("utf-16")
+                                     + "\ud800".encode("utf-16-le", "surrogatepass") + "o\n".encode("utf-16-le"),
+                                     "fila 2: hay bytes que no son texto válido en utf-16"),
+    "utf-16 without bom cut in the middle of a character": (
+        "telefono,nombre\n584141234567,Ana\n".encode("utf-16-le") + b"5", "utf-16"),
+    "10,000 columns": (_WIDE, "10000 columnas y el máximo es 100"),
+    "NUL byte in a cell": (b"telefono,nombre\n584141234567,Ana\n584241234567,B\x00o\n", "fila 3"),
+    "escape character in a cell": (b"telefono,nombre\n584141234567,A\x1bna\n", "u+001b"),
+    "damaged utf-8": ("telefono,nombre\n584141234567,José\n".encode() + b"584241234567,B\xc3o\n",
+                      "fila 3: hay bytes que no son texto válido en utf-8"),
+    "bytes neither utf-8 nor windows-1252": (b"telefono,nombre\n584141234567,A\x81na\n", "windows-1252"),
+    "an unclosed quote swallowing 999 rows": (_SWALLOWING_QUOTE, "fila 2: una celda abre comillas"),
+    "a parameter over MAX_PARAM_LENGTH": (b"telefono,nombre\n584141234567,Ana\n584241234567," + b"b" * 1025 + b"\n",
+                                          "fila 3: la columna 'nombre' tiene 1025 caracteres"),
+    # The rows before the broken one are already being stored when it is met: all of it is rolled back.
+    "an unclosed quote after 4,999 good rows": (
+        make_csv(4999) + b'584141999999,"sin cerrar\n' + make_csv(3, start=4161000000).split(b"\n", 1)[1],
+        "fila 5001: una celda abre comillas"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_FILES, ids=list(HOSTILE_FILES))
+def test_hostile_file_gets_a_422_that_says_what_to_fix_and_nothing_is_stored(api, redis_client, sandbox, case):
+    data, words = HOSTILE_FILES[case]
+    response = api.post("/api/crear-campana", **_form(csv=data))
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["success"] is False
+    assert words in body["message"].lower(), body["message"]
+    _nothing_left(redis_client, sandbox)
 
 
 def _nothing_left(redis_client, sandbox) -> None:
@@ -99,3 +151,25 @@ def test_openapi_document_lists_the_public_routes(api):
         assert path in spec["paths"]
     assert "QueueStatus" in spec["components"]["schemas"]
     assert api.get("/api/docs").status_code == 200
+
+
+# These create campaigns the worker goes on sending, so they come after the tests that expect an empty state.
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_utf16_files_with_and_without_bom_create_the_campaign_with_names_intact(api, codec):
+    data = "telefono;nombre\r\n584141234567;José Muñoz\r\n584241234567;Zoë\r\n".encode(codec)
+    response = api.post("/api/crear-campana", **_form({"titulo_campana": f"UTF-16 {codec}"}, csv=data))
+    assert response.status_code == 201, response.text
+    rows = store_rows(response.json()["campaign_id"])
+    assert [(phone, params) for phone, _, _, params in rows] == [
+        ("584141234567", ["José Muñoz"]), ("584241234567", ["Zoë"])]
+
+
+def test_json_values_no_database_can_hold_reject_their_rows(api):
+    body = {**GOOD_FIELDS, "titulo_campana": "JSON hostil",
+            "contactos": [{"telefono": "584141234567", "nombre": "Ana"},
+                          {"telefono": "584241234567", "nombre": "B\u0000o"},
+                          {"telefono": "584161234567", "nombre": "\ud800"}]}
+    response = api.post("/api/crear-campana", json=body)
+    assert response.status_code == 201, response.text
+    assert response.json()["total_messages"] == 1
+    assert [r["fila"] for r in response.json()["rechazados"]] == [2, 3]

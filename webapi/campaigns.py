@@ -33,7 +33,8 @@ def open_contacts(runtime: Runtime, form: dict, upload) -> ContactStream:
     """
     s = runtime.settings
     options = dict(default_region=s.default_region, phone_column=form["columna_telefono"],
-                   named_params=form["parametros_nombrados"], max_contacts=s.max_messages_per_campaign)
+                   named_params=form["parametros_nombrados"], max_contacts=s.max_messages_per_campaign,
+                   max_param_length=s.max_param_length)
     try:
         if upload is not None:
             upload.stream.seek(0, 2)
