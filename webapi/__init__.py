@@ -12,7 +12,7 @@ from tasks.runtime import Runtime, set_runtime
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: settings from the environment, store and Redis from the settings, routes, errors."""
-    from webapi import cli, openapi, views, webhooks
+    from webapi import access, audit, cli, headers, health, limits, openapi, views, webhooks
     from webapi.errors import register_error_handlers
     from tasks.logsetup import configure_handlers
 
@@ -30,6 +30,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.json.ensure_ascii = False
     configure_handlers(app.logger, settings.instance_id)
     register_error_handlers(app)
+    access.install(app, settings, runtime)
+    limits.install(app, settings)
+    audit.install(app)
+    headers.install(app, settings)
+    app.register_blueprint(health.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(cli.bp)
