@@ -42,7 +42,8 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(RateLimitExceeded)
     def _rate_limited(exc: RateLimitExceeded):
         limit = limiter.current_limit
-        retry_after = max(1, math.ceil(limit.reset_at - time.time())) if limit else 60
+        window = limit.limit.get_expiry() if limit else 60
+        retry_after = min(window, max(1, math.ceil(limit.reset_at - time.time()))) if limit else window
         return jsonify(error_body(f"Demasiadas solicitudes ({exc.description}). Espere {retry_after} segundos "
                                   "y vuelva a intentarlo.", {"limite": exc.description,
                                                              "retry_after_s": retry_after})), \

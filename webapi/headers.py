@@ -1,4 +1,8 @@
-"""Response headers every answer carries (security headers, Server) and CORS for the configured front ends."""
+"""Response headers every answer carries and CORS for the configured front ends.
+
+The Server header is the WSGI server's: gunicorn (as deployed) sends "gunicorn" without a version; a header
+set here would be sent as a second one, not instead.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,6 @@ from tasks.config import Settings
 
 #: JSON answers load nothing; pages of their own (the docs) set a CSP that allows their own assets.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-SERVER_NAME = "whatsapp-campaign-queue"
 CORS_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-API-Key"]
 
 
@@ -19,10 +22,9 @@ def _secure(response: Response) -> Response:
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Content-Security-Policy", API_CSP)
-    # gunicorn writes its own "Server: gunicorn" (no version) and would send a second one; Werkzeug (flask run)
-    # writes its and Python's versions unless the app sets the header.
-    if not request.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn"):
-        response.headers["Server"] = SERVER_NAME
+    if request.path.startswith("/api/"):
+        # CORS answers differ by Origin (flask-cors leaves Vary off preflights), so caches must keep them apart.
+        response.vary.add("Origin")
     return response
 
 
