@@ -287,11 +287,19 @@ def free_port() -> int:
 class ApiClient:
     """The HTTP API of a running web process, with the calls the benchmarks make."""
 
-    def __init__(self, url: str, process: ServiceProcess | None = None):
-        """Talk to the API at url; process is the server, checked when a call fails."""
+    def __init__(self, url: str, process: ServiceProcess | None = None, key: str | None = None):
+        """Talk to the API at url with an API key; process is the server, checked when a call fails."""
         self.url = url
         self.process = process
+        self.key = key
         self.session = requests.Session()
+        if key:
+            self.session.headers["X-API-Key"] = key
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """The credentials every request of a load generator must carry too."""
+        return {"X-API-Key": self.key} if self.key else {}
 
     def worker_pid(self) -> int | None:
         """The pid of the process that answers requests (gunicorn's worker, not its arbiter)."""
@@ -390,6 +398,7 @@ class Bench:
             raise BenchError(f"BENCH_REDIS_URL points at Redis db {db}, which other processes use; pick another")
         self.log_dir = Path(tempfile.mkdtemp(prefix="wcq-bench-"))
         self._worker_seq = 0
+        self._api_key: str | None = None
 
     def say(self, text: str) -> None:
         """Progress line on stderr, so stdout carries only the results."""
@@ -515,7 +524,9 @@ class Bench:
             DATABASE_URL=self.dsn, REDIS_URL=self.redis_url, API_WHATSAPP_URL=self.sandbox.url,
             WHATSAPP_API_VERSION=API_VERSION, BATCH_SIZE=str(options.batch_size),
             CHUNK_SIZE=str(options.chunk_size), MAX_CONCURRENT_BATCHES=str(options.max_concurrent_batches),
-            MAX_MESSAGES_PER_CAMPAIGN="1000000", MAX_CSV_SIZE_MB="50", INSTANCE_ID="bench", PYTHONUNBUFFERED="1")
+            MAX_MESSAGES_PER_CAMPAIGN="1000000", MAX_CSV_SIZE_MB="50", INSTANCE_ID="bench", PYTHONUNBUFFERED="1",
+            # The benches upload and cancel far more often than a person; status reads are never limited.
+            RATE_LIMIT_UPLOADS="100000/minute", RATE_LIMIT_ACTIONS="100000/minute")
         env.update(options.extra_env)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         return env
@@ -555,7 +566,7 @@ class Bench:
         command = [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "-b", f"127.0.0.1:{port}",
                    "webapi:create_app()"]
         process = ServiceProcess("api", command, env, self.log_dir)
-        self.api = ApiClient(f"http://127.0.0.1:{port}", process)
+        self.api = ApiClient(f"http://127.0.0.1:{port}", process, self.api_key())
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -568,6 +579,19 @@ class Bench:
                 raise BenchError(f"API not answering after {timeout:g} s:\n{process.log_tail()}")
             time.sleep(0.2)
         return self.api
+
+    def api_key(self) -> str:
+        """An operator key for the benches, made once per run the way `flask --app webapi apikey create` does."""
+        if self._api_key is None:
+            from tasks.store.postgres import PostgresStore
+            from webapi.apikeys import create_key
+
+            store = PostgresStore(self.dsn, max_size=1)
+            try:
+                self._api_key = create_key(store, f"bench-{time.time_ns()}", "operator")[0]
+            finally:
+                store.close()
+        return self._api_key
 
     def worker_pids(self) -> list[int]:
         """Every process of every running worker."""

@@ -64,7 +64,8 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def _paced_load(url: str, rate: float, duration_s: float, connections: int) -> LoadResult:
+async def _paced_load(url: str, rate: float, duration_s: float, connections: int,
+                      headers: dict[str, str]) -> LoadResult:
     """Open-loop GETs at a fixed rate; latency is measured from each request's scheduled start."""
     import aiohttp
 
@@ -72,7 +73,8 @@ async def _paced_load(url: str, rate: float, duration_s: float, connections: int
     result = LoadResult("open-loop aiohttp", total, duration_s)
     loop = asyncio.get_running_loop()
     timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections), timeout=timeout) as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections), timeout=timeout,
+                                     headers=headers) as session:
 
         async def one(scheduled: float) -> None:
             """One GET; success latency is recorded, anything else counted as an error."""
@@ -105,9 +107,10 @@ async def _paced_load(url: str, rate: float, duration_s: float, connections: int
     return result
 
 
-def paced_load(url: str, rate: float, duration_s: float, connections: int = 64) -> LoadResult:
-    """Run the open-loop generator to completion."""
-    return asyncio.run(_paced_load(url, rate, duration_s, connections))
+def paced_load(url: str, rate: float, duration_s: float, connections: int = 64,
+               headers: dict[str, str] | None = None) -> LoadResult:
+    """Run the open-loop generator to completion; `headers` go with every request (the API key)."""
+    return asyncio.run(_paced_load(url, rate, duration_s, connections, headers or {}))
 
 
 _WRK_SCRIPT = """
@@ -136,8 +139,9 @@ _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 _WRK_THREADS = 2
 
 
-def wrk_load(url: str, rate: float, duration_s: float, connections: int = 32) -> LoadResult:
-    """Load with wrk, paced by a Lua script that spaces each thread's requests evenly."""
+def wrk_load(url: str, rate: float, duration_s: float, connections: int = 32,
+             headers: dict[str, str] | None = None) -> LoadResult:
+    """Load with wrk, paced by a Lua script that spaces each thread's requests evenly; `headers` on every request."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise BenchError("wrk is not installed (apt-get install -y wrk)")
@@ -147,7 +151,8 @@ def wrk_load(url: str, rate: float, duration_s: float, connections: int = 32) ->
     try:
         completed = subprocess.run(
             [wrk, f"-t{_WRK_THREADS}", f"-c{connections}", f"-d{int(duration_s)}s", "--latency", "-s", script.name,
-             url], capture_output=True, text=True, timeout=duration_s + 60)
+             *(arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}: {value}")), url],
+            capture_output=True, text=True, timeout=duration_s + 60)
     finally:
         Path(script.name).unlink(missing_ok=True)
     output = completed.stdout
@@ -215,9 +220,9 @@ def main(argv: list[str] | None = None) -> int:
             # The generator shares the machine with the server, so its own CPU time is reported alongside.
             own_before, children_before = _own_cpu_s(), _children_cpu_s()
             if tool == "wrk":
-                load = wrk_load(url, args.rate, args.duration)
+                load = wrk_load(url, args.rate, args.duration, headers=api.auth_headers)
             else:
-                load = paced_load(url, args.rate, args.duration)
+                load = paced_load(url, args.rate, args.duration, headers=api.auth_headers)
             load.generator_cpu_s = _own_cpu_s() - own_before + _children_cpu_s() - children_before
             cpu_s = api_cpu.stop()
             state = api.status(campaign_id)

@@ -107,6 +107,12 @@ def run(args: argparse.Namespace) -> int:
         subprocess.run([python, "-m", "flask", "--app", "webapi", "buzon", "add", DEMO_BUZON,
                         "--phone-number-id", DEMO_PHONE_NUMBER_ID], cwd=ROOT, env=env, check=True)
         env.pop("WHATSAPP_ACCESS_TOKEN")
+        # The demo calls the API like any client: with an operator key, made by the same command an admin runs.
+        made = subprocess.run([python, "-m", "flask", "--app", "webapi", "apikey", "create",
+                               f"demo-{time.strftime('%Y%m%d-%H%M%S')}", "--role", "operator"], cwd=ROOT, env=env,
+                              check=True, capture_output=True, text=True)
+        api_key = made.stdout.strip().splitlines()[-1]
+        auth = {"X-API-Key": api_key}
 
         api_port, flower_port = preferred_port(5000), preferred_port(5555)
         api_url, flower_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{flower_port}"
@@ -119,13 +125,14 @@ def run(args: argparse.Namespace) -> int:
         processes.append(Process("api", [python, "-m", "gunicorn", "-k", "gevent", "-w", "1", "-b",
                                          f"127.0.0.1:{api_port}", "webapi:create_app()"], env, log_dir))
         print("Starting the worker, beat (the sweeper), Flower and the API ...")
-        wait_until(lambda: requests.get(api_url + "/api/estado-sistema", timeout=2).json()["worker_running"],
+        wait_until(lambda: requests.get(api_url + "/api/estado-sistema", headers=auth,
+                                        timeout=2).json()["worker_running"],
                    60, "the API and a live worker", processes)
         wait_until(lambda: requests.get(flower_url + "/healthcheck", timeout=2).ok, 60, "Flower", processes)
 
         title = f"Demo bienvenida {time.strftime('%Y-%m-%d %H:%M:%S')}"
         with open(args.contacts, "rb") as csv:
-            response = requests.post(api_url + "/api/crear-campana", timeout=60,
+            response = requests.post(api_url + "/api/crear-campana", timeout=60, headers=auth,
                                      data={"titulo_campana": title, "plantilla": "bienvenida_cliente",
                                            "buzon": DEMO_BUZON, "idioma": "es"},
                                      files={"archivo_csv": (Path(args.contacts).name, csv, "text/csv")})
@@ -140,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
               f"(80 msg/s cap, 50-300 ms latency)")
         started = time.monotonic()
         while True:
-            status = requests.get(f"{api_url}/api/estado-cola/{campaign_id}", timeout=10).json()
+            status = requests.get(f"{api_url}/api/estado-cola/{campaign_id}", headers=auth, timeout=10).json()
             print(progress_bar(status), end="", flush=True)
             if status["status"] in ("completed", "failed", "cancelled"):
                 break
@@ -156,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  Queue status:    {api_url}/api/estado-cola/{campaign_id}")
         print(f"  Campaigns:       {api_url}/api/listar-campanas")
         print(f"  Flower:          {flower_url}")
+        print(f"  API key (operator): {api_key}")
+        print(f"    e.g. curl -H 'X-API-Key: {api_key}' {api_url}/api/listar-campanas")
         print(f"  Sandbox log:     {sandbox.url}/_sandbox/messages")
         print(f"  Service logs:    {log_dir}")
         if args.keep_running:

@@ -46,6 +46,14 @@ class Settings:
     whatsapp_verify_token: str | None = None
     whatsapp_app_secret: str | None = None
     webhook_max_body_kb: int = 2048
+    cors_origins: tuple[str, ...] = ()
+    supabase_jwt_secret: str | None = None
+    jwks_cache_s: float = 600.0
+    default_role: str = "viewer"
+    auth_disabled: bool = False
+    rate_limit_uploads: str = "10/minute"
+    rate_limit_actions: str = "60/minute"
+    rate_limit_reads: str | None = None
 
     @property
     def max_csv_bytes(self) -> int:
@@ -126,7 +134,52 @@ _PARSERS = {
     "whatsapp_verify_token": lambda n, v: v.strip() or None,
     "whatsapp_app_secret": lambda n, v: v.strip() or None,
     "webhook_max_body_kb": lambda n, v: _positive_int(n, v),
+    "cors_origins": lambda n, v: _origins(n, v),
+    "supabase_jwt_secret": lambda n, v: v.strip() or None,
+    "jwks_cache_s": _positive_float,
+    "default_role": lambda n, v: _choice(n, v, ROLE_CHOICES),
+    "auth_disabled": _bool,
+    "rate_limit_uploads": lambda n, v: _rate(n, v),
+    "rate_limit_actions": lambda n, v: _rate(n, v),
+    "rate_limit_reads": lambda n, v: _rate(n, v) if v.strip() else None,
 }
+
+#: Values DEFAULT_ROLE accepts: a role, or "none" to refuse signed-in users who were given no role.
+ROLE_CHOICES = ("viewer", "operator", "admin", "none")
+
+
+def _origins(name: str, raw: str) -> tuple[str, ...]:
+    """Parse a comma-separated list of web origins such as https://app.example.com (no paths, no "*")."""
+    origins = []
+    for item in (part.strip().rstrip("/") for part in raw.split(",")):
+        if not item:
+            continue
+        parsed = urlparse(item)
+        if item == "*" or parsed.scheme not in {"http", "https"} or not parsed.netloc or parsed.path:
+            raise ConfigError(f"{name}: {item!r} is not an origin; list the front end's origins like "
+                              "https://app.example.com, separated by commas (\"*\" is not accepted)")
+        origins.append(f"{parsed.scheme}://{parsed.netloc.lower()}")
+    return tuple(origins)
+
+
+def _choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
+    """Accept one of a few words."""
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name}={raw!r} must be one of: {', '.join(choices)}")
+    return value
+
+
+def _rate(name: str, raw: str) -> str:
+    """Accept a rate limit written like 10/minute or 100 per hour (flask-limiter's notation)."""
+    from limits import parse_many
+
+    value = raw.strip()
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a rate limit; write it like 10/minute or 100/hour") from None
+    return value
 
 
 def _fraction(name: str, raw: str) -> float:

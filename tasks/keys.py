@@ -33,5 +33,8 @@ WEBHOOK_SCHEDULED = PREFIX + "webhooks:scheduled"
 # tasks.ratelimit: the send schedule of each sender number.
 RATE = PREFIX + "rate:"
 
+# webapi.limits: flask-limiter's request counters per caller.
+RATE_LIMITS = PREFIX + "limit"
+
 # tasks.state: the run of transient failures of each sender number (an outage shows as a long run).
 NUMBER_FAILURES = PREFIX + "failures:"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import redis
 
+from tasks import keys
+
 # GCRA with reservations: each call books the next free slot on Redis' own clock and says how long to
 # wait for it, so every worker process shares one schedule and clocks of the machines do not matter.
 _RESERVE = """
@@ -36,7 +38,7 @@ return 0
 class SendRateLimiter:
     """Books send slots per phone_number_id so all workers together stay under the number's rate."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "wcq:rate:"):
+    def __init__(self, client: redis.Redis, prefix: str = keys.RATE):
         self._reserve = client.register_script(_RESERVE)
         self._penalize = client.register_script(_PENALIZE)
         self._prefix = prefix

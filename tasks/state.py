@@ -105,6 +105,7 @@ class LiveState:
             "reason": campaign.get("status_reason") or "", "created_at": campaign.get("created_at") or "",
             "started_at": campaign.get("started_at") or "", "finished_at": campaign.get("finished_at") or "",
             "max_in_flight": max_in_flight, "title": campaign.get("title") or "",
+            "created_by": campaign.get("created_by") or "",
         }
         for name in COUNTERS:
             fields[name] = counts.get(name) or 0

@@ -24,6 +24,7 @@ TEST_DB = os.environ.get("TEST_DB_NAME", "wcq_test")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 
 APP_SECRET = "test-app-secret"
+FRONT_END_ORIGIN = "https://panel.example.test"
 
 # Sender numbers registered in the sandbox and in the store; each test module may pick its own.
 SENDERS = {
@@ -86,7 +87,8 @@ def service_env(database_url, redis_client, sandbox) -> dict[str, str]:
                INTERVALO_ENVIO_MS="0", MAX_CSV_SIZE_MB="1", MAX_MESSAGES_PER_CAMPAIGN="5000",
                DEFAULT_REGION="VE", INSTANCE_ID="test-instance", MAX_RETRIES="3", HTTP_TIMEOUT_S="3",
                ERROR_RATE_WINDOW="100", WHATSAPP_APP_SECRET=APP_SECRET, WHATSAPP_VERIFY_TOKEN="verify-me",
-               WEBHOOK_MAX_BODY_KB="1024", PYTHONUNBUFFERED="1")
+               WEBHOOK_MAX_BODY_KB="1024", PYTHONUNBUFFERED="1", CORS_ORIGINS=FRONT_END_ORIGIN,
+               RATE_LIMIT_UPLOADS="1000/minute", RATE_LIMIT_ACTIONS="1000/minute", AUTH_DISABLED="false")
     env.pop("SUPABASE_URL", None)
     os.environ.update(env)
     return env
@@ -102,6 +104,14 @@ def store(service_env):
         s.upsert_sender(buzon, pnid, token, mps)
     yield s
     s.close()
+
+
+@pytest.fixture(scope="session")
+def api_keys(store) -> dict[str, str]:
+    """One API key per role, made the way `flask --app webapi apikey create` makes them."""
+    from webapi.apikeys import create_key
+
+    return {role: create_key(store, f"tests-{role}", role)[0] for role in ("viewer", "operator", "admin")}
 
 
 class Worker:
@@ -157,9 +167,10 @@ def worker(service_env, store, redis_client, tmp_path_factory):
 
 
 class Api:
-    """The Flask API served by a real HTTP server process."""
+    """The Flask API served by a real HTTP server process; requests carry `key` unless they bring credentials."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path):
+    def __init__(self, env: dict[str, str], log_dir: Path, key: str | None = None):
+        self.key = key
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_dir / "api.log"
@@ -171,7 +182,7 @@ class Api:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                requests.get(self.url + "/api/estado-sistema", timeout=2)
+                requests.get(self.url + "/healthz", timeout=2)
                 return
             except requests.ConnectionError:
                 if self.process.poll() is not None:
@@ -179,13 +190,24 @@ class Api:
                 time.sleep(0.2)
         raise RuntimeError(f"API did not start:\n{self.log_path.read_text()[-3000:]}")
 
-    def get(self, path: str, **kwargs) -> requests.Response:
-        """GET a path of the API."""
-        return requests.get(self.url + path, timeout=30, **kwargs)
+    def _headers(self, headers: dict | None) -> dict:
+        """The request's headers, with the API key unless it sends credentials of its own."""
+        headers = dict(headers or {})
+        if self.key and not {"authorization", "x-api-key"} & {h.lower() for h in headers}:
+            headers["X-API-Key"] = self.key
+        return headers
 
-    def post(self, path: str, **kwargs) -> requests.Response:
+    def get(self, path: str, headers: dict | None = None, **kwargs) -> requests.Response:
+        """GET a path of the API."""
+        return requests.get(self.url + path, timeout=30, headers=self._headers(headers), **kwargs)
+
+    def post(self, path: str, headers: dict | None = None, **kwargs) -> requests.Response:
         """POST to a path of the API."""
-        return requests.post(self.url + path, timeout=60, **kwargs)
+        return requests.post(self.url + path, timeout=60, headers=self._headers(headers), **kwargs)
+
+    def request(self, method: str, path: str, headers: dict | None = None, **kwargs) -> requests.Response:
+        """Any method on a path of the API."""
+        return requests.request(method, self.url + path, timeout=60, headers=self._headers(headers), **kwargs)
 
     def stop(self) -> None:
         """Stop the server."""
@@ -195,9 +217,9 @@ class Api:
 
 
 @pytest.fixture(scope="session")
-def api(service_env, store, tmp_path_factory):
-    """The API server for the whole run."""
-    server = Api(service_env, tmp_path_factory.mktemp("api"))
+def api(service_env, store, api_keys, tmp_path_factory):
+    """The API server for the whole run, called with the operator key."""
+    server = Api(service_env, tmp_path_factory.mktemp("api"), api_keys["operator"])
     yield server
     server.stop()
 
@@ -205,7 +227,8 @@ def api(service_env, store, tmp_path_factory):
 class Stack:
     """Workers, beat and an API of their own, on a Redis of their own, for tests that break things."""
 
-    def __init__(self, base_env: dict[str, str], redis_url: str, log_dir: Path, **overrides: str):
+    def __init__(self, base_env: dict[str, str], redis_url: str, log_dir: Path, key: str | None = None,
+                 **overrides: str):
         self.env = {**base_env, "REDIS_URL": redis_url, "SWEEP_INTERVAL_S": "1", "STALE_BATCH_S": "5",
                     "MAX_MESSAGES_PER_CAMPAIGN": "100000", "MAX_CSV_SIZE_MB": "50",
                     "WORKER_HEARTBEAT_TTL_S": "4", **overrides}
@@ -213,7 +236,7 @@ class Stack:
         self.log_dir = log_dir
         self.workers: dict[str, Worker] = {}
         self.beat = Worker(self.env, "beat", log_dir=log_dir, beat=True)
-        self.api = Api(self.env, log_dir)
+        self.api = Api(self.env, log_dir, key)
 
     def start_worker(self, name: str, concurrency: int = 200) -> Worker:
         """Start (or restart) a named worker and wait for its heartbeat."""
@@ -231,14 +254,14 @@ class Stack:
 
 
 @pytest.fixture
-def make_stack(service_env, tmp_path):
+def make_stack(service_env, api_keys, tmp_path):
     """Build stacks that are stopped when the test ends; each gets a Redis db (or server) of its own."""
     stacks = []
 
     def build(redis_url: str = "redis://127.0.0.1:6379/10", **overrides: str) -> Stack:
         client = redis.Redis.from_url(redis_url)
         client.flushdb()
-        stack = Stack(service_env, redis_url, tmp_path, **overrides)
+        stack = Stack(service_env, redis_url, tmp_path, api_keys["operator"], **overrides)
         stacks.append(stack)
         return stack
 

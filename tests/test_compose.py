@@ -26,7 +26,8 @@ DOCUMENTED = ("API_WHATSAPP_URL", "WHATSAPP_API_VERSION", "BATCH_SIZE", "MAX_CON
               "INSTANCE_ID", "MAX_CSV_SIZE_MB", "MAX_MESSAGES_PER_CAMPAIGN", "DEFAULT_REGION", "CHUNK_SIZE",
               "WHATSAPP_MPS", "MAX_RETRIES", "HTTP_TIMEOUT_S", "MAX_ERROR_RATE", "ERROR_RATE_WINDOW",
               "SWEEP_INTERVAL_S", "WORKER_HEARTBEAT_TTL_S", "WHATSAPP_VERIFY_TOKEN", "WHATSAPP_APP_SECRET",
-              "WEBHOOK_MAX_BODY_KB")
+              "WEBHOOK_MAX_BODY_KB", "CORS_ORIGINS", "SUPABASE_JWT_SECRET", "JWKS_CACHE_S", "DEFAULT_ROLE",
+              "AUTH_DISABLED", "RATE_LIMIT_UPLOADS", "RATE_LIMIT_ACTIONS", "RATE_LIMIT_READS")
 
 
 def _as_env(value) -> str:
@@ -35,6 +36,8 @@ def _as_env(value) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(value)
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)

@@ -40,7 +40,8 @@ def store(request, contract_db, postgrest):
     """Each adapter in turn, over a database emptied for the test."""
     with psycopg.connect(contract_db, autocommit=True) as conn:
         conn.execute("TRUNCATE instancia_sofia.campaigns, instancia_sofia.leads_activos, "
-                     "instancia_sofia.instancias_inputs CASCADE")
+                     "instancia_sofia.instancias_inputs, instancia_sofia.api_keys, instancia_sofia.api_users, "
+                     "instancia_sofia.audit_log CASCADE")
     s = PostgresStore(contract_db) if request.param == "postgres" else SupabaseStore(postgrest.url, DUMMY_KEY)
     s.upsert_sender("ventas", "111", "secret-token", 50)
     yield s
@@ -252,3 +253,51 @@ def test_late_results_of_a_worker_taken_for_dead_do_not_overwrite_the_new_claim(
     assert late["moved"] == {}
     mine = store.record_outcomes([{"id": message.id, "status": "sent", "wamid": "w", "owner": "new-worker"}])
     assert mine["moved"] == {"sent": 1}
+
+
+def test_api_keys_are_found_by_hash_until_revoked_and_never_show_the_hash(store):
+    row = store.create_api_key("crm", "hash-1", "operator", ["ventas"])
+    assert (row["name"], row["role"], row["buzones"], row["revoked_at"]) == ("crm", "operator", ["ventas"], None)
+    assert "key_hash" not in row
+    used = store.use_api_key("hash-1")
+    assert used["name"] == "crm" and used["last_used_at"] is not None
+    assert store.use_api_key("hash-1")["last_used_at"] == used["last_used_at"], "written at most once a minute"
+    assert store.use_api_key("hash-2") is None
+    assert [k["name"] for k in store.list_api_keys()] == ["crm"] and "key_hash" not in store.list_api_keys()[0]
+    assert store.revoke_api_key("crm") is True and store.revoke_api_key("crm") is False
+    assert store.use_api_key("hash-1") is None
+    with pytest.raises(StoreError):
+        store.create_api_key("crm", "hash-3", "operator")
+
+
+def test_user_roles_round_trip(store):
+    assert store.get_api_user("u-1") is None
+    store.upsert_api_user("u-1", "viewer", None, "ana@example.test")
+    store.upsert_api_user("u-1", "admin", ["ventas"])
+    row = store.get_api_user("u-1")
+    assert (row["role"], row["buzones"], row["email"]) == ("admin", ["ventas"], "ana@example.test")
+
+
+def test_campaigns_remember_their_creator_and_list_by_buzon(store):
+    store.upsert_sender("soporte", "333", "t")
+    store.create_campaign(_campaign(created_by="ana@example.test"), LEADS)
+    store.create_campaign(_campaign(id="otra", buzon="soporte"), LEADS[:1])
+    assert store.get_campaign("promo")["created_by"] == "ana@example.test"
+    assert store.get_campaign("otra")["created_by"] is None
+    campaigns, total = store.list_campaigns(10, 0, ["soporte"])
+    assert total == 1 and [c["id"] for c in campaigns] == ["otra"]
+    assert store.list_campaigns(10, 0, [])[1] == 0
+    assert store.list_campaigns(10, 0)[1] == 2
+
+
+def test_audit_entries_are_listed_newest_first_with_filters(store):
+    first = store.record_audit({"actor": "crm", "actor_kind": "key", "action": "create", "campaign_id": "promo",
+                                "status_code": 201, "outcome": "ok", "ip": "10.0.0.1", "details": {"n": 1}})
+    store.record_audit({"actor_kind": "anonymous", "action": "access", "status_code": 401, "outcome": "refused"})
+    entries, total = store.list_audit(None, None, None, 10, 0)
+    assert total == 2 and [e["action"] for e in entries] == ["access", "create"]
+    entries, total = store.list_audit("promo", None, None, 10, 0)
+    assert total == 1 and entries[0]["id"] == first and entries[0]["details"] == {"n": 1}
+    assert store.list_audit(None, "2999-01-01T00:00:00+00:00", None, 10, 0) == ([], 0)
+    assert store.list_audit(None, None, "2000-01-01T00:00:00+00:00", 10, 0) == ([], 0)
+    assert len(store.list_audit(None, None, None, 1, 1)[0]) == 1

@@ -11,7 +11,7 @@ from tasks.config import Settings, load_settings
 from tasks.logsetup import configure_handlers
 from tasks.queue import CeleryQueue, TaskQueue
 from tasks.runtime import build_runtime
-from webapi import cli, openapi, views, webhooks
+from webapi import access, audit, cli, headers, health, limits, openapi, views, webhooks
 from webapi.context import EXTENSION
 from webapi.errors import register_error_handlers
 
@@ -31,11 +31,17 @@ def create_app(test_config: dict | None = None, *, settings: Settings | None = N
     if test_config:
         app.config.update(test_config)
     # The one place the web process gets its objects; views reach them through webapi.context.runtime().
-    app.extensions[EXTENSION] = build_runtime(settings, queue or CeleryQueue(create_celery_app(settings)))
+    runtime = build_runtime(settings, queue or CeleryQueue(create_celery_app(settings)))
+    app.extensions[EXTENSION] = runtime
     app.json.sort_keys = False
     app.json.ensure_ascii = False
     configure_handlers(app.logger, settings.instance_id)
     register_error_handlers(app)
+    access.install(app, settings, runtime)
+    limits.install(app, settings)
+    audit.install(app)
+    headers.install(app, settings)
+    app.register_blueprint(health.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(cli.bp)

@@ -12,6 +12,7 @@ from tasks.pipeline import CampaignNotFound, InvalidTransition
 from tasks.runtime import Runtime
 from tasks.vocabulary import COUNTERS, SETTLED_RECIPIENT_STATUSES, CampaignStatus
 from webapi.contacts import ContactsError, ContactStream, open_csv, open_records
+from webapi.access import Caller
 from webapi.errors import ApiError
 
 log = logging.getLogger("webapi")
@@ -58,11 +59,16 @@ def rejected_report(contacts: ContactStream) -> list[dict]:
     return [{"fila": r.row, "valor": r.value, "motivo": r.reason} for r in contacts.rejected]
 
 
-def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str | None) -> dict:
+def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str | None, caller: Caller) -> dict:
     """Validate, store and start a campaign; nothing is stored or enqueued when any step fails."""
     store = runtime.store
+    if not caller.may_use(form["buzon"]):
+        allowed = caller.scope or []
+        raise ApiError(403, f"Su acceso no permite enviar con el buzón '{form['buzon']}'. Buzones permitidos: "
+                            f"{', '.join(allowed) or 'ninguno'}.", {"field": "buzon", "buzones": allowed})
     if store.get_sender(form["buzon"]) is None:
-        known = [s["buzon"] for s in store.list_senders()]
+        # Only the buzones this caller may use: the full list would tell anyone every sender of the company.
+        known = [s["buzon"] for s in list_senders(store, caller.scope)["buzones"]]
         raise ApiError(422, f"El buzón '{form['buzon']}' no está registrado. Buzones disponibles: "
                             f"{', '.join(known) or 'ninguno'}.", {"field": "buzon", "buzones": known})
     contacts = open_contacts(runtime, form, upload)
@@ -71,7 +77,7 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
         "language": form["idioma"], "buzon": form["buzon"], "named_params": form["parametros_nombrados"],
         "batch_size": runtime.settings.batch_size, "chunk_size": min(runtime.settings.chunk_size,
                                                                      runtime.settings.batch_size),
-        "idempotency_key": idempotency_key,
+        "idempotency_key": idempotency_key, "created_by": caller.label,
     }
     # Rows are validated while they are copied into the store, so a 50 MB file is never held in memory;
     # a problem found half-way (too many contacts, none valid) rolls the whole campaign back.
@@ -105,13 +111,33 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
             "rechazados": report, "notas": contacts.notes}
 
 
-def queue_status(runtime: Runtime, campaign_id: str) -> dict:
+def _not_found(campaign_id: str) -> ApiError:
+    """The answer for a campaign that does not exist, or that the caller may not see (the two look alike)."""
+    return ApiError(404, f"No existe la campaña '{campaign_id}'. Consulte /api/listar-campanas.",
+                    {"campaign_id": campaign_id})
+
+
+def check_scope(runtime: Runtime, campaign_id: str, scope: list[str] | None) -> None:
+    """404 when a caller limited to some buzones asks for a campaign of another one."""
+    if scope is None:
+        return
+    buzon = runtime.state.fields(campaign_id).get("buzon")
+    if not buzon:
+        row = runtime.store.get_campaign(campaign_id)
+        buzon = row["buzon"] if row else None
+    if buzon not in scope:
+        raise _not_found(campaign_id)
+
+
+def queue_status(runtime: Runtime, campaign_id: str, scope: list[str] | None = None) -> dict:
     """A campaign's live counters and status, read from Redis."""
     try:
-        return summarize(campaign_id, *live_snapshot(runtime, campaign_id))
+        snapshot = live_snapshot(runtime, campaign_id)
     except CampaignNotFound:
-        raise ApiError(404, f"No existe la campaña '{campaign_id}'. Consulte /api/listar-campanas.",
-                       {"campaign_id": campaign_id}) from None
+        raise _not_found(campaign_id) from None
+    if scope is not None and snapshot[0].get("buzon") not in scope:
+        raise _not_found(campaign_id)
+    return summarize(campaign_id, *snapshot)
 
 
 def live_snapshot(runtime: Runtime, campaign_id: str) -> tuple[dict, float, list[dict], int]:
@@ -142,7 +168,7 @@ def summarize(campaign_id: str, fields: dict[str, str], rate: float, error_rows:
             "messages_per_second": round(rate, 1),
             "batches_in_flight": in_flight,
             "created_at": fields.get("created_at") or None, "started_at": fields.get("started_at") or None,
-            "finished_at": fields.get("finished_at") or None}
+            "finished_at": fields.get("finished_at") or None, "creado_por": fields.get("created_by") or None}
 
 
 def _iso(epoch: str | None) -> str | None:
@@ -152,15 +178,15 @@ def _iso(epoch: str | None) -> str | None:
     return datetime.fromtimestamp(int(epoch), timezone.utc).isoformat()
 
 
-def list_campaigns(runtime: Runtime, page: int, per_page: int) -> dict:
-    """A page of campaigns, newest first, each with its live counters."""
-    rows, total = runtime.store.list_campaigns(per_page, (page - 1) * per_page)
+def list_campaigns(runtime: Runtime, page: int, per_page: int, scope: list[str] | None = None) -> dict:
+    """A page of campaigns, newest first, each with its live counters (only of the `scope` buzones if given)."""
+    rows, total = runtime.store.list_campaigns(per_page, (page - 1) * per_page, scope)
     campaigns = []
     for row in rows:
         summary = summarize(row["id"], *live_snapshot(runtime, row["id"]))
         del summary["success"], summary["campaign_id"]
         summary.update(id=row["id"], titulo=row["title"], plantilla=row["template"], buzon=row["buzon"],
-                       idioma=row["language"])
+                       idioma=row["language"], creado_por=row.get("created_by"))
         campaigns.append(summary)
     return {"success": True, "campaigns": campaigns, "total_campaigns": total, "pagina": page,
             "por_pagina": per_page}
@@ -170,9 +196,10 @@ _ACTIONS = {"pausar": ("pause", "Campaña pausada"), "reanudar": ("resume", "Cam
             "cancelar": ("cancel", "Campaña cancelada")}
 
 
-def act_on_campaign(runtime: Runtime, campaign_id: str, action: str) -> dict:
+def act_on_campaign(runtime: Runtime, campaign_id: str, action: str, scope: list[str] | None = None) -> dict:
     """Pause, resume or cancel a campaign."""
     method, message = _ACTIONS[action]
+    check_scope(runtime, campaign_id, scope)
     try:
         result = getattr(runtime.pipeline, method)(campaign_id)
     except CampaignNotFound:
@@ -185,8 +212,9 @@ def act_on_campaign(runtime: Runtime, campaign_id: str, action: str) -> dict:
             "status": runtime.state.status(campaign_id)}
 
 
-def retry_campaign(runtime: Runtime, campaign_id: str, statuses: list[str]) -> dict:
+def retry_campaign(runtime: Runtime, campaign_id: str, statuses: list[str], scope: list[str] | None = None) -> dict:
     """Send again the recipients left unknown and/or failed."""
+    check_scope(runtime, campaign_id, scope)
     try:
         moved = runtime.pipeline.retry(campaign_id, statuses)
     except CampaignNotFound:
@@ -202,10 +230,36 @@ def retry_campaign(runtime: Runtime, campaign_id: str, statuses: list[str]) -> d
 _STATUS_ES = {"unknown": "desconocidos", "failed": "fallidos"}
 
 
-def list_recipients(runtime: Runtime, campaign_id: str, status: str | None, page: int, per_page: int) -> dict:
+def list_recipients(runtime: Runtime, campaign_id: str, status: str | None, page: int, per_page: int,
+                    scope: list[str] | None = None, full_phones: bool = True) -> dict:
     """A page of a campaign's recipients, for example the unknown ones an operator must decide about."""
-    if runtime.store.get_campaign(campaign_id) is None:
-        raise ApiError(404, f"No existe la campaña '{campaign_id}'.", {"campaign_id": campaign_id})
+    row = runtime.store.get_campaign(campaign_id)
+    if row is None or (scope is not None and row["buzon"] not in scope):
+        raise _not_found(campaign_id)
     result = runtime.store.list_recipients(campaign_id, status, per_page, (page - 1) * per_page)
+    recipients = result["recipients"]
+    if not full_phones:
+        recipients = [{**r, "phone": mask_phone(r["phone"])} for r in recipients]
     return {"success": True, "campaign_id": campaign_id, "estado": status, "pagina": page, "por_pagina": per_page,
-            "total": result["total"], "destinatarios": result["recipients"]}
+            "total": result["total"], "destinatarios": recipients}
+
+
+def mask_phone(phone: str) -> str:
+    """Keep the country code's first digits and the last three: enough to tell rows apart, not to call."""
+    if len(phone) <= 6:
+        return "*" * len(phone)
+    return phone[:3] + "*" * (len(phone) - 6) + phone[-3:]
+
+
+def list_senders(store, scope: list[str] | None) -> dict:
+    """The registered buzones a caller may use, without tokens."""
+    senders = [s for s in store.list_senders() if scope is None or s["buzon"] in scope]
+    return {"success": True, "buzones": senders}
+
+
+def audit_page(store, query: dict) -> dict:
+    """A page of the audit log with the same paging fields as the other lists."""
+    page, per_page = query["pagina"], query["por_pagina"]
+    since, until = (query[k].isoformat() if query[k] else None for k in ("desde", "hasta"))
+    entries, total = store.list_audit(query["campaign_id"], since, until, per_page, (page - 1) * per_page)
+    return {"success": True, "entradas": entries, "total": total, "pagina": page, "por_pagina": per_page}

@@ -1,11 +1,16 @@
-"""Operator commands: `flask --app webapi db upgrade` and `flask --app webapi buzon add ...`."""
+"""Operator commands: `flask --app webapi db upgrade`, `buzon add ...`, `apikey create ...`, `user set ...`."""
 
 from __future__ import annotations
+
+import getpass
 
 import click
 from flask import Blueprint
 
+from tasks.store import StoreError
 from tasks.store.migrate import apply_migrations
+from webapi import apikeys
+from webapi.audit import record_command
 from webapi.context import runtime
 
 bp = Blueprint("cli", __name__, cli_group=None)
@@ -40,7 +45,9 @@ def buzon() -> None:
 @click.option("--mps", type=click.IntRange(min=1), default=None, help="Messages per second allowed for this number.")
 def add_buzon(name: str, phone_number_id: str, token: str, mps: int | None) -> None:
     """Register or update a buzón's credentials."""
-    row = runtime().store.upsert_sender(name, phone_number_id, token, mps)
+    store = runtime().store
+    row = store.upsert_sender(name, phone_number_id, token, mps)
+    record_command(store, _operator(), "buzon.add", {"phone_number_id": phone_number_id, "mps": mps}, buzon=name)
     click.echo(f"Buzón '{row['buzon']}' registered for phone number id {row['phone_number_id']}.")
 
 
@@ -49,3 +56,84 @@ def list_buzones() -> None:
     """List registered buzones (without tokens)."""
     for row in runtime().store.list_senders():
         click.echo(f"{row['buzon']}\t{row['phone_number_id']}\t{row['messages_per_second'] or 'default'} msg/s")
+
+
+def _operator() -> str:
+    """Who ran the command, for the audit log."""
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+def _store():
+    """The configured store."""
+    return runtime().store
+
+
+_ROLE = click.Choice(apikeys.ROLES)
+
+
+@bp.cli.group("apikey")
+def apikey() -> None:
+    """API keys for server-to-server callers."""
+
+
+@apikey.command("create")
+@click.argument("name")
+@click.option("--role", type=_ROLE, required=True, help="viewer, operator or admin.")
+@click.option("--buzon", "buzones", multiple=True, help="Limit the key to this buzón (repeat for several).")
+def create_apikey(name: str, role: str, buzones: tuple[str, ...]) -> None:
+    """Create a key and print it once; only its hash is stored. The last line of the output is the key alone."""
+    store = _store()
+    try:
+        key, row = apikeys.create_key(store, name, role, list(buzones))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    except StoreError as exc:
+        if "duplicate key" in str(exc):
+            raise click.ClickException(f"A key named '{name}' already exists; pick another name.") from None
+        raise
+    record_command(store, _operator(), "apikey.create", {"name": name, "role": role, "buzones": list(buzones)})
+    scope = ", ".join(row["buzones"]) if row["buzones"] else "every buzón"
+    click.echo(f"Key '{name}' created with role {role} ({scope}). Keep it now: it is not shown again.", err=True)
+    click.echo("Send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'.", err=True)
+    click.echo(key)
+
+
+@apikey.command("list")
+def list_apikeys() -> None:
+    """List keys (never the keys themselves): name, role, buzones, created, last used, revoked."""
+    for row in _store().list_api_keys():
+        click.echo("\t".join([row["name"], row["role"], ",".join(row["buzones"] or []) or "*",
+                              f"created {row['created_at']}", f"last used {row['last_used_at'] or 'never'}",
+                              f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"]))
+
+
+@apikey.command("revoke")
+@click.argument("name")
+def revoke_apikey(name: str) -> None:
+    """Revoke a key at once: the next request with it gets 401."""
+    store = _store()
+    if not store.revoke_api_key(name):
+        raise click.ClickException(f"No active key named '{name}' (see 'apikey list').")
+    record_command(store, _operator(), "apikey.revoke", {"name": name})
+    click.echo(f"Key '{name}' revoked.")
+
+
+@bp.cli.group("user")
+def user() -> None:
+    """Roles of Supabase users whose token carries none in app_metadata."""
+
+
+@user.command("set")
+@click.argument("user_id")
+@click.option("--role", type=_ROLE, required=True, help="viewer, operator or admin.")
+@click.option("--buzon", "buzones", multiple=True, help="Limit the user to this buzón (repeat for several).")
+@click.option("--email", default=None, help="The user's email, to read the audit log more easily.")
+def set_user(user_id: str, role: str, buzones: tuple[str, ...], email: str | None) -> None:
+    """Give a Supabase user (its id, the token's `sub`) a role."""
+    store = _store()
+    store.upsert_api_user(user_id, role, list(buzones), email)
+    record_command(store, _operator(), "user.set", {"user_id": user_id, "role": role, "buzones": list(buzones)})
+    click.echo(f"User {user_id} now has role {role}.")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 
 from flask import Flask, jsonify
+from flask_limiter import RateLimitExceeded
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from webapi.context import runtime
+from webapi.limits import limiter
 
 log = logging.getLogger("webapi")
 
@@ -16,11 +20,12 @@ log = logging.getLogger("webapi")
 class ApiError(Exception):
     """An error a caller can act on: HTTP status, a sentence in Spanish, and details."""
 
-    def __init__(self, status: int, message: str, details: dict | None = None):
+    def __init__(self, status: int, message: str, details: dict | None = None, headers: dict | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.details = details or {}
+        self.headers = headers or {}
 
 
 def error_body(message: str, details: dict | None = None) -> dict:
@@ -33,7 +38,17 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        return jsonify(error_body(exc.message, exc.details)), exc.status
+        return jsonify(error_body(exc.message, exc.details)), exc.status, exc.headers
+
+    @app.errorhandler(RateLimitExceeded)
+    def _rate_limited(exc: RateLimitExceeded):
+        limit = limiter.current_limit
+        window = limit.limit.get_expiry() if limit else 60
+        retry_after = min(window, max(1, math.ceil(limit.reset_at - time.time()))) if limit else window
+        return jsonify(error_body(f"Demasiadas solicitudes ({exc.description}). Espere {retry_after} segundos "
+                                  "y vuelva a intentarlo.", {"limite": exc.description,
+                                                             "retry_after_s": retry_after})), \
+            429, {"Retry-After": str(retry_after)}
 
     @app.errorhandler(ValidationError)
     def _validation_error(exc: ValidationError):

@@ -4,17 +4,32 @@ from __future__ import annotations
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, send_from_directory
+from swagger_ui_bundle import swagger_ui_path
 
 from webapi import schemas
+from webapi.errors import ApiError
+
+_DESCRIPTION = ("Toda ruta /api/* pide credencial: 'Authorization: Bearer <access_token de Supabase>' o una clave "
+                "de API ('Authorization: Bearer wcq_...' o 'X-API-Key'). Roles: viewer (lecturas, teléfonos "
+                "enmascarados), operator (además crear, pausar, reanudar, cancelar, reintentar; teléfonos "
+                "completos), admin (además auditoría). Una credencial limitada a ciertos buzones recibe 404 "
+                "para las campañas de otros buzones.")
 
 bp = Blueprint("docs", __name__, url_prefix="/api")
 
+# Swagger UI comes from the pinned swagger-ui-bundle package and is served from here: the page needs no CDN
+# and no internet, and its CSP allows only this origin.
+_ASSETS = {"swagger-ui.css", "swagger-ui-bundle.js", "favicon-32x32.png"}
 _DOCS_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>whatsapp-campaign-queue API</title>
-<link rel="stylesheet" href="https://unpkg.com/swagger-ui-dist@5/swagger-ui.css"></head>
-<body><div id="ui"></div><script src="https://unpkg.com/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "/api/openapi.json", dom_id: "#ui"});</script></body></html>"""
-
+<link rel="icon" href="/api/docs/favicon-32x32.png"><link rel="stylesheet" href="/api/docs/swagger-ui.css"></head>
+<body><div id="ui"></div><script src="/api/docs/swagger-ui-bundle.js"></script>
+<script src="/api/docs/init.js"></script></body></html>"""
+_DOCS_INIT = 'window.ui = SwaggerUIBundle({url: "/api/openapi.json", dom_id: "#ui"});\n'
+DOCS_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+            "font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+BEARER = "bearerAuth"
+API_KEY = "apiKeyAuth"
 
 def _json(schema: str, description: str) -> dict:
     """A response entry that points at a named schema."""
@@ -28,18 +43,27 @@ def _errors(*codes: int) -> dict:
 
 def build_spec() -> dict:
     """Describe every route of the API."""
-    spec = APISpec(title="whatsapp-campaign-queue", version="1.0.0", openapi_version="3.0.3",
-                   plugins=[MarshmallowPlugin()])
+    plugin = MarshmallowPlugin()
+    spec = APISpec(title="whatsapp-campaign-queue", version="1.0.0", openapi_version="3.0.3", plugins=[plugin],
+                   security=[{BEARER: []}, {API_KEY: []}], info={"description": _DESCRIPTION})
+    spec.components.security_scheme(BEARER, {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+        "description": "Sesión de Supabase Auth (access_token), o una clave de API 'wcq_...' como Bearer."})
+    spec.components.security_scheme(API_KEY, {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                                              "description": "Clave de API creada con 'flask --app webapi apikey "
+                                                             "create'."})
     for name in ("CampaignRequest", "CampaignCreated", "QueueStatus", "CampaignList", "SystemStatus",
-                 "CampaignAction", "RetryRequest", "RetryResult", "RecipientList", "Error"):
+                 "CampaignAction", "RetryRequest", "RetryResult", "RecipientList", "Error", "SenderList",
+                 "AuditList"):
         spec.components.schema(name, schema=getattr(schemas, f"{name}Schema"))
-    campaign_id = {"name": "campaign_id", "in": "path", "required": True, "schema": {"type": "string"}}
-    multipart = {"type": "object", "required": ["archivo_csv", "titulo_campana", "plantilla", "buzon"],
-                 "properties": {"archivo_csv": {"type": "string", "format": "binary"},
-                                "titulo_campana": {"type": "string"}, "plantilla": {"type": "string"},
-                                "buzon": {"type": "string"}, "idioma": {"type": "string", "default": "es"},
-                                "columna_telefono": {"type": "string"},
-                                "parametros_nombrados": {"type": "boolean", "default": False}}}
+    campaign_id = {"name": "campaign_id", "in": "path", "required": True,
+                   "schema": {"type": "string", "minLength": 1}}
+    # The form fields with the validators' real limits, plus the file.
+    multipart = plugin.converter.schema2jsonschema(schemas.CampaignRequestSchema)
+    multipart["properties"].pop("contactos", None)
+    multipart["properties"]["archivo_csv"] = {"type": "string", "format": "binary",
+                                              "description": "CSV de contactos (UTF-8, separado por , o ;)."}
+    multipart["required"] = ["archivo_csv", *multipart.get("required", [])]
     spec.path(path="/api/crear-campana", operations={"post": {
         "summary": "Crear una campaña desde un CSV (multipart) o una lista JSON de contactos",
         "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
@@ -48,34 +72,63 @@ def build_spec() -> dict:
         "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": multipart},
                                                       "application/json": {"schema": "CampaignRequest"}}},
         "responses": {"201": _json("CampaignCreated", "Campaña creada y en cola"),
-                      **_errors(400, 413, 422, 503)}}})
+                      **_errors(400, 401, 403, 413, 422, 429, 503)}}})
     spec.path(path="/api/estado-cola/{campaign_id}", operations={"get": {
         "summary": "Progreso en vivo de una campaña", "parameters": [campaign_id],
-        "responses": {"200": _json("QueueStatus", "Estado"), **_errors(404)}}})
+        "responses": {"200": _json("QueueStatus", "Estado"), **_errors(401, 403, 404)}}})
     spec.path(path="/api/listar-campanas", operations={"get": {
         "summary": "Campañas, las más recientes primero",
-        "parameters": [{"name": "pagina", "in": "query", "schema": {"type": "integer", "default": 1}},
-                       {"name": "por_pagina", "in": "query", "schema": {"type": "integer", "default": 20}}],
-        "responses": {"200": _json("CampaignList", "Lista"), **_errors(422)}}})
+        "parameters": [{"in": "query", "schema": schemas.CampaignListQuerySchema}],
+        "responses": {"200": _json("CampaignList", "Lista"), **_errors(401, 403, 422)}}})
     spec.path(path="/api/estado-sistema", operations={"get": {
         "summary": "Salud de Redis, base de datos y workers",
-        "responses": {"200": _json("SystemStatus", "Estado del sistema")}}})
+        "responses": {"200": _json("SystemStatus", "Estado del sistema"), **_errors(401, 403)}}})
     for action, summary in (("pausar", "Pausar"), ("reanudar", "Reanudar"), ("cancelar", "Cancelar")):
         spec.path(path=f"/api/{action}-campana/{{campaign_id}}", operations={"post": {
             "summary": f"{summary} una campaña", "parameters": [campaign_id],
-            "responses": {"200": _json("CampaignAction", "Hecho"), **_errors(404, 409)}}})
+            "responses": {"200": _json("CampaignAction", "Hecho"), **_errors(401, 403, 404, 409, 429)}}})
     spec.path(path="/api/reintentar-campana/{campaign_id}", operations={"post": {
         "summary": "Reintentar los mensajes desconocidos y/o fallidos de una campaña", "parameters": [campaign_id],
         "requestBody": {"required": False, "content": {"application/json": {"schema": "RetryRequest"}}},
-        "responses": {"200": _json("RetryResult", "Reencolados"), **_errors(404, 409, 422)}}})
+        "responses": {"200": _json("RetryResult", "Reencolados"), **_errors(401, 403, 404, 409, 422, 429)}}})
     spec.path(path="/api/destinatarios/{campaign_id}", operations={"get": {
         "summary": "Destinatarios de una campaña (por ejemplo los desconocidos)",
-        "parameters": [campaign_id,
-                       {"name": "estado", "in": "query", "schema": {"type": "string"}},
-                       {"name": "pagina", "in": "query", "schema": {"type": "integer", "default": 1}},
-                       {"name": "por_pagina", "in": "query", "schema": {"type": "integer", "default": 100}}],
-        "responses": {"200": _json("RecipientList", "Destinatarios"), **_errors(404, 422)}}})
+        "description": "Los teléfonos salen enmascarados para el rol viewer.",
+        "parameters": [campaign_id, {"in": "query", "schema": schemas.RecipientQuerySchema}],
+        "responses": {"200": _json("RecipientList", "Destinatarios"), **_errors(401, 403, 404, 422)}}})
+    spec.path(path="/api/buzones", operations={"get": {
+        "summary": "Buzones que el llamante puede usar (sin tokens)",
+        "responses": {"200": _json("SenderList", "Buzones"), **_errors(401, 403)}}})
+    spec.path(path="/api/auditoria", operations={"get": {
+        "summary": "Registro de auditoría (rol admin), lo más reciente primero",
+        "parameters": [{"in": "query", "schema": schemas.AuditQuerySchema}],
+        "responses": {"200": _json("AuditList", "Entradas"), **_errors(401, 403, 422)}}})
+    _public_paths(spec)
     return spec.to_dict()
+
+
+def _public_paths(spec: APISpec) -> None:
+    """Routes that need no credentials: probes and WhatsApp's webhooks (checked by their signature)."""
+    public = {"security": []}
+    spec.path(path="/healthz", operations={"get": {**public, "summary": "El proceso responde",
+                                                   "responses": {"200": {"description": "Vivo"}}}})
+    spec.path(path="/readyz", operations={"get": {**public, "summary": "Redis y la base de datos responden",
+                                                  "responses": {"200": {"description": "Listo"},
+                                                                **_errors(503)}}})
+    spec.path(path="/webhooks/whatsapp", operations={
+        "get": {**public, "summary": "Verificación de la suscripción de Meta (hub.challenge)",
+                "parameters": [{"name": n, "in": "query", "required": True, "schema": {"type": "string"}}
+                               for n in ("hub.mode", "hub.verify_token", "hub.challenge")],
+                "responses": {"200": {"description": "El hub.challenge, en texto plano",
+                                      "content": {"text/plain": {"schema": {"type": "string"}}}},
+                              **_errors(403)}},
+        "post": {**public, "summary": "Notificaciones de estado de WhatsApp, firmadas con WHATSAPP_APP_SECRET",
+                 "parameters": [{"name": "X-Hub-Signature-256", "in": "header", "required": True,
+                                 "schema": {"type": "string", "pattern": "^sha256=[0-9a-f]{64}$"},
+                                 "description": "HMAC-SHA256 del cuerpo con el app secret."}],
+                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                     "type": "object", "description": "Notificación de WhatsApp (object, entry[].changes[])"}}}},
+                 "responses": {"200": {"description": "Recibida"}, **_errors(400, 401, 413, 503)}}})
 
 
 @bp.get("/openapi.json")
@@ -87,4 +140,16 @@ def openapi_json():
 @bp.get("/docs")
 def docs():
     """Interactive documentation (Swagger UI)."""
-    return Response(_DOCS_PAGE, mimetype="text/html")
+    return Response(_DOCS_PAGE, mimetype="text/html", headers={"Content-Security-Policy": DOCS_CSP})
+
+
+@bp.get("/docs/<name>")
+def docs_asset(name: str):
+    """Swagger UI's own files, and the line that starts it."""
+    if name == "init.js":
+        return Response(_DOCS_INIT, mimetype="text/javascript", headers={"Content-Security-Policy": DOCS_CSP})
+    if name not in _ASSETS:
+        raise ApiError(404, "La ruta no existe. Consulte /api/docs.")
+    response = send_from_directory(swagger_ui_path, name, max_age=86400)
+    response.headers["Content-Security-Policy"] = DOCS_CSP
+    return response

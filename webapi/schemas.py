@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timezone
+
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 _TEMPLATE_NAME = validate.Regexp(r"^[a-z0-9_]{1,512}$",
@@ -93,6 +95,8 @@ class QueueStatusSchema(Schema):
     created_at = fields.String(allow_none=True)
     started_at = fields.String(allow_none=True)
     finished_at = fields.String(allow_none=True)
+    creado_por = fields.String(allow_none=True, metadata={
+        "description": "Quién creó la campaña: el email del usuario (o su id) o el nombre de la clave de API."})
 
 
 class CampaignSummarySchema(QueueStatusSchema):
@@ -204,6 +208,64 @@ class RecipientListSchema(Schema):
     por_pagina = fields.Integer()
     total = fields.Integer()
     destinatarios = fields.List(fields.Nested(RecipientSchema))
+
+
+class SenderSchema(Schema):
+    """A registered buzón, without its token."""
+
+    buzon = fields.String()
+    phone_number_id = fields.String()
+    messages_per_second = fields.Integer(allow_none=True)
+
+
+class SenderListSchema(Schema):
+    """Answer of GET /api/buzones: the buzones the caller may use."""
+
+    success = fields.Boolean()
+    buzones = fields.List(fields.Nested(SenderSchema))
+
+
+class AuditQuerySchema(CampaignListQuerySchema):
+    """Filters and paging of GET /api/auditoria."""
+
+    campaign_id = fields.String(load_default=None, validate=validate.Length(min=1, max=200),
+                                metadata={"description": "Solo las entradas de esta campaña."})
+    desde = fields.AwareDateTime(load_default=None, default_timezone=timezone.utc, metadata={
+        "description": "Desde este instante (ISO 8601, incluido); sin zona horaria se entiende UTC."})
+    hasta = fields.AwareDateTime(load_default=None, default_timezone=timezone.utc, metadata={
+        "description": "Hasta este instante (ISO 8601, excluido)."})
+    por_pagina = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+
+
+class AuditEntrySchema(Schema):
+    """One entry of the audit log."""
+
+    id = fields.Integer()
+    at = fields.String(metadata={"description": "Cuándo (ISO 8601)."})
+    actor = fields.String(allow_none=True, metadata={"description": "Id del usuario o nombre de la clave; "
+                                                                    "vacío si no se identificó."})
+    actor_email = fields.String(allow_none=True)
+    actor_kind = fields.String(metadata={"description": "user, key, cli, open (AUTH_DISABLED) o anonymous"})
+    action = fields.String(metadata={"description": "create, pause, resume, cancel, retry, access (rechazo 401/"
+                                                    "403), apikey.create, apikey.revoke, user.set o buzon.add"})
+    campaign_id = fields.String(allow_none=True)
+    buzon = fields.String(allow_none=True)
+    status_code = fields.Integer(metadata={"description": "Estado HTTP de la respuesta (0 para la línea de "
+                                                          "comandos)."})
+    outcome = fields.String(metadata={"description": "ok, refused o error"})
+    ip = fields.String(allow_none=True)
+    user_agent = fields.String(allow_none=True)
+    details = fields.Dict()
+
+
+class AuditListSchema(Schema):
+    """Answer of GET /api/auditoria."""
+
+    success = fields.Boolean()
+    entradas = fields.List(fields.Nested(AuditEntrySchema))
+    total = fields.Integer()
+    pagina = fields.Integer()
+    por_pagina = fields.Integer()
 
 
 class ErrorSchema(Schema):

@@ -8,7 +8,8 @@ from flask import Blueprint, current_app, jsonify, request
 
 from tasks.heartbeat import live_workers
 from tasks.vocabulary import CAMPAIGNS_QUEUE
-from webapi import campaigns, schemas
+from webapi import campaigns, limits, schemas
+from webapi.access import current_caller, requires
 from webapi.context import runtime
 from webapi.errors import ApiError
 
@@ -26,9 +27,14 @@ _request_schema = schemas.CampaignRequestSchema()
 _retry_request = schemas.RetryRequestSchema()
 _retry_result = schemas.RetryResultSchema()
 _system_status = schemas.SystemStatusSchema()
+_audit_query = schemas.AuditQuerySchema()
+_audit_list = schemas.AuditListSchema()
+_sender_list = schemas.SenderListSchema()
 
 
 @bp.post("/crear-campana")
+@requires("operator")
+@limits.uploads
 def create_campaign():
     """Create a campaign from a CSV upload (multipart) or a JSON list of contacts."""
     if request.is_json:
@@ -46,50 +52,64 @@ def create_campaign():
     key = request.headers.get("Idempotency-Key") or None
     if key is not None and len(key) > 200:
         raise ApiError(400, "La cabecera Idempotency-Key no puede superar 200 caracteres.")
-    result = campaigns.create_campaign(runtime(), form, upload, key)
+    result = campaigns.create_campaign(runtime(), form, upload, key, current_caller())
     return jsonify(_campaign_created.dump(result)), 201
 
 
 @bp.get("/estado-cola/<campaign_id>")
+@requires("viewer")
+@limits.reads
 def queue_status(campaign_id: str):
     """Live progress of one campaign."""
-    return jsonify(_queue_status.dump(campaigns.queue_status(runtime(), campaign_id)))
+    return jsonify(_queue_status.dump(campaigns.queue_status(runtime(), campaign_id,
+                                                             current_caller().scope)))
 
 
 @bp.get("/listar-campanas")
+@requires("viewer")
+@limits.reads
 def list_campaigns():
-    """Campaigns, newest first, paginated."""
+    """Campaigns, newest first, paginated (only those of the caller's buzones)."""
     query = _list_query.load(request.args.to_dict())
-    page = campaigns.list_campaigns(runtime(), query["pagina"], query["por_pagina"])
+    page = campaigns.list_campaigns(runtime(), query["pagina"], query["por_pagina"], current_caller().scope)
     return jsonify(_campaign_list.dump(page))
 
 
 @bp.post("/<any(pausar, reanudar, cancelar):action>-campana/<campaign_id>")
+@requires("operator")
+@limits.actions
 def campaign_action(action: str, campaign_id: str):
     """Pause, resume or cancel a campaign."""
-    result = campaigns.act_on_campaign(runtime(), campaign_id, action)
+    result = campaigns.act_on_campaign(runtime(), campaign_id, action, current_caller().scope)
     return jsonify(_campaign_action.dump(result))
 
 
 @bp.post("/reintentar-campana/<campaign_id>")
+@requires("operator")
+@limits.actions
 def retry_campaign(campaign_id: str):
     """Send again a campaign's unknown and/or failed recipients."""
     body = request.get_json(silent=True) if request.is_json else None
     options = _retry_request.load(body or request.form.to_dict(flat=False) or {})
-    result = campaigns.retry_campaign(runtime(), campaign_id, options["estados"])
+    result = campaigns.retry_campaign(runtime(), campaign_id, options["estados"], current_caller().scope)
     return jsonify(_retry_result.dump(result))
 
 
 @bp.get("/destinatarios/<campaign_id>")
+@requires("viewer")
+@limits.reads
 def list_recipients(campaign_id: str):
-    """A campaign's recipients, optionally only those in one status."""
+    """A campaign's recipients, optionally only those in one status; phones are masked below the operator role."""
     query = _recipient_query.load(request.args.to_dict())
+    caller = current_caller()
     page = campaigns.list_recipients(runtime(), campaign_id, query["estado"], query["pagina"],
-                                     query["por_pagina"])
+                                     query["por_pagina"], caller.scope, full_phones=caller.can("operator"))
     return jsonify(_recipient_list.dump(page))
 
 
 @bp.get("/estado-sistema")
+@requires("viewer")
+@limits.reads
 def system_status():
     """Whether Redis, the database and the workers are up, and how busy the queue is."""
     rt = runtime()
@@ -107,3 +127,18 @@ def system_status():
             "database_connected": rt.store.ping(), "queue_depth": queue_depth, "active_campaigns": active,
             "batch_size": rt.settings.batch_size, "max_concurrent": rt.settings.max_concurrent_batches}
     return jsonify(_system_status.dump(body))
+
+
+@bp.get("/buzones")
+@requires("viewer")
+def list_senders():
+    """The buzones the caller may send with (no tokens)."""
+    return jsonify(_sender_list.dump(campaigns.list_senders(runtime().store, current_caller().scope)))
+
+
+@bp.get("/auditoria")
+@requires("admin")
+def audit_log():
+    """The audit log, newest first, filtered by campaign and time range, paginated."""
+    query = _audit_query.load(request.args.to_dict())
+    return jsonify(_audit_list.dump(campaigns.audit_page(runtime().store, query)))

@@ -80,7 +80,10 @@ class Store:
         leads = list(leads)
         if finish is not None:
             campaign = {**campaign, **finish()}
-        return self._call("create_campaign", p_campaign=campaign, p_leads=leads)
+        row = self._call("create_campaign", p_campaign=campaign, p_leads=leads)
+        if row["created"] and campaign.get("created_by"):
+            self._call("set_campaign_creator", p_campaign_id=row["id"], p_created_by=campaign["created_by"])
+        return row
 
     def delete_campaign(self, campaign_id: str) -> bool:
         """Remove a campaign and its recipients (used when it could not be enqueued)."""
@@ -90,9 +93,12 @@ class Store:
         """Read a campaign's row, or None."""
         return self._call("get_campaign", p_campaign_id=campaign_id)
 
-    def list_campaigns(self, limit: int, offset: int) -> tuple[list[dict], int]:
-        """List campaigns newest first, with the total count."""
-        page = self._call("list_campaigns", p_limit=limit, p_offset=offset)
+    def list_campaigns(self, limit: int, offset: int, buzones: list[str] | None = None) -> tuple[list[dict], int]:
+        """List campaigns newest first (only those of `buzones` when given), with the total count."""
+        if buzones is None:
+            page = self._call("list_campaigns", p_limit=limit, p_offset=offset)
+        else:
+            page = self._call("list_campaigns_in", p_buzones=list(buzones), p_limit=limit, p_offset=offset)
         return page["campaigns"], page["total"]
 
     def claim_messages(self, campaign_id: str, seq_from: int, seq_to: int, owner: str) -> list[ClaimedMessage]:
@@ -166,3 +172,41 @@ class Store:
     def delivery_counts(self, campaign_id: str) -> dict:
         """Delivered and read counts and the latest of each timestamp, from the rows."""
         return self._call("delivery_counts", p_campaign_id=campaign_id)
+
+    def create_api_key(self, name: str, key_hash: str, role: str, buzones: list[str] | None = None) -> dict:
+        """Store a new API key by its hash; the row returned never holds the hash."""
+        return self._call("create_api_key", p_name=name, p_key_hash=key_hash, p_role=role,
+                          p_buzones=list(buzones) if buzones else None)
+
+    def list_api_keys(self) -> list[dict]:
+        """Every API key (revoked ones too) without hashes, by name."""
+        return self._call("list_api_keys")
+
+    def revoke_api_key(self, name: str) -> bool:
+        """Revoke a key; False when no active key has that name."""
+        return self._call("revoke_api_key", p_name=name)["revoked"]
+
+    def use_api_key(self, key_hash: str) -> dict | None:
+        """The active key with this hash (recording its use at most once a minute), or None."""
+        return self._call("use_api_key", p_key_hash=key_hash)
+
+    def upsert_api_user(self, user_id: str, role: str, buzones: list[str] | None = None,
+                        email: str | None = None) -> dict:
+        """Give a Supabase user a role (and optionally limit it to some buzones)."""
+        return self._call("upsert_api_user", p_user_id=user_id, p_email=email, p_role=role,
+                          p_buzones=list(buzones) if buzones else None)
+
+    def get_api_user(self, user_id: str) -> dict | None:
+        """The role row of a Supabase user, or None."""
+        return self._call("get_api_user", p_user_id=user_id)
+
+    def record_audit(self, entry: dict) -> int:
+        """Append one entry to the audit log; returns its id."""
+        return self._call("record_audit", p_entry=entry)["id"]
+
+    def list_audit(self, campaign_id: str | None, since: str | None, until: str | None, limit: int,
+                   offset: int) -> tuple[list[dict], int]:
+        """A page of the audit log, newest first, optionally for one campaign and a time range [since, until)."""
+        page = self._call("list_audit", p_campaign_id=campaign_id, p_since=since, p_until=until, p_limit=limit,
+                          p_offset=offset)
+        return page["entries"], page["total"]

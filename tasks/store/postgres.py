@@ -15,7 +15,7 @@ from tasks.store.base import SCHEMA, Store, StoreError
 
 
 # Arguments that are SQL arrays rather than jsonb documents.
-_ARRAY_ARGS = {"p_attempted", "p_states"}
+_ARRAY_ARGS = {"p_attempted", "p_states", "p_buzones"}
 
 
 class _CopyLines:
@@ -89,6 +89,9 @@ class PostgresStore(Store):
                 row = conn.execute("SELECT instancia_sofia.create_campaign_row(%s, 1)",
                                    (Jsonb(campaign),)).fetchone()[0]
                 if row["created"]:
+                    if campaign.get("created_by"):
+                        conn.execute("SELECT instancia_sofia.set_campaign_creator(%s, %s)",
+                                     (row["id"], campaign["created_by"]))
                     lines = _CopyLines(row["id"])
                     with conn.cursor().copy("COPY instancia_sofia.leads_activos (campaign_id, seq, phone, "
                                             "parameters) FROM STDIN") as copy:

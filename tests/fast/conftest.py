@@ -85,6 +85,18 @@ def senders(fast_settings):
     return SENDERS
 
 
+@pytest.fixture(scope="session")
+def fast_keys(fast_settings) -> dict[str, str]:
+    """One API key per role, made the way `flask --app webapi apikey create` makes them."""
+    from tasks.store.postgres import PostgresStore
+    from webapi.apikeys import create_key
+
+    store = PostgresStore(fast_settings.database_url)
+    keys = {role: create_key(store, f"fast-{role}", role)[0] for role in ("viewer", "operator", "admin")}
+    store.close()
+    return keys
+
+
 @pytest.fixture
 def clean_slate(fast_settings, fast_redis, fast_sandbox, senders):
     """No campaigns, no live state, a sandbox with its start-up configuration and an empty log."""
@@ -120,6 +132,8 @@ def app(fast_settings, queue, clean_slate):
 
 
 @pytest.fixture
-def client(app):
-    """A test client of that app."""
-    return app.test_client()
+def client(app, fast_keys):
+    """A test client of that app, calling as an operator (requests may bring other credentials)."""
+    test_client = app.test_client()
+    test_client.environ_base["HTTP_X_API_KEY"] = fast_keys["operator"]
+    return test_client
