@@ -108,6 +108,13 @@ def test_long_lines_of_short_cells_are_fine():
     assert open_csv(io.BytesIO(data)).collect().contacts == [Contact(2, ANA, params)]
 
 
+def test_a_cell_over_the_csv_readers_own_limit_is_an_upload_error_too():
+    """With the parameter limit raised past what csv.reader accepts, the reader's refusal is still a ContactsError."""
+    data = b"telefono,nombre\n04141234567,Ana\n04241234567," + b"n" * 200_000 + b"\n"
+    error = refused(data, max_param_length=500_000)
+    assert error.message.startswith("El archivo no se pudo leer como CSV cerca de la fila 3")
+
+
 def test_max_param_length_is_a_setting():
     """MAX_PARAM_LENGTH is read like the other limits, with a clear error for a bad value."""
     assert load_settings({}, dotenv=False).max_param_length == 1024

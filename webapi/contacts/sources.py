@@ -177,7 +177,8 @@ def _open_text(text: io.TextIOWrapper, survey: Survey, region: str, phone_column
     columns = resolve_columns(names, phone_column, named_params, "csv")
     notes = [texts.NOTE_READ_AS_CP1252.format()] if survey.encoding == "cp1252" else []
     decider = RowDecider(columns, region, named_params)
-    if survey.has_quotes or survey.longest_line is None or survey.longest_line > max_param_length:
+    longest_allowed = min(max_param_length, csv.field_size_limit())
+    if survey.has_quotes or survey.longest_line is None or survey.longest_line > longest_allowed:
         rows = _csv_rows(reader, names, header_row, max_param_length)
     else:
         # No quote means one record per line, and no line is longer than the limit: nothing left to check,
