@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -154,7 +155,7 @@ def test_no_cors_at_all_when_no_origin_is_configured(service_env, api_keys, monk
 
 def test_a_foreign_page_cannot_create_a_campaign_even_with_a_key(client, api_keys, store, wipe):
     data = {"titulo_campana": "Desde otra web", "plantilla": "promo_enero", "buzon": "ventas",
-            "archivo_csv": (__import__("io").BytesIO(make_csv(3)), "c.csv")}
+            "archivo_csv": (io.BytesIO(make_csv(3)), "c.csv")}
     response = client.post("/api/crear-campana", data=data, content_type="multipart/form-data",
                            headers={"Origin": HOSTILE_ORIGIN, **key_header(api_keys["operator"])})
     assert response.status_code == 403
