@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TEST_DB = os.environ.get("TEST_DB_NAME", "wcq_test")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+# Stacks that break things get a Redis db of their own (two test runs on one machine need two of these).
+TEST_STACK_REDIS_URL = os.environ.get("TEST_STACK_REDIS_URL", "redis://127.0.0.1:6379/10")
 
 APP_SECRET = "test-app-secret"
 FRONT_END_ORIGIN = "https://panel.example.test"
@@ -258,7 +260,7 @@ def make_stack(service_env, api_keys, tmp_path):
     """Build stacks that are stopped when the test ends; each gets a Redis db (or server) of its own."""
     stacks = []
 
-    def build(redis_url: str = "redis://127.0.0.1:6379/10", **overrides: str) -> Stack:
+    def build(redis_url: str = TEST_STACK_REDIS_URL, **overrides: str) -> Stack:
         client = redis.Redis.from_url(redis_url)
         client.flushdb()
         stack = Stack(service_env, redis_url, tmp_path, api_keys["operator"], **overrides)
