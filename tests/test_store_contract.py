@@ -9,7 +9,7 @@ from tasks.store.base import StoreError
 from tasks.store.postgres import PostgresStore
 from tasks.store.supabase import SupabaseStore
 from tasks.store.migrate import apply_migrations
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import PG_ADMIN_URL, TEST_DB
 from tests.support.postgrest import start_postgrest
 
 # A syntactically valid JWT: the supabase client checks the key's shape, PostgREST here checks its presence.
@@ -18,14 +18,17 @@ DUMMY_KEY = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJyb2xlIjoic2VydmljZV9yb2xlI
 
 
 @pytest.fixture(scope="module")
-def contract_db() -> str:
+def contract_db():
     """A database of its own, so emptying it never touches the senders other tests registered."""
+    name = f"{TEST_DB}_contract"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute('DROP DATABASE IF EXISTS "wcq_contract" WITH (FORCE)')
-        conn.execute('CREATE DATABASE "wcq_contract"')
-    url = PG_ADMIN_URL.rpartition("/")[0] + "/wcq_contract"
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN_URL.rpartition("/")[0] + f"/{name}"
     apply_migrations(url)
-    return url
+    yield url
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")

@@ -18,32 +18,20 @@ from tasks.store.base import SCHEMA, Store, StoreError
 _ARRAY_ARGS = {"p_attempted", "p_states"}
 
 
-class _CopyLines:
-    """COPY text-format blocks of a few thousand rows (per-row writes cost more than the insert), counted.
+def _recipient_blocks(leads: Iterable[dict], rows_per_block: int = 5000):
+    """Yield the recipients as JSON arrays of a few thousand (a call per row would cost more than the insert).
 
-    Slugs and E.164 digits need no escaping; JSON text escapes control characters itself, so only its
-    backslashes must be doubled for COPY.
+    Blocks are encoded while `leads` is read, so only one block is held at a time.
     """
-
-    def __init__(self, campaign_id: str, rows_per_block: int = 5000):
-        self.campaign_id = campaign_id
-        self.rows_per_block = rows_per_block
-        self.count = 0
-
-    def blocks(self, leads: Iterable[dict]):
-        """Yield encoded blocks while `leads` is read, so only one block is held at a time."""
-        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-        prefix = f"{self.campaign_id}\t"
-        lines = []
-        for lead in leads:
-            self.count += 1
-            params = dumps(lead["parameters"]).replace("\\", "\\\\")
-            lines.append(f"{prefix}{self.count}\t{lead['phone']}\t{params}\n")
-            if len(lines) == self.rows_per_block:
-                yield "".join(lines).encode()
-                lines = []
-        if lines:
-            yield "".join(lines).encode()
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    block = []
+    for lead in leads:
+        block.append({"phone": lead["phone"], "parameters": lead["parameters"]})
+        if len(block) == rows_per_block:
+            yield encode(block)
+            block = []
+    if block:
+        yield encode(block)
 
 
 class PostgresStore(Store):
@@ -78,26 +66,22 @@ class PostgresStore(Store):
 
     def create_campaign(self, campaign: dict, leads: Iterable[dict],
                         finish: Callable[[], dict] | None = None) -> dict:
-        """Store the campaign row and COPY its recipients as they are read, in one transaction.
+        """Run the upload functions' three steps in one transaction, sending recipients as they are read.
 
-        The upload is never held in memory: each block goes to PostgreSQL while the next one is parsed,
-        and an error from `leads` (a file rejected half-way) rolls everything back.
+        The upload is never held in memory: each block goes to PostgreSQL while the next one is parsed
+        (pipeline mode does not wait for one block's insert before sending the next), and an error from
+        `leads` (a file rejected half-way) rolls everything back.
         """
         try:
             with self._pool.connection() as conn, conn.transaction():
-                # The real total is set once the file is read; an empty list then fails `total > 0`.
-                row = conn.execute("SELECT instancia_sofia.create_campaign_row(%s, 1)",
-                                   (Jsonb(campaign),)).fetchone()[0]
+                row = conn.execute("SELECT instancia_sofia.begin_campaign(%s)", (Jsonb(campaign),)).fetchone()[0]
                 if row["created"]:
-                    lines = _CopyLines(row["id"])
-                    with conn.cursor().copy("COPY instancia_sofia.leads_activos (campaign_id, seq, phone, "
-                                            "parameters) FROM STDIN") as copy:
-                        for block in lines.blocks(leads):
-                            copy.write(block)
+                    with conn.pipeline():
+                        for block in _recipient_blocks(leads):
+                            conn.execute("SELECT instancia_sofia.add_recipients(%s, %s::jsonb)", (row["id"], block))
                     known_now = {**campaign, **(finish() if finish is not None else {})}
-                    row = conn.execute("SELECT instancia_sofia.finish_campaign_row(%s, %s, %s)",
-                                       (row["id"], lines.count, Jsonb(known_now.get("rejected_rows", [])))
-                                       ).fetchone()[0]
+                    row = conn.execute("SELECT instancia_sofia.finish_campaign(%s, %s)",
+                                       (row["id"], Jsonb(known_now.get("rejected_rows", [])))).fetchone()[0]
         except psycopg.Error as exc:
             raise StoreError(f"database error in create_campaign: {exc}") from exc
         return row
