@@ -103,6 +103,35 @@ def test_recipients_can_come_from_a_one_pass_stream_that_may_fail_half_way(store
     assert store.list_campaigns(10, 0)[1] == 1
 
 
+def _many_leads(n: int):
+    """n recipients with named parameters that need escaping in JSON (quotes, backslashes, accents)."""
+    for i in range(n):
+        yield {"phone": f"58414{i:07d}", "parameters": {"nombre": f'Ñandú "{i}" \\ {i % 7}'}}
+
+
+def test_a_large_upload_is_numbered_in_file_order_across_blocks(store):
+    assert store.create_campaign(_campaign(), _many_leads(12_001), lambda: {"rejected_rows": []}) == \
+        {"id": "promo", "total": 12_001, "created": True}
+    page = store.list_recipients("promo", None, 3, 11_998)
+    assert [(r["seq"], r["phone"]) for r in page["recipients"]] == \
+        [(11_999, "584140011998"), (12_000, "584140011999"), (12_001, "584140012000")]
+    claimed = store.claim_messages("promo", 5_000, 5_001, "w")
+    assert [m.parameters for m in claimed] == [{"nombre": 'Ñandú "4999" \\ 1'}, {"nombre": 'Ñandú "5000" \\ 2'}]
+
+
+def test_an_upload_rejected_after_several_blocks_stores_nothing(store):
+    def leads():
+        for i, lead in enumerate(_many_leads(12_001)):
+            if i == 11_000:
+                raise ValueError("row 11002 is unreadable")
+            yield lead
+
+    with pytest.raises(ValueError, match="row 11002"):
+        store.create_campaign(_campaign(), leads(), lambda: {"rejected_rows": []})
+    assert store.list_campaigns(10, 0) == ([], 0)
+    assert store.list_recipients("promo", None, 1, 0)["total"] == 0
+
+
 def test_claims_are_exclusive_and_outcomes_apply_once(store):
     store.create_campaign(_campaign(), LEADS)
     claimed = store.claim_messages("promo", 1, 3, "worker-a")
