@@ -17,7 +17,8 @@ def db() -> None:
 
 @db.command("upgrade")
 def upgrade() -> None:
-    """Apply the SQL migrations (needs DATABASE_URL; with Supabase use its connection string)."""
+    """Apply the SQL migrations, then the changed function files (needs DATABASE_URL; with Supabase use its
+    connection string)."""
     settings = current_app.extensions["campaigns"].settings
     if not settings.database_url:
         raise click.ClickException("DATABASE_URL is not set: migrations need a direct Postgres connection "

@@ -78,7 +78,7 @@ class Store:
         transaction, so all recipients are read first and sent as one document to the function that runs
         the upload steps in one call; the Postgres adapter runs the same steps itself, streaming.
         """
-        leads = [{"phone": lead["phone"], "parameters": lead["parameters"]} for lead in leads]
+        leads = list(leads)
         if finish is not None:
             campaign = {**campaign, **finish()}
         return self._call("create_campaign_document", p_campaign=campaign, p_recipients=leads)
