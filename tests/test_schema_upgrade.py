@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tasks.store.migrate import MIGRATIONS_DIR, apply_migrations, function_files
+from tasks.store.migrate import MIGRATIONS_DIR, apply_migrations, function_files, migration_files
 from tasks.store.postgres import PostgresStore
 from tests.conftest import PG_ADMIN_URL, TEST_DB
 
@@ -143,6 +143,12 @@ def assert_old_campaign_still_works(dsn: str) -> None:
         store.close()
 
 
+def upgrade_of(version_files: int) -> list[str]:
+    """What `db upgrade` applies to a database that has the first `version_files` migrations."""
+    return ([p.name for p in migration_files()[version_files:]]
+            + [f"functions/{p.name}" for p in function_files()])
+
+
 def test_each_function_has_one_home():
     functions = defined_functions()
     assert {"record_outcomes", "begin_campaign", "add_recipients", "finish_campaign",
@@ -151,12 +157,21 @@ def test_each_function_has_one_home():
         assert "CREATE OR REPLACE FUNCTION" not in path.read_text(), f"{path.name} defines a function"
 
 
-def test_a_fresh_database_gets_the_release_tables_and_the_files_functions(new_database):
+def test_the_released_migrations_still_make_the_same_tables(new_database, tmp_path):
     release, fresh = new_database(), new_database()
     apply_release(release, RELEASE_FILES)
-    assert len(apply_migrations(fresh)) == len(RELEASE_FILES) + len(function_files())
+    # Today's copies of the released files alone, without the functions and any later migration.
+    (tmp_path / "functions").mkdir()
+    for path in migration_files()[:len(RELEASE_FILES)]:
+        shutil.copy(path, tmp_path)
+    assert apply_migrations(fresh, tmp_path) == [p.name for p in RELEASE_FILES]
     assert fingerprint(fresh, functions=False) == fingerprint(release, functions=False)
-    assert_functions_are_the_files(fresh)
+
+
+def test_a_fresh_database_gets_the_files_functions(new_database):
+    dsn = new_database()
+    assert apply_migrations(dsn) == upgrade_of(0)
+    assert_functions_are_the_files(dsn)
 
 
 # Databases as each earlier version left them: its migrations were the first N files of the release.
@@ -165,9 +180,7 @@ def test_a_database_of_an_earlier_version_upgrades_and_keeps_its_data(new_databa
     old, fresh = new_database(), new_database()
     apply_release(old, RELEASE_FILES[:version_files])
     store_old_campaign(old)
-    applied = apply_migrations(old)
-    assert applied == [p.name for p in RELEASE_FILES[version_files:]] + [f"functions/{p.name}"
-                                                                         for p in function_files()]
+    assert apply_migrations(old) == upgrade_of(version_files)
     assert_functions_are_the_files(old)
     apply_migrations(fresh)
     assert fingerprint(old) == fingerprint(fresh)
@@ -222,7 +235,7 @@ def test_the_demos_kept_embedded_postgres_upgrades():
             store_old_campaign(server.url)
         # The next demo run starts the same data directory again and upgrades it, as demo/__main__.py does.
         with EmbeddedPostgres(root / "postgres") as server:
-            assert apply_migrations(server.url) == [f"functions/{p.name}" for p in function_files()]
+            assert apply_migrations(server.url) == upgrade_of(len(RELEASE_FILES))
             assert_functions_are_the_files(server.url)
             assert apply_migrations(server.url) == []
             assert_old_campaign_still_works(server.url)
