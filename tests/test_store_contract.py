@@ -9,7 +9,7 @@ from tasks.store.base import StoreError
 from tasks.store.postgres import PostgresStore
 from tasks.store.supabase import SupabaseStore
 from tasks.store.migrate import apply_migrations
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import PG_ADMIN_URL, TEST_DB
 from tests.support.postgrest import start_postgrest
 
 # A syntactically valid JWT: the supabase client checks the key's shape, PostgREST here checks its presence.
@@ -18,14 +18,17 @@ DUMMY_KEY = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJyb2xlIjoic2VydmljZV9yb2xlI
 
 
 @pytest.fixture(scope="module")
-def contract_db() -> str:
+def contract_db():
     """A database of its own, so emptying it never touches the senders other tests registered."""
+    name = f"{TEST_DB}_contract"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute('DROP DATABASE IF EXISTS "wcq_contract" WITH (FORCE)')
-        conn.execute('CREATE DATABASE "wcq_contract"')
-    url = PG_ADMIN_URL.rpartition("/")[0] + "/wcq_contract"
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN_URL.rpartition("/")[0] + f"/{name}"
     apply_migrations(url)
-    return url
+    yield url
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +102,35 @@ def test_recipients_can_come_from_a_one_pass_stream_that_may_fail_half_way(store
     with pytest.raises(StoreError):
         store.create_campaign(_campaign(), iter([]))
     assert store.list_campaigns(10, 0)[1] == 1
+
+
+def _many_leads(n: int):
+    """n recipients with named parameters that need escaping in JSON (quotes, backslashes, accents)."""
+    for i in range(n):
+        yield {"phone": f"58414{i:07d}", "parameters": {"nombre": f'Ñandú "{i}" \\ {i % 7}'}}
+
+
+def test_a_large_upload_is_numbered_in_file_order_across_blocks(store):
+    assert store.create_campaign(_campaign(), _many_leads(12_001), lambda: {"rejected_rows": []}) == \
+        {"id": "promo", "total": 12_001, "created": True}
+    page = store.list_recipients("promo", None, 3, 11_998)
+    assert [(r["seq"], r["phone"]) for r in page["recipients"]] == \
+        [(11_999, "584140011998"), (12_000, "584140011999"), (12_001, "584140012000")]
+    claimed = store.claim_messages("promo", 5_000, 5_001, "w")
+    assert [m.parameters for m in claimed] == [{"nombre": 'Ñandú "4999" \\ 1'}, {"nombre": 'Ñandú "5000" \\ 2'}]
+
+
+def test_an_upload_rejected_after_several_blocks_stores_nothing(store):
+    def leads():
+        for i, lead in enumerate(_many_leads(12_001)):
+            if i == 11_000:
+                raise ValueError("row 11002 is unreadable")
+            yield lead
+
+    with pytest.raises(ValueError, match="row 11002"):
+        store.create_campaign(_campaign(), leads(), lambda: {"rejected_rows": []})
+    assert store.list_campaigns(10, 0) == ([], 0)
+    assert store.list_recipients("promo", None, 1, 0)["total"] == 0
 
 
 def test_claims_are_exclusive_and_outcomes_apply_once(store):

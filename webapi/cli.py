@@ -23,7 +23,8 @@ def db() -> None:
 
 @db.command("upgrade")
 def upgrade() -> None:
-    """Apply the SQL migrations (needs DATABASE_URL; with Supabase use its connection string)."""
+    """Apply the SQL migrations, then the changed function files (needs DATABASE_URL; with Supabase use its
+    connection string)."""
     settings = runtime().settings
     if not settings.database_url:
         raise click.ClickException("DATABASE_URL is not set: migrations need a direct Postgres connection "

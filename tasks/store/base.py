@@ -74,16 +74,14 @@ class Store:
         """Store a campaign and its recipients atomically; returns {id, total, created}.
 
         `leads` may be a one-pass iterator, and an exception it raises stores nothing. Once it is exhausted,
-        `finish()` gives the campaign fields known only then (`rejected_rows`). This adapter must send one
-        document, so it reads all recipients first; the Postgres adapter streams them.
+        `finish()` gives the campaign fields known only then (`rejected_rows`). Here each call is its own
+        transaction, so all recipients are read first and sent as one document to the function that runs
+        the upload steps in one call; the Postgres adapter runs the same steps itself, streaming.
         """
         leads = list(leads)
         if finish is not None:
             campaign = {**campaign, **finish()}
-        row = self._call("create_campaign", p_campaign=campaign, p_leads=leads)
-        if row["created"] and campaign.get("created_by"):
-            self._call("set_campaign_creator", p_campaign_id=row["id"], p_created_by=campaign["created_by"])
-        return row
+        return self._call("create_campaign_document", p_campaign=campaign, p_recipients=leads)
 
     def delete_campaign(self, campaign_id: str) -> bool:
         """Remove a campaign and its recipients (used when it could not be enqueued)."""

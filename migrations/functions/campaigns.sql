@@ -1,0 +1,70 @@
+-- Campaign rows: reading, listing, status transitions and removal.
+
+-- The campaign as the API shows it: without the rejected rows (only their count) and the idempotency key.
+CREATE OR REPLACE FUNCTION instancia_sofia.campaign_json(c instancia_sofia.campaigns)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT to_jsonb(c) - 'rejected_rows' - 'idempotency_key'
+           || jsonb_build_object('rejected_count', jsonb_array_length(c.rejected_rows));
+$$;
+
+CREATE OR REPLACE FUNCTION instancia_sofia.get_campaign(p_campaign_id text)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT instancia_sofia.campaign_json(c) FROM instancia_sofia.campaigns c WHERE c.id = p_campaign_id;
+$$;
+
+-- A page of campaigns, newest first, with the count of all of them.
+CREATE OR REPLACE FUNCTION instancia_sofia.list_campaigns(p_limit integer, p_offset integer)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'campaigns', COALESCE((
+            SELECT jsonb_agg(instancia_sofia.campaign_json(c) ORDER BY c.created_at DESC, c.id)
+            FROM (SELECT * FROM instancia_sofia.campaigns ORDER BY created_at DESC, id
+                  LIMIT p_limit OFFSET p_offset) c), '[]'::jsonb),
+        'total', (SELECT count(*) FROM instancia_sofia.campaigns));
+$$;
+
+-- Ids of the campaigns the sweeper still looks after.
+CREATE OR REPLACE FUNCTION instancia_sofia.open_campaigns()
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT COALESCE(jsonb_agg(id ORDER BY created_at), '[]'::jsonb)
+    FROM instancia_sofia.campaigns WHERE status IN ('queued', 'running', 'paused');
+$$;
+
+-- Moves a campaign to a new status when the transition makes sense; returns whether it moved.
+-- 'running' may follow 'completed' and 'failed': an operator's retry reopens the campaign.
+CREATE OR REPLACE FUNCTION instancia_sofia.set_campaign_status(
+    p_campaign_id text, p_status text, p_reason text DEFAULT NULL)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    v_from text[] := CASE p_status
+        WHEN 'running' THEN ARRAY['queued', 'paused', 'completed', 'failed']
+        WHEN 'paused' THEN ARRAY['queued', 'running']
+        WHEN 'cancelled' THEN ARRAY['queued', 'running', 'paused']
+        WHEN 'completed' THEN ARRAY['queued', 'running']
+        WHEN 'failed' THEN ARRAY['queued', 'running', 'paused']
+        ELSE ARRAY[]::text[] END;
+    v_status text;
+BEGIN
+    UPDATE instancia_sofia.campaigns
+    SET status = p_status,
+        status_reason = p_reason,
+        started_at = CASE WHEN p_status = 'running' THEN COALESCE(started_at, now()) ELSE started_at END,
+        finished_at = CASE WHEN p_status IN ('cancelled', 'completed', 'failed') THEN now() ELSE NULL END,
+        updated_at = now()
+    WHERE id = p_campaign_id AND status = ANY (v_from)
+    RETURNING status INTO v_status;
+    IF FOUND THEN
+        RETURN jsonb_build_object('changed', true, 'status', v_status);
+    END IF;
+    SELECT status INTO v_status FROM instancia_sofia.campaigns WHERE id = p_campaign_id;
+    RETURN jsonb_build_object('changed', false, 'status', v_status);
+END;
+$$;
+
+-- Removes a campaign and its recipients (recipients carry no foreign key, see 005_campaign_row.sql).
+CREATE OR REPLACE FUNCTION instancia_sofia.delete_campaign(p_campaign_id text)
+RETURNS jsonb LANGUAGE sql AS $$
+    WITH l AS (DELETE FROM instancia_sofia.leads_activos WHERE campaign_id = p_campaign_id),
+         d AS (DELETE FROM instancia_sofia.campaigns WHERE id = p_campaign_id RETURNING 1)
+    SELECT jsonb_build_object('deleted', count(*) > 0) FROM d;
+$$;

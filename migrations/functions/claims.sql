@@ -1,0 +1,66 @@
+-- Claims: which worker is sending which recipient, and how a dead worker's claims are released.
+
+-- Versions before 003 claimed without naming the worker (three arguments).
+DROP FUNCTION IF EXISTS instancia_sofia.claim_messages(text, integer, integer);
+
+-- Claims, for worker p_owner, the pending recipients of one chunk so that no other task can send them.
+CREATE OR REPLACE FUNCTION instancia_sofia.claim_messages(
+    p_campaign_id text, p_seq_from integer, p_seq_to integer, p_owner text)
+RETURNS jsonb LANGUAGE sql AS $$
+    WITH claimed AS (
+        UPDATE instancia_sofia.leads_activos
+        SET status = 'sending', attempts = attempts + 1, claimed_at = now(), claimed_by = p_owner,
+            updated_at = now()
+        WHERE campaign_id = p_campaign_id AND seq BETWEEN p_seq_from AND p_seq_to AND status = 'pending'
+        RETURNING id, seq, phone, parameters, attempts)
+    SELECT COALESCE(jsonb_agg(jsonb_build_object('id', id, 'seq', seq, 'phone', phone,
+                                                 'parameters', parameters, 'attempts', attempts) ORDER BY seq),
+                    '[]'::jsonb)
+    FROM claimed;
+$$;
+
+-- The workers that hold claims in a campaign, with their oldest claim's age in seconds.
+CREATE OR REPLACE FUNCTION instancia_sofia.claim_owners(p_campaign_id text)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT COALESCE(jsonb_object_agg(COALESCE(claimed_by, ''), age), '{}'::jsonb)
+    FROM (SELECT claimed_by, extract(epoch FROM now() - min(claimed_at))::integer AS age
+          FROM instancia_sofia.leads_activos
+          WHERE campaign_id = p_campaign_id AND status = 'sending'
+          GROUP BY claimed_by) o;
+$$;
+
+-- Releases a dead worker's claims: rows whose request may have gone out become unknown, the rest pending.
+CREATE OR REPLACE FUNCTION instancia_sofia.recover_claims(
+    p_campaign_id text, p_owner text, p_attempted bigint[], p_older_than_s integer DEFAULT 0)
+RETURNS jsonb LANGUAGE sql AS $$
+    WITH moved AS (
+        UPDATE instancia_sofia.leads_activos
+        SET status = CASE WHEN id = ANY (p_attempted) THEN 'unknown' ELSE 'pending' END,
+            error_detail = CASE WHEN id = ANY (p_attempted)
+                                THEN 'El worker se detuvo durante el envío; no se sabe si WhatsApp lo recibió'
+                                ELSE error_detail END,
+            updated_at = now()
+        WHERE campaign_id = p_campaign_id AND status = 'sending'
+          AND COALESCE(claimed_by, '') = p_owner
+          AND claimed_at <= now() - make_interval(secs => p_older_than_s)
+        RETURNING status)
+    SELECT jsonb_build_object('unknown', count(*) FILTER (WHERE status = 'unknown'),
+                              'pending', count(*) FILTER (WHERE status = 'pending'))
+    FROM moved;
+$$;
+
+-- Batches that still hold pending recipients.
+CREATE OR REPLACE FUNCTION instancia_sofia.pending_batches(p_campaign_id text, p_batch_size integer)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT COALESCE(jsonb_agg(b ORDER BY b), '[]'::jsonb)
+    FROM (SELECT DISTINCT (seq - 1) / p_batch_size + 1 AS b
+          FROM instancia_sofia.leads_activos
+          WHERE campaign_id = p_campaign_id AND status = 'pending') s;
+$$;
+
+-- Batches that have recipients being sent right now (a batch without any is not really in flight).
+CREATE OR REPLACE FUNCTION instancia_sofia.sending_batches(p_campaign_id text, p_batch_size integer)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT COALESCE(jsonb_agg(DISTINCT (seq - 1) / p_batch_size + 1), '[]'::jsonb)
+    FROM instancia_sofia.leads_activos WHERE campaign_id = p_campaign_id AND status = 'sending';
+$$;

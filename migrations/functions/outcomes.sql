@@ -1,0 +1,36 @@
+-- Send outcomes reported by the workers.
+
+-- Applies send outcomes to claimed rows only, so a repeated call changes nothing; returns what moved and
+-- the failures grouped by error code. A delivery notification that arrived first wins: a message WhatsApp
+-- says failed is failed, and one it says it delivered was sent even if our request timed out. Outcomes
+-- apply only to rows still claimed by the worker that reports them: after a worker was taken for dead and
+-- its messages handed to another, its late results must not overwrite the new claim.
+CREATE OR REPLACE FUNCTION instancia_sofia.record_outcomes(p_outcomes jsonb)
+RETURNS jsonb LANGUAGE sql AS $$
+    WITH o AS (
+        SELECT * FROM jsonb_to_recordset(p_outcomes)
+            AS x(id bigint, status text, wamid text, error_code integer, error_detail text, owner text)),
+    moved AS (
+        UPDATE instancia_sofia.leads_activos l
+        SET status = CASE
+                WHEN o.status IN ('sent', 'unknown') AND l.delivery_status = 'failed' THEN 'failed'
+                WHEN o.status = 'unknown' AND l.delivery_status IN ('sent', 'delivered', 'read') THEN 'sent'
+                ELSE o.status END,
+            wamid = COALESCE(o.wamid, l.wamid),
+            error_code = CASE WHEN l.delivery_status = 'failed' AND o.status IN ('sent', 'unknown')
+                              THEN l.error_code ELSE o.error_code END,
+            error_detail = CASE WHEN l.delivery_status = 'failed' AND o.status IN ('sent', 'unknown')
+                                THEN l.error_detail ELSE o.error_detail END,
+            sent_at = CASE WHEN o.status = 'sent' THEN COALESCE(l.sent_at, now()) ELSE l.sent_at END,
+            updated_at = now()
+        FROM o
+        WHERE l.id = o.id AND l.status = 'sending' AND (o.owner IS NULL OR l.claimed_by = o.owner)
+        RETURNING l.status, l.error_code, l.error_detail)
+    SELECT jsonb_build_object(
+        'moved', COALESCE((SELECT jsonb_object_agg(status, n)
+                           FROM (SELECT status, count(*) AS n FROM moved GROUP BY status) s), '{}'::jsonb),
+        'errors', COALESCE((SELECT jsonb_object_agg(code, jsonb_build_object('count', n, 'detail', detail))
+                            FROM (SELECT COALESCE(error_code::text, 'network') AS code, count(*) AS n,
+                                         max(error_detail) AS detail
+                                  FROM moved WHERE status = 'failed' GROUP BY 1) e), '{}'::jsonb));
+$$;
