@@ -11,7 +11,7 @@ from tasks.config import Settings, load_settings
 from tasks.logsetup import configure_handlers
 from tasks.queue import CeleryQueue, TaskQueue
 from tasks.runtime import build_runtime
-from webapi import cli, openapi, views, webhooks
+from webapi import cli, limits, openapi, views, webhooks
 from webapi.context import EXTENSION
 from webapi.errors import register_error_handlers
 
@@ -36,6 +36,7 @@ def create_app(test_config: dict | None = None, *, settings: Settings | None = N
     app.json.ensure_ascii = False
     configure_handlers(app.logger, settings.instance_id)
     register_error_handlers(app)
+    limits.register(app)
     app.register_blueprint(views.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(cli.bp)

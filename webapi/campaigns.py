@@ -7,16 +7,19 @@ import re
 from datetime import datetime, timezone
 import unicodedata
 
+from tasks import texts
 from tasks.errors import describe
 from tasks.pipeline import CampaignNotFound, InvalidTransition
 from tasks.runtime import Runtime
 from tasks.vocabulary import COUNTERS, SETTLED_RECIPIENT_STATUSES, CampaignStatus
 from webapi.contacts import ContactsError, ContactStream, open_csv, open_records
-from webapi.errors import ApiError
+from webapi.errors import MAX_ID_LENGTH, ApiError
 
 log = logging.getLogger("webapi")
 
 MAX_REJECTED_STORED = 10_000
+# What slugify (plus the store's "-2" suffixes) can produce; anything else cannot name a campaign.
+_CAMPAIGN_ID = re.compile(r"[a-z0-9_-]{1,%d}" % MAX_ID_LENGTH)
 
 
 def slugify(title: str) -> str:
@@ -50,6 +53,13 @@ def open_contacts(runtime: Runtime, form: dict, upload) -> ContactStream:
         raise ApiError(422, exc.message, exc.details) from None
     raise ApiError(400, "Falta el archivo: envíe el CSV en el campo 'archivo_csv' (multipart) o la lista "
                         "'contactos' en un cuerpo JSON.", {"field": "archivo_csv"})
+
+
+def check_campaign_id(campaign_id: str) -> None:
+    """Refuse, before any store or Redis call, an id no campaign can have (NUL, quotes, slashes, 5,000 chars)."""
+    if not _CAMPAIGN_ID.fullmatch(campaign_id):
+        raise ApiError(404, texts.CAMPAIGN_ID_INVALID.format(max_length=MAX_ID_LENGTH),
+                       {"campaign_id_length": len(campaign_id)})
 
 
 def rejected_report(contacts: ContactStream) -> list[dict]:
@@ -106,6 +116,7 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
 
 def queue_status(runtime: Runtime, campaign_id: str) -> dict:
     """A campaign's live counters and status, read from Redis."""
+    check_campaign_id(campaign_id)
     try:
         return summarize(campaign_id, *live_snapshot(runtime, campaign_id))
     except CampaignNotFound:
@@ -171,6 +182,7 @@ _ACTIONS = {"pausar": ("pause", "Campaña pausada"), "reanudar": ("resume", "Cam
 
 def act_on_campaign(runtime: Runtime, campaign_id: str, action: str) -> dict:
     """Pause, resume or cancel a campaign."""
+    check_campaign_id(campaign_id)
     method, message = _ACTIONS[action]
     try:
         result = getattr(runtime.pipeline, method)(campaign_id)
@@ -186,6 +198,7 @@ def act_on_campaign(runtime: Runtime, campaign_id: str, action: str) -> dict:
 
 def retry_campaign(runtime: Runtime, campaign_id: str, statuses: list[str]) -> dict:
     """Send again the recipients left unknown and/or failed."""
+    check_campaign_id(campaign_id)
     try:
         moved = runtime.pipeline.retry(campaign_id, statuses)
     except CampaignNotFound:
@@ -203,6 +216,7 @@ _STATUS_ES = {"unknown": "desconocidos", "failed": "fallidos"}
 
 def list_recipients(runtime: Runtime, campaign_id: str, status: str | None, page: int, per_page: int) -> dict:
     """A page of a campaign's recipients, for example the unknown ones an operator must decide about."""
+    check_campaign_id(campaign_id)
     if runtime.store.get_campaign(campaign_id) is None:
         raise ApiError(404, f"No existe la campaña '{campaign_id}'.", {"campaign_id": campaign_id})
     result = runtime.store.list_recipients(campaign_id, status, per_page, (page - 1) * per_page)
