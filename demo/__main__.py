@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -22,6 +23,24 @@ SAMPLE_CSV = Path(__file__).resolve().parent / "contactos_demo.csv"
 DEMO_BUZON = "demo"
 DEMO_PHONE_NUMBER_ID = "109876543210001"
 DEMO_TOKEN = "demo-sandbox-token"
+FLOWER_USER = "demo"
+
+
+def flower_credentials(data_dir: Path) -> tuple[str, str, str]:
+    """Flower's basic-auth setting, its user and where the password is: FLOWER_BASIC_AUTH if set, else a new one.
+
+    Flower shows task arguments and results and can revoke tasks, so the demo never starts it open. A
+    generated password goes to a file only the current user can read, never to the terminal or a command line.
+    """
+    configured = os.environ.get("FLOWER_BASIC_AUTH", "").strip()
+    if configured:
+        return configured, configured.split(":", 1)[0], "FLOWER_BASIC_AUTH"
+    path = data_dir / "flower-password.txt"
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    password = path.read_text().strip() or secrets.token_urlsafe(18)
+    path.write_text(password + "\n")
+    return f"{FLOWER_USER}:{password}", FLOWER_USER, str(path)
 
 
 class Process:
@@ -120,15 +139,20 @@ def run(args: argparse.Namespace) -> int:
                                             "-c", "200", "-E", "-n", "demo@%h", "--loglevel=INFO"], env, log_dir))
         processes.append(Process("beat", [python, "-m", "celery", "-A", "tasks", "beat", "--loglevel=INFO",
                                           "-s", str(data_dir / "celerybeat-schedule")], env, log_dir))
+        flower_auth, flower_user, flower_password_at = flower_credentials(data_dir)
+        # Through the environment, which Flower reads itself: a command line is visible to every local user.
         processes.append(Process("flower", [python, "-m", "celery", "-A", "tasks", "flower",
-                                            f"--port={flower_port}", "--address=127.0.0.1"], env, log_dir))
+                                            f"--port={flower_port}", "--address=127.0.0.1"],
+                                 {**env, "FLOWER_BASIC_AUTH": flower_auth}, log_dir))
         processes.append(Process("api", [python, "-m", "gunicorn", "-k", "gevent", "-w", "1", "-b",
                                          f"127.0.0.1:{api_port}", "webapi:create_app()"], env, log_dir))
         print("Starting the worker, beat (the sweeper), Flower and the API ...")
         wait_until(lambda: requests.get(api_url + "/api/estado-sistema", headers=auth,
                                         timeout=2).json()["worker_running"],
                    60, "the API and a live worker", processes)
-        wait_until(lambda: requests.get(flower_url + "/healthcheck", timeout=2).ok, 60, "Flower", processes)
+        login = tuple(flower_auth.split(",")[0].split(":", 1))
+        wait_until(lambda: requests.get(flower_url + "/api/workers", auth=login, timeout=2).ok, 60, "Flower",
+                   processes)
 
         title = f"Demo bienvenida {time.strftime('%Y-%m-%d %H:%M:%S')}"
         with open(args.contacts, "rb") as csv:
@@ -162,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n  API docs:        {api_url}/api/docs")
         print(f"  Queue status:    {api_url}/api/estado-cola/{campaign_id}")
         print(f"  Campaigns:       {api_url}/api/listar-campanas")
-        print(f"  Flower:          {flower_url}")
+        print(f"  Flower:          {flower_url}  (user '{flower_user}', password in {flower_password_at})")
         print(f"  API key (operator): {api_key}")
         print(f"    e.g. curl -H 'X-API-Key: {api_key}' {api_url}/api/listar-campanas")
         print(f"  Sandbox log:     {sandbox.url}/_sandbox/messages")

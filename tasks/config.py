@@ -32,6 +32,7 @@ class Settings:
     debug: bool = False
     instance_id: str = "instance-1"
     max_csv_size_mb: int = 50
+    max_json_body_mb: int = 5
     max_messages_per_campaign: int = 100_000
     max_param_length: int = 1024
     default_region: str = "VE"
@@ -59,6 +60,11 @@ class Settings:
     def max_csv_bytes(self) -> int:
         """The upload size limit in bytes."""
         return self.max_csv_size_mb * 1024 * 1024
+
+    @property
+    def max_json_body_bytes(self) -> int:
+        """The JSON body size limit in bytes (a parsed JSON body takes ~17 times its size in memory)."""
+        return self.max_json_body_mb * 1024 * 1024
 
 
 def _positive_int(name: str, raw: str, minimum: int = 1) -> int:
@@ -120,6 +126,7 @@ _PARSERS = {
     "debug": _bool,
     "instance_id": lambda n, v: v.strip() or "instance-1",
     "max_csv_size_mb": lambda n, v: _positive_int(n, v),
+    "max_json_body_mb": lambda n, v: _positive_int(n, v),
     "max_messages_per_campaign": lambda n, v: _positive_int(n, v),
     "max_param_length": lambda n, v: _positive_int(n, v),
     "default_region": lambda n, v: _region(n, v),

@@ -17,20 +17,49 @@ def mask(text: str) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """Masks the final message of every record that passes through a handler."""
+    """Masks every part of a record that passes through a handler: message, traceback and stack.
+
+    A traceback is rendered here (and cached in `exc_text`, which every formatter reuses), because the
+    exception's text is where a database error quotes the row it choked on, whole phone number included.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Replace the record's message with its masked rendering."""
+        """Replace the record's message, traceback and stack with their masked renderings."""
         message = record.getMessage()
         masked = mask(message)
         if masked != message:
             record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _PLAIN.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask(record.exc_text)
+        if record.stack_info:
+            record.stack_info = mask(record.stack_info)
         return True
+
+
+class RedactingFormatter(logging.Formatter):
+    """Masks what it writes, for the handlers that format records the filter has not seen."""
+
+    def formatException(self, ei) -> str:
+        """The traceback, masked."""
+        return mask(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        """The stack, masked."""
+        return mask(super().formatStack(stack_info))
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """The message line, masked."""
+        return mask(super().formatMessage(record))
+
+
+_PLAIN = logging.Formatter()
 
 
 def formatter(instance_id: str) -> logging.Formatter:
     """`[instance-1] 2026-01-08 10:30:10 - message`."""
-    return logging.Formatter(f"[{instance_id}] %(asctime)s - %(message)s", datefmt=DATE_FORMAT)
+    return RedactingFormatter(f"[{instance_id}] %(asctime)s - %(message)s", datefmt=DATE_FORMAT)
 
 
 def configure_handlers(logger: logging.Logger, instance_id: str) -> None:

@@ -156,6 +156,40 @@ PHONE_HINT_FOREIGN = "; si es de otro país, escríbalo con + y el código de pa
 
 # --- api: answers of the HTTP routes --------------------------------------------------------------------------
 
+# Validation of fields (marshmallow's English defaults replaced; {min}, {max}, {choices} are filled by it).
+FIELD_REQUIRED = "Falta este campo: es obligatorio."
+FIELD_NULL = "Este campo no puede ser nulo: envíe un valor o quítelo."
+FIELD_INVALID = "Valor no válido."
+FIELD_NOT_TEXT = "Debe ser un texto."
+FIELD_NOT_UTF8 = "No es texto UTF-8 válido."
+FIELD_NOT_INTEGER = "Debe ser un número entero."
+FIELD_NOT_NUMBER = "Debe ser un número."
+FIELD_TOO_LARGE = "El número es demasiado grande."
+FIELD_NOT_BOOLEAN = "Debe ser verdadero o falso (true o false)."
+FIELD_NOT_LIST = "Debe ser una lista."
+FIELD_NOT_OBJECT = "Debe ser un objeto con campos, como {{\"nombre\": \"Ana\"}}."
+FIELD_NOT_BODY = "Se esperaba un objeto JSON con los campos del formulario."
+FIELD_UNKNOWN = "Campo desconocido."
+FIELD_LENGTH_BETWEEN = "Debe tener entre {min} y {max} caracteres."
+FIELD_LENGTH_AT_MOST = "Debe tener como máximo {max} caracteres."
+FIELD_ITEMS_AT_LEAST = "Debe tener al menos {min} elemento(s)."
+FIELD_RANGE = "Debe ser un número entero entre {min} y {max}."
+FIELD_ONE_OF = "Debe ser uno de: {choices}."
+FIELD_BAD_CHARACTER = ("Tiene un carácter no permitido (NUL o Unicode inválido, como una mitad de emoji "
+                       "suelta). Quítelo y envíe de nuevo.")
+CONTACT_BAD_CHARACTER = ("El contacto {row} tiene un carácter no permitido (NUL o Unicode inválido) en el campo "
+                         "'{field}'. Quítelo y envíe de nuevo.")
+
+# Request guards.
+CAMPAIGN_ID_INVALID = ("El id de campaña no es válido: un id tiene solo minúsculas, números, guiones y _ (hasta "
+                       "{max_length} caracteres), tal como lo devuelve crear-campana. Consulte /api/listar-campanas.")
+JSON_TOO_LARGE = ("El cuerpo JSON pesa {size_mb:.1f} MB y el límite es {limit_mb} MB. Envíe los contactos como "
+                  "archivo CSV (archivo_csv, hasta {csv_limit_mb} MB) o divida la campaña.")
+JSON_TOO_LARGE_UNKNOWN_SIZE = ("El cuerpo JSON supera el límite de {limit_mb} MB. Envíe los contactos como "
+                               "archivo CSV (archivo_csv, hasta {csv_limit_mb} MB) o divida la campaña.")
+JSON_TOO_DEEP = ("El cuerpo JSON tiene demasiados niveles anidados. Envíe un objeto con titulo_campana, plantilla, "
+                 "buzon y una lista 'contactos' de objetos simples.")
+
 # --- access: sign-in, roles, origins and limits ---------------------------------------------------------------
 
 # --- campaign: pause and stop reasons, log lines operators read -----------------------------------------------

@@ -120,14 +120,14 @@ class Worker:
     """A real `celery -A tasks worker -P gevent` process (or `celery -A tasks beat` with beat=True)."""
 
     def __init__(self, env: dict[str, str], name: str, concurrency: int = 200, log_dir: Path | None = None,
-                 beat: bool = False):
+                 beat: bool = False, loglevel: str = "INFO"):
         self.name = f"{name}@{socket.gethostname()}"
         self.log_path = (log_dir or Path("/tmp")) / f"{'beat' if beat else 'worker'}-{name}.log"
         self._log = open(self.log_path, "ab")
         if beat:
-            command = ["beat", "--loglevel=INFO", "-s", str(self.log_path.with_suffix(".schedule"))]
+            command = ["beat", f"--loglevel={loglevel}", "-s", str(self.log_path.with_suffix(".schedule"))]
         else:
-            command = ["worker", "-P", "gevent", "-c", str(concurrency), "-E", "-n", self.name, "--loglevel=INFO",
+            command = ["worker", "-P", "gevent", "-c", str(concurrency), "-E", "-n", self.name, f"--loglevel={loglevel}",
                        "--without-mingle", "--without-gossip"]
         self.process = subprocess.Popen([sys.executable, "-m", "celery", "-A", "tasks", *command],
                                         cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
@@ -230,19 +230,20 @@ class Stack:
     """Workers, beat and an API of their own, on a Redis of their own, for tests that break things."""
 
     def __init__(self, base_env: dict[str, str], redis_url: str, log_dir: Path, key: str | None = None,
-                 **overrides: str):
+                 loglevel: str = "INFO", **overrides: str):
         self.env = {**base_env, "REDIS_URL": redis_url, "SWEEP_INTERVAL_S": "1", "STALE_BATCH_S": "5",
                     "MAX_MESSAGES_PER_CAMPAIGN": "100000", "MAX_CSV_SIZE_MB": "50",
                     "WORKER_HEARTBEAT_TTL_S": "4", **overrides}
         self.redis = redis.Redis.from_url(redis_url, decode_responses=True)
         self.log_dir = log_dir
         self.workers: dict[str, Worker] = {}
-        self.beat = Worker(self.env, "beat", log_dir=log_dir, beat=True)
+        self.loglevel = loglevel
+        self.beat = Worker(self.env, "beat", log_dir=log_dir, beat=True, loglevel=loglevel)
         self.api = Api(self.env, log_dir, key)
 
     def start_worker(self, name: str, concurrency: int = 200) -> Worker:
         """Start (or restart) a named worker and wait for its heartbeat."""
-        worker = Worker(self.env, name, concurrency=concurrency, log_dir=self.log_dir)
+        worker = Worker(self.env, name, concurrency=concurrency, log_dir=self.log_dir, loglevel=self.loglevel)
         worker.wait_ready(self.redis)
         self.workers[name] = worker
         return worker

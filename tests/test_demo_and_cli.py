@@ -40,7 +40,7 @@ def test_demo_runs_a_campaign_end_to_end_and_stops_everything(tmp_path):
     assert "starting an embedded Redis" in output and "starting an embedded PostgreSQL" in output
     assert "Summary: status completed, 1000 sent, 0 failed, 3 rows rejected at upload" in output
     assert "the sandbox accepted 1000 messages" in output
-    assert "Flower:" in output and "/api/docs" in output
+    assert "Flower:" in output and "/api/docs" in output and "password in" in output
     ports = {int(p) for p in re.findall(r"http://127\.0\.0\.1:(\d+)", output)}
     assert len(ports) == 3, "API, Flower and sandbox URLs are printed"
     assert [p for p in ports if _port_open(p)] == [], "the demo left a server running"

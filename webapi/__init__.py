@@ -11,7 +11,7 @@ from tasks.config import Settings, load_settings
 from tasks.logsetup import configure_handlers
 from tasks.queue import CeleryQueue, TaskQueue
 from tasks.runtime import build_runtime
-from webapi import access, audit, cli, headers, health, limits, openapi, views, webhooks
+from webapi import access, audit, bodies, cli, headers, health, limits, openapi, views, webhooks
 from webapi.context import EXTENSION
 from webapi.errors import register_error_handlers
 
@@ -37,6 +37,8 @@ def create_app(test_config: dict | None = None, *, settings: Settings | None = N
     app.json.ensure_ascii = False
     configure_handlers(app.logger, settings.instance_id)
     register_error_handlers(app)
+    # JSON bodies are checked before anything reads them (a body nested too deep must not reach a parser).
+    bodies.register(app)
     access.install(app, settings, runtime)
     limits.install(app, settings)
     audit.install(app)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException
 from webapi.context import runtime
 
 log = logging.getLogger("webapi.audit")
@@ -32,7 +33,10 @@ def _buzon() -> str | None:
     """The buzón an upload asked for."""
     if request.endpoint != "api.create_campaign":
         return None
-    source = request.get_json(silent=True) if request.is_json else request.form
+    try:
+        source = request.get_json(silent=True) if request.is_json else request.form
+    except (RecursionError, HTTPException):  # a body too deep or too large, already refused (webapi.bodies)
+        return None
     return source.get("buzon") if hasattr(source, "get") else None
 
 

@@ -7,17 +7,20 @@ import re
 from datetime import datetime, timezone
 import unicodedata
 
+from tasks import texts
 from tasks.errors import describe
 from tasks.pipeline import CampaignNotFound, InvalidTransition
 from tasks.runtime import Runtime
 from tasks.vocabulary import COUNTERS, SETTLED_RECIPIENT_STATUSES, CampaignStatus
 from webapi.contacts import ContactsError, ContactStream, open_csv, open_records
 from webapi.access import Caller
-from webapi.errors import ApiError
+from webapi.errors import MAX_ID_LENGTH, ApiError
 
 log = logging.getLogger("webapi")
 
 MAX_REJECTED_STORED = 10_000
+# What slugify (plus the store's "-2" suffixes) can produce; anything else cannot name a campaign.
+_CAMPAIGN_ID = re.compile(r"[a-z0-9_-]{1,%d}" % MAX_ID_LENGTH)
 
 
 def slugify(title: str) -> str:
@@ -52,6 +55,13 @@ def open_contacts(runtime: Runtime, form: dict, upload) -> ContactStream:
         raise ApiError(422, exc.message, exc.details) from None
     raise ApiError(400, "Falta el archivo: envíe el CSV en el campo 'archivo_csv' (multipart) o la lista "
                         "'contactos' en un cuerpo JSON.", {"field": "archivo_csv"})
+
+
+def check_campaign_id(campaign_id: str) -> None:
+    """Refuse, before any store or Redis call, an id no campaign can have (NUL, quotes, slashes, 5,000 chars)."""
+    if not _CAMPAIGN_ID.fullmatch(campaign_id):
+        raise ApiError(404, texts.CAMPAIGN_ID_INVALID.format(max_length=MAX_ID_LENGTH),
+                       {"campaign_id_length": len(campaign_id)})
 
 
 def rejected_report(contacts: ContactStream) -> list[dict]:
@@ -131,6 +141,7 @@ def check_scope(runtime: Runtime, campaign_id: str, scope: list[str] | None) -> 
 
 def queue_status(runtime: Runtime, campaign_id: str, scope: list[str] | None = None) -> dict:
     """A campaign's live counters and status, read from Redis."""
+    check_campaign_id(campaign_id)
     try:
         snapshot = live_snapshot(runtime, campaign_id)
     except CampaignNotFound:
@@ -198,8 +209,9 @@ _ACTIONS = {"pausar": ("pause", "Campaña pausada"), "reanudar": ("resume", "Cam
 
 def act_on_campaign(runtime: Runtime, campaign_id: str, action: str, scope: list[str] | None = None) -> dict:
     """Pause, resume or cancel a campaign."""
-    method, message = _ACTIONS[action]
+    check_campaign_id(campaign_id)
     check_scope(runtime, campaign_id, scope)
+    method, message = _ACTIONS[action]
     try:
         result = getattr(runtime.pipeline, method)(campaign_id)
     except CampaignNotFound:
@@ -214,6 +226,7 @@ def act_on_campaign(runtime: Runtime, campaign_id: str, action: str, scope: list
 
 def retry_campaign(runtime: Runtime, campaign_id: str, statuses: list[str], scope: list[str] | None = None) -> dict:
     """Send again the recipients left unknown and/or failed."""
+    check_campaign_id(campaign_id)
     check_scope(runtime, campaign_id, scope)
     try:
         moved = runtime.pipeline.retry(campaign_id, statuses)
@@ -233,6 +246,7 @@ _STATUS_ES = {"unknown": "desconocidos", "failed": "fallidos"}
 def list_recipients(runtime: Runtime, campaign_id: str, status: str | None, page: int, per_page: int,
                     scope: list[str] | None = None, full_phones: bool = True) -> dict:
     """A page of a campaign's recipients, for example the unknown ones an operator must decide about."""
+    check_campaign_id(campaign_id)
     row = runtime.store.get_campaign(campaign_id)
     if row is None or (scope is not None and row["buzon"] not in scope):
         raise _not_found(campaign_id)

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from flask_limiter import RateLimitExceeded
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from tasks import texts
 from webapi.context import runtime
 from webapi.limits import limiter
 
 log = logging.getLogger("webapi")
+
+MAX_ID_LENGTH = 100
+_PER_CAMPAIGN_ROUTE = re.compile(r"/api/(estado-cola|destinatarios|(pausar|reanudar|cancelar|reintentar)-campana)/.")
 
 
 class ApiError(Exception):
@@ -58,7 +63,12 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc):
-        limit_mb = runtime().settings.max_csv_size_mb
+        settings = runtime().settings
+        if request.is_json:
+            return jsonify(error_body(texts.JSON_TOO_LARGE_UNKNOWN_SIZE.format(
+                limit_mb=settings.max_json_body_mb, csv_limit_mb=settings.max_csv_size_mb),
+                {"max_json_body_mb": settings.max_json_body_mb})), 413
+        limit_mb = settings.max_csv_size_mb
         return jsonify(error_body(f"El archivo supera el límite de {limit_mb} MB. Divida la campaña en archivos "
                                   "más pequeños.", {"max_csv_size_mb": limit_mb})), 413
 
@@ -66,6 +76,9 @@ def register_error_handlers(app: Flask) -> None:
     def _http_error(exc: HTTPException):
         messages = {404: "La ruta no existe. Consulte /api/docs.", 405: "Método no permitido en esta ruta."}
         message = messages.get(exc.code, exc.description or exc.name)
+        if exc.code == 404 and _PER_CAMPAIGN_ROUTE.match(request.path):
+            # An id holding a slash ('../x') matches no route, but what the caller must fix is the id.
+            message = texts.CAMPAIGN_ID_INVALID.format(max_length=MAX_ID_LENGTH)
         return jsonify(error_body(message, {"http_status": exc.code})), exc.code
 
     @app.errorhandler(Exception)

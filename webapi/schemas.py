@@ -2,36 +2,152 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timezone
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from tasks import texts
+
+#: The deepest page a listing serves: (page - 1) * per_page must stay a 32-bit offset for PostgreSQL.
+MAX_PAGE = 1_000_000
 
 _TEMPLATE_NAME = validate.Regexp(r"^[a-z0-9_]{1,512}$",
                                  error="Use el nombre exacto de la plantilla: minúsculas, números y _.")
 _LANGUAGE = validate.Regexp(r"^[a-z]{2,3}(_[A-Z]{2})?$", error="Use un código de idioma como es, es_MX o en_US.")
+# PostgreSQL text cannot hold NUL, and a lone UTF-16 surrogate cannot be encoded as UTF-8.
+_BAD_CHARACTER = re.compile("[\x00\ud800-\udfff]")
+
+# marshmallow's English default messages, by field class (the first class of a field's MRO found wins).
+_SPANISH = {
+    fields.Field: {"required": texts.FIELD_REQUIRED, "null": texts.FIELD_NULL,
+                   "validator_failed": texts.FIELD_INVALID},
+    fields.String: {"invalid": texts.FIELD_NOT_TEXT, "invalid_utf8": texts.FIELD_NOT_UTF8},
+    fields.Integer: {"invalid": texts.FIELD_NOT_INTEGER},
+    fields.Number: {"invalid": texts.FIELD_NOT_NUMBER, "too_large": texts.FIELD_TOO_LARGE},
+    fields.Boolean: {"invalid": texts.FIELD_NOT_BOOLEAN},
+    fields.List: {"invalid": texts.FIELD_NOT_LIST},
+    fields.Mapping: {"invalid": texts.FIELD_NOT_OBJECT},
+}
 
 
-class CampaignRequestSchema(Schema):
-    """The form fields (multipart) or JSON body of POST /api/crear-campana."""
+def _length(minimum: int | None = None, maximum: int | None = None) -> validate.Length:
+    """A length check whose message is Spanish (texts between bounds, at most, or lists of at least)."""
+    if minimum is not None and maximum is not None:
+        message = texts.FIELD_LENGTH_BETWEEN
+    elif maximum is not None:
+        message = texts.FIELD_LENGTH_AT_MOST
+    else:
+        message = texts.FIELD_ITEMS_AT_LEAST
+    return validate.Length(min=minimum, max=maximum, error=message)
+
+
+def _range(minimum: int, maximum: int) -> validate.Range:
+    """A range check whose message names both bounds in Spanish."""
+    return validate.Range(min=minimum, max=maximum, error=texts.FIELD_RANGE)
+
+
+def _one_of(choices: list[str]) -> validate.OneOf:
+    """A choice check whose message lists the choices in Spanish."""
+    return validate.OneOf(choices, error=texts.FIELD_ONE_OF)
+
+
+def _translate(field: fields.Field) -> None:
+    """Replace the English defaults of a field (and of a list's items) by their Spanish texts.
+
+    Messages a field declares itself are kept: only those still equal to marshmallow's default change.
+    """
+    for key, message in list(field.error_messages.items()):
+        for cls in type(field).__mro__:
+            english = vars(cls).get("default_error_messages", {}).get(key)
+            if english is not None:
+                if message == english and key in _SPANISH.get(cls, {}):
+                    field.error_messages[key] = _SPANISH[cls][key]
+                break
+    inner = getattr(field, "inner", None)
+    if inner is not None:
+        _translate(inner)
+
+
+class ApiSchema(Schema):
+    """Every input schema of the API: unknown fields are ignored and every message is Spanish."""
 
     class Meta:
         unknown = EXCLUDE
 
-    titulo_campana = fields.String(required=True, validate=validate.Length(min=1, max=200),
+    error_messages = {"type": texts.FIELD_NOT_BODY, "unknown": texts.FIELD_UNKNOWN}
+
+    def on_bind_field(self, field_name: str, field_obj: fields.Field) -> None:
+        """Give each field its Spanish messages when the schema is built."""
+        _translate(field_obj)
+
+
+class Text(fields.String):
+    """A string that PostgreSQL can store: no NUL and no lone surrogate."""
+
+    default_error_messages = {"bad_character": texts.FIELD_BAD_CHARACTER}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if _BAD_CHARACTER.search(text):
+            raise self.make_error("bad_character")
+        return text
+
+
+class ContactList(fields.List):
+    """The JSON body's contacts: a list of objects whose names and values hold only storable text.
+
+    The rows themselves (phone, parameters) are judged later by the contacts reader, with the CSV rules.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(fields.Dict(), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        contacts = super()._deserialize(value, attr, data, **kwargs)
+        for row, contact in enumerate(contacts, start=1):
+            bad = _bad_text_in(contact)
+            if bad is not None:
+                raise ValidationError(texts.CONTACT_BAD_CHARACTER.format(row=row, field=bad))
+        return contacts
+
+
+def _bad_text_in(contact: dict) -> str | None:
+    """The (printable) name of the first field whose name or value holds a character no store accepts."""
+    for name, value in contact.items():
+        # Values nested in lists or objects are walked without recursion: depth is whatever the JSON allowed.
+        pending = [name, value]
+        while pending:
+            item = pending.pop()
+            if isinstance(item, str):
+                if _BAD_CHARACTER.search(item):
+                    return _BAD_CHARACTER.sub("?", str(name))[:60]
+            elif isinstance(item, dict):
+                pending.extend(item.keys())
+                pending.extend(item.values())
+            elif isinstance(item, list):
+                pending.extend(item)
+    return None
+
+
+class CampaignRequestSchema(ApiSchema):
+    """The form fields (multipart) or JSON body of POST /api/crear-campana."""
+
+    titulo_campana = Text(required=True, validate=_length(1, 200),
                                    metadata={"description": "Título; el id de la campaña se deriva de él."})
-    plantilla = fields.String(required=True, validate=_TEMPLATE_NAME,
+    plantilla = Text(required=True, validate=_TEMPLATE_NAME,
                               metadata={"description": "Nombre de la plantilla aprobada en WhatsApp."})
-    buzon = fields.String(required=True, validate=validate.Length(min=1, max=100),
+    buzon = Text(required=True, validate=_length(1, 100),
                           metadata={"description": "Buzón (número emisor) registrado."})
-    idioma = fields.String(load_default="es", validate=_LANGUAGE,
+    idioma = Text(load_default="es", validate=_LANGUAGE,
                            metadata={"description": "Código de idioma de la plantilla."})
-    columna_telefono = fields.String(load_default=None, validate=validate.Length(max=100),
+    columna_telefono = Text(load_default=None, validate=_length(maximum=100),
                                      metadata={"description": "Nombre de la columna del teléfono, si no es una "
                                                               "de las habituales."})
     parametros_nombrados = fields.Boolean(load_default=False, metadata={
         "description": "true: cada columna es un parámetro con nombre ({{nombre}}); false: posicionales "
                        "({{1}}, {{2}}...) en el orden de las columnas."})
-    contactos = fields.List(fields.Dict(), load_default=None, metadata={
+    contactos = ContactList(load_default=None, metadata={
         "description": "Solo con cuerpo JSON: lista de contactos en lugar de archivo_csv."})
 
 
@@ -111,14 +227,11 @@ class CampaignSummarySchema(QueueStatusSchema):
     idioma = fields.String()
 
 
-class CampaignListQuerySchema(Schema):
+class CampaignListQuerySchema(ApiSchema):
     """Paging of GET /api/listar-campanas."""
 
-    class Meta:
-        unknown = EXCLUDE
-
-    pagina = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    por_pagina = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+    pagina = fields.Integer(load_default=1, validate=_range(1, MAX_PAGE))
+    por_pagina = fields.Integer(load_default=20, validate=_range(1, 100))
 
 
 class CampaignListSchema(Schema):
@@ -156,14 +269,11 @@ class CampaignActionSchema(Schema):
     status = fields.String()
 
 
-class RetryRequestSchema(Schema):
+class RetryRequestSchema(ApiSchema):
     """Body of POST /api/reintentar-campana/<id>."""
 
-    class Meta:
-        unknown = EXCLUDE
-
-    estados = fields.List(fields.String(validate=validate.OneOf(["unknown", "failed"])),
-                          load_default=lambda: ["unknown"], validate=validate.Length(min=1), metadata={
+    estados = fields.List(fields.String(validate=_one_of(["unknown", "failed"])),
+                          load_default=lambda: ["unknown"], validate=_length(minimum=1), metadata={
                               "description": "Qué reintentar: 'unknown' (sin confirmación; podrían llegar dos "
                                              "veces) y/o 'failed'."})
 
@@ -177,9 +287,9 @@ class RetryResultSchema(CampaignActionSchema):
 class RecipientQuerySchema(CampaignListQuerySchema):
     """Filter and paging of GET /api/destinatarios/<id>."""
 
-    estado = fields.String(load_default=None, validate=validate.OneOf(
+    estado = fields.String(load_default=None, validate=_one_of(
         ["pending", "sending", "sent", "failed", "cancelled", "unknown"]))
-    por_pagina = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    por_pagina = fields.Integer(load_default=100, validate=_range(1, 1000))
 
 
 class RecipientSchema(Schema):
