@@ -192,6 +192,8 @@ JSON_TOO_DEEP = ("El cuerpo JSON tiene demasiados niveles anidados. Envíe un ob
 
 # --- access: sign-in, roles, origins and limits ---------------------------------------------------------------
 
+AUDIT_PERIOD = "Use una fecha entre el año 2000 y el 2199 (ISO 8601, por ejemplo 2026-01-08T10:30:00-04:00)."
+
 # --- campaign: pause and stop reasons, log lines operators read -----------------------------------------------
 
 PAUSE_ERROR_RATE = ("Pausa automática: fallaron {failed} de los últimos {processed} envíos ({share:.0%}, máximo "

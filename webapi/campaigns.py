@@ -274,6 +274,6 @@ def list_senders(store, scope: list[str] | None) -> dict:
 def audit_page(store, query: dict) -> dict:
     """A page of the audit log with the same paging fields as the other lists."""
     page, per_page = query["pagina"], query["por_pagina"]
-    since, until = (query[k].isoformat() if query[k] else None for k in ("desde", "hasta"))
+    since, until = (query[k].astimezone(timezone.utc).isoformat() if query[k] else None for k in ("desde", "hasta"))
     entries, total = store.list_audit(query["campaign_id"], since, until, per_page, (page - 1) * per_page)
     return {"success": True, "entradas": entries, "total": total, "pagina": page, "por_pagina": per_page}

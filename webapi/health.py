@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
+
 from webapi.context import runtime
 
 bp = Blueprint("health", __name__)
@@ -17,12 +18,12 @@ def healthz():
 @bp.get("/readyz")
 def readyz():
     """Redis and the database answer; 503 otherwise, so a load balancer sends no traffic here yet."""
-    runtime = runtime()
+    rt = runtime()
     try:
-        redis_ok = bool(runtime.redis.ping())
+        redis_ok = bool(rt.redis.ping())
     except Exception:
         redis_ok = False
-    database_ok = runtime.store.ping()
+    database_ok = rt.store.ping()
     ready = redis_ok and database_ok
     body = {"success": ready, "redis_connected": redis_ok, "database_connected": database_ok}
     if not ready:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timezone
+from datetime import datetime, timezone
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
@@ -335,14 +335,19 @@ class SenderListSchema(Schema):
     buzones = fields.List(fields.Nested(SenderSchema))
 
 
+# The audit log covers this service's life; anything outside is a typo (and PostgreSQL refuses some of it).
+_AUDIT_PERIOD = validate.Range(min=datetime(2000, 1, 1, tzinfo=timezone.utc),
+                               max=datetime(2200, 1, 1, tzinfo=timezone.utc), error=texts.AUDIT_PERIOD)
+
+
 class AuditQuerySchema(CampaignListQuerySchema):
     """Filters and paging of GET /api/auditoria."""
 
-    campaign_id = fields.String(load_default=None, validate=validate.Length(min=1, max=200),
-                                metadata={"description": "Solo las entradas de esta campaña."})
-    desde = fields.AwareDateTime(load_default=None, default_timezone=timezone.utc, metadata={
+    campaign_id = Text(load_default=None, validate=validate.Length(min=1, max=200),
+                       metadata={"description": "Solo las entradas de esta campaña."})
+    desde = fields.AwareDateTime(load_default=None, default_timezone=timezone.utc, validate=_AUDIT_PERIOD, metadata={
         "description": "Desde este instante (ISO 8601, incluido); sin zona horaria se entiende UTC."})
-    hasta = fields.AwareDateTime(load_default=None, default_timezone=timezone.utc, metadata={
+    hasta = fields.AwareDateTime(load_default=None, default_timezone=timezone.utc, validate=_AUDIT_PERIOD, metadata={
         "description": "Hasta este instante (ISO 8601, excluido)."})
     por_pagina = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
 
