@@ -23,5 +23,11 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q tests/fast $(PYTEST_ARGS)
 
+# ruff (lint and format) over the tree, mypy over tasks/ and webapi/; all configured in pyproject.toml.
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
 clean:
 	rm -rf $(VENV) .demo .pytest_cache

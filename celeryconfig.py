@@ -45,8 +45,11 @@ def from_settings(settings: Settings) -> dict:
         "result_backend": settings.redis_url,
         # The sweeper repairs what crashes leave behind (see tasks/recovery.py); run `celery -A tasks beat`.
         "beat_schedule": {
-            "sweep": {"task": SWEEP, "schedule": settings.sweep_interval_s,
-                      "options": {"expires": settings.sweep_interval_s}},
+            "sweep": {
+                "task": SWEEP,
+                "schedule": settings.sweep_interval_s,
+                "options": {"expires": settings.sweep_interval_s},
+            },
             # Drains status notifications even if the API could not schedule it (and rematches orphans).
             "webhooks": {"task": PROCESS_WEBHOOKS, "schedule": 5.0, "options": {"expires": 5.0}},
         },

@@ -23,8 +23,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.harness import (
-    API_VERSION, DEFAULT_LATENCY_MS, LANGUAGE, PHONE_NUMBER_ID, RATE_LIMIT_CODE, ROOT, TEMPLATE, TOKEN, Bench,
-    BenchError, Delivery, markdown_table, mb, phone, print_machine_info, recipient_parameters, run_cli,
+    API_VERSION,
+    DEFAULT_LATENCY_MS,
+    LANGUAGE,
+    PHONE_NUMBER_ID,
+    RATE_LIMIT_CODE,
+    ROOT,
+    TEMPLATE,
+    TOKEN,
+    Bench,
+    BenchError,
+    Delivery,
+    markdown_table,
+    mb,
+    phone,
+    print_machine_info,
+    recipient_parameters,
+    run_cli,
     sandbox_delivery,
 )
 
@@ -87,10 +102,14 @@ async def _send_proposal(url: str, count: int, connections: int | None) -> Count
     outcomes: Counter[str] = Counter()
     semaphore = asyncio.Semaphore(PROPOSAL_PARALLEL_BATCHES)
     # None keeps httpx's own pool limits, which is what the proposal's plain AsyncClient() gets.
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections) \
-        if connections else httpx.Limits()
-    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=HTTP_TIMEOUT_S,
-                                 limits=limits) as client:
+    limits = (
+        httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        if connections
+        else httpx.Limits()
+    )
+    async with httpx.AsyncClient(
+        headers={"Authorization": f"Bearer {TOKEN}"}, timeout=HTTP_TIMEOUT_S, limits=limits
+    ) as client:
 
         async def send_one(i: int) -> str:
             """POST one message and name its outcome."""
@@ -125,6 +144,7 @@ def client_main(args: argparse.Namespace) -> int:
     # Import what the sender needs before the clock starts, so start-up cost is not charged per message.
     import httpx  # noqa: F401
     import requests  # noqa: F401
+
     from tasks.whatsapp import template_payload  # noqa: F401
 
     cpu_before, wall_before = time.process_time(), time.perf_counter()
@@ -132,9 +152,12 @@ def client_main(args: argparse.Namespace) -> int:
         outcomes = send_sequential(args.url, args.messages, args.delay_ms)
     else:
         outcomes = send_proposal(args.url, args.messages, args.connections)
-    result = {"outcomes": dict(outcomes), "cpu_s": time.process_time() - cpu_before,
-              "wall_s": time.perf_counter() - wall_before,
-              "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+    result = {
+        "outcomes": dict(outcomes),
+        "cpu_s": time.process_time() - cpu_before,
+        "wall_s": time.perf_counter() - wall_before,
+        "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    }
     print(json.dumps(result), flush=True)
     return 0
 
@@ -175,19 +198,39 @@ class BaselineRun:
         return 1000 * self.cpu_s / max(1, self.messages)
 
 
-def run_baseline(bench: Bench, kind: str, *, cap: float, messages: int, delay_ms: float = 0.0,
-                 connections: int | None = None, latency_ms: float = DEFAULT_LATENCY_MS) -> BaselineRun:
+def run_baseline(
+    bench: Bench,
+    kind: str,
+    *,
+    cap: float,
+    messages: int,
+    delay_ms: float = 0.0,
+    connections: int | None = None,
+    latency_ms: float = DEFAULT_LATENCY_MS,
+) -> BaselineRun:
     """Send messages with one baseline sender in a child process against the bench sandbox; measure."""
     sandbox = bench.configure_sandbox(cap, latency_ms)
     url = f"{sandbox.url}/{API_VERSION}/{PHONE_NUMBER_ID}/messages"
-    command = [sys.executable, "-m", "bench.baselines", "--client", kind, "--url", url,
-               "--messages", str(messages), "--delay-ms", str(delay_ms)]
+    command = [
+        sys.executable,
+        "-m",
+        "bench.baselines",
+        "--client",
+        kind,
+        "--url",
+        url,
+        "--messages",
+        str(messages),
+        "--delay-ms",
+        str(delay_ms),
+    ]
     if connections:
         command += ["--connections", str(connections)]
     name = system_name(kind, delay_ms, connections)
     bench.say(f"{name}: sending {messages} messages (cap {cap:g}/s)")
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         stdout, stderr = process.communicate()
     finally:
@@ -197,10 +240,20 @@ def run_baseline(bench: Bench, kind: str, *, cap: float, messages: int, delay_ms
     if process.returncode != 0:
         raise BenchError(f"{name} sender failed with status {process.returncode}:\n{stderr[-3000:]}")
     result = json.loads(stdout.strip().splitlines()[-1])
-    run = BaselineRun(system=name, cap=cap, messages=messages, outcomes=result["outcomes"], cpu_s=result["cpu_s"],
-                      wall_s=result["wall_s"], peak_rss_kb=result["peak_rss_kb"], delivery=sandbox_delivery(sandbox))
-    bench.say(f"{name}: {run.delivery.accepted} delivered, {run.rate:.1f} msg/s, "
-              f"{run.rate_limit_failures} lost to 130429, {run.cpu_ms_per_msg:.2f} ms CPU/msg")
+    run = BaselineRun(
+        system=name,
+        cap=cap,
+        messages=messages,
+        outcomes=result["outcomes"],
+        cpu_s=result["cpu_s"],
+        wall_s=result["wall_s"],
+        peak_rss_kb=result["peak_rss_kb"],
+        delivery=sandbox_delivery(sandbox),
+    )
+    bench.say(
+        f"{name}: {run.delivery.accepted} delivered, {run.rate:.1f} msg/s, "
+        f"{run.rate_limit_failures} lost to 130429, {run.cpu_ms_per_msg:.2f} ms CPU/msg"
+    )
     return run
 
 
@@ -212,28 +265,56 @@ def system_name(kind: str, delay_ms: float = 0.0, connections: int | None = None
     return f"(b) asyncio+httpx 5x100{pool}"
 
 
-RESULT_HEADERS = ("system", "cap/s", "messages", "delivered", "wall s", "msg/s", "130429 answers",
-                  "130429 failures", "CPU ms/msg", "peak RSS MB")
+RESULT_HEADERS = (
+    "system",
+    "cap/s",
+    "messages",
+    "delivered",
+    "wall s",
+    "msg/s",
+    "130429 answers",
+    "130429 failures",
+    "CPU ms/msg",
+    "peak RSS MB",
+)
 
 
 def baseline_row(run: BaselineRun) -> list[str]:
     """A row of the results table (RESULT_HEADERS); peak RSS is the sender process's."""
-    return [run.system, f"{run.cap:g}", str(run.messages), str(run.delivery.accepted), f"{run.wall_s:.1f}",
-            f"{run.rate:.1f}", str(run.delivery.rate_limited), str(run.rate_limit_failures),
-            f"{run.cpu_ms_per_msg:.2f}", mb(run.peak_rss_kb)]
+    return [
+        run.system,
+        f"{run.cap:g}",
+        str(run.messages),
+        str(run.delivery.accepted),
+        f"{run.wall_s:.1f}",
+        f"{run.rate:.1f}",
+        str(run.delivery.rate_limited),
+        str(run.rate_limit_failures),
+        f"{run.cpu_ms_per_msg:.2f}",
+        mb(run.peak_rss_kb),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the baselines alone at one cap and print their table."""
-    parser = argparse.ArgumentParser(prog="python -m bench.baselines", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.baselines", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cap", type=float, default=80.0, help="sandbox messages/s cap (default 80)")
     parser.add_argument("--messages", type=int, default=4000, help="messages for the asyncio sender (default 4000)")
-    parser.add_argument("--sequential-messages", type=int, default=200,
-                        help="messages for each sequential run; it sends ~9/s at 100 ms latency (default 200)")
+    parser.add_argument(
+        "--sequential-messages",
+        type=int,
+        default=200,
+        help="messages for each sequential run; it sends ~9/s at 100 ms latency (default 200)",
+    )
     parser.add_argument("--delays", default="0,12.5", help="sequential delays in ms, comma separated")
-    parser.add_argument("--connections", type=int, default=None,
-                        help="httpx pool size for the asyncio sender (default: httpx's own, 100)")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=None,
+        help="httpx pool size for the asyncio sender (default: httpx's own, 100)",
+    )
     parser.add_argument("--latency-ms", type=float, default=DEFAULT_LATENCY_MS, help="sandbox answer latency")
     # Internal: the sender process.
     parser.add_argument("--client", choices=(SEQUENTIAL, PROPOSAL), help=argparse.SUPPRESS)
@@ -248,11 +329,23 @@ def main(argv: list[str] | None = None) -> int:
     with Bench(needs_store=False) as bench:
         bench.start_sandbox(args.cap, args.latency_ms)
         for delay in (float(d) for d in args.delays.split(",") if d.strip()):
-            run = run_baseline(bench, SEQUENTIAL, cap=args.cap, messages=args.sequential_messages, delay_ms=delay,
-                               latency_ms=args.latency_ms)
+            run = run_baseline(
+                bench,
+                SEQUENTIAL,
+                cap=args.cap,
+                messages=args.sequential_messages,
+                delay_ms=delay,
+                latency_ms=args.latency_ms,
+            )
             rows.append(baseline_row(run))
-        run = run_baseline(bench, PROPOSAL, cap=args.cap, messages=args.messages, connections=args.connections,
-                           latency_ms=args.latency_ms)
+        run = run_baseline(
+            bench,
+            PROPOSAL,
+            cap=args.cap,
+            messages=args.messages,
+            connections=args.connections,
+            latency_ms=args.latency_ms,
+        )
         rows.append(baseline_row(run))
     print(markdown_table(RESULT_HEADERS, rows))
     return 0

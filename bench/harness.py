@@ -67,7 +67,7 @@ def cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     # The command name may hold spaces and parentheses, so fields are counted from the last ")".
-    fields = data[data.rindex(b")") + 2:].split()
+    fields = data[data.rindex(b")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
@@ -86,7 +86,7 @@ def _parent_pid(pid: int) -> int | None:
             data = handle.read()
     except OSError:
         return None
-    return int(data[data.rindex(b")") + 2:].split()[1])
+    return int(data[data.rindex(b")") + 2 :].split()[1])
 
 
 def status_kb(pid: int, key: str) -> int | None:
@@ -201,16 +201,24 @@ class RssSampler:
 class ServiceProcess:
     """One service process (worker, API) with its own log file and its own session."""
 
-    def __init__(self, name: str, command: Sequence[str], env: dict[str, str], log_dir: Path,
-                 hostname: str | None = None):
+    def __init__(
+        self, name: str, command: Sequence[str], env: dict[str, str], log_dir: Path, hostname: str | None = None
+    ):
         """Start the command; its own session keeps the operator's Ctrl-C for the harness to handle."""
         self.name = name
         self.hostname = hostname
         self.log_path = log_dir / f"{name}.log"
         # Open for as long as the process runs; stop() closes it.
-        self._log = open(self.log_path, "ab")  # noqa: SIM115
-        self.popen = subprocess.Popen(list(command), cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                                      stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._log = open(self.log_path, "ab")
+        self.popen = subprocess.Popen(
+            list(command),
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     @property
     def pid(self) -> int:
@@ -261,20 +269,40 @@ class ServiceOptions:
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
         """The command-line options that set these, shared by the scripts that run workers."""
-        parser.add_argument("--concurrency", type=int, default=ServiceOptions.concurrency,
-                            help="gevent pool size per worker (default %(default)s)")
-        parser.add_argument("--batch-size", type=int, default=ServiceOptions.batch_size,
-                            help="BATCH_SIZE (default %(default)s, the product's)")
-        parser.add_argument("--chunk-size", type=int, default=ServiceOptions.chunk_size,
-                            help="CHUNK_SIZE (default %(default)s, the product's)")
-        parser.add_argument("--max-concurrent-batches", type=int, default=ServiceOptions.max_concurrent_batches,
-                            help="MAX_CONCURRENT_BATCHES (default %(default)s, the product's)")
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=ServiceOptions.concurrency,
+            help="gevent pool size per worker (default %(default)s)",
+        )
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=ServiceOptions.batch_size,
+            help="BATCH_SIZE (default %(default)s, the product's)",
+        )
+        parser.add_argument(
+            "--chunk-size",
+            type=int,
+            default=ServiceOptions.chunk_size,
+            help="CHUNK_SIZE (default %(default)s, the product's)",
+        )
+        parser.add_argument(
+            "--max-concurrent-batches",
+            type=int,
+            default=ServiceOptions.max_concurrent_batches,
+            help="MAX_CONCURRENT_BATCHES (default %(default)s, the product's)",
+        )
 
     @classmethod
     def from_arguments(cls, args: argparse.Namespace) -> ServiceOptions:
         """The options `add_arguments` parsed."""
-        return cls(batch_size=args.batch_size, chunk_size=args.chunk_size,
-                   max_concurrent_batches=args.max_concurrent_batches, concurrency=args.concurrency)
+        return cls(
+            batch_size=args.batch_size,
+            chunk_size=args.chunk_size,
+            max_concurrent_batches=args.max_concurrent_batches,
+            concurrency=args.concurrency,
+        )
 
 
 def free_port() -> int:
@@ -308,8 +336,16 @@ class ApiClient:
         tree = process_tree(self.process.pid)
         return tree[1] if len(tree) > 1 else tree[0]
 
-    def create_campaign(self, csv_bytes: bytes, title: str, *, buzon: str = BUZON, template: str = TEMPLATE,
-                        language: str = LANGUAGE, timeout: float = 600) -> tuple[float, dict[str, Any]]:
+    def create_campaign(
+        self,
+        csv_bytes: bytes,
+        title: str,
+        *,
+        buzon: str = BUZON,
+        template: str = TEMPLATE,
+        language: str = LANGUAGE,
+        timeout: float = 600,
+    ) -> tuple[float, dict[str, Any]]:
         """Upload a CSV through POST /api/crear-campana; returns the answer time in seconds and the body."""
         files = {"archivo_csv": ("contactos.csv", csv_bytes, "text/csv")}
         data = {"titulo_campana": title, "plantilla": template, "buzon": buzon, "idioma": language}
@@ -336,8 +372,15 @@ class ApiClient:
             response.raise_for_status()
         return response.json()
 
-    def wait_finished(self, campaign_id: str, timeout: float, *, interval_s: float = 0.5,
-                      watch: Sequence[ServiceProcess] = (), stall_s: float = 90.0) -> dict[str, Any]:
+    def wait_finished(
+        self,
+        campaign_id: str,
+        timeout: float,
+        *,
+        interval_s: float = 0.5,
+        watch: Sequence[ServiceProcess] = (),
+        stall_s: float = 90.0,
+    ) -> dict[str, Any]:
         """Poll estado-cola until the campaign reaches a final status; fail on timeout, stall or a dead process."""
         deadline = time.monotonic() + timeout
         last_done, last_change = -1, time.monotonic()
@@ -378,8 +421,9 @@ def _dsn(database: str) -> str:
 class Bench:
     """Everything one benchmark script starts; leaving the with block stops all of it, also on Ctrl-C or error."""
 
-    def __init__(self, *, keep_logs: bool = False, keep_db: bool = False, verbose: bool = True,
-                 needs_store: bool = True):
+    def __init__(
+        self, *, keep_logs: bool = False, keep_db: bool = False, verbose: bool = True, needs_store: bool = True
+    ):
         """Prepare nothing yet; __enter__ creates the database and empties the Redis db (unless needs_store is off)."""
         self.needs_store = needs_store
         self.keep_logs = keep_logs
@@ -453,8 +497,13 @@ class Bench:
     def start_sandbox(self, cap: float, latency_ms: float = DEFAULT_LATENCY_MS) -> SandboxHandle:
         """Start the WhatsApp sandbox with the bench number's token, its cap and a fixed latency."""
         self.sandbox = start_sandbox(
-            tokens={PHONE_NUMBER_ID: TOKEN}, mps={PHONE_NUMBER_ID: float(cap)}, default_mps=float(cap),
-            latency_min_ms=latency_ms, latency_max_ms=latency_ms, message_log_limit=SANDBOX_LOG_LIMIT)
+            tokens={PHONE_NUMBER_ID: TOKEN},
+            mps={PHONE_NUMBER_ID: float(cap)},
+            default_mps=float(cap),
+            latency_min_ms=latency_ms,
+            latency_max_ms=latency_ms,
+            message_log_limit=SANDBOX_LOG_LIMIT,
+        )
         self.say(f"sandbox at {self.sandbox.url} (cap {cap:g}/s, latency {latency_ms:g} ms)")
         return self.sandbox
 
@@ -462,8 +511,12 @@ class Bench:
         """Set the cap and latency for the next run and clear the message log, counters and rate buckets."""
         if self.sandbox is None:
             return self.start_sandbox(cap, latency_ms)
-        self.sandbox.configure(mps={PHONE_NUMBER_ID: float(cap)}, default_mps=float(cap),
-                               latency_min_ms=latency_ms, latency_max_ms=latency_ms)
+        self.sandbox.configure(
+            mps={PHONE_NUMBER_ID: float(cap)},
+            default_mps=float(cap),
+            latency_min_ms=latency_ms,
+            latency_max_ms=latency_ms,
+        )
         self.sandbox.reset()
         return self.sandbox
 
@@ -493,7 +546,9 @@ class Bench:
             with psycopg.connect(self.dsn, autocommit=True) as conn:
                 rows = conn.execute(
                     "SELECT coalesce(error_code::text, 'none'), count(*) FROM instancia_sofia.leads_activos "
-                    "WHERE campaign_id = %s AND status = 'failed' GROUP BY 1", (campaign_id,)).fetchall()
+                    "WHERE campaign_id = %s AND status = 'failed' GROUP BY 1",
+                    (campaign_id,),
+                ).fetchall()
         except psycopg.Error:
             return {}
         return {code: n for code, n in rows}
@@ -521,26 +576,50 @@ class Bench:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPABASE_", "WHATSAPP_", "SANDBOX_"))}
         # Campaigns above the product's 100,000-recipient limit are allowed, for long memory runs.
         env.update(
-            DATABASE_URL=self.dsn, REDIS_URL=self.redis_url, API_WHATSAPP_URL=self.sandbox.url,
-            WHATSAPP_API_VERSION=API_VERSION, BATCH_SIZE=str(options.batch_size),
-            CHUNK_SIZE=str(options.chunk_size), MAX_CONCURRENT_BATCHES=str(options.max_concurrent_batches),
-            MAX_MESSAGES_PER_CAMPAIGN="1000000", MAX_CSV_SIZE_MB="50", INSTANCE_ID="bench", PYTHONUNBUFFERED="1",
+            DATABASE_URL=self.dsn,
+            REDIS_URL=self.redis_url,
+            API_WHATSAPP_URL=self.sandbox.url,
+            WHATSAPP_API_VERSION=API_VERSION,
+            BATCH_SIZE=str(options.batch_size),
+            CHUNK_SIZE=str(options.chunk_size),
+            MAX_CONCURRENT_BATCHES=str(options.max_concurrent_batches),
+            MAX_MESSAGES_PER_CAMPAIGN="1000000",
+            MAX_CSV_SIZE_MB="50",
+            INSTANCE_ID="bench",
+            PYTHONUNBUFFERED="1",
             # The benches upload and cancel far more often than a person; status reads are never limited.
-            RATE_LIMIT_UPLOADS="100000/minute", RATE_LIMIT_ACTIONS="100000/minute")
+            RATE_LIMIT_UPLOADS="100000/minute",
+            RATE_LIMIT_ACTIONS="100000/minute",
+        )
         env.update(options.extra_env)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         return env
 
-    def start_workers(self, count: int, env: dict[str, str], concurrency: int = 200,
-                      timeout: float = 60) -> list[ServiceProcess]:
+    def start_workers(
+        self, count: int, env: dict[str, str], concurrency: int = 200, timeout: float = 60
+    ) -> list[ServiceProcess]:
         """Start count gevent worker processes, as deployed, and wait until each one consumes."""
         host = socket.gethostname()
         started = []
         for _ in range(count):
             self._worker_seq += 1
             name = f"bench{self._worker_seq}@{host}"
-            command = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-P", "gevent",
-                       "-c", str(concurrency), "-E", "-n", name, "--loglevel=INFO"]
+            command = [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tasks",
+                "worker",
+                "-P",
+                "gevent",
+                "-c",
+                str(concurrency),
+                "-E",
+                "-n",
+                name,
+                "--loglevel=INFO",
+            ]
             process = ServiceProcess(f"worker-{self._worker_seq}", command, env, self.log_dir, hostname=name)
             self.workers.append(process)
             started.append(process)
@@ -563,8 +642,18 @@ class Bench:
     def start_api(self, env: dict[str, str], timeout: float = 60) -> ApiClient:
         """Start the API as deployed (gunicorn, one gevent worker) on a free loopback port."""
         port = free_port()
-        command = [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "-b", f"127.0.0.1:{port}",
-                   "webapi:create_app()"]
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-k",
+            "gevent",
+            "-w",
+            "1",
+            "-b",
+            f"127.0.0.1:{port}",
+            "webapi:create_app()",
+        ]
         process = ServiceProcess("api", command, env, self.log_dir)
         self.api = ApiClient(f"http://127.0.0.1:{port}", process, self.api_key())
         deadline = time.monotonic() + timeout
@@ -681,8 +770,13 @@ def sandbox_delivery(sandbox: SandboxHandle, phone_number_id: str = PHONE_NUMBER
         times.append(message["received_at"])
         recipients.add(message["to"])
     stats = sandbox.stats().get("by_phone_number_id", {}).get(phone_number_id, {})
-    return Delivery(accepted=len(times), distinct=len(recipients), first_at=min(times, default=None),
-                    last_at=max(times, default=None), rejected=dict(stats.get("rejected", {})))
+    return Delivery(
+        accepted=len(times),
+        distinct=len(recipients),
+        first_at=min(times, default=None),
+        last_at=max(times, default=None),
+        rejected=dict(stats.get("rejected", {})),
+    )
 
 
 # ---- one campaign through the system --------------------------------------------------------------
@@ -738,9 +832,16 @@ class QueueRun:
         return self.delivery.accepted - self.delivery.distinct
 
 
-def run_queue_campaign(bench: Bench, *, cap: float, messages: int, workers: int,
-                       options: ServiceOptions = ServiceOptions(), latency_ms: float = DEFAULT_LATENCY_MS,
-                       label: str = "run") -> QueueRun:
+def run_queue_campaign(
+    bench: Bench,
+    *,
+    cap: float,
+    messages: int,
+    workers: int,
+    options: ServiceOptions = ServiceOptions(),
+    latency_ms: float = DEFAULT_LATENCY_MS,
+    label: str = "run",
+) -> QueueRun:
     """Start fresh workers and API, upload a campaign of messages contacts at the given cap, wait, measure."""
     bench.stop_services()
     bench.reset_state()
@@ -778,16 +879,32 @@ def run_queue_campaign(bench: Bench, *, cap: float, messages: int, workers: int,
     delivery = sandbox_delivery(sandbox)
     first_kb, last_kb = rss.first_last_kb()
     series = [(t, max(r.values(), default=0)) for t, r in rss.samples]
-    run = QueueRun(workers=workers, cap=cap, messages=messages, status=final["status"], sent=final["sent"],
-                   failed=final["failed"], wall_s=wall_s, upload_s=upload_s, delivery=delivery,
-                   failed_by_code=bench.failures_by_code(campaign_id), worker_cpu_s=worker_cpu_s,
-                   worker_peak_rss_kb=rss.peak_kb, worker_rss_first_kb=first_kb, worker_rss_last_kb=last_kb,
-                   sandbox_cpu_s=sandbox_cpu_s, db_cpu_s=db_cpu_s,
-                   redis_cpu_s=redis_cpu_s if redis_pid else None, machine_busy_s=machine_busy_s,
-                   rss_series=series)
+    run = QueueRun(
+        workers=workers,
+        cap=cap,
+        messages=messages,
+        status=final["status"],
+        sent=final["sent"],
+        failed=final["failed"],
+        wall_s=wall_s,
+        upload_s=upload_s,
+        delivery=delivery,
+        failed_by_code=bench.failures_by_code(campaign_id),
+        worker_cpu_s=worker_cpu_s,
+        worker_peak_rss_kb=rss.peak_kb,
+        worker_rss_first_kb=first_kb,
+        worker_rss_last_kb=last_kb,
+        sandbox_cpu_s=sandbox_cpu_s,
+        db_cpu_s=db_cpu_s,
+        redis_cpu_s=redis_cpu_s if redis_pid else None,
+        machine_busy_s=machine_busy_s,
+        rss_series=series,
+    )
     bench.stop_services()
-    bench.say(f"{label}: {run.status}, {run.sent} sent, {run.failed} failed, {delivery.rate:.1f} msg/s, "
-              f"{run.cpu_ms_per_msg:.2f} ms CPU/msg")
+    bench.say(
+        f"{label}: {run.status}, {run.sent} sent, {run.failed} failed, {delivery.rate:.1f} msg/s, "
+        f"{run.cpu_ms_per_msg:.2f} ms CPU/msg"
+    )
     return run
 
 
@@ -840,8 +957,13 @@ def machine_info() -> dict[str, str]:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
                 memory_kb = int(line.split()[1])
-    dirty = [line for line in _git("status", "--porcelain", "--", "tasks", "webapi", "migrations",
-                                   "sandbox", "celeryconfig.py").splitlines() if line.strip()]
+    dirty = [
+        line
+        for line in _git(
+            "status", "--porcelain", "--", "tasks", "webapi", "migrations", "sandbox", "celeryconfig.py"
+        ).splitlines()
+        if line.strip()
+    ]
     return {
         "cpus": str(os.cpu_count()),
         "cpu_model": model,
@@ -858,9 +980,12 @@ def machine_info() -> dict[str, str]:
 def print_machine_info(stream: Any = sys.stdout) -> None:
     """One line describing the machine and the code measured."""
     info = machine_info()
-    print(f"# {info['date']} | commit {info['commit']} ({info['uncommitted_service_files']} uncommitted service "
-          f"files) | {info['cpus']} CPU {info['cpu_model']} | {info['memory']} | Python {info['python']} | "
-          f"load {info['load_before']}", file=stream)
+    print(
+        f"# {info['date']} | commit {info['commit']} ({info['uncommitted_service_files']} uncommitted service "
+        f"files) | {info['cpus']} CPU {info['cpu_model']} | {info['memory']} | Python {info['python']} | "
+        f"load {info['load_before']}",
+        file=stream,
+    )
 
 
 def run_cli(main: Callable[[list[str] | None], int]) -> None:

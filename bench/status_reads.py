@@ -22,8 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.harness import (
-    DEFAULT_LATENCY_MS, Bench, BenchError, CpuMeter, ServiceOptions, contacts_csv, markdown_table,
-    percentile, print_machine_info, run_cli, sandbox_delivery,
+    DEFAULT_LATENCY_MS,
+    Bench,
+    BenchError,
+    CpuMeter,
+    ServiceOptions,
+    contacts_csv,
+    markdown_table,
+    percentile,
+    print_machine_info,
+    run_cli,
+    sandbox_delivery,
 )
 
 
@@ -64,8 +73,9 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def _paced_load(url: str, rate: float, duration_s: float, connections: int,
-                      headers: dict[str, str]) -> LoadResult:
+async def _paced_load(
+    url: str, rate: float, duration_s: float, connections: int, headers: dict[str, str]
+) -> LoadResult:
     """Open-loop GETs at a fixed rate; latency is measured from each request's scheduled start."""
     import aiohttp
 
@@ -73,8 +83,9 @@ async def _paced_load(url: str, rate: float, duration_s: float, connections: int
     result = LoadResult("open-loop aiohttp", total, duration_s)
     loop = asyncio.get_running_loop()
     timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections), timeout=timeout,
-                                     headers=headers) as session:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=connections), timeout=timeout, headers=headers
+    ) as session:
 
         async def one(scheduled: float) -> None:
             """One GET; success latency is recorded, anything else counted as an error."""
@@ -107,8 +118,9 @@ async def _paced_load(url: str, rate: float, duration_s: float, connections: int
     return result
 
 
-def paced_load(url: str, rate: float, duration_s: float, connections: int = 64,
-               headers: dict[str, str] | None = None) -> LoadResult:
+def paced_load(
+    url: str, rate: float, duration_s: float, connections: int = 64, headers: dict[str, str] | None = None
+) -> LoadResult:
     """Run the open-loop generator to completion; `headers` go with every request (the API key)."""
     return asyncio.run(_paced_load(url, rate, duration_s, connections, headers or {}))
 
@@ -139,8 +151,9 @@ _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 _WRK_THREADS = 2
 
 
-def wrk_load(url: str, rate: float, duration_s: float, connections: int = 32,
-             headers: dict[str, str] | None = None) -> LoadResult:
+def wrk_load(
+    url: str, rate: float, duration_s: float, connections: int = 32, headers: dict[str, str] | None = None
+) -> LoadResult:
     """Load with wrk, paced by a Lua script that spaces each thread's requests evenly; `headers` on every request."""
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -150,9 +163,21 @@ def wrk_load(url: str, rate: float, duration_s: float, connections: int = 32,
         script.write(_WRK_SCRIPT.format(interval_ms=f"{interval_ms:.4f}"))
     try:
         completed = subprocess.run(
-            [wrk, f"-t{_WRK_THREADS}", f"-c{connections}", f"-d{int(duration_s)}s", "--latency", "-s", script.name,
-             *(arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}: {value}")), url],
-            capture_output=True, text=True, timeout=duration_s + 60)
+            [
+                wrk,
+                f"-t{_WRK_THREADS}",
+                f"-c{connections}",
+                f"-d{int(duration_s)}s",
+                "--latency",
+                "-s",
+                script.name,
+                *(arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}: {value}")),
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=duration_s + 60,
+        )
     finally:
         Path(script.name).unlink(missing_ok=True)
     output = completed.stdout
@@ -177,14 +202,19 @@ def wrk_load(url: str, rate: float, duration_s: float, connections: int = 32,
 
 def main(argv: list[str] | None = None) -> int:
     """Start a campaign, load the status route at the given rate, print the latency table."""
-    parser = argparse.ArgumentParser(prog="python -m bench.status_reads", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.status_reads", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rate", type=float, default=500.0, help="requests/s (default 500)")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load (default 20)")
     parser.add_argument("--cap", type=float, default=80.0, help="sandbox cap of the sending campaign (default 80)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes sending it (default 2)")
-    parser.add_argument("--tool", choices=("aiohttp", "wrk", "both"), default="aiohttp",
-                        help="load generator (default: the open-loop aiohttp one)")
+    parser.add_argument(
+        "--tool",
+        choices=("aiohttp", "wrk", "both"),
+        default="aiohttp",
+        help="load generator (default: the open-loop aiohttp one)",
+    )
     parser.add_argument("--latency-ms", type=float, default=DEFAULT_LATENCY_MS, help="sandbox latency (default 100)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the service logs and say where")
     args = parser.parse_args(argv)
@@ -235,15 +265,42 @@ def main(argv: list[str] | None = None) -> int:
     for load, cpu_s, send_rate in results:
         ms = [f"{1000 * load.percentile(p):.1f}" for p in (50, 90, 99)]
         answered = max(1, len(load.latencies))
-        rows.append([load.tool, f"{args.rate:g}", f"{load.achieved_rps:.0f}", *ms,
-                     f"{1000 * max(load.latencies, default=math.nan):.1f}" if load.tool.startswith("open") else "–",
-                     str(sum(load.errors.values())), f"{1000 * cpu_s / answered:.2f}",
-                     f"{100 * load.generator_cpu_s / load.duration_s:.0f}", f"{send_rate:.1f}"])
+        rows.append(
+            [
+                load.tool,
+                f"{args.rate:g}",
+                f"{load.achieved_rps:.0f}",
+                *ms,
+                f"{1000 * max(load.latencies, default=math.nan):.1f}" if load.tool.startswith("open") else "–",
+                str(sum(load.errors.values())),
+                f"{1000 * cpu_s / answered:.2f}",
+                f"{100 * load.generator_cpu_s / load.duration_s:.0f}",
+                f"{send_rate:.1f}",
+            ]
+        )
     print()
-    print(markdown_table(("load generator", "target rps", "achieved rps", "p50 ms", "p90 ms", "p99 ms", "max ms",
-                          "errors", "web CPU ms/req", "generator CPU %", "campaign msg/s meanwhile"), rows))
-    print(f"campaign at the {args.cap:g}/s cap with {args.workers} worker(s); the sandbox saw "
-          f"{delivery.accepted} messages, {delivery.rate_limited} answered 130429")
+    print(
+        markdown_table(
+            (
+                "load generator",
+                "target rps",
+                "achieved rps",
+                "p50 ms",
+                "p90 ms",
+                "p99 ms",
+                "max ms",
+                "errors",
+                "web CPU ms/req",
+                "generator CPU %",
+                "campaign msg/s meanwhile",
+            ),
+            rows,
+        )
+    )
+    print(
+        f"campaign at the {args.cap:g}/s cap with {args.workers} worker(s); the sandbox saw "
+        f"{delivery.accepted} messages, {delivery.rate_limited} answered 130429"
+    )
     return 0
 
 

@@ -12,8 +12,17 @@ import statistics
 import time
 
 from bench.harness import (
-    Bench, BenchError, CpuMeter, RssSampler, contacts_csv, contacts_csv_of_size, markdown_table, mb,
-    print_machine_info, run_cli, status_kb,
+    Bench,
+    BenchError,
+    CpuMeter,
+    RssSampler,
+    contacts_csv,
+    contacts_csv_of_size,
+    markdown_table,
+    mb,
+    print_machine_info,
+    run_cli,
+    status_kb,
 )
 
 ROWS = 100_000
@@ -52,22 +61,37 @@ def measure_upload(bench: Bench, name: str, csv_bytes: bytes) -> dict:
     if error is None and not api.process.alive():
         error = "web worker died"
     bench.stop_services()
-    bench.say(f"{name}: {seconds:.2f} s, peak RSS {mb(max(sampler.peak_kb, hwm_kb))} MB"
-              + (f" ERROR {error}" if error else ""))
-    return {"name": name, "rows": body.get("total_messages", 0), "bytes": len(csv_bytes), "seconds": seconds,
-            "idle_kb": idle_kb, "sampled_peak_kb": sampler.peak_kb, "hwm_kb": hwm_kb, "api_cpu_s": api_cpu_s,
-            "db_cpu_s": db_cpu_s, "error": error}
+    bench.say(
+        f"{name}: {seconds:.2f} s, peak RSS {mb(max(sampler.peak_kb, hwm_kb))} MB"
+        + (f" ERROR {error}" if error else "")
+    )
+    return {
+        "name": name,
+        "rows": body.get("total_messages", 0),
+        "bytes": len(csv_bytes),
+        "seconds": seconds,
+        "idle_kb": idle_kb,
+        "sampled_peak_kb": sampler.peak_kb,
+        "hwm_kb": hwm_kb,
+        "api_cpu_s": api_cpu_s,
+        "db_cpu_s": db_cpu_s,
+        "error": error,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     """Upload each CSV size (repeat times each) and print the table."""
-    parser = argparse.ArgumentParser(prog="python -m bench.upload", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.upload", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=ROWS, help="rows per CSV (default 100000)")
     parser.add_argument("--repeat", type=int, default=1, help="uploads per size; the median is shown (default 1)")
     parser.add_argument("--skip-large", action="store_true", help="only the ~5 MB CSV")
-    parser.add_argument("--sizes", action="store_true",
-                        help="also ~12 MB and ~25 MB files of the same rows, to show whether the peak follows the size")
+    parser.add_argument(
+        "--sizes",
+        action="store_true",
+        help="also ~12 MB and ~25 MB files of the same rows, to show whether the peak follows the size",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the service logs and say where")
     args = parser.parse_args(argv)
 
@@ -92,14 +116,38 @@ def main(argv: list[str] | None = None) -> int:
             seconds = statistics.median(r["seconds"] for r in shown)
             peak = max(max(r["sampled_peak_kb"], r["hwm_kb"]) for r in shown)
             first = shown[0]
-            rows.append([name, str(first["rows"]), f"{first['bytes'] / 1e6:.1f}", f"{seconds:.2f}",
-                         mb(first["idle_kb"]), mb(max(r["sampled_peak_kb"] for r in shown)), mb(peak),
-                         f"{statistics.median(r['api_cpu_s'] for r in shown):.2f}",
-                         f"{statistics.median(r['db_cpu_s'] for r in shown):.2f}",
-                         "; ".join(r["error"] for r in results if r["error"]) or "ok"])
+            rows.append(
+                [
+                    name,
+                    str(first["rows"]),
+                    f"{first['bytes'] / 1e6:.1f}",
+                    f"{seconds:.2f}",
+                    mb(first["idle_kb"]),
+                    mb(max(r["sampled_peak_kb"] for r in shown)),
+                    mb(peak),
+                    f"{statistics.median(r['api_cpu_s'] for r in shown):.2f}",
+                    f"{statistics.median(r['db_cpu_s'] for r in shown):.2f}",
+                    "; ".join(r["error"] for r in results if r["error"]) or "ok",
+                ]
+            )
     print()
-    print(markdown_table(("CSV", "rows stored", "size MB", "answer s", "web idle RSS MB", "web peak RSS MB (sampled)",
-                          "web peak RSS MB (VmHWM)", "web CPU s", "Postgres CPU s", "result"), rows))
+    print(
+        markdown_table(
+            (
+                "CSV",
+                "rows stored",
+                "size MB",
+                "answer s",
+                "web idle RSS MB",
+                "web peak RSS MB (sampled)",
+                "web peak RSS MB (VmHWM)",
+                "web CPU s",
+                "Postgres CPU s",
+                "result",
+            ),
+            rows,
+        )
+    )
     return 0
 
 

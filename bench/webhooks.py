@@ -19,19 +19,43 @@ import time
 import aiohttp
 import psycopg
 
-from tasks import keys
 from bench.harness import (
-    Bench, ServiceOptions, contacts_csv, markdown_table, percentile, print_machine_info, run_cli,
+    Bench,
+    ServiceOptions,
+    contacts_csv,
+    markdown_table,
+    percentile,
+    print_machine_info,
+    run_cli,
 )
+from tasks import keys
 
 SECRET = "bench-app-secret"
 
 
 def notification(statuses: list[dict]) -> bytes:
     """A status notification body in Meta's shape."""
-    return json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "waba", "changes": [
-        {"field": "messages", "value": {"messaging_product": "whatsapp", "metadata": {"phone_number_id": "1"},
-                                        "statuses": statuses}}]}]}, separators=(",", ":")).encode()
+    return json.dumps(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": "waba",
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "metadata": {"phone_number_id": "1"},
+                                "statuses": statuses,
+                            },
+                        }
+                    ],
+                }
+            ],
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 def signature(body: bytes) -> str:
@@ -52,8 +76,9 @@ async def _load(url: str, bodies: list[bytes], rate: float) -> tuple[list[float]
             due = start + i / rate
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             try:
-                async with session.post(url, data=body, headers={"Content-Type": "application/json",
-                                                                 "X-Hub-Signature-256": signature(body)}) as r:
+                async with session.post(
+                    url, data=body, headers={"Content-Type": "application/json", "X-Hub-Signature-256": signature(body)}
+                ) as r:
                     await r.read()
                     if r.status != 200:
                         errors += 1
@@ -69,8 +94,9 @@ async def _load(url: str, bodies: list[bytes], rate: float) -> tuple[list[float]
 
 def main(argv: list[str] | None = None) -> int:
     """Send a campaign, load the webhook route, print latency and apply-lag tables."""
-    parser = argparse.ArgumentParser(prog="python -m bench.webhooks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.webhooks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rate", type=float, default=500.0, help="notifications/s (default 500)")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load (default 20)")
     parser.add_argument("--messages", type=int, default=5000, help="campaign size whose wamids are notified")
@@ -88,16 +114,42 @@ def main(argv: list[str] | None = None) -> int:
         campaign_id = created["campaign_id"]
         api.wait_finished(campaign_id, timeout=300)
         with psycopg.connect(bench.dsn) as conn:
-            wamids = [r[0] for r in conn.execute("SELECT wamid FROM instancia_sofia.leads_activos "
-                                                 "WHERE campaign_id = %s ORDER BY seq", (campaign_id,))]
+            wamids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT wamid FROM instancia_sofia.leads_activos WHERE campaign_id = %s ORDER BY seq",
+                    (campaign_id,),
+                )
+            ]
         now = int(time.time())
         count = int(args.rate * args.duration)
-        single = [notification([{"id": wamids[i % len(wamids)], "status": "delivered" if i < len(wamids) else "read",
-                                 "timestamp": str(now + i // len(wamids)), "recipient_id": "584140000000"}])
-                  for i in range(count)]
-        big = [notification([{"id": wamids[j % len(wamids)], "status": "read", "timestamp": str(now + 10),
-                              "recipient_id": "584140000000"} for j in range(k * 1000, (k + 1) * 1000)])
-               for k in range(20)]
+        single = [
+            notification(
+                [
+                    {
+                        "id": wamids[i % len(wamids)],
+                        "status": "delivered" if i < len(wamids) else "read",
+                        "timestamp": str(now + i // len(wamids)),
+                        "recipient_id": "584140000000",
+                    }
+                ]
+            )
+            for i in range(count)
+        ]
+        big = [
+            notification(
+                [
+                    {
+                        "id": wamids[j % len(wamids)],
+                        "status": "read",
+                        "timestamp": str(now + 10),
+                        "recipient_id": "584140000000",
+                    }
+                    for j in range(k * 1000, (k + 1) * 1000)
+                ]
+            )
+            for k in range(20)
+        ]
         url = f"{api.url}/webhooks/whatsapp"
         for label, bodies, rate in (("1 status per POST", single, args.rate), ("1,000 statuses per POST", big, 5.0)):
             bench.say(f"POSTing {len(bodies)} notifications ({label}) at {rate:g}/s")
@@ -107,13 +159,35 @@ def main(argv: list[str] | None = None) -> int:
             while bench._redis.llen(keys.WEBHOOK_INBOX):
                 time.sleep(0.1)
             lag = time.monotonic() - began - sent_for
-            rows.append([label, f"{rate:g}", str(len(bodies)), *(f"{1000 * percentile(latencies, p):.1f}"
-                                                                for p in (50, 90, 99)),
-                         f"{1000 * max(latencies, default=math.nan):.1f}", str(errors), f"{max(0.0, lag):.1f}"])
+            rows.append(
+                [
+                    label,
+                    f"{rate:g}",
+                    str(len(bodies)),
+                    *(f"{1000 * percentile(latencies, p):.1f}" for p in (50, 90, 99)),
+                    f"{1000 * max(latencies, default=math.nan):.1f}",
+                    str(errors),
+                    f"{max(0.0, lag):.1f}",
+                ]
+            )
         state = api.status(campaign_id)
     print()
-    print(markdown_table(("bodies", "POST/s", "POSTs", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors",
-                          "inbox drained s after last POST"), rows))
+    print(
+        markdown_table(
+            (
+                "bodies",
+                "POST/s",
+                "POSTs",
+                "p50 ms",
+                "p90 ms",
+                "p99 ms",
+                "max ms",
+                "errors",
+                "inbox drained s after last POST",
+            ),
+            rows,
+        )
+    )
     print(f"campaign {args.messages} messages: delivered {state['delivered']}, read {state['read']}")
     return 0
 

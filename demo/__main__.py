@@ -50,8 +50,9 @@ class Process:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "ab")
-        self.popen = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+        self.popen = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def check(self) -> None:
         """Fail loudly, with the end of its log, if the process died."""
@@ -94,8 +95,10 @@ def wait_until(check, timeout: float, what: str, processes: list[Process]) -> No
 def progress_bar(status: dict, width: int = 40) -> str:
     """One line: a bar, the percentage and the counters."""
     done = int(width * status["progress"] / 100)
-    return (f"\r[{'#' * done}{'.' * (width - done)}] {status['progress']:5.1f}%  enviados {status['sent']}  "
-            f"fallidos {status['failed']}  pendientes {status['pending']}  {status['messages_per_second']:.0f} msg/s ")
+    return (
+        f"\r[{'#' * done}{'.' * (width - done)}] {status['progress']:5.1f}%  enviados {status['sent']}  "
+        f"fallidos {status['failed']}  pendientes {status['pending']}  {status['messages_per_second']:.0f} msg/s "
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -116,50 +119,153 @@ def run(args: argparse.Namespace) -> int:
             database_url = stack.enter_context(EmbeddedPostgres(data_dir / "postgres")).url
         print(f"Applying migrations: {', '.join(apply_migrations(database_url)) or 'already up to date'}")
 
-        sandbox = stack.enter_context(start_sandbox(latency_min_ms=50, latency_max_ms=300, default_mps=80,
-                                                    tokens={DEMO_PHONE_NUMBER_ID: DEMO_TOKEN}))
+        sandbox = stack.enter_context(
+            start_sandbox(
+                latency_min_ms=50, latency_max_ms=300, default_mps=80, tokens={DEMO_PHONE_NUMBER_ID: DEMO_TOKEN}
+            )
+        )
         env = {k: v for k, v in os.environ.items() if not k.startswith("SUPABASE_")}
-        env.update(REDIS_URL=redis_url, DATABASE_URL=database_url, API_WHATSAPP_URL=sandbox.url,
-                   INSTANCE_ID=os.environ.get("INSTANCE_ID", "demo"), PYTHONUNBUFFERED="1",
-                   WHATSAPP_ACCESS_TOKEN=DEMO_TOKEN)
+        env.update(
+            REDIS_URL=redis_url,
+            DATABASE_URL=database_url,
+            API_WHATSAPP_URL=sandbox.url,
+            INSTANCE_ID=os.environ.get("INSTANCE_ID", "demo"),
+            PYTHONUNBUFFERED="1",
+            WHATSAPP_ACCESS_TOKEN=DEMO_TOKEN,
+        )
         python = sys.executable
-        subprocess.run([python, "-m", "flask", "--app", "webapi", "buzon", "add", DEMO_BUZON,
-                        "--phone-number-id", DEMO_PHONE_NUMBER_ID], cwd=ROOT, env=env, check=True)
+        subprocess.run(
+            [
+                python,
+                "-m",
+                "flask",
+                "--app",
+                "webapi",
+                "buzon",
+                "add",
+                DEMO_BUZON,
+                "--phone-number-id",
+                DEMO_PHONE_NUMBER_ID,
+            ],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
         env.pop("WHATSAPP_ACCESS_TOKEN")
         # The demo calls the API like any client: with an operator key, made by the same command an admin runs.
-        made = subprocess.run([python, "-m", "flask", "--app", "webapi", "apikey", "create",
-                               f"demo-{time.strftime('%Y%m%d-%H%M%S')}", "--role", "operator"], cwd=ROOT, env=env,
-                              check=True, capture_output=True, text=True)
+        made = subprocess.run(
+            [
+                python,
+                "-m",
+                "flask",
+                "--app",
+                "webapi",
+                "apikey",
+                "create",
+                f"demo-{time.strftime('%Y%m%d-%H%M%S')}",
+                "--role",
+                "operator",
+            ],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         api_key = made.stdout.strip().splitlines()[-1]
         auth = {"X-API-Key": api_key}
 
         api_port, flower_port = preferred_port(5000), preferred_port(5555)
         api_url, flower_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{flower_port}"
-        processes.append(Process("worker", [python, "-m", "celery", "-A", "tasks", "worker", "-P", "gevent",
-                                            "-c", "200", "-E", "-n", "demo@%h", "--loglevel=INFO"], env, log_dir))
-        processes.append(Process("beat", [python, "-m", "celery", "-A", "tasks", "beat", "--loglevel=INFO",
-                                          "-s", str(data_dir / "celerybeat-schedule")], env, log_dir))
+        processes.append(
+            Process(
+                "worker",
+                [
+                    python,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "tasks",
+                    "worker",
+                    "-P",
+                    "gevent",
+                    "-c",
+                    "200",
+                    "-E",
+                    "-n",
+                    "demo@%h",
+                    "--loglevel=INFO",
+                ],
+                env,
+                log_dir,
+            )
+        )
+        processes.append(
+            Process(
+                "beat",
+                [
+                    python,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "tasks",
+                    "beat",
+                    "--loglevel=INFO",
+                    "-s",
+                    str(data_dir / "celerybeat-schedule"),
+                ],
+                env,
+                log_dir,
+            )
+        )
         flower_auth, flower_user, flower_password_at = flower_credentials(data_dir)
         # Through the environment, which Flower reads itself: a command line is visible to every local user.
-        processes.append(Process("flower", [python, "-m", "celery", "-A", "tasks", "flower",
-                                            f"--port={flower_port}", "--address=127.0.0.1"],
-                                 {**env, "FLOWER_BASIC_AUTH": flower_auth}, log_dir))
-        processes.append(Process("api", [python, "-m", "gunicorn", "-k", "gevent", "-w", "1", "-b",
-                                         f"127.0.0.1:{api_port}", "webapi:create_app()"], env, log_dir))
+        processes.append(
+            Process(
+                "flower",
+                [python, "-m", "celery", "-A", "tasks", "flower", f"--port={flower_port}", "--address=127.0.0.1"],
+                {**env, "FLOWER_BASIC_AUTH": flower_auth},
+                log_dir,
+            )
+        )
+        processes.append(
+            Process(
+                "api",
+                [
+                    python,
+                    "-m",
+                    "gunicorn",
+                    "-k",
+                    "gevent",
+                    "-w",
+                    "1",
+                    "-b",
+                    f"127.0.0.1:{api_port}",
+                    "webapi:create_app()",
+                ],
+                env,
+                log_dir,
+            )
+        )
         print("Starting the worker, beat (the sweeper), Flower and the API ...")
-        wait_until(lambda: requests.get(api_url + "/api/estado-sistema", headers=auth,
-                                        timeout=2).json()["worker_running"],
-                   60, "the API and a live worker", processes)
+        wait_until(
+            lambda: requests.get(api_url + "/api/estado-sistema", headers=auth, timeout=2).json()["worker_running"],
+            60,
+            "the API and a live worker",
+            processes,
+        )
         login = tuple(flower_auth.split(",")[0].split(":", 1))
-        wait_until(lambda: requests.get(flower_url + "/api/workers", auth=login, timeout=2).ok, 60, "Flower",
-                   processes)
+        wait_until(lambda: requests.get(flower_url + "/api/workers", auth=login, timeout=2).ok, 60, "Flower", processes)
 
         title = f"Demo bienvenida {time.strftime('%Y-%m-%d %H:%M:%S')}"
         with open(args.contacts, "rb") as csv:
-            response = requests.post(api_url + "/api/crear-campana", timeout=60, headers=auth,
-                                     data={"titulo_campana": title, "plantilla": "bienvenida_cliente",
-                                           "buzon": DEMO_BUZON, "idioma": "es"},
-                                     files={"archivo_csv": (Path(args.contacts).name, csv, "text/csv")})
+            response = requests.post(
+                api_url + "/api/crear-campana",
+                timeout=60,
+                headers=auth,
+                data={"titulo_campana": title, "plantilla": "bienvenida_cliente", "buzon": DEMO_BUZON, "idioma": "es"},
+                files={"archivo_csv": (Path(args.contacts).name, csv, "text/csv")},
+            )
         body = response.json()
         if not body.get("success"):
             raise SystemExit(f"Upload refused ({response.status_code}): {body.get('message')}")
@@ -167,8 +273,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n{body['message']}")
         for row in body["rechazados"]:
             print(f"  fila {row['fila']}: {row['motivo']} ({row['valor']})")
-        print(f"\nCampaign '{campaign_id}': {body['total_messages']} messages through the WhatsApp sandbox "
-              f"(80 msg/s cap, 50-300 ms latency)")
+        print(
+            f"\nCampaign '{campaign_id}': {body['total_messages']} messages through the WhatsApp sandbox "
+            f"(80 msg/s cap, 50-300 ms latency)"
+        )
         started = time.monotonic()
         while True:
             status = requests.get(f"{api_url}/api/estado-cola/{campaign_id}", headers=auth, timeout=10).json()
@@ -180,9 +288,11 @@ def run(args: argparse.Namespace) -> int:
             time.sleep(0.5)
         elapsed = time.monotonic() - started
         accepted = sandbox.stats()["accepted"]
-        print(f"\n\nSummary: status {status['status']}, {status['sent']} sent, {status['failed']} failed, "
-              f"{body['total_rechazados']} rows rejected at upload, {elapsed:.1f} s "
-              f"({status['sent'] / elapsed:.0f} msg/s); the sandbox accepted {accepted} messages.")
+        print(
+            f"\n\nSummary: status {status['status']}, {status['sent']} sent, {status['failed']} failed, "
+            f"{body['total_rechazados']} rows rejected at upload, {elapsed:.1f} s "
+            f"({status['sent'] / elapsed:.0f} msg/s); the sandbox accepted {accepted} messages."
+        )
         print(f"\n  API docs:        {api_url}/api/docs")
         print(f"  Queue status:    {api_url}/api/estado-cola/{campaign_id}")
         print(f"  Campaigns:       {api_url}/api/listar-campanas")
@@ -210,8 +320,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contacts", default=str(SAMPLE_CSV), help="CSV of contacts to send (default: bundled sample)")
     parser.add_argument("--data-dir", default=str(ROOT / ".demo"), help="where embedded services keep data and logs")
     keep = parser.add_mutually_exclusive_group()
-    keep.add_argument("--keep-running", dest="keep_running", action="store_true",
-                      help="after the summary, keep the services up until Ctrl-C (default on a terminal)")
+    keep.add_argument(
+        "--keep-running",
+        dest="keep_running",
+        action="store_true",
+        help="after the summary, keep the services up until Ctrl-C (default on a terminal)",
+    )
     keep.add_argument("--exit", dest="keep_running", action="store_false", help="stop right after the summary")
     parser.set_defaults(keep_running=sys.stdin.isatty())
     args = parser.parse_args(argv)

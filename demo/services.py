@@ -422,13 +422,17 @@ class EmbeddedPostgres(_Service):
         server_options = " ".join(
             shlex.quote(option)
             for option in (
-                "-p", str(port),
-                "-c", f"listen_addresses={HOST}",
+                "-p",
+                str(port),
+                "-c",
+                f"listen_addresses={HOST}",
                 # No Unix socket: every client uses TCP, and a deep data dir
                 # would exceed the 107-byte socket path limit.
-                "-c", "unix_socket_directories=",
+                "-c",
+                "unix_socket_directories=",
                 # Each gevent worker can hold many connections at once.
-                "-c", "max_connections=200",
+                "-c",
+                "max_connections=200",
             )
         )
         self._run(
@@ -457,8 +461,9 @@ class EmbeddedPostgres(_Service):
         if pid is None or not _pid_alive(pid):
             return
         try:
-            self._run("pg_ctl", "stop", "--mode=fast", "--wait", f"--timeout={int(STOP_TIMEOUT)}",
-                      timeout=STOP_TIMEOUT + 5)
+            self._run(
+                "pg_ctl", "stop", "--mode=fast", "--wait", f"--timeout={int(STOP_TIMEOUT)}", timeout=STOP_TIMEOUT + 5
+            )
         except ServiceError as err:
             log.warning("pg_ctl stop failed, killing the postmaster: %s", err)
             # SIGQUIT is PostgreSQL's immediate shutdown: children exit too.
@@ -482,8 +487,19 @@ def ensure_system_user(name: str) -> pwd.struct_passwd:
             "useradd (Debian package 'passwd') is needed to create it"
         )
     result = subprocess.run(
-        [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-         "--shell", "/usr/sbin/nologin", "--comment", "embedded PostgreSQL for the demo", name],
+        [
+            useradd,
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            "--comment",
+            "embedded PostgreSQL for the demo",
+            name,
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -496,7 +512,8 @@ def ensure_system_user(name: str) -> pwd.struct_passwd:
 
 
 def grant_traverse(path: Path) -> None:
-    """Give everyone search (x) permission on path's ancestors that lack it, so a dropped-privilege server can reach it."""
+    """Give everyone search (x) permission on the ancestors of `path` that lack it (a dropped-privilege server
+    must reach it)."""
     # Only search, not read: others can open known paths below but not list
     # them. This matters when the project lives under root's 0700 home.
     for ancestor in reversed(path.resolve().parents):

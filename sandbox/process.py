@@ -58,8 +58,9 @@ class SandboxHandle:
         """Return the Cloud API send URL of one phone number on this sandbox."""
         return f"{self.url}/{version}/{phone_number_id}/messages"
 
-    def _admin(self, method: str, path: str, payload: Any = None, params: dict[str, Any] | None = None,
-               timeout: float = 10.0) -> Any:
+    def _admin(
+        self, method: str, path: str, payload: Any = None, params: dict[str, Any] | None = None, timeout: float = 10.0
+    ) -> Any:
         """Call an admin route; a 400 (bad option) becomes ValueError, other failures raise from requests."""
         url = f"{self.url}/_sandbox/{path}"
         response = self._session.request(method, url, json=payload, params=params, timeout=timeout)
@@ -153,17 +154,22 @@ def start_sandbox(
     # Fail in the caller, with a plain ValueError, rather than as a crashed child process.
     SandboxSettings().apply(options)
     command = [
-        sys.executable, "-m", "sandbox",
-        "--host", host, "--port", str(port or 0), "--config", json.dumps(options),
+        sys.executable,
+        "-m",
+        "sandbox",
+        "--host",
+        host,
+        "--port",
+        str(port or 0),
+        "--config",
+        json.dumps(options),
     ]
     env = {key: value for key, value in os.environ.items() if not key.startswith("SANDBOX_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PROJECT_ROOT, env.get("PYTHONPATH")]))
     # Output goes to a file, not a pipe: a pipe nobody drains would block a chatty server.
     log_fd, log_path = tempfile.mkstemp(prefix="sandbox-", suffix=".log")
     try:
-        process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT, env=env
-        )
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT, env=env)
     finally:
         os.close(log_fd)
 

@@ -25,8 +25,11 @@ from .webhooks import StatusWebhooks
 ERRORS: dict[int, tuple[int, str]] = {
     4: (400, "(#4) Application request limit reached"),
     10: (403, "(#10) Application does not have permission for this action"),
-    100: (400, "Unsupported post request. Object does not exist, cannot be loaded due to missing "
-               "permissions, or does not support this operation"),
+    100: (
+        400,
+        "Unsupported post request. Object does not exist, cannot be loaded due to missing "
+        "permissions, or does not support this operation",
+    ),
     190: (401, "Invalid OAuth access token - Cannot parse access token"),
     368: (400, "Temporarily blocked for policies violations"),
     80007: (400, "(#80007) Rate limit issues"),
@@ -204,20 +207,24 @@ def check_template(
         if any(names):
             raise ApiError(132012, "This template takes positional parameters, without parameter_name.")
         if len(parameters) != expected:
-            raise ApiError(132000, f"body: number of localizable_params ({len(parameters)}) does not match "
-                                   f"the expected number of params ({expected})")
+            raise ApiError(
+                132000,
+                f"body: number of localizable_params ({len(parameters)}) does not match "
+                f"the expected number of params ({expected})",
+            )
     else:
         if not all(names):
             raise ApiError(132012, "This template takes named parameters; every parameter needs parameter_name.")
         if sorted(names) != sorted(expected):
-            raise ApiError(132000, f"body: parameters {sorted(names)} do not match the expected "
-                                   f"parameters {sorted(expected)}")
+            raise ApiError(
+                132000, f"body: parameters {sorted(names)} do not match the expected parameters {sorted(expected)}"
+            )
 
 
 class TokenBucket:
     """Per phone_number_id throughput cap: holds up to one second of tokens, refilled continuously."""
 
-    __slots__ = ("rate", "capacity", "tokens", "updated")
+    __slots__ = ("capacity", "rate", "tokens", "updated")
 
     def __init__(self, rate: float, now: float) -> None:
         """Start full, so a fresh number can burst one second's worth at once."""
@@ -241,7 +248,7 @@ class TokenBucket:
 class Counters:
     """Request outcome counters for the whole sandbox or one phone_number_id."""
 
-    __slots__ = ("requests", "accepted", "timed_out", "rejected")
+    __slots__ = ("accepted", "rejected", "requests", "timed_out")
 
     def __init__(self) -> None:
         """Start at zero."""
@@ -454,8 +461,9 @@ def _paging(query: Any) -> tuple[int, int]:
         if since < 0 or limit < 1:
             raise ValueError
     except ValueError:
-        raise web.HTTPBadRequest(text=json.dumps({"error": "since must be an integer >= 0 and limit an integer >= 1"}),
-                                 content_type=_JSON) from None
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "since must be an integer >= 0 and limit an integer >= 1"}), content_type=_JSON
+        ) from None
     return since, limit
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import heapq
+import hmac
 import itertools
 import json
 import math
@@ -53,11 +53,25 @@ Entry = tuple[float, int, str, int, "_Message"]
 class _Message:
     """Webhook state of one accepted message: its plan, what was posted for it, and the hold that keeps its order."""
 
-    __slots__ = ("index", "wamid", "phone_number_id", "recipient_id", "callback_data", "category", "failure_code",
-                 "planned", "out_of_order", "busy", "waiting", "posted", "pending")
+    __slots__ = (
+        "busy",
+        "callback_data",
+        "category",
+        "failure_code",
+        "index",
+        "out_of_order",
+        "pending",
+        "phone_number_id",
+        "planned",
+        "posted",
+        "recipient_id",
+        "waiting",
+        "wamid",
+    )
 
-    def __init__(self, record: dict[str, Any], planned: tuple[str, ...], failure_code: int | None,
-                 out_of_order: bool) -> None:
+    def __init__(
+        self, record: dict[str, Any], planned: tuple[str, ...], failure_code: int | None, out_of_order: bool
+    ) -> None:
         """Take what the notifications need from the accepted-message record."""
         self.index: int = record["index"]
         self.wamid: str = record["wamid"]
@@ -88,8 +102,14 @@ class _Message:
             "failure_code": self.failure_code,
             "pending": self.pending,
             "statuses": [
-                {"order": order, "status": status, "timestamp": str(timestamp), "duplicate": duplicate,
-                 "post": post, "dropped": dropped}
+                {
+                    "order": order,
+                    "status": status,
+                    "timestamp": str(timestamp),
+                    "duplicate": duplicate,
+                    "post": post,
+                    "dropped": dropped,
+                }
                 for order, (status, timestamp, duplicate, post, dropped) in enumerate(self.posted, 1)
             ],
         }
@@ -98,10 +118,17 @@ class _Message:
 class _Post:
     """One notification on its way: the exact body bytes and signature, and the statuses the body carries."""
 
-    __slots__ = ("id", "body", "headers", "entries", "attempts", "duplicate", "generation")
+    __slots__ = ("attempts", "body", "duplicate", "entries", "generation", "headers", "id")
 
-    def __init__(self, post_id: int, body: bytes, headers: dict[str, str], entries: list[tuple[str, int, _Message]],
-                 generation: int, duplicate: bool = False) -> None:
+    def __init__(
+        self,
+        post_id: int,
+        body: bytes,
+        headers: dict[str, str],
+        entries: list[tuple[str, int, _Message]],
+        generation: int,
+        duplicate: bool = False,
+    ) -> None:
         """Hold a built notification; retries and replays send these same bytes, as Meta does."""
         self.id = post_id
         self.body = body
@@ -115,8 +142,20 @@ class _Post:
 class WebhookCounters:
     """What the webhook sender has done since the last reset."""
 
-    __slots__ = ("statuses", "duplicates", "posts", "duplicate_posts", "attempts", "retries", "failures",
-                 "dropped", "out_of_order", "skipped_delivered", "largest_batch", "last_error")
+    __slots__ = (
+        "attempts",
+        "dropped",
+        "duplicate_posts",
+        "duplicates",
+        "failures",
+        "largest_batch",
+        "last_error",
+        "out_of_order",
+        "posts",
+        "retries",
+        "skipped_delivered",
+        "statuses",
+    )
 
     def __init__(self) -> None:
         """Start at zero."""
@@ -348,7 +387,8 @@ class StatusWebhooks:
         """Pop due statuses, post them in batches, and sleep until the next thing is due or something changes."""
         # One session for every POST: reused keep-alive connections matter at hundreds of POSTs per second.
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar(),
+            connector=aiohttp.TCPConnector(limit=0),
+            cookie_jar=aiohttp.DummyCookieJar(),
             headers={"User-Agent": _USER_AGENT},
         )
         loop = asyncio.get_running_loop()
@@ -399,8 +439,11 @@ class StatusWebhooks:
             self._launch(heapq.heappop(replays)[2])
         ready = self._ready
         batch_max = self._settings.webhook_batch_max
-        while (len(tasks) < limit and ready
-               and (self._hurry or len(ready) >= batch_max or ready[0][0] + self._window <= now)):
+        while (
+            len(tasks) < limit
+            and ready
+            and (self._hurry or len(ready) >= batch_max or ready[0][0] + self._window <= now)
+        ):
             self._launch([ready.popleft() for _ in range(min(batch_max, len(ready)))])
 
     def _next_wake(self) -> float:
@@ -452,15 +495,19 @@ class StatusWebhooks:
             "entry": [
                 {
                     "id": settings.waba_id,
-                    "changes": [{
-                        "value": {
-                            "messaging_product": "whatsapp",
-                            "metadata": {"display_phone_number": display.get(number, number),
-                                         "phone_number_id": number},
-                            "statuses": statuses,
-                        },
-                        "field": "messages",
-                    }],
+                    "changes": [
+                        {
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "metadata": {
+                                    "display_phone_number": display.get(number, number),
+                                    "phone_number_id": number,
+                                },
+                                "statuses": statuses,
+                            },
+                            "field": "messages",
+                        }
+                    ],
                 }
                 for number, statuses in groups.items()
             ],
@@ -500,7 +547,9 @@ class StatusWebhooks:
         self.counters.attempts += 1
         try:
             async with self._session.post(
-                settings.webhook_url, data=post.body, headers=post.headers,
+                settings.webhook_url,
+                data=post.body,
+                headers=post.headers,
                 timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_s),
             ) as response:
                 await response.read()
@@ -543,8 +592,7 @@ class StatusWebhooks:
                 self._release(message)
         if posted and not post.duplicate and settings.duplicate_share and random() < settings.duplicate_share:
             # Meta re-sends a notification it thinks went unanswered: the same bytes and signature, later.
-            replay = _Post(next(self._post_ids), post.body, post.headers, post.entries, post.generation,
-                           duplicate=True)
+            replay = _Post(next(self._post_ids), post.body, post.headers, post.entries, post.generation, duplicate=True)
             low, high = self._delay
             heapq.heappush(self._replays, (time.monotonic() + uniform(low, high), next(self._seq), replay))
         self._wake.set()

@@ -109,6 +109,9 @@ def _url(name: str, raw: str, schemes: set[str]) -> str:
     return value.rstrip("/") if parsed.scheme in {"http", "https"} else value
 
 
+#: Values DEFAULT_ROLE accepts: a role, or "none" to refuse signed-in users who were given no role.
+ROLE_CHOICES = ("viewer", "operator", "admin", "none")
+
 _PARSERS = {
     "api_whatsapp_url": lambda n, v: _url(n, v, {"http", "https"}),
     "whatsapp_api_version": lambda n, v: _version(n, v),
@@ -151,9 +154,6 @@ _PARSERS = {
     "rate_limit_reads": lambda n, v: _rate(n, v) if v.strip() else None,
 }
 
-#: Values DEFAULT_ROLE accepts: a role, or "none" to refuse signed-in users who were given no role.
-ROLE_CHOICES = ("viewer", "operator", "admin", "none")
-
 
 def _origins(name: str, raw: str) -> tuple[str, ...]:
     """Parse a comma-separated list of web origins such as https://app.example.com (no paths, no "*")."""
@@ -163,8 +163,10 @@ def _origins(name: str, raw: str) -> tuple[str, ...]:
             continue
         parsed = urlparse(item)
         if item == "*" or parsed.scheme not in {"http", "https"} or not parsed.netloc or parsed.path:
-            raise ConfigError(f"{name}: {item!r} is not an origin; list the front end's origins like "
-                              "https://app.example.com, separated by commas (\"*\" is not accepted)")
+            raise ConfigError(
+                f"{name}: {item!r} is not an origin; list the front end's origins like "
+                'https://app.example.com, separated by commas ("*" is not accepted)'
+            )
         origins.append(f"{parsed.scheme}://{parsed.netloc.lower()}")
     return tuple(origins)
 

@@ -5,23 +5,29 @@ from __future__ import annotations
 from enum import Enum
 
 from tasks.texts import (
-    ERROR_CODE_REASONS, ERROR_NETWORK, ERROR_NETWORK_DETAIL, ERROR_OTHER, ERROR_OTHER_DETAIL, ERROR_PERMISSION,
+    ERROR_CODE_REASONS,
+    ERROR_NETWORK,
+    ERROR_NETWORK_DETAIL,
+    ERROR_OTHER,
+    ERROR_OTHER_DETAIL,
+    ERROR_PERMISSION,
 )
 
 
 class ErrorKind(Enum):
     """What a send error means for the message and its campaign."""
 
-    TRANSIENT = "transient"      # retry the same message with backoff
-    RECIPIENT = "recipient"      # this recipient fails now; the campaign goes on
-    CAMPAIGN = "campaign"        # every message would fail the same way: stop the campaign
-    ACCOUNT = "account"          # credentials, quality or account trouble: pause until someone acts
+    TRANSIENT = "transient"  # retry the same message with backoff
+    RECIPIENT = "recipient"  # this recipient fails now; the campaign goes on
+    CAMPAIGN = "campaign"  # every message would fail the same way: stop the campaign
+    ACCOUNT = "account"  # credentials, quality or account trouble: pause until someone acts
 
 
 # Codes that mean "try again later"; network errors, timeouts and 5xx are transient too.
 _TRANSIENT = {130429, 131056, 4, 80007, 131057, 131000, 131016, 1, 2}
 _CAMPAIGN = {132000, 132001, 132005, 132007, 132012}
 _ACCOUNT = {131048, 132015, 132016, 190, 10, 368, 131031, 131042}
+
 
 def classify(code: int | None, http_status: int | None = None) -> ErrorKind:
     """Decide on the error code (Meta's advice), falling back to the HTTP status only when there is none."""

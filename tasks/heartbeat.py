@@ -26,10 +26,10 @@ def new_owner_id() -> str:
 
 def live_workers(client) -> list[str]:
     """Owner ids of workers whose heartbeat has not expired."""
-    return [key[len(PREFIX):] for key in client.scan_iter(match=PREFIX + "*", count=1000)]
+    return [key[len(PREFIX) :] for key in client.scan_iter(match=PREFIX + "*", count=1000)]
 
 
-def dead_workers(client, ttl_s: int, also: set[str] = frozenset()) -> set[str]:
+def dead_workers(client, ttl_s: int, also: frozenset[str] | set[str] = frozenset()) -> set[str]:
     """Workers (known ones, and the owners in `also`) that have not beaten for at least `ttl_s` seconds.
 
     A missing heartbeat only makes a worker a suspect, stamped on Redis' clock; it is dead once it has

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from tasks import texts
 from tasks.config import Settings
@@ -13,7 +13,11 @@ from tasks.queue import TaskQueue
 from tasks.state import LiveState
 from tasks.store.base import Store
 from tasks.vocabulary import (
-    FINAL_CAMPAIGN_STATUSES, SETTLED_RECIPIENT_STATUSES, CampaignStatus, Outcome, RecipientStatus,
+    FINAL_CAMPAIGN_STATUSES,
+    SETTLED_RECIPIENT_STATUSES,
+    CampaignStatus,
+    Outcome,
+    RecipientStatus,
 )
 
 log = logging.getLogger("tasks.pipeline")
@@ -47,7 +51,7 @@ def chunk_range(total: int, batch_size: int, chunk_size: int, batch_no: int, chu
 
 def _now() -> str:
     """The current UTC time in ISO format."""
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ class PipelinePolicy:
 
     max_concurrent_batches: int = 5
     default_mps: int = 80
-    max_error_rate: float = 1.0      # 1 turns the automatic pause off
+    max_error_rate: float = 1.0  # 1 turns the automatic pause off
     error_rate_window: int = 200
 
     @classmethod
@@ -103,9 +107,18 @@ class Pipeline:
             return fields
         row = self.campaign(campaign_id)
         counts = {**self.store.campaign_counts(campaign_id), **self.store.delivery_counts(campaign_id)}
-        batches = [] if row["status"] in FINAL_CAMPAIGN_STATUSES else self.store.pending_batches(campaign_id, row["batch_size"])
-        self.state.init_campaign(row, batches, counts, self.store.failure_breakdown(campaign_id),
-                                 self.max_in_flight(row["buzon"], row["batch_size"]))
+        batches = (
+            []
+            if row["status"] in FINAL_CAMPAIGN_STATUSES
+            else self.store.pending_batches(campaign_id, row["batch_size"])
+        )
+        self.state.init_campaign(
+            row,
+            batches,
+            counts,
+            self.store.failure_breakdown(campaign_id),
+            self.max_in_flight(row["buzon"], row["batch_size"]),
+        )
         return self.state.fields(campaign_id)
 
     # --- starting and dispatching ----------------------------------------------------------------
@@ -174,11 +187,16 @@ class Pipeline:
         """Pause the campaign when too many of its recent sends failed (MAX_ERROR_RATE)."""
         if self.max_error_rate >= 1:
             return
-        failed_recent, processed_recent = self.state.error_window(campaign_id, failed, processed,
-                                                                  self.error_rate_window)
+        failed_recent, processed_recent = self.state.error_window(
+            campaign_id, failed, processed, self.error_rate_window
+        )
         if processed_recent >= self.error_rate_window and failed_recent / processed_recent > self.max_error_rate:
-            reason = texts.PAUSE_ERROR_RATE.format(failed=failed_recent, processed=processed_recent,
-                                                   share=failed_recent / processed_recent, limit=self.max_error_rate)
+            reason = texts.PAUSE_ERROR_RATE.format(
+                failed=failed_recent,
+                processed=processed_recent,
+                share=failed_recent / processed_recent,
+                limit=self.max_error_rate,
+            )
             try:
                 self.pause(campaign_id, reason)
             except InvalidTransition:
@@ -191,8 +209,9 @@ class Pipeline:
         if status != CampaignStatus.RUNNING:
             return status
         done = sum(int(fields.get(k, 0)) for k in SETTLED_RECIPIENT_STATUSES)
-        if done >= int(fields["total"]) or (self.state.queued(campaign_id) == 0
-                                            and self.state.in_flight(campaign_id) == 0):
+        if done >= int(fields["total"]) or (
+            self.state.queued(campaign_id) == 0 and self.state.in_flight(campaign_id) == 0
+        ):
             counts = self.store.campaign_counts(campaign_id)
             if counts["pending"] == 0 and counts["sending"] == 0:
                 # The store is exact; Redis may have missed increments around a crash.

@@ -46,8 +46,10 @@ class CeleryQueue:
 
     def enqueue_batch(self, campaign_id: str, batch_no: int, task_ids: list[str]) -> None:
         """Send the chord; task arguments are ids only (no phone numbers, no tokens)."""
-        header = [self.app.signature(SEND_CHUNK, args=(campaign_id, batch_no, chunk_no)).set(task_id=task_id)
-                  for chunk_no, task_id in enumerate(task_ids)]
+        header = [
+            self.app.signature(SEND_CHUNK, args=(campaign_id, batch_no, chunk_no)).set(task_id=task_id)
+            for chunk_no, task_id in enumerate(task_ids)
+        ]
         chord(header, app=self.app)(self.app.signature(FINISH_BATCH, args=(campaign_id, batch_no)))
 
     def finished_results(self, task_ids: list[str]) -> list[list[Outcome]]:

@@ -47,8 +47,9 @@ class SendRateLimiter:
         """Book one send slot; returns the seconds to wait before sending (0 when it may go now)."""
         return self.reserve_many(phone_number_id, messages_per_second, 1, min_interval_ms)[0]
 
-    def reserve_many(self, phone_number_id: str, messages_per_second: float, count: int,
-                     min_interval_ms: int = 0) -> list[float]:
+    def reserve_many(
+        self, phone_number_id: str, messages_per_second: float, count: int, min_interval_ms: int = 0
+    ) -> list[float]:
         """Book `count` consecutive slots in one round trip; returns each slot's wait in seconds."""
         interval_us = int(max(1_000_000 / messages_per_second, min_interval_ms * 1000))
         first_us = int(self._reserve(keys=[self._prefix + phone_number_id], args=[interval_us, count]))

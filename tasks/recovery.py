@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from tasks import keys, texts
 from tasks.heartbeat import dead_workers, forget_worker
@@ -31,9 +31,18 @@ class Sweeper:
       being sent it goes back to the queue. Sending it again is safe: every message is claimed atomically.
     """
 
-    def __init__(self, store: Store, state: LiveState, pipeline: Pipeline,
-                 finished_results: Callable[[list[str]], list[list[Outcome]]], *, owner: str, heartbeat_ttl_s: int,
-                 stale_batch_s: int, stuck_claim_s: int):
+    def __init__(
+        self,
+        store: Store,
+        state: LiveState,
+        pipeline: Pipeline,
+        finished_results: Callable[[list[str]], list[list[Outcome]]],
+        *,
+        owner: str,
+        heartbeat_ttl_s: int,
+        stale_batch_s: int,
+        stuck_claim_s: int,
+    ):
         self.store = store
         self.state = state
         self.pipeline = pipeline
@@ -67,8 +76,9 @@ class Sweeper:
 
     def _apply_finished_chunks(self, campaign_id: str, batch_no: int) -> None:
         """Record what the batch's finished chunk tasks reported, whether or not its chord joined."""
-        self.pipeline.record_batch(campaign_id, batch_no,
-                                   self.finished_results(self.state.batch_tasks(campaign_id, batch_no)))
+        self.pipeline.record_batch(
+            campaign_id, batch_no, self.finished_results(self.state.batch_tasks(campaign_id, batch_no))
+        )
 
     def _sweep_campaign(self, campaign_id: str, owners: dict[str, int], dead: set[str], report: dict) -> None:
         """Repair one campaign."""
@@ -95,7 +105,9 @@ class Sweeper:
                 log.warning(texts.LOG_DEAD_WORKER_CLAIMS, campaign_id, owner, moved["unknown"], moved["pending"])
         if fields.get("status") in _MOVING:
             now = int(time.time())
-            old = [b for b, since in self.state.in_flight_since(campaign_id).items() if now - since > self.stale_batch_s]
+            old = [
+                b for b, since in self.state.in_flight_since(campaign_id).items() if now - since > self.stale_batch_s
+            ]
             for batch_no in old:
                 self._apply_finished_chunks(campaign_id, batch_no)
             if old:

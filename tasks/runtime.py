@@ -32,7 +32,7 @@ class Runtime:
     """Everything one process of the service uses, built once."""
 
     settings: Settings
-    owner: str               # this process's id on the claims it makes
+    owner: str  # this process's id on the claims it makes
     redis: redis.Redis
     store: Store
     state: LiveState
@@ -54,9 +54,16 @@ def redis_client(url: str) -> redis.Redis:
     """A pooled Redis client with timeouts, since the gevent pool has no task time limits."""
     # Retries ride out a Redis restart of a few seconds instead of failing every task in flight.
     retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=12)
-    return redis.Redis.from_url(url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5,
-                                health_check_interval=30, max_connections=1000, retry=retry,
-                                retry_on_error=[redis.ConnectionError, redis.TimeoutError])
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=10,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+        max_connections=1000,
+        retry=retry,
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
 
 
 def build_runtime(settings: Settings, queue: TaskQueue, *, store: Store | None = None) -> Runtime:
@@ -68,10 +75,27 @@ def build_runtime(settings: Settings, queue: TaskQueue, *, store: Store | None =
     pipeline = Pipeline(store, state, queue, PipelinePolicy.from_settings(settings))
     whatsapp = WhatsAppClient(settings.api_whatsapp_url, settings.whatsapp_api_version, settings.http_timeout_s)
     sender = ChunkSender(store, state, pipeline, whatsapp, SendRateLimiter(client), SendPolicy.from_settings(settings))
-    sweeper = Sweeper(store, state, pipeline, queue.finished_results, owner=owner,
-                      heartbeat_ttl_s=settings.worker_heartbeat_ttl_s, stale_batch_s=settings.stale_batch_s,
-                      stuck_claim_s=settings.stuck_claim_s)
+    sweeper = Sweeper(
+        store,
+        state,
+        pipeline,
+        queue.finished_results,
+        owner=owner,
+        heartbeat_ttl_s=settings.worker_heartbeat_ttl_s,
+        stale_batch_s=settings.stale_batch_s,
+        stuck_claim_s=settings.stuck_claim_s,
+    )
     inbox = WebhookInbox(client)
-    return Runtime(settings=settings, owner=owner, redis=client, store=store, state=state, queue=queue,
-                   pipeline=pipeline, sender=sender, sweeper=sweeper, inbox=inbox,
-                   webhooks=WebhookApplier(store, state, inbox))
+    return Runtime(
+        settings=settings,
+        owner=owner,
+        redis=client,
+        store=store,
+        state=state,
+        queue=queue,
+        pipeline=pipeline,
+        sender=sender,
+        sweeper=sweeper,
+        inbox=inbox,
+        webhooks=WebhookApplier(store, state, inbox),
+    )

@@ -89,30 +89,35 @@ class CampaignSpec:
 class SendPolicy:
     """Pacing, retries and deadlines of the send loop."""
 
-    default_mps: int = 80               # messages/s of a number whose buzón sets none
-    interval_ms: int = 0                # INTERVALO_ENVIO_MS: minimum spacing between two sends of a number
-    max_retries: int = 5                # transient errors retried before a message fails
-    credentials_ttl_s: float = 30.0     # how long a buzón's credentials are cached
-    chunk_deadline_s: float = 60.0      # a chunk hands back what it could not send by then
+    default_mps: int = 80  # messages/s of a number whose buzón sets none
+    interval_ms: int = 0  # INTERVALO_ENVIO_MS: minimum spacing between two sends of a number
+    max_retries: int = 5  # transient errors retried before a message fails
+    credentials_ttl_s: float = 30.0  # how long a buzón's credentials are cached
+    chunk_deadline_s: float = 60.0  # a chunk hands back what it could not send by then
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 8.0
-    outage_threshold: int = 20          # this many failures in a row to one number: WhatsApp is down
+    outage_threshold: int = 20  # this many failures in a row to one number: WhatsApp is down
 
     @classmethod
     def from_settings(cls, s: Settings) -> SendPolicy:
         """The policy the settings describe."""
-        return cls(default_mps=s.whatsapp_mps, interval_ms=s.intervalo_envio_ms, max_retries=s.max_retries,
-                   credentials_ttl_s=s.credentials_cache_s, chunk_deadline_s=s.chunk_deadline_s)
+        return cls(
+            default_mps=s.whatsapp_mps,
+            interval_ms=s.intervalo_envio_ms,
+            max_retries=s.max_retries,
+            credentials_ttl_s=s.credentials_cache_s,
+            chunk_deadline_s=s.chunk_deadline_s,
+        )
 
 
 class Next(Enum):
     """What the send loop does after one attempt."""
 
-    DONE = "done"            # the message has its outcome (sent, failed or unknown)
-    WAIT = "wait"            # WhatsApp asked us to slow down, or is down: wait, retries not spent
-    RETRY = "retry"          # a transient error: back off, spend one retry
+    DONE = "done"  # the message has its outcome (sent, failed or unknown)
+    WAIT = "wait"  # WhatsApp asked us to slow down, or is down: wait, retries not spent
+    RETRY = "retry"  # a transient error: back off, spend one retry
     HAND_BACK = "hand_back"  # not sent (deadline, paused, account trouble): back to pending
-    STOP = "stop"            # every message would fail the same way: stop the campaign
+    STOP = "stop"  # every message would fail the same way: stop the campaign
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +125,9 @@ class Decision:
     """One attempt's verdict: what to do next, and the outcome or the campaign action that goes with it."""
 
     next: Next
-    outcome: Outcome | None = None   # the message's outcome with DONE, HAND_BACK and STOP (and RETRY, once spent)
-    wait_s: float = 0.0              # with WAIT
-    stop_as: str | None = None       # with STOP or an account error: the campaign status to move to
+    outcome: Outcome | None = None  # the message's outcome with DONE, HAND_BACK and STOP (and RETRY, once spent)
+    wait_s: float = 0.0  # with WAIT
+    stop_as: str | None = None  # with STOP or an account error: the campaign status to move to
     reason: str | None = None
 
 
@@ -142,8 +147,15 @@ class _Job:
 class ChunkSender:
     """Sends the recipients of one chunk; every outcome is returned, never raised."""
 
-    def __init__(self, store: Store, state: LiveState, campaigns: Pipeline, client: WhatsAppClient,
-                 limiter: SendRateLimiter, policy: SendPolicy):
+    def __init__(
+        self,
+        store: Store,
+        state: LiveState,
+        campaigns: Pipeline,
+        client: WhatsAppClient,
+        limiter: SendRateLimiter,
+        policy: SendPolicy,
+    ):
         self.store = store
         self.state = state
         self.campaigns = campaigns  # pause or stop a campaign, and rebuild its live state
@@ -161,8 +173,9 @@ class ChunkSender:
         spec = self._specs.get(campaign_id)
         if spec is None:
             f = self.campaigns.ensure_live_state(campaign_id)
-            spec = CampaignSpec(int(f["total"]), f["buzon"], f["template"], f["language"],
-                                int(f["batch_size"]), int(f["chunk_size"]))
+            spec = CampaignSpec(
+                int(f["total"]), f["buzon"], f["template"], f["language"], int(f["batch_size"]), int(f["chunk_size"])
+            )
             self._specs[campaign_id] = spec
         return spec
 
@@ -207,17 +220,24 @@ class ChunkSender:
         # due within the same few milliseconds wake the worker once instead of once each. Not when an
         # explicit spacing (INTERVALO_ENVIO_MS) was asked for, which the grid could shorten.
         tick = RELEASE_TICK_S if not self.policy.interval_ms and mps * RELEASE_TICK_S > 1 else 0.0
-        job = _Job(campaign_id, spec, sender, mps, tick, deadline,
-                   _SendMarks(self.state, campaign_id, {m.id: start + wait for m, wait in zip(claimed, slots)}))
+        job = _Job(
+            campaign_id,
+            spec,
+            sender,
+            mps,
+            tick,
+            deadline,
+            _SendMarks(self.state, campaign_id, {m.id: start + wait for m, wait in zip(claimed, slots, strict=True)}),
+        )
 
         def send(item: tuple[ClaimedMessage, float]) -> Outcome:
             message, wait = item
             return self._deliver(job, message, start + wait)
 
         if _GreenPool is not None and len(claimed) > 1:
-            outcomes = _GreenPool(len(claimed)).map(send, zip(claimed, slots))
+            outcomes = _GreenPool(len(claimed)).map(send, zip(claimed, slots, strict=True))
         else:
-            outcomes = [send(item) for item in zip(claimed, slots)]
+            outcomes = [send(item) for item in zip(claimed, slots, strict=True)]
         for outcome in outcomes:
             outcome["owner"] = owner
         answered = sum(1 for o in outcomes if o["status"] in _ANSWERED)
@@ -230,18 +250,25 @@ class ChunkSender:
 
     def _deliver(self, job: _Job, message: ClaimedMessage, slot_at: float) -> Outcome:
         """Send one message at its booked slot (retries book new ones) until its outcome is known."""
-        payload = template_payload(message.phone, job.spec.template, job.spec.language, message.parameters,
-                                   callback_data=f"{job.campaign_id}/{message.id}")
+        payload = template_payload(
+            message.phone,
+            job.spec.template,
+            job.spec.language,
+            message.parameters,
+            callback_data=f"{job.campaign_id}/{message.id}",
+        )
         resends = 0  # attempts after the first, whatever the cause (stored as the message's retries)
-        spent = 0    # of those, the transient errors that count against MAX_RETRIES (throttling does not)
+        spent = 0  # of those, the transient errors that count against MAX_RETRIES (throttling does not)
         while True:
             if resends:
-                slot_at = time.monotonic() + self.limiter.reserve(job.sender.phone_number_id, job.mps,
-                                                                  self.policy.interval_ms)
+                slot_at = time.monotonic() + self.limiter.reserve(
+                    job.sender.phone_number_id, job.mps, self.policy.interval_ms
+                )
             decision = self._attempt(job, message, payload, slot_at, resends)
             if decision.next is Next.RETRY:
                 spent += 1
                 if spent > self.policy.max_retries:
+                    assert decision.outcome is not None  # a RETRY carries the outcome it ends with
                     return decision.outcome
                 decision = Decision(Next.WAIT, wait_s=self._backoff(spent))
             if decision.next is Next.WAIT:
@@ -250,6 +277,7 @@ class ChunkSender:
                 continue
             if decision.stop_as is not None:
                 self._stop(job.campaign_id, decision.stop_as, decision.reason or "")
+            assert decision.outcome is not None  # every step but WAIT settles the message
             return decision.outcome
 
     def _attempt(self, job: _Job, message: ClaimedMessage, payload: dict, slot_at: float, retries: int) -> Decision:
@@ -266,16 +294,21 @@ class ChunkSender:
             if not job.marks.begin(message.id):
                 return Decision(Next.HAND_BACK, _outcome(message, RecipientStatus.PENDING, retries))
         except Exception as exc:
-            log.warning("message %s of campaign %s interrupted by %s", message.id, job.campaign_id,
-                        type(exc).__name__)
+            log.warning("message %s of campaign %s interrupted by %s", message.id, job.campaign_id, type(exc).__name__)
             return Decision(Next.HAND_BACK, _outcome(message, RecipientStatus.PENDING, retries))
         try:
             result = self.client.send(job.sender, payload)
         except Exception as exc:  # the request may have gone out: never resend blindly
-            log.warning("message %s of campaign %s interrupted by %s", message.id, job.campaign_id,
-                        type(exc).__name__)
-            return Decision(Next.DONE, _outcome(message, RecipientStatus.UNKNOWN, retries,
-                                                detail=texts.SEND_INTERRUPTED.format(error=type(exc).__name__)))
+            log.warning("message %s of campaign %s interrupted by %s", message.id, job.campaign_id, type(exc).__name__)
+            return Decision(
+                Next.DONE,
+                _outcome(
+                    message,
+                    RecipientStatus.UNKNOWN,
+                    retries,
+                    detail=texts.SEND_INTERRUPTED.format(error=type(exc).__name__),
+                ),
+            )
         return self._judge(job, message, result, retries)
 
     def _judge(self, job: _Job, message: ClaimedMessage, result: SendResult, retries: int) -> Decision:
@@ -283,8 +316,13 @@ class ChunkSender:
         pnid = job.sender.phone_number_id
         if result.ok:
             self._note_success(pnid)
-            return Decision(Next.DONE, {"id": message.id, "status": RecipientStatus.SENT, "wamid": result.wamid,
-                                        "retries": retries})
+            sent: Outcome = {
+                "id": message.id,
+                "status": RecipientStatus.SENT,
+                "wamid": result.wamid or "",
+                "retries": retries,
+            }
+            return Decision(Next.DONE, sent)
         if result.ambiguous:
             # Resending could deliver twice; the status webhook or an operator's retry settles it.
             return Decision(Next.DONE, _outcome(message, RecipientStatus.UNKNOWN, retries, result))
@@ -302,12 +340,20 @@ class ChunkSender:
             return Decision(Next.RETRY, _outcome(message, RecipientStatus.FAILED, retries, result))
         reason = describe(result.error_code, result.error_detail)
         if kind is ErrorKind.CAMPAIGN:
-            return Decision(Next.STOP, _outcome(message, RecipientStatus.FAILED, retries, result),
-                            stop_as=CampaignStatus.FAILED, reason=reason)
+            return Decision(
+                Next.STOP,
+                _outcome(message, RecipientStatus.FAILED, retries, result),
+                stop_as=CampaignStatus.FAILED,
+                reason=reason,
+            )
         if kind is ErrorKind.ACCOUNT:
             self.forget_sender(job.spec.buzon)
-            return Decision(Next.HAND_BACK, _outcome(message, RecipientStatus.PENDING, retries, result),
-                            stop_as=CampaignStatus.PAUSED, reason=reason)
+            return Decision(
+                Next.HAND_BACK,
+                _outcome(message, RecipientStatus.PENDING, retries, result),
+                stop_as=CampaignStatus.PAUSED,
+                reason=reason,
+            )
         return Decision(Next.DONE, _outcome(message, RecipientStatus.FAILED, retries, result))
 
     def _note_failure(self, pnid: str) -> int:
@@ -324,7 +370,7 @@ class ChunkSender:
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter, capped well under the broker's visibility timeout."""
         base, cap = self.policy.backoff_base_s, self.policy.backoff_cap_s
-        return random.uniform(base, min(cap, base * 2 ** attempt))
+        return random.uniform(base, min(cap, base * 2**attempt))
 
     def _stop(self, campaign_id: str, status: str, reason: str) -> None:
         """Pause or fail the campaign once, whichever message noticed first."""
@@ -337,12 +383,14 @@ class ChunkSender:
             pass
 
 
-def _outcome(message: ClaimedMessage, status: str, retries: int = 0, result: SendResult | None = None,
-             detail: str | None = None) -> Outcome:
+def _outcome(
+    message: ClaimedMessage, status: str, retries: int = 0, result: SendResult | None = None, detail: str | None = None
+) -> Outcome:
     """A message's outcome: failed (will not be delivered), pending (handed back unsent) or unknown."""
     outcome: Outcome = {"id": message.id, "status": status, "retries": retries}
     if result is not None:
-        outcome.update(error_code=result.error_code, error_detail=mask(result.error_detail or "")[:500])
+        outcome["error_code"] = result.error_code
+        outcome["error_detail"] = mask(result.error_detail or "")[:500]
     elif detail:
         outcome["error_detail"] = detail
     return outcome

@@ -93,18 +93,31 @@ class LiveState:
         """Tell whether Redis knows this campaign (it may have been flushed)."""
         return bool(self.redis.exists(_PREFIX + campaign_id))
 
-    def init_campaign(self, campaign: dict, batches: list[int], counts: dict[str, int] | None = None,
-                      errors: dict[str, dict] | None = None, max_in_flight: int = 5) -> None:
+    def init_campaign(
+        self,
+        campaign: dict,
+        batches: list[int],
+        counts: dict[str, int] | None = None,
+        errors: dict[str, dict] | None = None,
+        max_in_flight: int = 5,
+    ) -> None:
         """Write a campaign's fixed fields, counters, failures by code and its queue of batches."""
         key, queue, inflight, inflight_at = self._keys(campaign["id"])
         counts = counts or {}
         fields = {
-            "total": campaign["total"], "buzon": campaign["buzon"], "template": campaign["template"],
-            "language": campaign["language"], "batch_size": campaign["batch_size"],
-            "chunk_size": campaign["chunk_size"], "status": campaign["status"],
-            "reason": campaign.get("status_reason") or "", "created_at": campaign.get("created_at") or "",
-            "started_at": campaign.get("started_at") or "", "finished_at": campaign.get("finished_at") or "",
-            "max_in_flight": max_in_flight, "title": campaign.get("title") or "",
+            "total": campaign["total"],
+            "buzon": campaign["buzon"],
+            "template": campaign["template"],
+            "language": campaign["language"],
+            "batch_size": campaign["batch_size"],
+            "chunk_size": campaign["chunk_size"],
+            "status": campaign["status"],
+            "reason": campaign.get("status_reason") or "",
+            "created_at": campaign.get("created_at") or "",
+            "started_at": campaign.get("started_at") or "",
+            "finished_at": campaign.get("finished_at") or "",
+            "max_in_flight": max_in_flight,
+            "title": campaign.get("title") or "",
             "created_by": campaign.get("created_by") or "",
         }
         for name in COUNTERS:
@@ -154,7 +167,7 @@ class LiveState:
 
     def in_flight_since(self, campaign_id: str) -> dict[int, int]:
         """Batches in flight and the Unix second each was dispatched."""
-        key, _, inflight, inflight_at = self._keys(campaign_id)
+        _, _, inflight, inflight_at = self._keys(campaign_id)
         pipe = self.redis.pipeline()
         pipe.smembers(inflight)
         pipe.hgetall(inflight_at)
@@ -303,6 +316,7 @@ def _rate(now: int, window_s: int, values: list) -> float:
 
 def _error_rows(counts: dict, details: dict) -> list[dict]:
     """Failures by code, most frequent first."""
-    rows = [{"code": code, "count": int(n), "detail": details.get(code) or None}
-            for code, n in counts.items() if int(n) > 0]
+    rows = [
+        {"code": code, "count": int(n), "detail": details.get(code) or None} for code, n in counts.items() if int(n) > 0
+    ]
     return sorted(rows, key=lambda r: -r["count"])

@@ -28,8 +28,7 @@ CONTROL_CHARACTER = (
 )
 FILE_UNREADABLE = "No se pudo leer el archivo. Vuelva a subirlo."
 EMPTY_FILE = (
-    "El archivo está vacío. Debe tener una fila de encabezados (por ejemplo telefono;nombre) y al menos un "
-    "contacto."
+    "El archivo está vacío. Debe tener una fila de encabezados (por ejemplo telefono;nombre) y al menos un contacto."
 )
 HEADER_TOO_LONG = (
     "La primera fila es demasiado larga para ser una fila de encabezados. Verifique que el archivo sea un CSV."
@@ -41,11 +40,10 @@ NOTE_READ_AS_CP1252 = (
 
 # The CSV's structure: one line per row, cells of a sane size.
 CSV_UNREADABLE = (
-    "El archivo no se pudo leer como CSV cerca de la fila {row}: revise comillas sin cerrar o celdas demasiado "
-    "largas."
+    "El archivo no se pudo leer como CSV cerca de la fila {row}: revise comillas sin cerrar o celdas demasiado largas."
 )
 CSV_UNCLOSED_QUOTE = (
-    "Fila {row}: una celda abre comillas (\") y no las cierra en la misma línea, así que se mezclaría con las "
+    'Fila {row}: una celda abre comillas (") y no las cierra en la misma línea, así que se mezclaría con las '
     "filas siguientes. Cierre las comillas o quítelas, y no use saltos de línea dentro de una celda."
 )
 PARAM_TOO_LONG = (
@@ -94,8 +92,7 @@ UNNAMED_COLUMN = (
 RECORDS_NOT_A_LIST = "El campo 'contactos' debe ser una lista de objetos."
 RECORDS_EMPTY = "La lista 'contactos' está vacía. Agregue al menos un contacto."
 RECORDS_NOT_OBJECTS = (
-    "Los contactos deben ser objetos con campos, por ejemplo {{\"telefono\": \"584141234567\", \"nombre\": "
-    "\"Ana\"}}."
+    'Los contactos deben ser objetos con campos, por ejemplo {{"telefono": "584141234567", "nombre": "Ana"}}.'
 )
 RECORDS_UNNAMED_FIELD = "Hay un campo sin nombre en los contactos."
 RECORDS_REPEATED_FIELDS = "Hay campos repetidos en los contactos (difieren solo en espacios)."
@@ -167,7 +164,7 @@ FIELD_NOT_NUMBER = "Debe ser un número."
 FIELD_TOO_LARGE = "El número es demasiado grande."
 FIELD_NOT_BOOLEAN = "Debe ser verdadero o falso (true o false)."
 FIELD_NOT_LIST = "Debe ser una lista."
-FIELD_NOT_OBJECT = "Debe ser un objeto con campos, como {{\"nombre\": \"Ana\"}}."
+FIELD_NOT_OBJECT = 'Debe ser un objeto con campos, como {{"nombre": "Ana"}}.'
 FIELD_NOT_BODY = "Se esperaba un objeto JSON con los campos del formulario."
 FIELD_UNKNOWN = "Campo desconocido."
 FIELD_LENGTH_BETWEEN = "Debe tener entre {min} y {max} caracteres."
@@ -175,20 +172,31 @@ FIELD_LENGTH_AT_MOST = "Debe tener como máximo {max} caracteres."
 FIELD_ITEMS_AT_LEAST = "Debe tener al menos {min} elemento(s)."
 FIELD_RANGE = "Debe ser un número entero entre {min} y {max}."
 FIELD_ONE_OF = "Debe ser uno de: {choices}."
-FIELD_BAD_CHARACTER = ("Tiene un carácter no permitido (NUL o Unicode inválido, como una mitad de emoji "
-                       "suelta). Quítelo y envíe de nuevo.")
-CONTACT_BAD_CHARACTER = ("El contacto {row} tiene un carácter no permitido (NUL o Unicode inválido) en el campo "
-                         "'{field}'. Quítelo y envíe de nuevo.")
+FIELD_BAD_CHARACTER = (
+    "Tiene un carácter no permitido (NUL o Unicode inválido, como una mitad de emoji suelta). Quítelo y envíe de nuevo."
+)
+CONTACT_BAD_CHARACTER = (
+    "El contacto {row} tiene un carácter no permitido (NUL o Unicode inválido) en el campo "
+    "'{field}'. Quítelo y envíe de nuevo."
+)
 
 # Request guards.
-CAMPAIGN_ID_INVALID = ("El id de campaña no es válido: un id tiene solo minúsculas, números, guiones y _ (hasta "
-                       "{max_length} caracteres), tal como lo devuelve crear-campana. Consulte /api/listar-campanas.")
-JSON_TOO_LARGE = ("El cuerpo JSON pesa {size_mb:.1f} MB y el límite es {limit_mb} MB. Envíe los contactos como "
-                  "archivo CSV (archivo_csv, hasta {csv_limit_mb} MB) o divida la campaña.")
-JSON_TOO_LARGE_UNKNOWN_SIZE = ("El cuerpo JSON supera el límite de {limit_mb} MB. Envíe los contactos como "
-                               "archivo CSV (archivo_csv, hasta {csv_limit_mb} MB) o divida la campaña.")
-JSON_TOO_DEEP = ("El cuerpo JSON tiene demasiados niveles anidados. Envíe un objeto con titulo_campana, plantilla, "
-                 "buzon y una lista 'contactos' de objetos simples.")
+CAMPAIGN_ID_INVALID = (
+    "El id de campaña no es válido: un id tiene solo minúsculas, números, guiones y _ (hasta "
+    "{max_length} caracteres), tal como lo devuelve crear-campana. Consulte /api/listar-campanas."
+)
+JSON_TOO_LARGE = (
+    "El cuerpo JSON pesa {size_mb:.1f} MB y el límite es {limit_mb} MB. Envíe los contactos como "
+    "archivo CSV (archivo_csv, hasta {csv_limit_mb} MB) o divida la campaña."
+)
+JSON_TOO_LARGE_UNKNOWN_SIZE = (
+    "El cuerpo JSON supera el límite de {limit_mb} MB. Envíe los contactos como "
+    "archivo CSV (archivo_csv, hasta {csv_limit_mb} MB) o divida la campaña."
+)
+JSON_TOO_DEEP = (
+    "El cuerpo JSON tiene demasiados niveles anidados. Envíe un objeto con titulo_campana, plantilla, "
+    "buzon y una lista 'contactos' de objetos simples."
+)
 
 # --- access: sign-in, roles, origins and limits ---------------------------------------------------------------
 
@@ -196,8 +204,10 @@ AUDIT_PERIOD = "Use una fecha entre el año 2000 y el 2199 (ISO 8601, por ejempl
 
 # --- campaign: pause and stop reasons, log lines operators read -----------------------------------------------
 
-PAUSE_ERROR_RATE = ("Pausa automática: fallaron {failed} de los últimos {processed} envíos ({share:.0%}, máximo "
-                    "{limit:.0%}). Revise los errores por código antes de reanudar.")
+PAUSE_ERROR_RATE = (
+    "Pausa automática: fallaron {failed} de los últimos {processed} envíos ({share:.0%}, máximo "
+    "{limit:.0%}). Revise los errores por código antes de reanudar."
+)
 PAUSE_NO_CREDENTIALS = "No hay credenciales para el buzón: {error}"
 CANCELLED_BY_OPERATOR = "Cancelada por el operador"
 CANNOT_ACT = "la campaña está '{status}' y no se puede {action}"
@@ -212,8 +222,10 @@ LOG_COMPLETED = "Campaña %s completada: %d enviados, %d fallidos"
 LOG_PAUSED = "Campaña %s pausada: %s"
 LOG_STOPPED = "Campaña %s detenida: %s"
 LOG_RETRIED = "Campaña %s: %s mensajes vuelven a la cola por pedido del operador"
-LOG_DEAD_WORKER_CLAIMS = ("Campaña %s: el worker %s dejó %d mensajes sin confirmar (quedan como desconocidos) y %d "
-                          "sin enviar (vuelven a la cola)")
+LOG_DEAD_WORKER_CLAIMS = (
+    "Campaña %s: el worker %s dejó %d mensajes sin confirmar (quedan como desconocidos) y %d "
+    "sin enviar (vuelven a la cola)"
+)
 LOG_STALE_BATCH = "Campaña %s: el batch %d no terminó a tiempo; vuelve a la cola"
 
 # --- whatsapp: what each Cloud API error code means for the operator ------------------------------------------

@@ -28,17 +28,21 @@ FINAL_CAMPAIGN_STATUSES = frozenset({CampaignStatus.COMPLETED, CampaignStatus.CA
 class RecipientStatus(StrEnum):
     """Where one message is: waiting, claimed by a worker, or settled."""
 
-    PENDING = "pending"      # waiting to be claimed (also: handed back unsent)
-    SENDING = "sending"      # claimed by a worker, which may be requesting it right now
-    SENT = "sent"            # WhatsApp accepted it
-    FAILED = "failed"        # will not be delivered
+    PENDING = "pending"  # waiting to be claimed (also: handed back unsent)
+    SENDING = "sending"  # claimed by a worker, which may be requesting it right now
+    SENT = "sent"  # WhatsApp accepted it
+    FAILED = "failed"  # will not be delivered
     CANCELLED = "cancelled"  # the operator cancelled the campaign before it went out
-    UNKNOWN = "unknown"      # it may have reached WhatsApp, but no answer says so: never resent blindly
+    UNKNOWN = "unknown"  # it may have reached WhatsApp, but no answer says so: never resent blindly
 
 
 # A recipient in one of these has been dealt with; the campaign completes when every recipient is.
-SETTLED_RECIPIENT_STATUSES = (RecipientStatus.SENT, RecipientStatus.FAILED, RecipientStatus.CANCELLED,
-                              RecipientStatus.UNKNOWN)
+SETTLED_RECIPIENT_STATUSES = (
+    RecipientStatus.SENT,
+    RecipientStatus.FAILED,
+    RecipientStatus.CANCELLED,
+    RecipientStatus.UNKNOWN,
+)
 # Statuses an operator may send again; retrying unknown ones may deliver twice.
 RETRYABLE_RECIPIENT_STATUSES = (RecipientStatus.UNKNOWN, RecipientStatus.FAILED)
 
@@ -52,10 +56,10 @@ CAMPAIGNS_QUEUE = "campaigns"
 class Outcome(TypedDict, total=False):
     """What became of one claimed message, as a chunk task returns it to the batch callback (plain JSON)."""
 
-    id: int                   # the recipient row
-    status: str               # a RecipientStatus: sent, failed, unknown, or pending (handed back unsent)
-    retries: int              # transient errors retried before this outcome
-    wamid: str                # WhatsApp's message id, when sent
-    error_code: int | None    # Cloud API error code, when failed
-    error_detail: str         # masked detail for the operator
-    owner: str                # the worker that claimed it (outcomes apply only to rows it still claims)
+    id: int  # the recipient row
+    status: str  # a RecipientStatus: sent, failed, unknown, or pending (handed back unsent)
+    retries: int  # transient errors retried before this outcome
+    wamid: str  # WhatsApp's message id, when sent
+    error_code: int | None  # Cloud API error code, when failed
+    error_detail: str  # masked detail for the operator
+    owner: str  # the worker that claimed it (outcomes apply only to rows it still claims)

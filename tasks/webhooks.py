@@ -64,14 +64,21 @@ def statuses_of(body: dict) -> list[dict]:
                     continue
                 error = (status.get("errors") or [{}])[0] or {}
                 try:
-                    ts = int(status.get("timestamp"))
+                    ts = int(status.get("timestamp"))  # type: ignore[arg-type]  # None lands in the except
                 except (TypeError, ValueError):
                     ts = int(time.time())
-                found.append({"wamid": status.get("id"), "status": status["status"], "ts": ts,
-                              "callback": status.get("biz_opaque_callback_data"),
-                              "error_code": error.get("code"),
-                              "error_detail": ((error.get("error_data") or {}).get("details") or error.get("message")
-                                               or error.get("title"))})
+                found.append(
+                    {
+                        "wamid": status.get("id"),
+                        "status": status["status"],
+                        "ts": ts,
+                        "callback": status.get("biz_opaque_callback_data"),
+                        "error_code": error.get("code"),
+                        "error_detail": (
+                            (error.get("error_data") or {}).get("details") or error.get("message") or error.get("title")
+                        ),
+                    }
+                )
     return found
 
 

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3 import Timeout
-from urllib3.exceptions import (ConnectTimeoutError, HTTPError, NewConnectionError, ProtocolError,
-                                ReadTimeoutError)
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ProtocolError, ReadTimeoutError
 
 from tasks.errors import ErrorKind, classify
 from tasks.store.base import Sender
@@ -37,18 +36,24 @@ class SendResult:
         return None if self.ok else classify(self.error_code, self.http_status)
 
 
-def template_payload(to: str, template: str, language: str, parameters: list | dict,
-                     callback_data: str | None = None) -> dict:
+def template_payload(
+    to: str, template: str, language: str, parameters: list | dict, callback_data: str | None = None
+) -> dict:
     """The JSON body of a template message; a dict of parameters makes a named-parameter template."""
     if isinstance(parameters, dict):
         params = [{"type": "text", "text": str(v), "parameter_name": k} for k, v in parameters.items()]
     else:
         params = [{"type": "text", "text": str(v)} for v in parameters]
-    body = {"name": template, "language": {"code": language}}
+    body: dict[str, object] = {"name": template, "language": {"code": language}}
     if params:
         body["components"] = [{"type": "body", "parameters": params}]
-    payload = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to,
-               "type": "template", "template": body}
+    payload = {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to,
+        "type": "template",
+        "template": body,
+    }
     if callback_data:
         payload["biz_opaque_callback_data"] = callback_data
     return payload
@@ -79,16 +84,21 @@ class WhatsAppClient:
         headers = {"Authorization": f"Bearer {sender.access_token}", "Content-Type": "application/json"}
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
         try:
-            response = self._pool.urlopen("POST", url, body=body, headers=headers, timeout=self._timeout,
-                                          retries=False, redirect=False)
+            response = self._pool.urlopen(
+                "POST", url, body=body, headers=headers, timeout=self._timeout, retries=False, redirect=False
+            )
         except (NewConnectionError, ConnectTimeoutError):
             return SendResult(error_detail="no se pudo conectar con WhatsApp")
         except ReadTimeoutError:
-            return SendResult(error_detail="WhatsApp no respondió a tiempo; el mensaje puede haberse entregado",
-                              ambiguous=True)
+            return SendResult(
+                error_detail="WhatsApp no respondió a tiempo; el mensaje puede haberse entregado", ambiguous=True
+            )
         except (ProtocolError, HTTPError, OSError) as exc:
-            return SendResult(error_detail=f"la conexión se cortó antes de la respuesta ({type(exc).__name__}); "
-                                           "el mensaje puede haberse entregado", ambiguous=True)
+            return SendResult(
+                error_detail=f"la conexión se cortó antes de la respuesta ({type(exc).__name__}); "
+                "el mensaje puede haberse entregado",
+                ambiguous=True,
+            )
         return _parse(response.status, response.data)
 
     def close(self) -> None:

@@ -9,8 +9,14 @@ from __future__ import annotations
 import logging
 
 from celery import Celery
-from celery.signals import (after_setup_logger, after_setup_task_logger, worker_init, worker_process_init,
-                            worker_ready, worker_shutdown)
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+)
 
 from tasks.config import load_settings
 from tasks.heartbeat import Heartbeat
@@ -25,8 +31,9 @@ _heartbeat: Heartbeat | None = None
 def runtime() -> Runtime:
     """This worker's runtime; built when the process started."""
     if _current is None:
-        raise RuntimeError("the worker's runtime is built at process start (worker_init); start it with "
-                           "`celery -A tasks worker`")
+        raise RuntimeError(
+            "the worker's runtime is built at process start (worker_init); start it with `celery -A tasks worker`"
+        )
     return _current
 
 

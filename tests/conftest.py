@@ -73,9 +73,12 @@ def redis_client() -> redis.Redis:
 @pytest.fixture(scope="session")
 def sandbox():
     """The WhatsApp sandbox with every test sender's token and throughput cap."""
-    handle = start_sandbox(latency_min_ms=10, latency_max_ms=60,
-                           tokens={pnid: token for pnid, token, _ in SENDERS.values()},
-                           mps={pnid: mps for pnid, _, mps in SENDERS.values()})
+    handle = start_sandbox(
+        latency_min_ms=10,
+        latency_max_ms=60,
+        tokens={pnid: token for pnid, token, _ in SENDERS.values()},
+        mps={pnid: mps for pnid, _, mps in SENDERS.values()},
+    )
     yield handle
     handle.stop()
 
@@ -84,13 +87,31 @@ def sandbox():
 def service_env(database_url, redis_client, sandbox) -> dict[str, str]:
     """The environment every process of the service (API, workers) runs with."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPABASE_", "WHATSAPP_"))}
-    env.update(DATABASE_URL=database_url, REDIS_URL=TEST_REDIS_URL, API_WHATSAPP_URL=sandbox.url,
-               WHATSAPP_API_VERSION="v21.0", BATCH_SIZE="100", CHUNK_SIZE="20", MAX_CONCURRENT_BATCHES="5",
-               INTERVALO_ENVIO_MS="0", MAX_CSV_SIZE_MB="1", MAX_MESSAGES_PER_CAMPAIGN="5000",
-               DEFAULT_REGION="VE", INSTANCE_ID="test-instance", MAX_RETRIES="3", HTTP_TIMEOUT_S="3",
-               ERROR_RATE_WINDOW="100", WHATSAPP_APP_SECRET=APP_SECRET, WHATSAPP_VERIFY_TOKEN="verify-me",
-               WEBHOOK_MAX_BODY_KB="1024", PYTHONUNBUFFERED="1", CORS_ORIGINS=FRONT_END_ORIGIN,
-               RATE_LIMIT_UPLOADS="1000/minute", RATE_LIMIT_ACTIONS="1000/minute", AUTH_DISABLED="false")
+    env.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=TEST_REDIS_URL,
+        API_WHATSAPP_URL=sandbox.url,
+        WHATSAPP_API_VERSION="v21.0",
+        BATCH_SIZE="100",
+        CHUNK_SIZE="20",
+        MAX_CONCURRENT_BATCHES="5",
+        INTERVALO_ENVIO_MS="0",
+        MAX_CSV_SIZE_MB="1",
+        MAX_MESSAGES_PER_CAMPAIGN="5000",
+        DEFAULT_REGION="VE",
+        INSTANCE_ID="test-instance",
+        MAX_RETRIES="3",
+        HTTP_TIMEOUT_S="3",
+        ERROR_RATE_WINDOW="100",
+        WHATSAPP_APP_SECRET=APP_SECRET,
+        WHATSAPP_VERIFY_TOKEN="verify-me",
+        WEBHOOK_MAX_BODY_KB="1024",
+        PYTHONUNBUFFERED="1",
+        CORS_ORIGINS=FRONT_END_ORIGIN,
+        RATE_LIMIT_UPLOADS="1000/minute",
+        RATE_LIMIT_ACTIONS="1000/minute",
+        AUTH_DISABLED="false",
+    )
     env.pop("SUPABASE_URL", None)
     os.environ.update(env)
     return env
@@ -119,18 +140,41 @@ def api_keys(store) -> dict[str, str]:
 class Worker:
     """A real `celery -A tasks worker -P gevent` process (or `celery -A tasks beat` with beat=True)."""
 
-    def __init__(self, env: dict[str, str], name: str, concurrency: int = 200, log_dir: Path | None = None,
-                 beat: bool = False, loglevel: str = "INFO"):
+    def __init__(
+        self,
+        env: dict[str, str],
+        name: str,
+        concurrency: int = 200,
+        log_dir: Path | None = None,
+        beat: bool = False,
+        loglevel: str = "INFO",
+    ):
         self.name = f"{name}@{socket.gethostname()}"
         self.log_path = (log_dir or Path("/tmp")) / f"{'beat' if beat else 'worker'}-{name}.log"
         self._log = open(self.log_path, "ab")
         if beat:
             command = ["beat", f"--loglevel={loglevel}", "-s", str(self.log_path.with_suffix(".schedule"))]
         else:
-            command = ["worker", "-P", "gevent", "-c", str(concurrency), "-E", "-n", self.name, f"--loglevel={loglevel}",
-                       "--without-mingle", "--without-gossip"]
-        self.process = subprocess.Popen([sys.executable, "-m", "celery", "-A", "tasks", *command],
-                                        cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+            command = [
+                "worker",
+                "-P",
+                "gevent",
+                "-c",
+                str(concurrency),
+                "-E",
+                "-n",
+                self.name,
+                f"--loglevel={loglevel}",
+                "--without-mingle",
+                "--without-gossip",
+            ]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tasks", *command],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
 
     def wait_ready(self, client: redis.Redis, timeout: float = 30) -> None:
         """Wait until the worker's heartbeat (its owner id holds its pid) shows up in Redis."""
@@ -178,9 +222,23 @@ class Api:
         self.log_path = log_dir / "api.log"
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "webapi", "run", "--port", str(port), "--no-reload",
-             "--with-threads"],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "flask",
+                "--app",
+                "webapi",
+                "run",
+                "--port",
+                str(port),
+                "--no-reload",
+                "--with-threads",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -229,11 +287,25 @@ def api(service_env, store, api_keys, tmp_path_factory):
 class Stack:
     """Workers, beat and an API of their own, on a Redis of their own, for tests that break things."""
 
-    def __init__(self, base_env: dict[str, str], redis_url: str, log_dir: Path, key: str | None = None,
-                 loglevel: str = "INFO", **overrides: str):
-        self.env = {**base_env, "REDIS_URL": redis_url, "SWEEP_INTERVAL_S": "1", "STALE_BATCH_S": "5",
-                    "MAX_MESSAGES_PER_CAMPAIGN": "100000", "MAX_CSV_SIZE_MB": "50",
-                    "WORKER_HEARTBEAT_TTL_S": "4", **overrides}
+    def __init__(
+        self,
+        base_env: dict[str, str],
+        redis_url: str,
+        log_dir: Path,
+        key: str | None = None,
+        loglevel: str = "INFO",
+        **overrides: str,
+    ):
+        self.env = {
+            **base_env,
+            "REDIS_URL": redis_url,
+            "SWEEP_INTERVAL_S": "1",
+            "STALE_BATCH_S": "5",
+            "MAX_MESSAGES_PER_CAMPAIGN": "100000",
+            "MAX_CSV_SIZE_MB": "50",
+            "WORKER_HEARTBEAT_TTL_S": "4",
+            **overrides,
+        }
         self.redis = redis.Redis.from_url(redis_url, decode_responses=True)
         self.log_dir = log_dir
         self.workers: dict[str, Worker] = {}
@@ -285,8 +357,9 @@ def clean(store, redis_client, sandbox):
     yield
 
 
-def make_csv(rows: int, *, start: int = 4141000000, header: str = "telefono,nombre,plan",
-             delimiter: str = ",") -> bytes:
+def make_csv(
+    rows: int, *, start: int = 4141000000, header: str = "telefono,nombre,plan", delimiter: str = ","
+) -> bytes:
     """A contacts CSV of `rows` valid Venezuelan mobile numbers with two parameters each."""
     lines = [header.replace(",", delimiter)]
     for i in range(rows):
@@ -305,12 +378,25 @@ def wait_for(predicate, timeout: float, interval: float = 0.25, message: str = "
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
 
 
-def upload(api, csv: bytes, *, title: str, buzon: str = "ventas", template: str = "promo_enero",
-           language: str = "es", headers: dict | None = None, **fields):
+def upload(
+    api,
+    csv: bytes,
+    *,
+    title: str,
+    buzon: str = "ventas",
+    template: str = "promo_enero",
+    language: str = "es",
+    headers: dict | None = None,
+    **fields,
+):
     """POST a CSV to crear-campana the way the front end does."""
     data = {"titulo_campana": title, "plantilla": template, "buzon": buzon, "idioma": language, **fields}
-    return api.post("/api/crear-campana", data=data, files={"archivo_csv": ("contactos.csv", csv, "text/csv")},
-                    headers=headers or {})
+    return api.post(
+        "/api/crear-campana",
+        data=data,
+        files={"archivo_csv": ("contactos.csv", csv, "text/csv")},
+        headers=headers or {},
+    )
 
 
 def status(api, campaign_id: str) -> dict:
@@ -322,12 +408,18 @@ def status(api, campaign_id: str) -> dict:
 
 def wait_status(api, campaign_id: str, wanted: set[str], timeout: float = 120) -> dict:
     """Poll estado-cola until the campaign reaches one of `wanted`."""
-    return wait_for(lambda: (s := status(api, campaign_id))["status"] in wanted and s, timeout,
-                    message=f"{campaign_id} to become {wanted}")
+    return wait_for(
+        lambda: (s := status(api, campaign_id))["status"] in wanted and s,
+        timeout,
+        message=f"{campaign_id} to become {wanted}",
+    )
 
 
 def store_rows(campaign_id: str) -> list[tuple]:
     """The campaign's recipient rows: (phone, status, wamid, parameters)."""
     with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
-        return conn.execute("SELECT phone, status, wamid, parameters FROM instancia_sofia.leads_activos "
-                            "WHERE campaign_id = %s ORDER BY seq", (campaign_id,)).fetchall()
+        return conn.execute(
+            "SELECT phone, status, wamid, parameters FROM instancia_sofia.leads_activos "
+            "WHERE campaign_id = %s ORDER BY seq",
+            (campaign_id,),
+        ).fetchall()

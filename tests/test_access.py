@@ -62,10 +62,19 @@ def key_header(key: str) -> dict:
 
 def stored_campaign(store, campaign_id: str, buzon: str = "ventas") -> None:
     """A campaign in the store (not started), for reads and scope checks."""
-    store.create_campaign({"id": campaign_id, "title": campaign_id, "template": "promo_enero", "language": "es",
-                           "buzon": buzon, "batch_size": 10, "chunk_size": 5, "created_by": "fixture"},
-                          [{"phone": "584141234567", "parameters": ["Ana"]},
-                           {"phone": "584147654321", "parameters": ["Bo"]}])
+    store.create_campaign(
+        {
+            "id": campaign_id,
+            "title": campaign_id,
+            "template": "promo_enero",
+            "language": "es",
+            "buzon": buzon,
+            "batch_size": 10,
+            "chunk_size": 5,
+            "created_by": "fixture",
+        },
+        [{"phone": "584141234567", "parameters": ["Ana"]}, {"phone": "584147654321", "parameters": ["Bo"]}],
+    )
 
 
 def audit_rows(**where) -> list[dict]:
@@ -78,16 +87,21 @@ def audit_rows(**where) -> list[dict]:
 
 
 @pytest.mark.parametrize("method, path, _role", ROUTES)
-@pytest.mark.parametrize("credentials", [{}, {"X-API-Key": "wcq_not-a-key"}, {"Authorization": "Bearer wcq_nope"},
-                                         {"Authorization": "Basic dXNlcjpwYXNz"}])
+@pytest.mark.parametrize(
+    "credentials",
+    [{}, {"X-API-Key": "wcq_not-a-key"}, {"Authorization": "Bearer wcq_nope"}, {"Authorization": "Basic dXNlcjpwYXNz"}],
+)
 def test_every_api_route_needs_a_caller(client, method, path, _role, credentials):
     response = client.open(path, method=method, headers=credentials)
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     body = response.get_json()
     assert body["success"] is False and set(body) == {"success", "message", "details"}
-    assert "clave" in body["message"].lower() or "credencial" in body["message"].lower() \
+    assert (
+        "clave" in body["message"].lower()
+        or "credencial" in body["message"].lower()
         or "authorization" in body["message"].lower()
+    )
 
 
 @pytest.mark.parametrize("method, path, needed", ROUTES)
@@ -103,16 +117,30 @@ def test_roles_allow_and_refuse_each_route(client, api_keys, method, path, neede
         assert "administrador" in body["message"]
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/api/docs", "/api/openapi.json",
-                                  "/api/docs/swagger-ui-bundle.js", "/api/docs/swagger-ui.css"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/healthz",
+        "/readyz",
+        "/api/docs",
+        "/api/openapi.json",
+        "/api/docs/swagger-ui-bundle.js",
+        "/api/docs/swagger-ui.css",
+    ],
+)
 def test_public_routes_need_no_credentials(client, path):
     assert client.get(path).status_code == 200
 
 
 def test_webhooks_stay_signature_checked_without_credentials(client):
     assert client.post("/webhooks/whatsapp", data=b"{}", headers={"Origin": HOSTILE_ORIGIN}).status_code == 401
-    assert client.get("/webhooks/whatsapp", query_string={"hub.mode": "subscribe", "hub.verify_token": "verify-me",
-                                                          "hub.challenge": "42"}).data == b"42"
+    assert (
+        client.get(
+            "/webhooks/whatsapp",
+            query_string={"hub.mode": "subscribe", "hub.verify_token": "verify-me", "hub.challenge": "42"},
+        ).data
+        == b"42"
+    )
 
 
 def test_readyz_reports_a_dead_redis_with_503(service_env, monkeypatch):
@@ -123,8 +151,11 @@ def test_readyz_reports_a_dead_redis_with_503(service_env, monkeypatch):
 
 
 def test_preflight_is_answered_for_the_configured_origin_only(client):
-    request_headers = {"Origin": FRONT_END_ORIGIN, "Access-Control-Request-Method": "POST",
-                       "Access-Control-Request-Headers": "authorization, content-type, idempotency-key"}
+    request_headers = {
+        "Origin": FRONT_END_ORIGIN,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type, idempotency-key",
+    }
     response = client.options("/api/crear-campana", headers=request_headers)
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] == FRONT_END_ORIGIN
@@ -139,8 +170,9 @@ def test_preflight_is_answered_for_the_configured_origin_only(client):
 
 
 def test_reads_from_the_front_end_carry_cors_headers(client, api_keys):
-    response = client.get("/api/listar-campanas", headers={"Origin": FRONT_END_ORIGIN,
-                                                          **key_header(api_keys["viewer"])})
+    response = client.get(
+        "/api/listar-campanas", headers={"Origin": FRONT_END_ORIGIN, **key_header(api_keys["viewer"])}
+    )
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] == FRONT_END_ORIGIN
     assert "Origin" in response.headers["Vary"]
@@ -148,16 +180,27 @@ def test_reads_from_the_front_end_carry_cors_headers(client, api_keys):
 
 def test_no_cors_at_all_when_no_origin_is_configured(service_env, api_keys, monkeypatch):
     monkeypatch.setenv("CORS_ORIGINS", "")
-    response = create_app().test_client().options("/api/listar-campanas", headers={
-        "Origin": FRONT_END_ORIGIN, "Access-Control-Request-Method": "GET"})
+    response = (
+        create_app()
+        .test_client()
+        .options("/api/listar-campanas", headers={"Origin": FRONT_END_ORIGIN, "Access-Control-Request-Method": "GET"})
+    )
     assert "Access-Control-Allow-Origin" not in response.headers
 
 
 def test_a_foreign_page_cannot_create_a_campaign_even_with_a_key(client, api_keys, store, wipe):
-    data = {"titulo_campana": "Desde otra web", "plantilla": "promo_enero", "buzon": "ventas",
-            "archivo_csv": (io.BytesIO(make_csv(3)), "c.csv")}
-    response = client.post("/api/crear-campana", data=data, content_type="multipart/form-data",
-                           headers={"Origin": HOSTILE_ORIGIN, **key_header(api_keys["operator"])})
+    data = {
+        "titulo_campana": "Desde otra web",
+        "plantilla": "promo_enero",
+        "buzon": "ventas",
+        "archivo_csv": (io.BytesIO(make_csv(3)), "c.csv"),
+    }
+    response = client.post(
+        "/api/crear-campana",
+        data=data,
+        content_type="multipart/form-data",
+        headers={"Origin": HOSTILE_ORIGIN, **key_header(api_keys["operator"])},
+    )
     assert response.status_code == 403
     assert HOSTILE_ORIGIN in response.get_json()["message"] and "CORS_ORIGINS" in response.get_json()["message"]
     assert store.list_campaigns(10, 0) == ([], 0), "nothing was stored"
@@ -172,8 +215,9 @@ def test_a_simple_form_post_from_a_foreign_page_cannot_cancel(client, api_keys, 
         assert response.status_code == 403
     assert store.get_campaign("ajena")["status"] == "queued"
     # The configured front end may.
-    allowed = client.post("/api/cancelar-campana/ajena", headers={"Origin": FRONT_END_ORIGIN,
-                                                                  **key_header(api_keys["operator"])})
+    allowed = client.post(
+        "/api/cancelar-campana/ajena", headers={"Origin": FRONT_END_ORIGIN, **key_header(api_keys["operator"])}
+    )
     assert allowed.status_code == 200 and allowed.get_json()["status"] == "cancelled"
 
 
@@ -185,23 +229,38 @@ def test_a_key_limited_to_one_buzon_sees_and_touches_only_its_campaigns(client, 
     listing = client.get("/api/listar-campanas", headers=headers).get_json()
     assert [c["id"] for c in listing["campaigns"]] == ["de-soporte"] and listing["total_campaigns"] == 1
     assert client.get("/api/estado-cola/de-soporte", headers=headers).status_code == 200
-    for method, path in [("GET", "/api/estado-cola/de-ventas"), ("GET", "/api/destinatarios/de-ventas"),
-                         ("POST", "/api/pausar-campana/de-ventas"), ("POST", "/api/cancelar-campana/de-ventas"),
-                         ("POST", "/api/reintentar-campana/de-ventas")]:
+    for method, path in [
+        ("GET", "/api/estado-cola/de-ventas"),
+        ("GET", "/api/destinatarios/de-ventas"),
+        ("POST", "/api/pausar-campana/de-ventas"),
+        ("POST", "/api/cancelar-campana/de-ventas"),
+        ("POST", "/api/reintentar-campana/de-ventas"),
+    ]:
         response = client.open(path, method=method, headers=headers)
         assert response.status_code == 404, path
     assert store.get_campaign("de-ventas")["status"] == "queued"
-    refused = client.post("/api/crear-campana", json={"titulo_campana": "x", "plantilla": "promo_enero",
-                                                      "buzon": "ventas", "contactos": [{"telefono": "04141234567"}]},
-                          headers=headers)
+    refused = client.post(
+        "/api/crear-campana",
+        json={
+            "titulo_campana": "x",
+            "plantilla": "promo_enero",
+            "buzon": "ventas",
+            "contactos": [{"telefono": "04141234567"}],
+        },
+        headers=headers,
+    )
     assert refused.status_code == 403 and refused.get_json()["details"]["buzones"] == ["soporte"]
     assert [b["buzon"] for b in client.get("/api/buzones", headers=headers).get_json()["buzones"]] == ["soporte"]
 
 
 def test_an_unknown_buzon_lists_only_the_buzones_the_caller_may_use(client, store, api_keys):
     key = create_key(store, f"soporte-y-fantasma-{uuid.uuid4().hex[:8]}", "operator", ["soporte", "fantasma"])[0]
-    body = {"titulo_campana": "x", "plantilla": "promo_enero", "buzon": "fantasma",
-            "contactos": [{"telefono": "04141234567"}]}
+    body = {
+        "titulo_campana": "x",
+        "plantilla": "promo_enero",
+        "buzon": "fantasma",
+        "contactos": [{"telefono": "04141234567"}],
+    }
     response = client.post("/api/crear-campana", json=body, headers=key_header(key))
     assert response.status_code == 422
     assert response.get_json()["details"]["buzones"] == ["soporte"]
@@ -230,38 +289,46 @@ def test_the_creator_and_every_action_land_in_the_audit_log(api, api_keys, worke
     admin = {"X-API-Key": api_keys["admin"]}
     page = api.get("/api/auditoria", params={"campaign_id": "auditada"}, headers=admin).json()
     actions = [(e["action"], e["status_code"], e["actor"]) for e in reversed(page["entradas"])]
-    assert actions == [("create", 201, "tests-operator"), ("retry", 409, "tests-operator"),
-                       ("cancel", 403, "tests-viewer")]
+    assert actions == [
+        ("create", 201, "tests-operator"),
+        ("retry", 409, "tests-operator"),
+        ("cancel", 403, "tests-viewer"),
+    ]
     create = page["entradas"][-1]
     assert create["buzon"] == "ventas" and create["ip"] == "127.0.0.1" and "python-requests" in create["user_agent"]
     assert create["outcome"] == "ok" and page["entradas"][0]["outcome"] == "refused"
 
-    one = api.get("/api/auditoria", params={"campaign_id": "auditada", "por_pagina": 1, "pagina": 2},
-                  headers=admin).json()
+    one = api.get(
+        "/api/auditoria", params={"campaign_id": "auditada", "por_pagina": 1, "pagina": 2}, headers=admin
+    ).json()
     assert (one["total"], len(one["entradas"]), one["entradas"][0]["action"]) == (3, 1, "retry")
     future = api.get("/api/auditoria", params={"desde": "2999-01-01T00:00:00Z"}, headers=admin).json()
     assert future["total"] == 0
     past = api.get("/api/auditoria", params={"hasta": "2000-01-01T00:00:00Z"}, headers=admin).json()
     assert past["total"] == 0
     everything = api.get("/api/auditoria", params={"por_pagina": 500}, headers=admin).json()["entradas"]
-    assert any(e["action"] == "access" and e["actor"] == "tests-operator" and e["status_code"] == 403
-               for e in everything), "the operator's refused read of the audit log"
+    assert any(
+        e["action"] == "access" and e["actor"] == "tests-operator" and e["status_code"] == 403 for e in everything
+    ), "the operator's refused read of the audit log"
     assert api.get("/api/auditoria", params={"desde": "ayer"}, headers=admin).status_code == 422
 
 
 def test_refused_credentials_are_audited_without_an_actor(client, wipe):
     client.post("/api/pausar-campana/x", headers={"User-Agent": "curl/8"})
     [entry] = audit_rows(status_code=401)
-    assert (entry["actor"], entry["actor_kind"], entry["action"], entry["user_agent"]) == \
-        (None, "anonymous", "pause", "curl/8")
+    assert (entry["actor"], entry["actor_kind"], entry["action"], entry["user_agent"]) == (
+        None,
+        "anonymous",
+        "pause",
+        "curl/8",
+    )
 
 
 def test_limits_answer_429_with_retry_after_per_caller(service_env, store, monkeypatch):
     monkeypatch.setenv("RATE_LIMIT_ACTIONS", "2/minute")
     monkeypatch.setenv("RATE_LIMIT_UPLOADS", "1/minute")
     client = create_app().test_client()
-    first, second = (key_header(create_key(store, f"limitada-{uuid.uuid4().hex[:8]}", "operator")[0])
-                     for _ in range(2))
+    first, second = (key_header(create_key(store, f"limitada-{uuid.uuid4().hex[:8]}", "operator")[0]) for _ in range(2))
     assert [client.post("/api/pausar-campana/x", headers=first).status_code for _ in range(2)] == [404, 404]
     limited = client.post("/api/cancelar-campana/x", headers=first)
     assert limited.status_code == 429
@@ -272,13 +339,17 @@ def test_limits_answer_429_with_retry_after_per_caller(service_env, store, monke
 
     assert client.post("/api/crear-campana", json={}, headers=second).status_code == 422
     assert client.post("/api/crear-campana", json={}, headers=second).status_code == 429
-    assert all(client.get("/api/estado-cola/x", headers=first).status_code == 404 for _ in range(30)), \
+    assert all(client.get("/api/estado-cola/x", headers=first).status_code == 404 for _ in range(30)), (
         "status reads are not limited by default"
+    )
 
 
 def test_security_headers_on_answers_and_a_strict_csp_on_the_docs(client, api_keys):
-    for response in (client.get("/api/listar-campanas", headers=key_header(api_keys["viewer"])),
-                     client.get("/api/nada"), client.get("/healthz")):
+    for response in (
+        client.get("/api/listar-campanas", headers=key_header(api_keys["viewer"])),
+        client.get("/api/nada"),
+        client.get("/healthz"),
+    ):
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert response.headers["Referrer-Policy"] == "no-referrer"
         assert "default-src 'none'" in response.headers["Content-Security-Policy"]
@@ -295,9 +366,13 @@ def test_gunicorn_as_deployed_sends_no_version(service_env, tmp_path):
     from tests.conftest import free_port
 
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "-b",
-                                f"127.0.0.1:{port}", "webapi:create_app()"], cwd=ROOT, env=service_env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "-b", f"127.0.0.1:{port}", "webapi:create_app()"],
+        cwd=ROOT,
+        env=service_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         import requests
 
@@ -319,8 +394,7 @@ def test_gunicorn_as_deployed_sends_no_version(service_env, tmp_path):
 def test_openapi_declares_both_schemes_and_the_validators_limits(client):
     spec = client.get("/api/openapi.json").get_json()
     schemes = spec["components"]["securitySchemes"]
-    assert schemes["bearerAuth"] == {**schemes["bearerAuth"], "type": "http", "scheme": "bearer",
-                                     "bearerFormat": "JWT"}
+    assert schemes["bearerAuth"] == {**schemes["bearerAuth"], "type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     assert schemes["apiKeyAuth"]["in"] == "header" and schemes["apiKeyAuth"]["name"] == "X-API-Key"
     assert spec["security"] == [{"bearerAuth": []}, {"apiKeyAuth": []}]
     assert spec["paths"]["/healthz"]["get"]["security"] == []
@@ -331,8 +405,14 @@ def test_openapi_declares_both_schemes_and_the_validators_limits(client):
     assert form["properties"]["titulo_campana"]["minLength"] == 1
     assert "archivo_csv" in form["required"] and "titulo_campana" in form["required"]
     params = {p["name"]: p["schema"] for p in spec["paths"]["/api/destinatarios/{campaign_id}"]["get"]["parameters"]}
-    assert [v for v in params["estado"]["enum"] if v] == ["pending", "sending", "sent", "failed", "cancelled",
-                                                          "unknown"]
+    assert [v for v in params["estado"]["enum"] if v] == [
+        "pending",
+        "sending",
+        "sent",
+        "failed",
+        "cancelled",
+        "unknown",
+    ]
     assert (params["por_pagina"]["minimum"], params["por_pagina"]["maximum"]) == (1, 1000)
     assert "401" in spec["paths"]["/api/estado-cola/{campaign_id}"]["get"]["responses"]
     assert "/api/auditoria" in spec["paths"]
@@ -340,8 +420,14 @@ def test_openapi_declares_both_schemes_and_the_validators_limits(client):
 
 def flask_cli(env: dict, *args: str) -> subprocess.CompletedProcess:
     """Run `flask --app webapi ...` as an operator would."""
-    return subprocess.run([sys.executable, "-m", "flask", "--app", "webapi", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "webapi", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_keys_are_created_listed_and_revoked_through_the_cli(service_env, api, store):
@@ -351,16 +437,18 @@ def test_keys_are_created_listed_and_revoked_through_the_cli(service_env, api, s
     key = created.stdout.strip().splitlines()[-1]
     assert key.startswith("wcq_") and len(key) > 40
     with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
-        row = conn.execute("SELECT to_jsonb(k)::text, key_hash FROM instancia_sofia.api_keys k WHERE name = %s",
-                           (name,)).fetchone()
+        row = conn.execute(
+            "SELECT to_jsonb(k)::text, key_hash FROM instancia_sofia.api_keys k WHERE name = %s", (name,)
+        ).fetchone()
     assert key not in row[0] and row[1] == hash_key(key)
 
     assert api.get("/api/listar-campanas", headers={"Authorization": f"Bearer {key}"}).status_code == 200
     first_use = next(k for k in store.list_api_keys() if k["name"] == name)["last_used_at"]
     assert first_use is not None
     assert api.get("/api/buzones", headers={"X-API-Key": key}).status_code == 200
-    assert next(k for k in store.list_api_keys() if k["name"] == name)["last_used_at"] == first_use, \
+    assert next(k for k in store.list_api_keys() if k["name"] == name)["last_used_at"] == first_use, (
         "written at most once a minute"
+    )
 
     listing = flask_cli(service_env, "apikey", "list")
     line = next(line for line in listing.stdout.splitlines() if line.startswith(name + "\t"))

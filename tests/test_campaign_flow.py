@@ -60,7 +60,7 @@ def _redis_connections(pid: int, redis_url: str) -> int:
         except OSError:
             continue
         if target.startswith("socket:["):
-            sockets.add(target[len("socket:["):-1])
+            sockets.add(target[len("socket:[") : -1])
     count = 0
     for table in ("tcp", "tcp6"):
         with open(f"/proc/{pid}/net/{table}") as f:
@@ -135,8 +135,12 @@ def test_cancel_marks_unsent_messages_cancelled(api, sandbox):
 def test_two_campaigns_started_together_both_progress(api):
     upload(api, make_csv(1500, start=4141000000), title="Grande", buzon="ventas")
     upload(api, make_csv(300, start=4241000000), title="Chica", buzon="soporte")
-    both = wait_for(lambda: (a := status(api, "grande"))["sent"] > 0 and (b := status(api, "chica"))["sent"] > 0
-                    and (a, b), 30, interval=0.1, message="both campaigns sending")
+    both = wait_for(
+        lambda: (a := status(api, "grande"))["sent"] > 0 and (b := status(api, "chica"))["sent"] > 0 and (a, b),
+        30,
+        interval=0.1,
+        message="both campaigns sending",
+    )
     assert both[0]["status"] == "running", "the small campaign started before the big one finished"
     wait_status(api, "chica", {"completed"})
     assert status(api, "grande")["pending"] > 0, "the small campaign did not wait for the big one"

@@ -11,9 +11,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+import yaml
 
 from tasks.config import Settings
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -21,13 +21,41 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 
 APP_SERVICES = {"web", "worker", "beat", "flower", "whatsapp-sandbox"}
-DOCUMENTED = ("API_WHATSAPP_URL", "WHATSAPP_API_VERSION", "BATCH_SIZE", "MAX_CONCURRENT_BATCHES",
-              "INTERVALO_ENVIO_MS", "SUPABASE_URL", "SUPABASE_KEY", "DATABASE_URL", "REDIS_URL", "DEBUG",
-              "INSTANCE_ID", "MAX_CSV_SIZE_MB", "MAX_MESSAGES_PER_CAMPAIGN", "DEFAULT_REGION", "CHUNK_SIZE",
-              "WHATSAPP_MPS", "MAX_RETRIES", "HTTP_TIMEOUT_S", "MAX_ERROR_RATE", "ERROR_RATE_WINDOW",
-              "SWEEP_INTERVAL_S", "WORKER_HEARTBEAT_TTL_S", "WHATSAPP_VERIFY_TOKEN", "WHATSAPP_APP_SECRET",
-              "WEBHOOK_MAX_BODY_KB", "CORS_ORIGINS", "SUPABASE_JWT_SECRET", "JWKS_CACHE_S", "DEFAULT_ROLE",
-              "AUTH_DISABLED", "RATE_LIMIT_UPLOADS", "RATE_LIMIT_ACTIONS", "RATE_LIMIT_READS")
+DOCUMENTED = (
+    "API_WHATSAPP_URL",
+    "WHATSAPP_API_VERSION",
+    "BATCH_SIZE",
+    "MAX_CONCURRENT_BATCHES",
+    "INTERVALO_ENVIO_MS",
+    "SUPABASE_URL",
+    "SUPABASE_KEY",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "DEBUG",
+    "INSTANCE_ID",
+    "MAX_CSV_SIZE_MB",
+    "MAX_MESSAGES_PER_CAMPAIGN",
+    "DEFAULT_REGION",
+    "CHUNK_SIZE",
+    "WHATSAPP_MPS",
+    "MAX_RETRIES",
+    "HTTP_TIMEOUT_S",
+    "MAX_ERROR_RATE",
+    "ERROR_RATE_WINDOW",
+    "SWEEP_INTERVAL_S",
+    "WORKER_HEARTBEAT_TTL_S",
+    "WHATSAPP_VERIFY_TOKEN",
+    "WHATSAPP_APP_SECRET",
+    "WEBHOOK_MAX_BODY_KB",
+    "CORS_ORIGINS",
+    "SUPABASE_JWT_SECRET",
+    "JWKS_CACHE_S",
+    "DEFAULT_ROLE",
+    "AUTH_DISABLED",
+    "RATE_LIMIT_UPLOADS",
+    "RATE_LIMIT_ACTIONS",
+    "RATE_LIMIT_READS",
+)
 
 
 def _as_env(value) -> str:

@@ -33,7 +33,7 @@ def refused(data: bytes, **options) -> ContactsError:
 
 def test_an_unclosed_quote_does_not_swallow_the_following_rows():
     """The reported bug: `+584147000000,"Juan` then 999 rows used to become ONE contact holding them all."""
-    data = ("telefono,nombre\n+584147000000,\"Juan\n" + rows_of(999)).encode()
+    data = ('telefono,nombre\n+584147000000,"Juan\n' + rows_of(999)).encode()
 
     error = refused(data)
 
@@ -218,10 +218,14 @@ def test_utf16_without_bom_is_read(codec):
     assert result.contacts == [Contact(2, ANA, ["José Muñoz"]), Contact(3, BO, ["Zoë 😀"])]
 
 
-@pytest.mark.parametrize("codec, broken", [
-    ("utf-16", "\ud800".encode("utf-16-le", "surrogatepass")),   # a lone surrogate
-    ("utf-16-le", "\udc00".encode("utf-16-le", "surrogatepass")),
-], ids=["with-bom", "without-bom"])
+@pytest.mark.parametrize(
+    "codec, broken",
+    [
+        ("utf-16", "\ud800".encode("utf-16-le", "surrogatepass")),  # a lone surrogate
+        ("utf-16-le", "\udc00".encode("utf-16-le", "surrogatepass")),
+    ],
+    ids=["with-bom", "without-bom"],
+)
 def test_utf16_with_lone_surrogates_is_refused_with_the_row(codec, broken):
     """Half of a surrogate pair cannot be decoded; the error names its row instead of storing garbage."""
     head = "telefono,nombre\n04141234567,Ana\n04241234567,B".encode(codec)
@@ -257,8 +261,11 @@ def test_bytes_windows_1252_does_not_define_are_refused():
 
 def test_json_strings_with_control_characters_or_lone_surrogates_reject_the_row():
     """JSON can spell what a CSV cannot hold; such a record is rejected with its field, the others kept."""
-    records = [{"telefono": "04141234567", "nombre": "Ana"}, {"telefono": "04241234567", "nombre": "B\x00o"},
-               {"telefono": "04161234567", "nombre": "\ud800"}]
+    records = [
+        {"telefono": "04141234567", "nombre": "Ana"},
+        {"telefono": "04241234567", "nombre": "B\x00o"},
+        {"telefono": "04161234567", "nombre": "\ud800"},
+    ]
 
     result = open_records(records).collect()
 

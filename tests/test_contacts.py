@@ -9,16 +9,17 @@ import phonenumbers
 import pytest
 
 from webapi import contacts
-from webapi.contacts import encodings, phones
 from webapi.contacts import (
     Contact,
     ContactsError,
     InvalidPhone,
     RejectedRow,
+    encodings,
     mask_value,
     normalize_phone,
     open_csv,
     open_records,
+    phones,
 )
 
 ANA = "584141234567"
@@ -40,12 +41,15 @@ def csv_error(text: str, **options) -> ContactsError:
 # --------------------------------------------------------------------------- encodings and delimiters
 
 
-@pytest.mark.parametrize("encoding, reported", [
-    ("utf-8", "utf-8"),
-    ("utf-8-sig", "utf-8-sig"),
-    ("cp1252", "cp1252"),
-    ("utf-16", "utf-16"),
-])
+@pytest.mark.parametrize(
+    "encoding, reported",
+    [
+        ("utf-8", "utf-8"),
+        ("utf-8-sig", "utf-8-sig"),
+        ("cp1252", "cp1252"),
+        ("utf-16", "utf-16"),
+    ],
+)
 def test_names_with_accents_arrive_intact_whatever_the_encoding(encoding, reported):
     """Excel's UTF-8, UTF-8 with BOM and ANSI (Windows-1252) exports all give "Muñoz" and "José" back."""
     result = parse_text("telefono;nombre\r\n04141234567;José Muñoz\r\n", encoding)
@@ -73,7 +77,7 @@ def test_utf8_character_split_across_chunks_is_still_utf8():
     head = "telefono,nombre\n04141234567,"
     filler = "x" * (encodings.CHUNK_SIZE - len(head.encode()) - 1)
     data = (head + filler + "ñ\n").encode("utf-8")
-    assert data[encodings.CHUNK_SIZE - 1: encodings.CHUNK_SIZE + 1] == "ñ".encode()
+    assert data[encodings.CHUNK_SIZE - 1 : encodings.CHUNK_SIZE + 1] == "ñ".encode()
 
     # The cell is longer than a template parameter may be; the limit is lifted to test the encoding alone.
     result = open_csv(io.BytesIO(data), max_param_length=len(data)).collect()
@@ -130,7 +134,7 @@ def test_non_seekable_stream_is_read_too():
             """Copy the next bytes into `buffer`."""
             return self._inner.readinto(buffer)
 
-    result = open_csv(OneWay("telefono;nombre\n04141234567;Ana\n".encode())).collect()
+    result = open_csv(OneWay(b"telefono;nombre\n04141234567;Ana\n")).collect()
     assert result.contacts == [Contact(2, ANA, ["Ana"])]
 
 
@@ -144,10 +148,27 @@ def test_excel_workbook_is_refused_with_instructions():
 # --------------------------------------------------------------------------- the phone column
 
 
-@pytest.mark.parametrize("header", [
-    "telefono", "teléfono", " TELÉFONO ", "Phone", "celular", "movil", "Móvil", "WhatsApp", "numero", "Número",
-    "phone_number", "numero_telefono", "telefono movil", "Número de teléfono", "Nº celular", "Mobile",
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "telefono",
+        "teléfono",
+        " TELÉFONO ",
+        "Phone",
+        "celular",
+        "movil",
+        "Móvil",
+        "WhatsApp",
+        "numero",
+        "Número",
+        "phone_number",
+        "numero_telefono",
+        "telefono movil",
+        "Número de teléfono",
+        "Nº celular",
+        "Mobile",
+    ],
+)
 def test_phone_column_is_found_by_its_usual_names(header):
     """Every usual spelling of the phone header is recognised; the result names it as written (trimmed)."""
     result = parse_text(f"nombre;{header}\nAna;04141234567\n")
@@ -177,8 +198,9 @@ def test_explicit_phone_column_that_does_not_exist():
     """A wrong columna_telefono names the column and lists the real ones."""
     error = csv_error("telefono;nombre\n04141234567;Ana\n", phone_column="celular")
 
-    assert error.message == ("No existe la columna 'celular' indicada en 'columna_telefono'. "
-                             "Columnas del archivo: telefono, nombre.")
+    assert error.message == (
+        "No existe la columna 'celular' indicada en 'columna_telefono'. Columnas del archivo: telefono, nombre."
+    )
     assert error.details["columns"] == ["telefono", "nombre"]
 
 
@@ -188,12 +210,14 @@ def test_several_phone_columns_use_the_first_and_say_so():
 
     assert result.phone_column == "celular"
     assert result.parameter_columns == ["telefono", "nombre"]
-    assert result.notes == ["Hay varias columnas que parecen de teléfono (celular, telefono); se usó 'celular' "
-                            "y las demás se envían como parámetros de la plantilla."]
+    assert result.notes == [
+        "Hay varias columnas que parecen de teléfono (celular, telefono); se usó 'celular' "
+        "y las demás se envían como parámetros de la plantilla."
+    ]
 
 
 def test_a_bare_numero_column_loses_to_an_explicit_phone_column():
-    """"numero" (often an order number) yields to a column that says "teléfono"."""
+    """ "numero" (often an order number) yields to a column that says "teléfono"."""
     result = parse_text("numero;telefono\n17;04141234567\n")
 
     assert result.phone_column == "telefono"
@@ -205,8 +229,10 @@ def test_missing_phone_column_says_how_to_fix_it():
     """The error lists the file's columns and the two ways to fix it."""
     error = csv_error("nombre,plan\nAna,Oro\n")
 
-    assert error.message == ("No se encontró la columna de teléfono. Columnas del archivo: nombre, plan. "
-                             "Renombre la columna a 'telefono' o indíquela en el campo 'columna_telefono'.")
+    assert error.message == (
+        "No se encontró la columna de teléfono. Columnas del archivo: nombre, plan. "
+        "Renombre la columna a 'telefono' o indíquela en el campo 'columna_telefono'."
+    )
     assert error.details == {"columns": ["nombre", "plan"]}
 
 
@@ -222,54 +248,69 @@ def test_file_without_header_row_is_explained_without_echoing_the_number():
 # --------------------------------------------------------------------------- phone formats
 
 
-@pytest.mark.parametrize("raw", [
-    "+58 414-123-4567",
-    "0414 1234567",
-    "584141234567",
-    "00584141234567",
-    "4141234567",
-    "(0414) 123.45.67",
-    "0414-123-45-67",
-    "+58 (0) 414 1234567",
-    "(+58) 414 123 4567",
-    "+58\u00a0414\u00a0123\u00a04567",
-    "5.84141234567E+11",
-    "5,84141234567E+11",
-    "'04141234567",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "+58 414-123-4567",
+        "0414 1234567",
+        "584141234567",
+        "00584141234567",
+        "4141234567",
+        "(0414) 123.45.67",
+        "0414-123-45-67",
+        "+58 (0) 414 1234567",
+        "(+58) 414 123 4567",
+        "+58\u00a0414\u00a0123\u00a04567",
+        "5.84141234567E+11",
+        "5,84141234567E+11",
+        "'04141234567",
+    ],
+)
 def test_accepted_phone_formats_become_e164_digits(raw):
     """Whatever the operator typed, WhatsApp gets international digits without "+"."""
     assert normalize_phone(raw, "VE") == ANA
 
 
-@pytest.mark.parametrize("raw, region, expected", [
-    ("300 123 4567", "CO", "573001234567"),
-    ("+57 300 123 4567", "VE", "573001234567"),
-    ("612 34 56 78", "ES", "34612345678"),
-    ("0212 555 1234", "VE", "582125551234"),
-])
+@pytest.mark.parametrize(
+    "raw, region, expected",
+    [
+        ("300 123 4567", "CO", "573001234567"),
+        ("+57 300 123 4567", "VE", "573001234567"),
+        ("612 34 56 78", "ES", "34612345678"),
+        ("0212 555 1234", "VE", "582125551234"),
+    ],
+)
 def test_default_region_applies_only_without_country_code(raw, region, expected):
     """The region fills in the country code only when the number has none."""
     assert normalize_phone(raw, region) == expected
 
 
-@pytest.mark.parametrize("raw, reason", [
-    ("", "celda de teléfono vacía"),
-    ("   ", "celda de teléfono vacía"),
-    ("-", "el teléfono no contiene dígitos"),
-    ("no tiene", "el teléfono contiene letras"),
-    ("0414-ABC-4567", "el teléfono contiene letras"),
-    ("0414/1234567", "el teléfono contiene caracteres no permitidos"),
-    ("0414123456", "número inválido para la región VE; si es de otro país, escríbalo con + y el código de país"),
-    ("041412345678901", "número inválido para la región VE: sobran dígitos"),
-    ("04141", "número inválido para la región VE: faltan dígitos"),
-    ("+57 300 123", "número inválido para el código de país +57 (CO): faltan dígitos"),
-    ("+999 1234567", "el código de país no existe"),
-    ("5.84141E+11", "Excel convirtió el número a notación científica y se perdieron dígitos; "
-                    "dé formato de texto a la columna y vuelva a exportar el archivo"),
-    ("5.8414123456E+11", "Excel convirtió el número a notación científica y se perdieron dígitos; "
-                         "dé formato de texto a la columna y vuelva a exportar el archivo"),
-])
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        ("", "celda de teléfono vacía"),
+        ("   ", "celda de teléfono vacía"),
+        ("-", "el teléfono no contiene dígitos"),
+        ("no tiene", "el teléfono contiene letras"),
+        ("0414-ABC-4567", "el teléfono contiene letras"),
+        ("0414/1234567", "el teléfono contiene caracteres no permitidos"),
+        ("0414123456", "número inválido para la región VE; si es de otro país, escríbalo con + y el código de país"),
+        ("041412345678901", "número inválido para la región VE: sobran dígitos"),
+        ("04141", "número inválido para la región VE: faltan dígitos"),
+        ("+57 300 123", "número inválido para el código de país +57 (CO): faltan dígitos"),
+        ("+999 1234567", "el código de país no existe"),
+        (
+            "5.84141E+11",
+            "Excel convirtió el número a notación científica y se perdieron dígitos; "
+            "dé formato de texto a la columna y vuelva a exportar el archivo",
+        ),
+        (
+            "5.8414123456E+11",
+            "Excel convirtió el número a notación científica y se perdieron dígitos; "
+            "dé formato de texto a la columna y vuelva a exportar el archivo",
+        ),
+    ],
+)
 def test_unusable_phones_say_why(raw, reason):
     """Each kind of bad value gets a reason an operator can act on."""
     with pytest.raises(InvalidPhone) as caught:
@@ -278,13 +319,16 @@ def test_unusable_phones_say_why(raw, reason):
     assert isinstance(caught.value, ValueError)
 
 
-@pytest.mark.parametrize("raw, masked", [
-    ("04141234567", "*******4567"),
-    ("+58 414-123-4567", "+** ***-***-4567"),
-    ("123", "**3"),
-    ("no tiene", "no tiene"),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    "raw, masked",
+    [
+        ("04141234567", "*******4567"),
+        ("+58 414-123-4567", "+** ***-***-4567"),
+        ("123", "**3"),
+        ("no tiene", "no tiene"),
+        ("", ""),
+    ],
+)
 def test_masking_keeps_at_most_the_last_four_digits(raw, masked):
     """A rejected value is recognisable by its end but never shows the whole number."""
     assert mask_value(raw) == masked
@@ -306,8 +350,14 @@ def _fast_path_corpus(region: str, rng: random.Random) -> list[tuple[str, bool]]
             extra = rng.choice([-1, 0, 0, 0, 1])
             tail = "".join(rng.choice("0123456789") for _ in range(max(0, len(nsn) - keep + extra)))
             variant = nsn[:keep] + tail
-            corpus += [(cc + variant, True), (cc + variant, False), (trunk + variant, False), (variant, False),
-                       (cc + trunk + variant, True), (trunk + cc + variant, False)]
+            corpus += [
+                (cc + variant, True),
+                (cc + variant, False),
+                (trunk + variant, False),
+                (variant, False),
+                (cc + trunk + variant, True),
+                (trunk + cc + variant, False),
+            ]
     return corpus
 
 
@@ -328,9 +378,15 @@ def test_fast_path_agrees_with_phonenumbers(region):
     assert hits > 50  # the shortcut is actually exercised for this region
 
 
-@pytest.mark.parametrize("digits, international", [
-    ("584141234567", False), ("04141234567", False), ("4141234567", False), ("584141234567", True),
-])
+@pytest.mark.parametrize(
+    "digits, international",
+    [
+        ("584141234567", False),
+        ("04141234567", False),
+        ("4141234567", False),
+        ("584141234567", True),
+    ],
+)
 def test_usual_venezuelan_shapes_take_the_fast_path(digits, international):
     """The formats that fill real files skip the slow full parse (this is what keeps 100k rows under a second)."""
     assert phones.region_rules("VE").fast_normalize(digits, international) == ANA
@@ -342,15 +398,15 @@ def test_usual_venezuelan_shapes_take_the_fast_path(digits, international):
 def test_invalid_and_duplicate_rows_are_reported_with_spreadsheet_row_numbers():
     """Rejected rows carry the row number Excel shows (blank lines count), a masked value and a reason."""
     text = (
-        "telefono;nombre\n"           # row 1
-        "04141234567;Ana\n"           # row 2
-        "abc;Bo\n"                    # row 3
-        "\n"                          # row 4: blank, skipped
-        "+58 414 123 4567;Ana\n"      # row 5: same number as row 2
-        '04241234567;"Bo; Pérez"\n'   # row 6: a quoted cell may hold the delimiter
-        "0414;Cy\n"                   # row 7
-        ";Di\n"                       # row 8
-        "0424-123-4567;Bo\n"          # row 9: duplicate of row 6
+        "telefono;nombre\n"  # row 1
+        "04141234567;Ana\n"  # row 2
+        "abc;Bo\n"  # row 3
+        "\n"  # row 4: blank, skipped
+        "+58 414 123 4567;Ana\n"  # row 5: same number as row 2
+        '04241234567;"Bo; Pérez"\n'  # row 6: a quoted cell may hold the delimiter
+        "0414;Cy\n"  # row 7
+        ";Di\n"  # row 8
+        "0424-123-4567;Bo\n"  # row 9: duplicate of row 6
     )
     result = parse_text(text)
 
@@ -423,10 +479,13 @@ def test_ragged_rows_are_rejected_but_excel_padding_is_not():
     ]
 
 
-@pytest.mark.parametrize("row, reason", [
-    ("04141234567;;Oro", "parámetro 'nombre' vacío"),
-    ("04141234567; ;  ", "parámetros 'nombre', 'plan' vacíos"),
-])
+@pytest.mark.parametrize(
+    "row, reason",
+    [
+        ("04141234567;;Oro", "parámetro 'nombre' vacío"),
+        ("04141234567; ;  ", "parámetros 'nombre', 'plan' vacíos"),
+    ],
+)
 def test_empty_params_reject_the_row(row, reason):
     """WhatsApp refuses empty text parameters, so such rows are rejected up front and say which one."""
     result = parse_text(f"telefono;nombre;plan\n{row}\n04241234567;Bo;Oro\n")
@@ -444,12 +503,15 @@ def test_unnamed_column_in_the_middle_is_refused():
 # --------------------------------------------------------------------------- whole-file errors
 
 
-@pytest.mark.parametrize("text, start", [
-    ("", "El archivo está vacío."),
-    ("\n\n", "El archivo está vacío."),
-    ("telefono;nombre\n", "La lista no tiene contactos"),
-    ("telefono;nombre\n\n;\n", "La lista no tiene contactos"),
-])
+@pytest.mark.parametrize(
+    "text, start",
+    [
+        ("", "El archivo está vacío."),
+        ("\n\n", "El archivo está vacío."),
+        ("telefono;nombre\n", "La lista no tiene contactos"),
+        ("telefono;nombre\n\n;\n", "La lista no tiene contactos"),
+    ],
+)
 def test_files_without_contacts_are_refused(text, start):
     """An empty file or one with only headers says what is missing."""
     assert csv_error(text).message.startswith(start)
@@ -459,11 +521,16 @@ def test_no_valid_row_is_an_error_with_examples():
     """If every row is rejected the upload fails and the details show the first problems, masked."""
     error = csv_error("telefono;nombre\n0414;Ana\nabc;Bo\n")
 
-    assert error.message == ("Ningún contacto es válido: se rechazaron las 2 filas. Revise la columna 'telefono' "
-                             "y que la región (VE) sea la de los números sin código de país.")
+    assert error.message == (
+        "Ningún contacto es válido: se rechazaron las 2 filas. Revise la columna 'telefono' "
+        "y que la región (VE) sea la de los números sin código de país."
+    )
     assert error.details["rejected_count"] == 2
     assert error.details["rejected_sample"][0] == {
-        "row": 2, "value": "**14", "reason": "número inválido para la región VE: faltan dígitos"}
+        "row": 2,
+        "value": "**14",
+        "reason": "número inválido para la región VE: faltan dígitos",
+    }
 
 
 def test_too_many_contacts_stops_with_the_limit_and_the_count():
@@ -517,8 +584,7 @@ def test_records_follow_the_same_rules_numbered_from_one():
         RejectedRow(8, "", "el contacto no es un objeto con campos"),
         RejectedRow(9, "*******4567", "valor no admitido en 'nombre' (verdadero/falso)"),
     ]
-    assert (result.phone_column, result.parameter_columns, result.encoding) == ("telefono", ["nombre", "saldo"],
-                                                                                 "json")
+    assert (result.phone_column, result.parameter_columns, result.encoding) == ("telefono", ["nombre", "saldo"], "json")
 
 
 def test_records_with_named_params_and_explicit_phone_field():
@@ -531,15 +597,20 @@ def test_records_without_phone_field():
     """A JSON list with no phone field explains how to name it."""
     with pytest.raises(ContactsError) as caught:
         open_records([{"nombre": "Ana"}]).collect()
-    assert caught.value.message == ("No se encontró la columna de teléfono. Campos de los contactos: nombre. "
-                                    "Renombre el campo a 'telefono' o indíquelo en el campo 'columna_telefono'.")
+    assert caught.value.message == (
+        "No se encontró la columna de teléfono. Campos de los contactos: nombre. "
+        "Renombre el campo a 'telefono' o indíquelo en el campo 'columna_telefono'."
+    )
 
 
-@pytest.mark.parametrize("records, start", [
-    ([], "La lista 'contactos' está vacía."),
-    ("584141234567", "El campo 'contactos' debe ser una lista"),
-    (["584141234567"], "Los contactos deben ser objetos"),
-])
+@pytest.mark.parametrize(
+    "records, start",
+    [
+        ([], "La lista 'contactos' está vacía."),
+        ("584141234567", "El campo 'contactos' debe ser una lista"),
+        (["584141234567"], "Los contactos deben ser objetos"),
+    ],
+)
 def test_unusable_record_lists(records, start):
     """Lists that cannot hold contacts are refused as a whole."""
     with pytest.raises(ContactsError) as caught:

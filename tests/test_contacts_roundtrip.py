@@ -14,17 +14,19 @@ from webapi.contacts import Contact, ContactsError, open_csv
 
 # What operators put in names and template parameters: accents, the three delimiters, quotes, spaces, emoji
 # (one with a skin-tone modifier), the euro sign Windows-1252 has and Latin-1 has not.
-_PARAM_CHARS = list("abcXYZ019 áéíóúñÑüÜçÇ¿¡€,;\t\"'-.") + ["😀", "🎉", "👍🏽"]
+_PARAM_CHARS = [*"abcXYZ019 áéíóúñÑüÜçÇ¿¡€,;\t\"'-.", "😀", "🎉", "👍🏽"]
 # A line break inside a cell is allowed by CSV but refused here (templates cannot carry it): generated
 # rarely, to check that it gives the error and not a merged row. Only "\r\n": Python's writer leaves a lone
 # "\n" unquoted when the line terminator is "\r" (and a lone "\r" when it is "\n"), which writes more
 # lines than rows, a different file from the one meant.
 _LINE_BREAKS = ["\r\n"]
 
-DIALECTS = [(delimiter, quoting, terminator)
-            for delimiter in (",", ";", "\t")
-            for quoting in (csv.QUOTE_MINIMAL, csv.QUOTE_ALL, csv.QUOTE_NONNUMERIC)
-            for terminator in ("\r\n", "\n", "\r")]
+DIALECTS = [
+    (delimiter, quoting, terminator)
+    for delimiter in (",", ";", "\t")
+    for quoting in (csv.QUOTE_MINIMAL, csv.QUOTE_ALL, csv.QUOTE_NONNUMERIC)
+    for terminator in ("\r\n", "\n", "\r")
+]
 ENCODINGS = ["utf-8", "utf-8-sig", "cp1252", "utf-16", "utf-16-le", "utf-16-be"]
 
 _params = st.lists(st.sampled_from(_PARAM_CHARS), min_size=1, max_size=24).map("".join).filter(str.strip)
@@ -94,13 +96,19 @@ def test_written_contacts_read_back_exactly_or_are_refused_clearly(contacts, dia
     assert first_break is None, "a cell with a line break was accepted"
     assert result.delimiter == delimiter
     assert result.rejected == []
-    assert result.contacts == [Contact(i + 2, phone, p) for i, (phone, p) in enumerate(zip(phones, params))]
+    expected = [Contact(i + 2, phone, p) for i, (phone, p) in enumerate(zip(phones, params, strict=True))]
+    assert result.contacts == expected
 
 
 @pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
 def test_utf16_without_bom_of_ordinary_names_is_always_recognised(encoding):
     """The refusal allowed above is for emoji-heavy files only: ordinary Spanish names are read."""
-    text = _write(["telefono", "nombre"], [["584141234567", "José Ñúñez, hijo"], ["04241234567", "Bo 😀"]],
-                  ";", csv.QUOTE_MINIMAL, "\r\n")
+    text = _write(
+        ["telefono", "nombre"],
+        [["584141234567", "José Ñúñez, hijo"], ["04241234567", "Bo 😀"]],
+        ";",
+        csv.QUOTE_MINIMAL,
+        "\r\n",
+    )
     result = open_csv(io.BytesIO(text.encode(encoding))).collect()
     assert [c.params for c in result.contacts] == [["José Ñúñez, hijo"], ["Bo 😀"]]

@@ -109,7 +109,6 @@ def test_postgres_round_trip_survives_restart(data_root):
         # PostgreSQL refuses to run as root, so the cluster belongs to another account.
         assert pg_dir.stat().st_uid != 0
 
-    with EmbeddedPostgres(pg_dir, port=free_port()) as again:
-        with psycopg.connect(again.url) as conn:
-            assert conn.execute("SELECT body FROM note").fetchall() == [("olá",)]
+    with EmbeddedPostgres(pg_dir, port=free_port()) as again, psycopg.connect(again.url) as conn:
+        assert conn.execute("SELECT body FROM note").fetchall() == [("olá",)]
     assert port_closed(again.port)

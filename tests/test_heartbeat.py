@@ -10,8 +10,9 @@ from tasks.heartbeat import KNOWN_SET, PREFIX, SUSPECT_HASH, dead_workers, forge
 def test_a_worker_is_dead_only_after_missing_a_whole_ttl(redis_client):
     redis_client.delete(KNOWN_SET, SUSPECT_HASH)
     redis_client.sadd(KNOWN_SET, "gone", "back")
-    assert {"gone", "back"} & dead_workers(redis_client, ttl_s=1) == set(), \
+    assert {"gone", "back"} & dead_workers(redis_client, ttl_s=1) == set(), (
         "a first miss (say, Redis restarting) only suspects"
+    )
     redis_client.set(PREFIX + "back", "alive", ex=5)  # beats again after the gap
     time.sleep(1.2)
     # Other workers of the test run beat into the same Redis, so only these two are looked at.

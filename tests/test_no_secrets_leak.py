@@ -39,9 +39,22 @@ class Flower:
         self.log_path = log_dir / "flower.log"
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tasks", "flower", f"--port={self.url.rsplit(':', 1)[1]}",
-             "--address=127.0.0.1", f"--basic-auth={':'.join(FLOWER_LOGIN)}"],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tasks",
+                "flower",
+                f"--port={self.url.rsplit(':', 1)[1]}",
+                "--address=127.0.0.1",
+                f"--basic-auth={':'.join(FLOWER_LOGIN)}",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         wait_for(self._up, 60, message="Flower to answer")
 
     def _up(self) -> bool:
@@ -110,27 +123,47 @@ def test_no_token_and_no_whole_phone_number_leaks(make_stack, store, sandbox, se
         sandbox.configure(recipient_errors={FAILING_PHONE: 131026})
         form = {"plantilla": "promo_enero", "buzon": "ventas", "idioma": "es"}
         csv = make_csv(40) + b"12345,Corto,Plan\n"
-        ok = call("post", "/api/crear-campana", data={**form, "titulo_campana": "Fuga"},
-                  files={"archivo_csv": ("c.csv", csv, "text/csv")})
+        ok = call(
+            "post",
+            "/api/crear-campana",
+            data={**form, "titulo_campana": "Fuga"},
+            files={"archivo_csv": ("c.csv", csv, "text/csv")},
+        )
         assert ok.status_code == 201, ok.text
-        bad_token = call("post", "/api/crear-campana", data={**form, "buzon": "roto", "titulo_campana": "Token"},
-                         files={"archivo_csv": ("c.csv", make_csv(5), "text/csv")})
+        bad_token = call(
+            "post",
+            "/api/crear-campana",
+            data={**form, "buzon": "roto", "titulo_campana": "Token"},
+            files={"archivo_csv": ("c.csv", make_csv(5), "text/csv")},
+        )
         assert bad_token.status_code == 201, bad_token.text
-        wait_for(lambda: call("get", "/api/estado-cola/fuga").json()["status"] == "completed", 90,
-                 message="the campaign to complete")
-        wait_for(lambda: call("get", "/api/estado-cola/token").json()["status"] in {"paused", "failed"}, 60,
-                 message="the campaign with a refused token to stop")
+        wait_for(
+            lambda: call("get", "/api/estado-cola/fuga").json()["status"] == "completed",
+            90,
+            message="the campaign to complete",
+        )
+        wait_for(
+            lambda: call("get", "/api/estado-cola/token").json()["status"] in {"paused", "failed"},
+            60,
+            message="the campaign with a refused token to stop",
+        )
         assert call("get", "/api/estado-cola/fuga").json()["failed"] == 1
         call("get", "/api/listar-campanas")
         call("post", "/api/reintentar-campana/fuga", json={"estados": ["failed"]})
 
         # A database error whose text quotes the failing row, phone included, logged with its traceback.
         with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
-            conn.execute(f"ALTER TABLE instancia_sofia.leads_activos ADD CONSTRAINT refuse_one_number "
-                         f"CHECK (phone <> '{REFUSED_PHONE}') NOT VALID")
+            conn.execute(
+                f"ALTER TABLE instancia_sofia.leads_activos ADD CONSTRAINT refuse_one_number "
+                f"CHECK (phone <> '{REFUSED_PHONE}') NOT VALID"
+            )
         try:
-            broken = call("post", "/api/crear-campana", data={**form, "titulo_campana": "Rota"},
-                          files={"archivo_csv": ("c.csv", make_csv(10), "text/csv")})
+            broken = call(
+                "post",
+                "/api/crear-campana",
+                data={**form, "titulo_campana": "Rota"},
+                files={"archivo_csv": ("c.csv", make_csv(10), "text/csv")},
+            )
         finally:
             with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
                 conn.execute("ALTER TABLE instancia_sofia.leads_activos DROP CONSTRAINT refuse_one_number")
@@ -148,8 +181,12 @@ def test_no_token_and_no_whole_phone_number_leaks(make_stack, store, sandbox, se
     api_log = next(text for name, text in logs.items() if name.startswith("api"))
     assert "Traceback" in api_log and "refuse_one_number" in api_log, api_log[-3000:]
 
-    places = {**logs, "redis": _redis_dump(redis.Redis.from_url(STACK_REDIS_URL)),
-              "flower tasks": json.dumps(tasks), "api responses": "\n".join(responses)}
+    places = {
+        **logs,
+        "redis": _redis_dump(redis.Redis.from_url(STACK_REDIS_URL)),
+        "flower tasks": json.dumps(tasks),
+        "api responses": "\n".join(responses),
+    }
     phones = [f"58{4141000000 + i}" for i in range(40)]
     secrets = [WRONG_TOKEN, *(token for _, token, _ in SENDERS.values()), *phones, *(p[2:] for p in phones)]
     hits = {place: sorted({s for s in secrets if s in text}) for place, text in places.items()}

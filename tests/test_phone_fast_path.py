@@ -43,7 +43,7 @@ def _national_numbers(region: str) -> list[str]:
 
 def _spell(cc: str, trunk: str, nsn: str, rng: random.Random) -> str:
     """Write one national number the way an operator's spreadsheet might."""
-    grouped = " ".join(nsn[i:i + rng.choice([2, 3, 4])] for i in range(0, len(nsn), 3))
+    grouped = " ".join(nsn[i : i + rng.choice([2, 3, 4])] for i in range(0, len(nsn), 3))
     shape = rng.randrange(14)
     if shape == 0:
         return "+" + cc + nsn
@@ -63,7 +63,7 @@ def _spell(cc: str, trunk: str, nsn: str, rng: random.Random) -> str:
         return f"{cc}-{nsn[:3]}-{nsn[3:]}"
     if shape == 8:
         digits = cc + nsn
-        mantissa = f"{digits[0]}{rng.choice('.,')}{digits[1:rng.randrange(2, len(digits) + 1)]}"
+        mantissa = f"{digits[0]}{rng.choice('.,')}{digits[1 : rng.randrange(2, len(digits) + 1)]}"
         return f"{mantissa}E+{len(digits) - 1}"
     if shape == 9:
         return "0" * rng.randrange(1, 4) + nsn
@@ -122,4 +122,3 @@ def test_fast_path_and_full_parse_agree_on_every_cell(region):
     if rules.enabled:
         # The comparison means something only if the shortcut really decided a good share of the cells.
         assert fast_hits > SAMPLES_PER_REGION // 10, fast_hits
-

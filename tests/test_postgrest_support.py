@@ -258,7 +258,7 @@ def test_unique_violation_becomes_api_error_with_409(client, server):
     with pytest.raises(APIError) as caught:
         client.rpc("enqueue", {"p_phone": "+551"}).execute()
     assert caught.value.code == "23505"
-    assert "Key (phone)=(+551) already exists." == caught.value.details
+    assert caught.value.details == "Key (phone)=(+551) already exists."
     assert raw(server, "POST", "/rpc/enqueue", json={"p_phone": "+551"}).status_code == 409
     assert sql(f"SELECT count(*) FROM {SCHEMA}.messages") == [(1,)]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 
 import pytest
@@ -20,7 +21,7 @@ def test_slots_are_spaced_by_the_numbers_rate(limiter):
     assert waits[0] == 0
     # 50 slots at 100/s span half a second, whatever the calling processes' clocks say.
     assert waits[-1] == pytest.approx(0.49, abs=0.03)
-    assert all(b >= a for a, b in zip(waits, waits[1:]))
+    assert all(b >= a for a, b in itertools.pairwise(waits))
 
 
 def test_intervalo_envio_ms_spaces_sends_further_than_the_rate(limiter):

@@ -60,8 +60,11 @@ def test_killed_workers_lose_nothing_and_send_nothing_twice(make_stack, sandbox)
     rows = store_rows("kill")
     by_status = Counter(r[1] for r in rows)
     assert set(by_status) <= {"sent", "failed", "unknown"} and sum(by_status.values()) == 5_000
-    assert (final["sent"], final["failed"], final["unknown"]) == \
-        (by_status["sent"], by_status["failed"], by_status["unknown"])
+    assert (final["sent"], final["failed"], final["unknown"]) == (
+        by_status["sent"],
+        by_status["failed"],
+        by_status["unknown"],
+    )
     sent_phones = {r[0] for r in rows if r[1] == "sent"}
     unknown_phones = {r[0] for r in rows if r[1] == "unknown"}
     assert sent_phones <= set(per_phone), "every message marked sent reached WhatsApp"

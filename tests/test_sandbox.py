@@ -39,8 +39,13 @@ def clean(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("sandbox").reset(config=True)
 
 
-def template_message(to: str = RECIPIENT, name: str = "promo", language: str = "es",
-                     parameters: list[dict[str, str]] | None = None, **extra: Any) -> dict[str, Any]:
+def template_message(
+    to: str = RECIPIENT,
+    name: str = "promo",
+    language: str = "es",
+    parameters: list[dict[str, str]] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     """Build a template message body like the campaign sender does."""
     if parameters is None:
         parameters = [{"type": "text", "text": "Ana"}, {"type": "text", "text": "Plan 300 Mbps"}]
@@ -49,14 +54,18 @@ def template_message(to: str = RECIPIENT, name: str = "promo", language: str = "
         "recipient_type": "individual",
         "to": to,
         "type": "template",
-        "template": {"name": name, "language": {"code": language},
-                     "components": [{"type": "body", "parameters": parameters}]},
+        "template": {
+            "name": name,
+            "language": {"code": language},
+            "components": [{"type": "body", "parameters": parameters}],
+        },
         **extra,
     }
 
 
-def send(sandbox: SandboxHandle, body: Any = None, phone: str = PHONE, token: str | None = TOKEN,
-         timeout: float = 5.0) -> requests.Response:
+def send(
+    sandbox: SandboxHandle, body: Any = None, phone: str = PHONE, token: str | None = TOKEN, timeout: float = 5.0
+) -> requests.Response:
     """POST one message to the sandbox's Cloud API endpoint."""
     headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     data = json.dumps(template_message() if body is None else body)
@@ -78,8 +87,12 @@ def error_code(response: requests.Response) -> int:
 @pytest.mark.parametrize("version", ["v21.0", "v18.0"])
 def test_success_shape(sandbox: SandboxHandle, to: str, version: str) -> None:
     """An accepted message answers 200 with contacts and a wamid, echoing the input number."""
-    response = requests.post(sandbox.message_url(PHONE, version), json=template_message(to=to),
-                             headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+    response = requests.post(
+        sandbox.message_url(PHONE, version),
+        json=template_message(to=to),
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=5,
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["messaging_product"] == "whatsapp"
@@ -107,8 +120,9 @@ def test_bad_token_is_190(sandbox: SandboxHandle, token: str | None) -> None:
 
 def test_bearer_scheme_is_case_insensitive(sandbox: SandboxHandle) -> None:
     """Graph accepts "bearer" in any case."""
-    response = requests.post(sandbox.message_url(PHONE), json=template_message(),
-                             headers={"Authorization": f"bearer {TOKEN}"}, timeout=5)
+    response = requests.post(
+        sandbox.message_url(PHONE), json=template_message(), headers={"Authorization": f"bearer {TOKEN}"}, timeout=5
+    )
     assert response.status_code == 200
 
 
@@ -157,8 +171,9 @@ def _without(body: dict[str, Any], *path: str) -> dict[str, Any]:
 def test_invalid_body(sandbox: SandboxHandle, body: Any, code: int) -> None:
     """Missing fields answer 131008 and bad values 131009, with HTTP 400, and nothing is logged."""
     if body == "not json at all":
-        response = requests.post(sandbox.message_url(PHONE), data=body, timeout=5,
-                                 headers={"Authorization": f"Bearer {TOKEN}"})
+        response = requests.post(
+            sandbox.message_url(PHONE), data=body, timeout=5, headers={"Authorization": f"Bearer {TOKEN}"}
+        )
     else:
         response = send(sandbox, body)
     assert response.status_code == 400
@@ -301,7 +316,8 @@ def test_inspection_lists_exactly_the_accepted(sandbox: SandboxHandle) -> None:
     sent = []
     for index, phone, token in [(0, PHONE, TOKEN), (1, OTHER_PHONE, OTHER_TOKEN), (2, PHONE, TOKEN)]:
         body = template_message(
-            to=f"+58414000000{index}", biz_opaque_callback_data=f"our-{index}",
+            to=f"+58414000000{index}",
+            biz_opaque_callback_data=f"our-{index}",
             parameters=[{"type": "text", "text": f"name-{index}", "parameter_name": "first_name"}],
         )
         response = send(sandbox, body, phone=phone, token=token)
@@ -316,8 +332,9 @@ def test_inspection_lists_exactly_the_accepted(sandbox: SandboxHandle) -> None:
         assert item["phone_number_id"] == phone
         assert item["to"] == body["to"] and item["wa_id"] == body["to"][1:]
         assert (item["template"], item["language"]) == ("promo", "es")
-        assert item["parameters"] == [{"text": body["template"]["components"][0]["parameters"][0]["text"],
-                                       "parameter_name": "first_name"}]
+        assert item["parameters"] == [
+            {"text": body["template"]["components"][0]["parameters"][0]["text"], "parameter_name": "first_name"}
+        ]
         assert item["biz_opaque_callback_data"] == body["biz_opaque_callback_data"]
         assert abs(item["received_at"] - time.time()) < 60
 
@@ -351,8 +368,15 @@ def test_config_roundtrip_and_validation(sandbox: SandboxHandle) -> None:
     config = sandbox.configure(latency_min_ms=50, latency_max_ms=300, default_mps=1000)
     assert (config["latency_min_ms"], config["latency_max_ms"], config["default_mps"]) == (50, 300, 1000)
     assert config["tokens"][PHONE] == TOKEN and config["port"] == sandbox.port
-    for bad in ({"latency_min_ms": -1}, {"error_5xx_share": 2}, {"nope": 1}, {"port": 1}, {"down": "yes"},
-                {"templates": {"promo": {"es": "two"}}}, {"latency_min_ms": 10, "latency_max_ms": 5}):
+    for bad in (
+        {"latency_min_ms": -1},
+        {"error_5xx_share": 2},
+        {"nope": 1},
+        {"port": 1},
+        {"down": "yes"},
+        {"templates": {"promo": {"es": "two"}}},
+        {"latency_min_ms": 10, "latency_max_ms": 5},
+    ):
         with pytest.raises(ValueError):
             sandbox.configure(**bad)
     assert sandbox.config() == config
@@ -375,13 +399,20 @@ def test_settings_from_environment_and_flags(tmp_path) -> None:
     }
     settings = settings_from_sources(["--port", "9100", "--forced-errors", "222:131048"], environ)
     assert settings == SandboxSettings(
-        port=9100, latency_min_ms=50, latency_max_ms=300, default_mps=20,
-        tokens={"111": "abc", "222": "def"}, mps={"111": 5},
-        templates={"promo": {"es": 2}}, recipient_errors={"584140000001": 131026},
-        forced_errors={"222": 131048}, down=True,
+        port=9100,
+        latency_min_ms=50,
+        latency_max_ms=300,
+        default_mps=20,
+        tokens={"111": "abc", "222": "def"},
+        mps={"111": 5},
+        templates={"promo": {"es": 2}},
+        recipient_errors={"584140000001": 131026},
+        forced_errors={"222": 131048},
+        down=True,
     )
     assert settings_from_sources(["--latency-ms", "100", "--templates", '{"a": {"en": ["x"]}}'], {}).templates == {
-        "a": {"en": ["x"]}}
+        "a": {"en": ["x"]}
+    }
     with pytest.raises(ValueError, match="SANDBOX_MPS"):
         settings_from_sources([], {"SANDBOX_MPS": "fast"})
 

@@ -41,8 +41,12 @@ class Received:
 
     def statuses(self) -> list[dict[str, Any]]:
         """Return every status of the body, entry by entry."""
-        return [status for entry in self.payload()["entry"] for change in entry["changes"]
-                for status in change["value"]["statuses"]]
+        return [
+            status
+            for entry in self.payload()["entry"]
+            for change in entry["changes"]
+            for status in change["value"]["statuses"]
+        ]
 
 
 class Receiver:
@@ -71,8 +75,7 @@ class Receiver:
                     if receiver.fail_next > 0:
                         receiver.fail_next -= 1
                         status = 500
-                    receiver.requests.append(
-                        Received({k.lower(): v for k, v in self.headers.items()}, body, status))
+                    receiver.requests.append(Received({k.lower(): v for k, v in self.headers.items()}, body, status))
                 if receiver.hang_s:
                     time.sleep(receiver.hang_s)
                 self.send_response(status)
@@ -124,8 +127,12 @@ def receiver() -> Receiver:
 def sandbox(receiver: Receiver) -> SandboxHandle:
     """One sandbox for the module, posting webhooks to the receiver; every message delivered and read."""
     with start_sandbox(
-        tokens={PHONE: TOKEN, OTHER_PHONE: OTHER_TOKEN}, default_mps=10_000,
-        webhook_url=receiver.url, app_secret=SECRET, delivered_share=1.0, read_share=1.0,
+        tokens={PHONE: TOKEN, OTHER_PHONE: OTHER_TOKEN},
+        default_mps=10_000,
+        webhook_url=receiver.url,
+        app_secret=SECRET,
+        delivered_share=1.0,
+        read_share=1.0,
     ) as handle:
         yield handle
 
@@ -141,19 +148,31 @@ def clean(request: pytest.FixtureRequest) -> None:
 _http = requests.Session()
 
 
-def send(sandbox: SandboxHandle, to: str = "584141234567", *, phone: str = PHONE, token: str = TOKEN,
-         callback: str | None = None, text: bool = False) -> requests.Response:
+def send(
+    sandbox: SandboxHandle,
+    to: str = "584141234567",
+    *,
+    phone: str = PHONE,
+    token: str = TOKEN,
+    callback: str | None = None,
+    text: bool = False,
+) -> requests.Response:
     """POST one template (or text) message to the sandbox."""
     body: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to}
     if text:
         body.update(type="text", text={"body": "hola"})
     else:
-        body.update(type="template", template={"name": "promo", "language": {"code": "es"}, "components": [
-            {"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}]})
+        body.update(
+            type="template",
+            template={
+                "name": "promo",
+                "language": {"code": "es"},
+                "components": [{"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}],
+            },
+        )
     if callback is not None:
         body["biz_opaque_callback_data"] = callback
-    return _http.post(sandbox.message_url(phone), json=body, headers={"Authorization": f"Bearer {token}"},
-                      timeout=5)
+    return _http.post(sandbox.message_url(phone), json=body, headers={"Authorization": f"Bearer {token}"}, timeout=5)
 
 
 def send_many(sandbox: SandboxHandle, count: int, **options: Any) -> list[str]:
@@ -184,8 +203,9 @@ def test_signature_and_payload_shape(sandbox: SandboxHandle, receiver: Receiver)
     sandbox.configure(waba_id="waba-42", display_phone_numbers={PHONE: "+15550001111"})
     started = time.time()
     template_wamid = send(sandbox, "584141111111", callback="campaign-7:contact-9").json()["messages"][0]["id"]
-    text_wamid = send(sandbox, "584142222222", phone=OTHER_PHONE, token=OTHER_TOKEN,
-                      text=True).json()["messages"][0]["id"]
+    text_wamid = send(sandbox, "584142222222", phone=OTHER_PHONE, token=OTHER_TOKEN, text=True).json()["messages"][0][
+        "id"
+    ]
     sandbox.flush_webhooks()
 
     assert receiver.requests and all(r.answered == 200 for r in receiver.requests)
@@ -257,7 +277,10 @@ def test_every_accepted_message_is_sent_delivered_read_in_order(sandbox: Sandbox
     for item, wamid in zip(inspected["messages"], wamids, strict=True):
         assert item["wamid"] == wamid and item["planned"] == ["sent", "delivered", "read"]
         assert [(s["order"], s["status"], s["duplicate"], s["dropped"]) for s in item["statuses"]] == [
-            (1, "sent", False, False), (2, "delivered", False, False), (3, "read", False, False)]
+            (1, "sent", False, False),
+            (2, "delivered", False, False),
+            (3, "read", False, False),
+        ]
         stamps = [int(s["timestamp"]) for s in item["statuses"]]
         assert stamps == sorted(stamps)
 
@@ -297,8 +320,11 @@ def test_failed_statuses(sandbox: SandboxHandle, receiver: Receiver) -> None:
     sandbox.flush_webhooks()
 
     arrived = receiver.by_wamid()
-    assert arrived == {wamids[0]: ["sent", "failed"], wamids[1]: ["sent", "failed"],
-                       wamids[2]: ["sent", "delivered", "read"]}
+    assert arrived == {
+        wamids[0]: ["sent", "failed"],
+        wamids[1]: ["sent", "failed"],
+        wamids[2]: ["sent", "delivered", "read"],
+    }
     failed = {s["id"]: s for r in receiver.requests for s in r.statuses() if s["status"] == "failed"}
     for wamid, code in ((wamids[0], 131026), (wamids[1], 131049)):
         status = failed[wamid]
@@ -346,8 +372,9 @@ def test_out_of_order(sandbox: SandboxHandle, receiver: Receiver) -> None:
     for wamid in wamids:
         assert sorted(arrived[wamid]) == ["delivered", "read", "sent"]
         assert arrived[wamid] != ["sent", "delivered", "read"]
-    stamps: dict[tuple[str, str], int] = {(s["id"], s["status"]): int(s["timestamp"])
-                                          for r in receiver.requests for s in r.statuses()}
+    stamps: dict[tuple[str, str], int] = {
+        (s["id"], s["status"]): int(s["timestamp"]) for r in receiver.requests for s in r.statuses()
+    }
     for wamid in wamids:
         assert stamps[(wamid, "sent")] <= stamps[(wamid, "delivered")] <= stamps[(wamid, "read")]
     inspected = sandbox.webhooks()
@@ -495,12 +522,25 @@ def test_options_validation_and_roundtrip(sandbox: SandboxHandle) -> None:
     assert config["webhook_delay_ms"] == [10, 20] and config["failed_statuses"] == {"58414": 131026}
     assert sandbox.configure(webhook_delay_ms=[5, 5])["webhook_delay_ms"] == [5, 5]
     assert sandbox.configure(webhook_delay_ms=7)["webhook_delay_ms"] == [7, 7]
-    for bad in ({"webhook_url": "ftp://127.0.0.1/x"}, {"webhook_url": 5}, {"app_secret": ""},
-                {"delivered_share": 1.5}, {"read_share": -0.1}, {"duplicate_share": "half"},
-                {"webhook_batch_max": 1001}, {"webhook_batch_max": 0}, {"webhook_batch_ms": -1},
-                {"webhook_delay_ms": "500-50"}, {"webhook_delay_ms": [1, 2, 3]}, {"webhook_delay_ms": "fast"},
-                {"failed_statuses": {"abc": 131026}}, {"failed_statuses": {"58414": 0}},
-                {"webhook_concurrency": 0}, {"webhook_timeout_s": 0}, {"waba_id": ""}):
+    for bad in (
+        {"webhook_url": "ftp://127.0.0.1/x"},
+        {"webhook_url": 5},
+        {"app_secret": ""},
+        {"delivered_share": 1.5},
+        {"read_share": -0.1},
+        {"duplicate_share": "half"},
+        {"webhook_batch_max": 1001},
+        {"webhook_batch_max": 0},
+        {"webhook_batch_ms": -1},
+        {"webhook_delay_ms": "500-50"},
+        {"webhook_delay_ms": [1, 2, 3]},
+        {"webhook_delay_ms": "fast"},
+        {"failed_statuses": {"abc": 131026}},
+        {"failed_statuses": {"58414": 0}},
+        {"webhook_concurrency": 0},
+        {"webhook_timeout_s": 0},
+        {"waba_id": ""},
+    ):
         with pytest.raises(ValueError):
             sandbox.configure(**bad)
     # Switching off needs no secret; switching on needs one, given together or earlier.
@@ -520,16 +560,49 @@ def test_webhook_settings_from_environment_and_flags() -> None:
         "SANDBOX_DUPLICATE_SHARE": "0.1",
     }
     settings = settings_from_sources(
-        ["--delivered-share", "0.9", "--read-share", "0.5", "--out-of-order-share", "0.2",
-         "--skip-delivered-share", "0.3", "--webhook-batch-max", "50", "--webhook-batch-ms", "20",
-         "--waba-id", "w-1", "--display-phone-numbers", "111:15550001111", "--webhook-concurrency", "2",
-         "--webhook-retries", "5", "--webhook-timeout-s", "2.5"], environ)
+        [
+            "--delivered-share",
+            "0.9",
+            "--read-share",
+            "0.5",
+            "--out-of-order-share",
+            "0.2",
+            "--skip-delivered-share",
+            "0.3",
+            "--webhook-batch-max",
+            "50",
+            "--webhook-batch-ms",
+            "20",
+            "--waba-id",
+            "w-1",
+            "--display-phone-numbers",
+            "111:15550001111",
+            "--webhook-concurrency",
+            "2",
+            "--webhook-retries",
+            "5",
+            "--webhook-timeout-s",
+            "2.5",
+        ],
+        environ,
+    )
     assert settings == SandboxSettings(
-        webhook_url="http://127.0.0.1:5000/webhooks/whatsapp", app_secret="shh", webhook_delay_ms=(20, 40),
-        failed_statuses={"584140000001": 131026, "584140000002": 131049}, duplicate_share=0.1,
-        delivered_share=0.9, read_share=0.5, out_of_order_share=0.2, skip_delivered_share=0.3,
-        webhook_batch_max=50, webhook_batch_ms=20, waba_id="w-1", display_phone_numbers={"111": "15550001111"},
-        webhook_concurrency=2, webhook_retries=5, webhook_timeout_s=2.5,
+        webhook_url="http://127.0.0.1:5000/webhooks/whatsapp",
+        app_secret="shh",
+        webhook_delay_ms=(20, 40),
+        failed_statuses={"584140000001": 131026, "584140000002": 131049},
+        duplicate_share=0.1,
+        delivered_share=0.9,
+        read_share=0.5,
+        out_of_order_share=0.2,
+        skip_delivered_share=0.3,
+        webhook_batch_max=50,
+        webhook_batch_ms=20,
+        waba_id="w-1",
+        display_phone_numbers={"111": "15550001111"},
+        webhook_concurrency=2,
+        webhook_retries=5,
+        webhook_timeout_s=2.5,
     )
     with pytest.raises(ValueError, match="app_secret"):
         settings_from_sources([], {"SANDBOX_WEBHOOK_URL": "http://127.0.0.1:5000/hook"})
@@ -542,8 +615,14 @@ def test_stop_is_fast_with_work_pending_and_in_flight() -> None:
     stuck = Receiver()
     stuck.hang_s = 5.0
     try:
-        handle = start_sandbox(tokens={PHONE: TOKEN}, webhook_url=stuck.url, app_secret=SECRET,
-                               delivered_share=0.0, webhook_delay_ms=0, webhook_batch_ms=0)
+        handle = start_sandbox(
+            tokens={PHONE: TOKEN},
+            webhook_url=stuck.url,
+            app_secret=SECRET,
+            delivered_share=0.0,
+            webhook_delay_ms=0,
+            webhook_batch_ms=0,
+        )
         send_many(handle, 1)
         deadline = time.monotonic() + 5
         while not stuck.requests and time.monotonic() < deadline:

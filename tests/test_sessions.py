@@ -28,7 +28,7 @@ class JwksServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's naming)
+            def do_GET(self):
                 if self.path != "/auth/v1/.well-known/jwks.json":
                     self.send_error(404)
                     return
@@ -75,8 +75,16 @@ class JwksServer:
 def session_claims(supabase_url: str, **overrides) -> dict:
     """The claims of a Supabase access token."""
     now = int(time.time())
-    return {"sub": str(uuid.uuid4()), "email": "ana@example.test", "aud": "authenticated", "role": "authenticated",
-            "iss": f"{supabase_url}/auth/v1", "iat": now, "exp": now + 600, **overrides}
+    return {
+        "sub": str(uuid.uuid4()),
+        "email": "ana@example.test",
+        "aud": "authenticated",
+        "role": "authenticated",
+        "iss": f"{supabase_url}/auth/v1",
+        "iat": now,
+        "exp": now + 600,
+        **overrides,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -151,15 +159,22 @@ def test_buzones_in_app_metadata_limit_the_session(hs256_app):
     assert [b["buzon"] for b in response.get_json()["buzones"]] == ["lento"]
 
 
-@pytest.mark.parametrize("token, reason", [
-    (hs256(exp=int(time.time()) - 120), "expiró"),
-    (hs256(aud="anon"), "aud"),
-    (hs256(iss="https://otro.supabase.co/auth/v1"), "iss"),
-    (jwt.encode(session_claims("http://127.0.0.1:9"), "another-secret-of-enough-length-012345", algorithm="HS256"),
-     "token no válido"),
-    (jwt.encode(session_claims("http://127.0.0.1:9"), None, algorithm="none"), "algoritmo"),
-    ("not.a.jwt", "JWT"),
-])
+@pytest.mark.parametrize(
+    "token, reason",
+    [
+        (hs256(exp=int(time.time()) - 120), "expiró"),
+        (hs256(aud="anon"), "aud"),
+        (hs256(iss="https://otro.supabase.co/auth/v1"), "iss"),
+        (
+            jwt.encode(
+                session_claims("http://127.0.0.1:9"), "another-secret-of-enough-length-012345", algorithm="HS256"
+            ),
+            "token no válido",
+        ),
+        (jwt.encode(session_claims("http://127.0.0.1:9"), None, algorithm="none"), "algoritmo"),
+        ("not.a.jwt", "JWT"),
+    ],
+)
 def test_bad_sessions_are_refused_with_401(hs256_app, token, reason):
     response = hs256_app.test_client().get("/api/listar-campanas", headers=bearer(token))
     assert response.status_code == 401
@@ -173,8 +188,11 @@ def test_asymmetric_sessions_are_checked_against_the_published_keys(jwks_app, jw
     client = jwks_app.test_client()
     token = jwks_server.token(kid, app_metadata={"wcq_role": "operator"})
     assert client.get("/api/listar-campanas", headers=bearer(token)).status_code == 200
-    for bad in (jwks_server.token(kid, exp=int(time.time()) - 120), jwks_server.token(kid, aud="anon"),
-                jwks_server.token(kid, iss="http://127.0.0.1:1/auth/v1")):
+    for bad in (
+        jwks_server.token(kid, exp=int(time.time()) - 120),
+        jwks_server.token(kid, aud="anon"),
+        jwks_server.token(kid, iss="http://127.0.0.1:1/auth/v1"),
+    ):
         assert client.get("/api/listar-campanas", headers=bearer(bad)).status_code == 401
     # An HS256 token is refused where the project signs with asymmetric keys.
     assert client.get("/api/listar-campanas", headers=bearer(hs256())).status_code == 401
@@ -193,8 +211,12 @@ def test_rotated_keys_are_fetched_and_unknown_ones_refetch_at_most_once_per_inte
     assert verifier.verify(jwks_server.token(new))["sub"], "the rotated key was fetched"
     assert jwks_server.hits == hits + 1
 
-    forged = jwt.encode(session_claims(jwks_server.url), ec.generate_private_key(ec.SECP256R1()),
-                        algorithm="ES256", headers={"kid": "made-up"})
+    forged = jwt.encode(
+        session_claims(jwks_server.url),
+        ec.generate_private_key(ec.SECP256R1()),
+        algorithm="ES256",
+        headers={"kid": "made-up"},
+    )
     for _ in range(5):
         with pytest.raises(TokenError, match="kid"):
             verifier.verify(forged)

@@ -6,15 +6,17 @@ import psycopg
 import pytest
 
 from tasks.store.base import StoreError
+from tasks.store.migrate import apply_migrations
 from tasks.store.postgres import PostgresStore
 from tasks.store.supabase import SupabaseStore
-from tasks.store.migrate import apply_migrations
 from tests.conftest import PG_ADMIN_URL, TEST_DB
 from tests.support.postgrest import start_postgrest
 
 # A syntactically valid JWT: the supabase client checks the key's shape, PostgREST here checks its presence.
-DUMMY_KEY = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0."
-             "c2lnbmF0dXJlLW5vdC1jaGVja2VkLWJ5LXRoZS10ZXN0LWVuZHBvaW50")
+DUMMY_KEY = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0."
+    "c2lnbmF0dXJlLW5vdC1jaGVja2VkLWJ5LXRoZS10ZXN0LWVuZHBvaW50"
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +44,11 @@ def postgrest(contract_db):
 def store(request, contract_db, postgrest):
     """Each adapter in turn, over a database emptied for the test."""
     with psycopg.connect(contract_db, autocommit=True) as conn:
-        conn.execute("TRUNCATE instancia_sofia.campaigns, instancia_sofia.leads_activos, "
-                     "instancia_sofia.instancias_inputs, instancia_sofia.api_keys, instancia_sofia.api_users, "
-                     "instancia_sofia.audit_log CASCADE")
+        conn.execute(
+            "TRUNCATE instancia_sofia.campaigns, instancia_sofia.leads_activos, "
+            "instancia_sofia.instancias_inputs, instancia_sofia.api_keys, instancia_sofia.api_users, "
+            "instancia_sofia.audit_log CASCADE"
+        )
     s = PostgresStore(contract_db) if request.param == "postgres" else SupabaseStore(postgrest.url, DUMMY_KEY)
     s.upsert_sender("ventas", "111", "secret-token", 50)
     yield s
@@ -53,8 +57,16 @@ def store(request, contract_db, postgrest):
 
 def _campaign(**overrides) -> dict:
     """A campaign definition as the API builds it."""
-    return {"id": "promo", "title": "Promo", "template": "promo_enero", "language": "es", "buzon": "ventas",
-            "batch_size": 2, "chunk_size": 1, **overrides}
+    return {
+        "id": "promo",
+        "title": "Promo",
+        "template": "promo_enero",
+        "language": "es",
+        "buzon": "ventas",
+        "batch_size": 2,
+        "chunk_size": 1,
+        **overrides,
+    }
 
 
 LEADS = [{"phone": f"58414000000{i}", "parameters": [f"Cliente {i}"]} for i in range(5)]
@@ -72,8 +84,11 @@ def test_senders_round_trip_and_listing_hides_tokens(store):
 
 def test_campaign_ids_are_unique_and_idempotency_keys_return_the_first(store):
     assert store.create_campaign(_campaign(idempotency_key="k"), LEADS) == {"id": "promo", "total": 5, "created": True}
-    assert store.create_campaign(_campaign(idempotency_key="k"), LEADS[:1]) == \
-        {"id": "promo", "total": 5, "created": False}
+    assert store.create_campaign(_campaign(idempotency_key="k"), LEADS[:1]) == {
+        "id": "promo",
+        "total": 5,
+        "created": False,
+    }
     assert store.create_campaign(_campaign(), LEADS[:2])["id"] == "promo-2"
     row = store.get_campaign("promo")
     assert (row["status"], row["total"], row["buzon"]) == ("queued", 5, "ventas")
@@ -93,8 +108,11 @@ def test_recipients_can_come_from_a_one_pass_stream_that_may_fail_half_way(store
     assert store.get_campaign("promo") is None and store.list_campaigns(10, 0)[1] == 0
 
     rejected = [{"fila": 7, "valor": "58***12", "motivo": "número demasiado corto"}]
-    assert store.create_campaign(_campaign(), leads(), lambda: {"rejected_rows": rejected}) == \
-        {"id": "promo", "total": 5, "created": True}
+    assert store.create_campaign(_campaign(), leads(), lambda: {"rejected_rows": rejected}) == {
+        "id": "promo",
+        "total": 5,
+        "created": True,
+    }
     row = store.get_campaign("promo")
     assert row["total"] == 5 and row["rejected_count"] == 1
     assert [m.phone for m in store.claim_messages("promo", 1, 10, "w1")] == [lead["phone"] for lead in LEADS]
@@ -111,11 +129,17 @@ def _many_leads(n: int):
 
 
 def test_a_large_upload_is_numbered_in_file_order_across_blocks(store):
-    assert store.create_campaign(_campaign(), _many_leads(12_001), lambda: {"rejected_rows": []}) == \
-        {"id": "promo", "total": 12_001, "created": True}
+    assert store.create_campaign(_campaign(), _many_leads(12_001), lambda: {"rejected_rows": []}) == {
+        "id": "promo",
+        "total": 12_001,
+        "created": True,
+    }
     page = store.list_recipients("promo", None, 3, 11_998)
-    assert [(r["seq"], r["phone"]) for r in page["recipients"]] == \
-        [(11_999, "584140011998"), (12_000, "584140011999"), (12_001, "584140012000")]
+    assert [(r["seq"], r["phone"]) for r in page["recipients"]] == [
+        (11_999, "584140011998"),
+        (12_000, "584140011999"),
+        (12_001, "584140012000"),
+    ]
     claimed = store.claim_messages("promo", 5_000, 5_001, "w")
     assert [m.parameters for m in claimed] == [{"nombre": 'Ñandú "4999" \\ 1'}, {"nombre": 'Ñandú "5000" \\ 2'}]
 
@@ -138,14 +162,24 @@ def test_claims_are_exclusive_and_outcomes_apply_once(store):
     claimed = store.claim_messages("promo", 1, 3, "worker-a")
     assert [m.seq for m in claimed] == [1, 2, 3] and claimed[0].parameters == ["Cliente 0"]
     assert store.claim_messages("promo", 1, 3, "worker-b") == []
-    outcomes = [{"id": claimed[0].id, "status": "sent", "wamid": "wamid.A"},
-                {"id": claimed[1].id, "status": "failed", "error_code": 131026, "error_detail": "x"},
-                {"id": claimed[2].id, "status": "pending"}]
-    assert store.record_outcomes(outcomes) == {"moved": {"sent": 1, "failed": 1, "pending": 1},
-                                               "errors": {"131026": {"count": 1, "detail": "x"}}}
+    outcomes = [
+        {"id": claimed[0].id, "status": "sent", "wamid": "wamid.A"},
+        {"id": claimed[1].id, "status": "failed", "error_code": 131026, "error_detail": "x"},
+        {"id": claimed[2].id, "status": "pending"},
+    ]
+    assert store.record_outcomes(outcomes) == {
+        "moved": {"sent": 1, "failed": 1, "pending": 1},
+        "errors": {"131026": {"count": 1, "detail": "x"}},
+    }
     assert store.record_outcomes(outcomes) == {"moved": {}, "errors": {}}
-    assert store.campaign_counts("promo") == {"pending": 3, "sending": 0, "sent": 1, "failed": 1,
-                                              "cancelled": 0, "unknown": 0}
+    assert store.campaign_counts("promo") == {
+        "pending": 3,
+        "sending": 0,
+        "sent": 1,
+        "failed": 1,
+        "cancelled": 0,
+        "unknown": 0,
+    }
     assert store.pending_batches("promo", 2) == [2, 3]
 
 
@@ -187,8 +221,14 @@ def test_a_dead_workers_claims_become_unknown_or_pending(store):
     assert store.sending_batches("promo", 2) == [1, 2]
     moved = store.recover_claims("promo", "dead-worker", [mine[0].id])
     assert moved == {"unknown": 1, "pending": 2}
-    assert store.campaign_counts("promo") == {"pending": 3, "sending": 1, "sent": 0, "failed": 0,
-                                              "cancelled": 0, "unknown": 1}
+    assert store.campaign_counts("promo") == {
+        "pending": 3,
+        "sending": 1,
+        "sent": 0,
+        "failed": 0,
+        "cancelled": 0,
+        "unknown": 1,
+    }
     assert store.recover_claims("promo", "dead-worker", [mine[0].id]) == {"unknown": 0, "pending": 0}
     unknown = store.list_recipients("promo", "unknown", 10, 0)
     assert unknown["total"] == 1 and unknown["recipients"][0]["phone"] == LEADS[0]["phone"]
@@ -197,9 +237,13 @@ def test_a_dead_workers_claims_become_unknown_or_pending(store):
 def test_unknown_and_failed_recipients_can_be_requeued(store):
     store.create_campaign(_campaign(), LEADS)
     claimed = store.claim_messages("promo", 1, 3, "w")
-    store.record_outcomes([{"id": claimed[0].id, "status": "failed", "error_code": 131026},
-                           {"id": claimed[1].id, "status": "unknown"},
-                           {"id": claimed[2].id, "status": "sent", "wamid": "w"}])
+    store.record_outcomes(
+        [
+            {"id": claimed[0].id, "status": "failed", "error_code": 131026},
+            {"id": claimed[1].id, "status": "unknown"},
+            {"id": claimed[2].id, "status": "sent", "wamid": "w"},
+        ]
+    )
     assert store.failure_breakdown("promo") == {"131026": {"count": 1, "detail": None}}
     assert store.requeue_recipients("promo", ["unknown"]) == {"unknown": 1}
     assert store.requeue_recipients("promo", ["unknown", "failed"]) == {"failed": 1}
@@ -217,14 +261,26 @@ def _sent(store, n: int = 3) -> list:
 
 def _status(wamid, status, ts, **extra) -> dict:
     """One webhook status as the worker passes it to the store."""
-    return {"wamid": wamid, "status": status, "ts": ts, "callback": None, "error_code": None,
-            "error_detail": None, **extra}
+    return {
+        "wamid": wamid,
+        "status": status,
+        "ts": ts,
+        "callback": None,
+        "error_code": None,
+        "error_detail": None,
+        **extra,
+    }
 
 
 def test_statuses_apply_forward_only_and_idempotently(store):
     _sent(store)
-    batch = [_status("w0", "sent", 100), _status("w0", "delivered", 101), _status("w0", "read", 102),
-             _status("w1", "read", 103), _status("w1", "delivered", 101)]
+    batch = [
+        _status("w0", "sent", 100),
+        _status("w0", "delivered", 101),
+        _status("w0", "read", 102),
+        _status("w1", "read", 103),
+        _status("w1", "delivered", 101),
+    ]
     result = store.apply_statuses(batch)
     assert result["deltas"] == {"promo": {"delivered": 2, "read": 2}}
     assert store.apply_statuses(batch) == {"deltas": {}, "applied": 0, "orphans": 0}
@@ -323,8 +379,18 @@ def test_campaigns_remember_their_creator_and_list_by_buzon(store):
 
 
 def test_audit_entries_are_listed_newest_first_with_filters(store):
-    first = store.record_audit({"actor": "crm", "actor_kind": "key", "action": "create", "campaign_id": "promo",
-                                "status_code": 201, "outcome": "ok", "ip": "10.0.0.1", "details": {"n": 1}})
+    first = store.record_audit(
+        {
+            "actor": "crm",
+            "actor_kind": "key",
+            "action": "create",
+            "campaign_id": "promo",
+            "status_code": 201,
+            "outcome": "ok",
+            "ip": "10.0.0.1",
+            "details": {"n": 1},
+        }
+    )
     store.record_audit({"actor_kind": "anonymous", "action": "access", "status_code": 401, "outcome": "refused"})
     entries, total = store.list_audit(None, None, None, 10, 0)
     assert total == 2 and [e["action"] for e in entries] == ["access", "create"]

@@ -24,8 +24,9 @@ def modules() -> list[str]:
 
 def test_every_module_imports_alone_in_a_fresh_interpreter():
     def try_import(name: str) -> tuple[str, str]:
-        done = subprocess.run([sys.executable, "-c", f"import {name}"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-c", f"import {name}"], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
         return name, done.stderr.strip().splitlines()[-1] if done.returncode else ""
 
     with ThreadPoolExecutor(4) as pool:
@@ -36,10 +37,12 @@ def test_every_module_imports_alone_in_a_fresh_interpreter():
 def test_importing_the_code_creates_no_celery_app_and_no_runtime():
     # Everything but the `celery -A tasks` entry module, in reverse order for good measure.
     names = [m for m in reversed(modules()) if m != "tasks.celery"]
-    script = ("import importlib, celery._state as s\n"
-              f"for name in {names!r}: importlib.import_module(name)\n"
-              "import tasks.worker as w\n"
-              "print(len(s._apps), w._current is None)")
+    script = (
+        "import importlib, celery._state as s\n"
+        f"for name in {names!r}: importlib.import_module(name)\n"
+        "import tasks.worker as w\n"
+        "print(len(s._apps), w._current is None)"
+    )
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["0", "True"]
@@ -47,6 +50,10 @@ def test_importing_the_code_creates_no_celery_app_and_no_runtime():
 
 @pytest.mark.parametrize("spelling", ['"wcq:campaign:', "'wcq:campaign:", '"wcq:campaigns:active"'])
 def test_only_the_keys_module_spells_campaign_keys(spelling):
-    hits = [str(p.relative_to(ROOT)) for folder in ("tasks", "webapi", "bench", "demo")
-            for p in (ROOT / folder).rglob("*.py") if spelling in p.read_text()]
+    hits = [
+        str(p.relative_to(ROOT))
+        for folder in ("tasks", "webapi", "bench", "demo")
+        for p in (ROOT / folder).rglob("*.py")
+        if spelling in p.read_text()
+    ]
     assert hits == []

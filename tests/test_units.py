@@ -14,43 +14,82 @@ from webapi.campaigns import slugify
 
 def test_defaults_match_the_documented_ones():
     s = load_settings({})
-    assert (s.api_whatsapp_url, s.batch_size, s.max_concurrent_batches, s.intervalo_envio_ms) == \
-        ("https://graph.facebook.com", 100, 5, 0)
-    assert (s.redis_url, s.debug, s.instance_id, s.max_csv_size_mb, s.max_messages_per_campaign,
-            s.default_region) == ("redis://localhost:6379/0", False, "instance-1", 50, 100_000, "VE")
+    assert (s.api_whatsapp_url, s.batch_size, s.max_concurrent_batches, s.intervalo_envio_ms) == (
+        "https://graph.facebook.com",
+        100,
+        5,
+        0,
+    )
+    assert (s.redis_url, s.debug, s.instance_id, s.max_csv_size_mb, s.max_messages_per_campaign, s.default_region) == (
+        "redis://localhost:6379/0",
+        False,
+        "instance-1",
+        50,
+        100_000,
+        "VE",
+    )
 
 
-@pytest.mark.parametrize("name, value", [
-    ("BATCH_SIZE", "abc"), ("BATCH_SIZE", "0"), ("MAX_CONCURRENT_BATCHES", "-1"), ("INTERVALO_ENVIO_MS", "x"),
-    ("API_WHATSAPP_URL", "graph.facebook.com"), ("REDIS_URL", "localhost:6379"), ("DEBUG", "maybe"),
-    ("DATABASE_URL", "mysql://x/y"), ("DEFAULT_REGION", "Venezuela"), ("WHATSAPP_API_VERSION", "21"),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("BATCH_SIZE", "abc"),
+        ("BATCH_SIZE", "0"),
+        ("MAX_CONCURRENT_BATCHES", "-1"),
+        ("INTERVALO_ENVIO_MS", "x"),
+        ("API_WHATSAPP_URL", "graph.facebook.com"),
+        ("REDIS_URL", "localhost:6379"),
+        ("DEBUG", "maybe"),
+        ("DATABASE_URL", "mysql://x/y"),
+        ("DEFAULT_REGION", "Venezuela"),
+        ("WHATSAPP_API_VERSION", "21"),
+    ],
+)
 def test_a_bad_value_stops_startup_naming_the_variable(name, value):
     with pytest.raises(ConfigError, match=name):
         load_settings({name: value})
 
 
 def test_values_are_typed():
-    s = load_settings({"BATCH_SIZE": " 250 ", "DEBUG": "true", "DEFAULT_REGION": "co",
-                       "API_WHATSAPP_URL": "http://127.0.0.1:8700/"})
+    s = load_settings(
+        {"BATCH_SIZE": " 250 ", "DEBUG": "true", "DEFAULT_REGION": "co", "API_WHATSAPP_URL": "http://127.0.0.1:8700/"}
+    )
     assert (s.batch_size, s.debug, s.default_region, s.api_whatsapp_url) == (250, True, "CO", "http://127.0.0.1:8700")
 
 
-@pytest.mark.parametrize("code, kind", [
-    (130429, ErrorKind.TRANSIENT), (131000, ErrorKind.TRANSIENT), (131056, ErrorKind.TRANSIENT),
-    (4, ErrorKind.TRANSIENT), (80007, ErrorKind.TRANSIENT), (131057, ErrorKind.TRANSIENT),
-    (131026, ErrorKind.RECIPIENT), (131050, ErrorKind.RECIPIENT), (131049, ErrorKind.RECIPIENT),
-    (131008, ErrorKind.RECIPIENT), (131009, ErrorKind.RECIPIENT),
-    (132000, ErrorKind.CAMPAIGN), (132001, ErrorKind.CAMPAIGN), (132012, ErrorKind.CAMPAIGN),
-    (190, ErrorKind.ACCOUNT), (131048, ErrorKind.ACCOUNT), (132015, ErrorKind.ACCOUNT), (250, ErrorKind.ACCOUNT),
-    (368, ErrorKind.ACCOUNT), (131042, ErrorKind.ACCOUNT),
-])
+@pytest.mark.parametrize(
+    "code, kind",
+    [
+        (130429, ErrorKind.TRANSIENT),
+        (131000, ErrorKind.TRANSIENT),
+        (131056, ErrorKind.TRANSIENT),
+        (4, ErrorKind.TRANSIENT),
+        (80007, ErrorKind.TRANSIENT),
+        (131057, ErrorKind.TRANSIENT),
+        (131026, ErrorKind.RECIPIENT),
+        (131050, ErrorKind.RECIPIENT),
+        (131049, ErrorKind.RECIPIENT),
+        (131008, ErrorKind.RECIPIENT),
+        (131009, ErrorKind.RECIPIENT),
+        (132000, ErrorKind.CAMPAIGN),
+        (132001, ErrorKind.CAMPAIGN),
+        (132012, ErrorKind.CAMPAIGN),
+        (190, ErrorKind.ACCOUNT),
+        (131048, ErrorKind.ACCOUNT),
+        (132015, ErrorKind.ACCOUNT),
+        (250, ErrorKind.ACCOUNT),
+        (368, ErrorKind.ACCOUNT),
+        (131042, ErrorKind.ACCOUNT),
+    ],
+)
 def test_errors_are_sorted_by_code(code, kind):
     assert classify(code, 400) is kind
 
 
-@pytest.mark.parametrize("http_status, kind", [(None, ErrorKind.TRANSIENT), (502, ErrorKind.TRANSIENT),
-                                               (429, ErrorKind.TRANSIENT), (400, ErrorKind.RECIPIENT)])
+@pytest.mark.parametrize(
+    "http_status, kind",
+    [(None, ErrorKind.TRANSIENT), (502, ErrorKind.TRANSIENT), (429, ErrorKind.TRANSIENT), (400, ErrorKind.RECIPIENT)],
+)
 def test_errors_without_a_code_fall_back_to_transport(http_status, kind):
     assert classify(None, http_status) is kind
 
@@ -63,11 +102,14 @@ def test_reasons_are_spanish_sentences_with_the_code():
 def test_positional_and_named_template_payloads():
     positional = template_payload("584141234567", "promo", "es", ["Ana", "300"], callback_data="c/1")
     assert positional["template"]["components"][0]["parameters"] == [
-        {"type": "text", "text": "Ana"}, {"type": "text", "text": "300"}]
+        {"type": "text", "text": "Ana"},
+        {"type": "text", "text": "300"},
+    ]
     assert positional["biz_opaque_callback_data"] == "c/1" and positional["to"] == "584141234567"
     named = template_payload("584141234567", "promo", "es_MX", {"nombre": "Ana"})
     assert named["template"]["components"][0]["parameters"] == [
-        {"type": "text", "text": "Ana", "parameter_name": "nombre"}]
+        {"type": "text", "text": "Ana", "parameter_name": "nombre"}
+    ]
     assert named["template"]["language"] == {"code": "es_MX"}
     assert "components" not in template_payload("1", "hello_world", "en_US", [])["template"]
 
@@ -82,8 +124,9 @@ def test_batches_and_chunks_cover_every_message_once():
     assert seen == list(range(1, total + 1))
 
 
-@pytest.mark.parametrize("title, slug", [("Promo Enero 2026!", "promo-enero-2026"), ("Ñandú  é", "nandu-e"),
-                                         ("!!!", "campana")])
+@pytest.mark.parametrize(
+    "title, slug", [("Promo Enero 2026!", "promo-enero-2026"), ("Ñandú  é", "nandu-e"), ("!!!", "campana")]
+)
 def test_campaign_ids_are_readable_slugs(title, slug):
     assert slugify(title) == slug
 

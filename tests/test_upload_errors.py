@@ -36,12 +36,18 @@ CASES = {
     "bad template name": (_form({"plantilla": "Promo Enero!"}), 422, "plantilla"),
     "bad language": (_form({"idioma": "espanol"}), 422, "idioma"),
     "too many messages": (_form(csv=make_csv(5001)), 422, "5000"),
-    "file over the size limit": (_form(csv=b"telefono,nota\n" + b"584141234567," + b"x" * (1024 * 1024 + 10) + b"\n"),
-                                 413, "MB"),
+    "file over the size limit": (
+        _form(csv=b"telefono,nota\n" + b"584141234567," + b"x" * (1024 * 1024 + 10) + b"\n"),
+        413,
+        "MB",
+    ),
     "phone column named but absent": (_form({"columna_telefono": "celu"}), 422, "celu"),
     # Rows are stored while the file is read: a file that breaks after thousands of good rows is rolled back.
     "unreadable row after 4,999 good ones": (
-        _form(csv=make_csv(4999) + b'584141999999,"sin cerrar' + b"x" * 200_000 + b"\n"), 422, "fila 5001"),
+        _form(csv=make_csv(4999) + b'584141999999,"sin cerrar' + b"x" * 200_000 + b"\n"),
+        422,
+        "fila 5001",
+    ),
 }
 
 
@@ -61,24 +67,34 @@ HOSTILE_FILES = {
     "binary file": (random.Random(1).randbytes(50_000), "no es un csv de texto"),
     "gzip file named .csv": (gzip.compress(make_csv(10)), "descomprímalo y suba el csv"),
     "zip file named .csv": (_zipped("contactos.csv", make_csv(10)), "descomprímalo y suba el csv"),
-    "utf-16 with a lone surrogate": ("telefono,nombre\n584141234567,B".encode("utf-16")
-                                     + "\ud800".encode("utf-16-le", "surrogatepass") + "o\n".encode("utf-16-le"),
-                                     "fila 2: hay bytes que no son texto válido en utf-16"),
+    "utf-16 with a lone surrogate": (
+        "telefono,nombre\n584141234567,B".encode("utf-16")
+        + "\ud800".encode("utf-16-le", "surrogatepass")
+        + "o\n".encode("utf-16-le"),
+        "fila 2: hay bytes que no son texto válido en utf-16",
+    ),
     "utf-16 without bom cut in the middle of a character": (
-        "telefono,nombre\n584141234567,Ana\n".encode("utf-16-le") + b"5", "utf-16"),
+        "telefono,nombre\n584141234567,Ana\n".encode("utf-16-le") + b"5",
+        "utf-16",
+    ),
     "10,000 columns": (_WIDE, "10000 columnas y el máximo es 100"),
     "NUL byte in a cell": (b"telefono,nombre\n584141234567,Ana\n584241234567,B\x00o\n", "fila 3"),
     "escape character in a cell": (b"telefono,nombre\n584141234567,A\x1bna\n", "u+001b"),
-    "damaged utf-8": ("telefono,nombre\n584141234567,José\n".encode() + b"584241234567,B\xc3o\n",
-                      "fila 3: hay bytes que no son texto válido en utf-8"),
+    "damaged utf-8": (
+        "telefono,nombre\n584141234567,José\n".encode() + b"584241234567,B\xc3o\n",
+        "fila 3: hay bytes que no son texto válido en utf-8",
+    ),
     "bytes neither utf-8 nor windows-1252": (b"telefono,nombre\n584141234567,A\x81na\n", "windows-1252"),
     "an unclosed quote swallowing 999 rows": (_SWALLOWING_QUOTE, "fila 2: una celda abre comillas"),
-    "a parameter over MAX_PARAM_LENGTH": (b"telefono,nombre\n584141234567,Ana\n584241234567," + b"b" * 1025 + b"\n",
-                                          "fila 3: la columna 'nombre' tiene 1025 caracteres"),
+    "a parameter over MAX_PARAM_LENGTH": (
+        b"telefono,nombre\n584141234567,Ana\n584241234567," + b"b" * 1025 + b"\n",
+        "fila 3: la columna 'nombre' tiene 1025 caracteres",
+    ),
     # The rows before the broken one are already being stored when it is met: all of it is rolled back.
     "an unclosed quote after 4,999 good rows": (
         make_csv(4999) + b'584141999999,"sin cerrar\n' + make_csv(3, start=4161000000).split(b"\n", 1)[1],
-        "fila 5001: una celda abre comillas"),
+        "fila 5001: una celda abre comillas",
+    ),
 }
 
 
@@ -114,11 +130,14 @@ def test_bad_upload_is_refused_and_nothing_is_stored(api, redis_client, sandbox,
     _nothing_left(redis_client, sandbox)
 
 
-@pytest.mark.parametrize("body, words", [
-    ("{not json", "JSON"),
-    ('{"titulo_campana": "X", "plantilla": "p", "buzon": "ventas"}', "contactos"),
-    ('{"titulo_campana": "X", "plantilla": "p", "buzon": "ventas", "contactos": [{"nombre": "Ana"}]}', "teléfono"),
-])
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ("{not json", "JSON"),
+        ('{"titulo_campana": "X", "plantilla": "p", "buzon": "ventas"}', "contactos"),
+        ('{"titulo_campana": "X", "plantilla": "p", "buzon": "ventas", "contactos": [{"nombre": "Ana"}]}', "teléfono"),
+    ],
+)
 def test_bad_json_body_is_refused(api, redis_client, sandbox, body, words):
     response = api.post("/api/crear-campana", data=body, headers={"Content-Type": "application/json"})
     assert 400 <= response.status_code < 500
@@ -128,16 +147,24 @@ def test_bad_json_body_is_refused(api, redis_client, sandbox, body, words):
 
 
 def test_json_contact_list_creates_a_campaign(api):
-    body = {**GOOD_FIELDS, "titulo_campana": "Desde JSON",
-            "contactos": [{"telefono": "+58 414-123-4567", "nombre": "Ana"}, {"telefono": "04241234567", "nombre": "Bo"}]}
+    body = {
+        **GOOD_FIELDS,
+        "titulo_campana": "Desde JSON",
+        "contactos": [{"telefono": "+58 414-123-4567", "nombre": "Ana"}, {"telefono": "04241234567", "nombre": "Bo"}],
+    }
     response = api.post("/api/crear-campana", json=body)
     assert response.status_code == 201, response.text
     assert response.json()["total_messages"] == 2
 
 
-@pytest.mark.parametrize("path, status", [
-    ("/api/estado-cola/no-existe", 404), ("/api/pausar-campana/no-existe", 404), ("/api/no-hay-tal-ruta", 404),
-])
+@pytest.mark.parametrize(
+    "path, status",
+    [
+        ("/api/estado-cola/no-existe", 404),
+        ("/api/pausar-campana/no-existe", 404),
+        ("/api/no-hay-tal-ruta", 404),
+    ],
+)
 def test_unknown_things_answer_json_errors(api, path, status):
     response = api.post(path) if "campana/" in path else api.get(path)
     assert response.status_code == status
@@ -146,8 +173,13 @@ def test_unknown_things_answer_json_errors(api, path, status):
 
 def test_openapi_document_lists_the_public_routes(api):
     spec = api.get("/api/openapi.json").json()
-    for path in ("/api/crear-campana", "/api/estado-cola/{campaign_id}", "/api/listar-campanas",
-                 "/api/estado-sistema", "/api/pausar-campana/{campaign_id}"):
+    for path in (
+        "/api/crear-campana",
+        "/api/estado-cola/{campaign_id}",
+        "/api/listar-campanas",
+        "/api/estado-sistema",
+        "/api/pausar-campana/{campaign_id}",
+    ):
         assert path in spec["paths"]
     assert "QueueStatus" in spec["components"]["schemas"]
     assert api.get("/api/docs").status_code == 200
@@ -161,14 +193,21 @@ def test_utf16_files_with_and_without_bom_create_the_campaign_with_names_intact(
     assert response.status_code == 201, response.text
     rows = store_rows(response.json()["campaign_id"])
     assert [(phone, params) for phone, _, _, params in rows] == [
-        ("584141234567", ["José Muñoz"]), ("584241234567", ["Zoë"])]
+        ("584141234567", ["José Muñoz"]),
+        ("584241234567", ["Zoë"]),
+    ]
 
 
 def test_json_values_no_database_can_hold_reject_their_rows(api):
-    body = {**GOOD_FIELDS, "titulo_campana": "JSON hostil",
-            "contactos": [{"telefono": "584141234567", "nombre": "Ana"},
-                          {"telefono": "584241234567", "nombre": "B\u0000o"},
-                          {"telefono": "584161234567", "nombre": "\ud800"}]}
+    body = {
+        **GOOD_FIELDS,
+        "titulo_campana": "JSON hostil",
+        "contactos": [
+            {"telefono": "584141234567", "nombre": "Ana"},
+            {"telefono": "584241234567", "nombre": "B\u0000o"},
+            {"telefono": "584161234567", "nombre": "\ud800"},
+        ],
+    }
     response = api.post("/api/crear-campana", json=body)
     assert response.status_code == 201, response.text
     assert response.json()["total_messages"] == 1

@@ -19,15 +19,34 @@ HOOK = "/webhooks/whatsapp"
 
 def signed(body: bytes, secret: str = APP_SECRET) -> dict:
     """Headers Meta would send with this body."""
-    return {"Content-Type": "application/json",
-            "X-Hub-Signature-256": "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()}
+    return {
+        "Content-Type": "application/json",
+        "X-Hub-Signature-256": "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(),
+    }
 
 
 def notification(*statuses: dict) -> bytes:
     """A status notification in Meta's shape."""
-    return json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "waba", "changes": [
-        {"field": "messages", "value": {"messaging_product": "whatsapp",
-                                        "metadata": {"phone_number_id": "1"}, "statuses": list(statuses)}}]}]}).encode()
+    return json.dumps(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": "waba",
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "metadata": {"phone_number_id": "1"},
+                                "statuses": list(statuses),
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
+    ).encode()
 
 
 def st(wamid: str, kind: str, ts: int = 1_800_000_000, **extra) -> dict:
@@ -53,9 +72,14 @@ def test_verification_handshake(api):
 
 def test_delivered_and_read_reach_queue_status_once(api, sent_campaign):
     w = sent_campaign
-    body = notification(st(w[0], "sent"), st(w[0], "delivered", 1_800_000_001), st(w[0], "read", 1_800_000_002),
-                        st(w[1], "read", 1_800_000_005), st(w[1], "delivered", 1_800_000_003),
-                        st(w[2], "delivered"))
+    body = notification(
+        st(w[0], "sent"),
+        st(w[0], "delivered", 1_800_000_001),
+        st(w[0], "read", 1_800_000_002),
+        st(w[1], "read", 1_800_000_005),
+        st(w[1], "delivered", 1_800_000_003),
+        st(w[2], "delivered"),
+    )
     for _ in range(2):  # Meta re-sends what it thinks was not acknowledged
         assert api.post(HOOK, data=body, headers=signed(body)).status_code == 200
     final = wait_for(lambda: (s := status(api, "webhooks"))["delivered"] == 3 and s, 15, message="delivered 3")
@@ -68,18 +92,28 @@ def test_delivered_and_read_reach_queue_status_once(api, sent_campaign):
 
 
 def test_a_late_failure_moves_a_sent_message_to_failed(api, sent_campaign):
-    body = notification(st(sent_campaign[5], "failed", errors=[
-        {"code": 131026, "title": "Message undeliverable", "error_data": {"details": "Receiver is incapable"}}]))
+    body = notification(
+        st(
+            sent_campaign[5],
+            "failed",
+            errors=[
+                {"code": 131026, "title": "Message undeliverable", "error_data": {"details": "Receiver is incapable"}}
+            ],
+        )
+    )
     assert api.post(HOOK, data=body, headers=signed(body)).status_code == 200
     final = wait_for(lambda: (s := status(api, "webhooks"))["failed"] == 1 and s, 15, message="one failure")
     assert final["sent"] == 19 and final["errores"][0]["codigo"] == "131026"
 
 
-@pytest.mark.parametrize("headers", [
-    {"Content-Type": "application/json"},
-    {"Content-Type": "application/json", "X-Hub-Signature-256": "sha256=" + "0" * 64},
-    "wrong secret",
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content-Type": "application/json"},
+        {"Content-Type": "application/json", "X-Hub-Signature-256": "sha256=" + "0" * 64},
+        "wrong secret",
+    ],
+)
 def test_missing_or_wrong_signatures_are_refused_and_nothing_is_recorded(api, redis_client, sent_campaign, headers):
     body = notification(st(sent_campaign[0], "delivered"))
     if headers == "wrong secret":
@@ -105,8 +139,11 @@ def test_unknown_wamids_are_kept_not_rejected(api, sent_campaign):
     body = notification(st("wamid.NOT-OURS", "delivered"))
     assert api.post(HOOK, data=body, headers=signed(body)).status_code == 200
     with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
-        count = lambda: conn.execute("SELECT count(*) FROM instancia_sofia.webhook_orphans "
-                                     "WHERE wamid = 'wamid.NOT-OURS'").fetchone()[0]
+
+        def count() -> int:
+            query = "SELECT count(*) FROM instancia_sofia.webhook_orphans WHERE wamid = 'wamid.NOT-OURS'"
+            return conn.execute(query).fetchone()[0]
+
         wait_for(lambda: count() == 1, 15, message="the orphan status stored")
     assert status(api, "webhooks")["delivered"] == 0
 
@@ -121,9 +158,17 @@ def test_a_body_with_a_thousand_statuses(api, sent_campaign):
 
 def test_end_to_end_through_the_sandboxs_signed_webhooks(api, sandbox):
     late_failures = {"584141000003": 131026, "584141000011": 131049}
-    sandbox.configure(webhook_url=api.url + HOOK, app_secret=APP_SECRET, delivered_share=0.9, read_share=0.5,
-                      webhook_delay_ms=[5, 30], out_of_order_share=0.3, duplicate_share=0.3,
-                      skip_delivered_share=0.2, failed_statuses=late_failures)
+    sandbox.configure(
+        webhook_url=api.url + HOOK,
+        app_secret=APP_SECRET,
+        delivered_share=0.9,
+        read_share=0.5,
+        webhook_delay_ms=[5, 30],
+        out_of_order_share=0.3,
+        duplicate_share=0.3,
+        skip_delivered_share=0.2,
+        failed_statuses=late_failures,
+    )
     upload(api, make_csv(200), title="Con acuses")
     wait_status(api, "con-acuses", {"completed"})
     sandbox.flush_webhooks()
@@ -134,11 +179,20 @@ def test_end_to_end_through_the_sandboxs_signed_webhooks(api, sandbox):
         told["read"] += "read" in kinds
         told["failed"] += "failed" in kinds
     assert told["failed"] == 2 and told["read"] > 0
-    final = wait_for(lambda: (s := status(api, "con-acuses"))["delivered"] == told["delivered"]
-                     and s["read"] == told["read"] and s["failed"] == 2 and s, 30,
-                     message=f"{told['delivered']} delivered, {told['read']} read, 2 failed")
+    final = wait_for(
+        lambda: (
+            (s := status(api, "con-acuses"))["delivered"] == told["delivered"]
+            and s["read"] == told["read"]
+            and s["failed"] == 2
+            and s
+        ),
+        30,
+        message=f"{told['delivered']} delivered, {told['read']} read, 2 failed",
+    )
     assert final["sent"] == 198
     assert {e["codigo"] for e in final["errores"]} == {"131026", "131049"}
-    rows = {r["phone"]: r for r in api.get("/api/destinatarios/con-acuses", params={"por_pagina": 200})
-            .json()["destinatarios"]}
+    rows = {
+        r["phone"]: r
+        for r in api.get("/api/destinatarios/con-acuses", params={"por_pagina": 200}).json()["destinatarios"]
+    }
     assert rows["584141000003"]["status"] == "failed" and rows["584141000003"]["error_code"] == 131026

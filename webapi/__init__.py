@@ -16,8 +16,9 @@ from webapi.context import EXTENSION
 from webapi.errors import register_error_handlers
 
 
-def create_app(test_config: dict | None = None, *, settings: Settings | None = None,
-               queue: TaskQueue | None = None) -> Flask:
+def create_app(
+    test_config: dict | None = None, *, settings: Settings | None = None, queue: TaskQueue | None = None
+) -> Flask:
     """Build the app: settings from the environment, the service's runtime from the settings, routes, errors.
 
     Batches go to the workers through Celery unless `queue` says otherwise (in-process tests drive the
@@ -26,15 +27,19 @@ def create_app(test_config: dict | None = None, *, settings: Settings | None = N
     app = Flask(__name__)
     settings = settings or load_settings()
     # The whole request may carry the file plus form fields; the file's own size is checked precisely later.
-    app.config.update(MAX_CONTENT_LENGTH=settings.max_csv_bytes + 1024 * 1024, JSON_SORT_KEYS=False,
-                      STARTED_AT=time.monotonic(), DEBUG=settings.debug)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_csv_bytes + 1024 * 1024,
+        JSON_SORT_KEYS=False,
+        STARTED_AT=time.monotonic(),
+        DEBUG=settings.debug,
+    )
     if test_config:
         app.config.update(test_config)
     # The one place the web process gets its objects; views reach them through webapi.context.runtime().
     runtime = build_runtime(settings, queue or CeleryQueue(create_celery_app(settings)))
     app.extensions[EXTENSION] = runtime
-    app.json.sort_keys = False
-    app.json.ensure_ascii = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # the default provider has both
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
     configure_handlers(app.logger, settings.instance_id)
     register_error_handlers(app)
     # JSON bodies are checked before anything reads them (a body nested too deep must not reach a parser).

@@ -58,9 +58,11 @@ class Caller:
 
 def requires(role: str) -> Callable:
     """Declare the least role a view needs."""
+
     def mark(view: Callable) -> Callable:
-        view.required_role = role
+        view.required_role = role  # type: ignore[attr-defined]  # read back by the before-request check
         return view
+
     return mark
 
 
@@ -91,8 +93,11 @@ class Authenticator:
     def __init__(self, settings: Settings, runtime: Runtime):
         self.settings = settings
         self.runtime = runtime
-        self.sessions = (SessionVerifier(settings.supabase_url, settings.supabase_jwt_secret, settings.jwks_cache_s)
-                         if settings.supabase_url else None)
+        self.sessions = (
+            SessionVerifier(settings.supabase_url, settings.supabase_jwt_secret, settings.jwks_cache_s)
+            if settings.supabase_url
+            else None
+        )
 
     def authenticate(self) -> Caller:
         """The caller, or a 401 ApiError when the credentials are missing or wrong."""
@@ -108,9 +113,12 @@ class Authenticator:
             return self._key_caller(api_key or token)
         if token:
             return self._session_caller(token)
-        raise _unauthorized("Falta la credencial: envíe 'Authorization: Bearer <token de sesión de Supabase>' o "
-                            "la clave de API en 'X-API-Key'. Un administrador crea claves con "
-                            "'flask --app webapi apikey create'.", "invalid_request")
+        raise _unauthorized(
+            "Falta la credencial: envíe 'Authorization: Bearer <token de sesión de Supabase>' o "
+            "la clave de API en 'X-API-Key'. Un administrador crea claves con "
+            "'flask --app webapi apikey create'.",
+            "invalid_request",
+        )
 
     def _key_caller(self, key: str) -> Caller:
         """The caller behind an API key."""
@@ -122,13 +130,15 @@ class Authenticator:
     def _session_caller(self, token: str) -> Caller:
         """The caller behind a Supabase session: role from app_metadata, else api_users, else DEFAULT_ROLE."""
         if self.sessions is None:
-            raise _unauthorized("Este servidor no acepta sesiones de Supabase (SUPABASE_URL sin configurar); use "
-                                "una clave de API.")
+            raise _unauthorized(
+                "Este servidor no acepta sesiones de Supabase (SUPABASE_URL sin configurar); use una clave de API."
+            )
         try:
             claims = self.sessions.verify(token)
         except TokenError as exc:
-            raise _unauthorized(f"Sesión no válida: {exc}. Inicie sesión de nuevo y envíe el access_token "
-                                "actual.") from None
+            raise _unauthorized(
+                f"Sesión no válida: {exc}. Inicie sesión de nuevo y envíe el access_token actual."
+            ) from None
         user_id, email = str(claims["sub"]), claims.get("email")
         metadata = claims.get("app_metadata") or {}
         role, buzones = metadata.get("wcq_role"), metadata.get("wcq_buzones")
@@ -139,8 +149,12 @@ class Authenticator:
             else:
                 role, buzones = self.settings.default_role, None
         if role not in ROLE_RANK:
-            raise ApiError(403, "Su usuario no tiene un rol en este servicio. Pida a un administrador que le asigne "
-                                "uno (viewer, operator o admin).", {"user_id": user_id})
+            raise ApiError(
+                403,
+                "Su usuario no tiene un rol en este servicio. Pida a un administrador que le asigne "
+                "uno (viewer, operator o admin).",
+                {"user_id": user_id},
+            )
         return Caller("user", user_id, role, _scope(buzones), email)
 
 
@@ -152,13 +166,21 @@ def _same_host(origin: str) -> bool:
 def _refuse_foreign_origin() -> None:
     """Refuse state changes sent by a page of an origin not in CORS_ORIGINS, before anything is done."""
     origin = request.headers.get("Origin")
-    if (request.method not in STATE_CHANGING or origin is None or request.path.startswith("/webhooks/")
-            or origin.rstrip("/").lower() in current_app.extensions["access"].settings.cors_origins
-            or _same_host(origin)):
+    if (
+        request.method not in STATE_CHANGING
+        or origin is None
+        or request.path.startswith("/webhooks/")
+        or origin.rstrip("/").lower() in current_app.extensions["access"].settings.cors_origins
+        or _same_host(origin)
+    ):
         return
     g.refused_origin = origin
-    raise ApiError(403, f"El origen '{origin}' no está autorizado a modificar campañas. Si es el front end de "
-                        "esta instalación, agréguelo a CORS_ORIGINS.", {"origin": origin})
+    raise ApiError(
+        403,
+        f"El origen '{origin}' no está autorizado a modificar campañas. Si es el front end de "
+        "esta instalación, agréguelo a CORS_ORIGINS.",
+        {"origin": origin},
+    )
 
 
 def _check_caller() -> None:
@@ -172,17 +194,22 @@ def _check_caller() -> None:
         return  # an unknown route: the 404 follows
     needed = getattr(view, "required_role", "admin")
     if not caller.can(needed):
-        raise ApiError(403, f"Su rol ({caller.role}) no permite esta operación: hace falta el rol "
-                            f"{ROLE_NAMES_ES[needed]}. Pida a un administrador que se lo asigne.",
-                       {"role": caller.role, "required_role": needed})
+        raise ApiError(
+            403,
+            f"Su rol ({caller.role}) no permite esta operación: hace falta el rol "
+            f"{ROLE_NAMES_ES[needed]}. Pida a un administrador que se lo asigne.",
+            {"role": caller.role, "required_role": needed},
+        )
 
 
 def install(app: Flask, settings: Settings, runtime: Runtime) -> None:
     """Check origins and callers before every request."""
     app.extensions["access"] = Authenticator(settings, runtime)
     if settings.auth_disabled:
-        log.warning("AUTH_DISABLED=true: the API accepts every request as admin, with no credentials. Use it only "
-                    "for local experiments, never where anyone else can reach this port.")
+        log.warning(
+            "AUTH_DISABLED=true: the API accepts every request as admin, with no credentials. Use it only "
+            "for local experiments, never where anyone else can reach this port."
+        )
     elif not settings.supabase_url:
         log.info("SUPABASE_URL is not set: only API keys are accepted (no Supabase sessions)")
     app.before_request(_refuse_foreign_origin)

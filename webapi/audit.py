@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
+
 from webapi.context import runtime
 
 log = logging.getLogger("webapi.audit")
@@ -25,7 +26,7 @@ def actor_fields(caller) -> dict:
 def _action() -> str | None:
     """The action this request attempted, or None for a read."""
     if request.endpoint == "api.campaign_action":
-        return _CAMPAIGN_ACTIONS.get((request.view_args or {}).get("action"))
+        return _CAMPAIGN_ACTIONS.get((request.view_args or {}).get("action") or "")
     return _ACTIONS.get(request.endpoint or "")
 
 
@@ -37,7 +38,7 @@ def _buzon() -> str | None:
         source = request.get_json(silent=True) if request.is_json else request.form
     except (RecursionError, HTTPException):  # a body too deep or too large, already refused (webapi.bodies)
         return None
-    return source.get("buzon") if hasattr(source, "get") else None
+    return source.get("buzon") if source is not None and hasattr(source, "get") else None
 
 
 def _entry(response: Response) -> dict | None:
@@ -52,15 +53,22 @@ def _entry(response: Response) -> dict | None:
     campaign_id = view_args.get("campaign_id") or body.get("campaign_id")
     buzon = _buzon()
     outcome = "ok" if response.status_code < 400 else ("refused" if refused else "error")
-    details = {"method": request.method, "path": request.path}
+    details: dict[str, object] = {"method": request.method, "path": request.path}
     if outcome != "ok":
         details["message"] = body.get("message")
     if g.get("refused_origin"):
         details["origin"] = g.refused_origin
-    return {**actor_fields(g.get("caller")), "action": action or "access", "campaign_id": campaign_id,
-            "buzon": buzon, "status_code": response.status_code, "outcome": outcome,
-            "ip": request.remote_addr, "user_agent": (request.user_agent.string or "")[:500] or None,
-            "details": details}
+    return {
+        **actor_fields(g.get("caller")),
+        "action": action or "access",
+        "campaign_id": campaign_id,
+        "buzon": buzon,
+        "status_code": response.status_code,
+        "outcome": outcome,
+        "ip": request.remote_addr,
+        "user_agent": (request.user_agent.string or "")[:500] or None,
+        "details": details,
+    }
 
 
 def _record(response: Response) -> Response:
@@ -70,15 +78,25 @@ def _record(response: Response) -> Response:
         try:
             runtime().store.record_audit(entry)
         except Exception as exc:
-            log.error("Audit entry for %s %s not written (%s)", entry["action"], entry["campaign_id"],
-                      type(exc).__name__)
+            log.error(
+                "Audit entry for %s %s not written (%s)", entry["action"], entry["campaign_id"], type(exc).__name__
+            )
     return response
 
 
 def record_command(store, actor: str, action: str, details: dict, buzon: str | None = None) -> None:
     """Log a change made from the command line (keys, users, buzones)."""
-    store.record_audit({"actor": actor, "actor_kind": "cli", "action": action, "buzon": buzon, "status_code": 0,
-                        "outcome": "ok", "details": details})
+    store.record_audit(
+        {
+            "actor": actor,
+            "actor_kind": "cli",
+            "action": action,
+            "buzon": buzon,
+            "status_code": 0,
+            "outcome": "ok",
+            "details": details,
+        }
+    )
 
 
 def install(app: Flask) -> None:

@@ -26,10 +26,15 @@ def limit_json_body() -> None:
     settings = runtime().settings
     limit = settings.max_json_body_bytes
     if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, texts.JSON_TOO_LARGE.format(size_mb=request.content_length / 1048576,
-                                                        limit_mb=settings.max_json_body_mb,
-                                                        csv_limit_mb=settings.max_csv_size_mb),
-                       {"max_json_body_mb": settings.max_json_body_mb})
+        raise ApiError(
+            413,
+            texts.JSON_TOO_LARGE.format(
+                size_mb=request.content_length / 1048576,
+                limit_mb=settings.max_json_body_mb,
+                csv_limit_mb=settings.max_csv_size_mb,
+            ),
+            {"max_json_body_mb": settings.max_json_body_mb},
+        )
     # A body without Content-Length (chunked) is cut when its reading passes the limit.
     request.max_content_length = limit
     try:

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timezone
 import unicodedata
+from datetime import UTC, datetime
 
 from tasks import texts
 from tasks.errors import describe
 from tasks.pipeline import CampaignNotFound, InvalidTransition
 from tasks.runtime import Runtime
 from tasks.vocabulary import COUNTERS, SETTLED_RECIPIENT_STATUSES, CampaignStatus
-from webapi.contacts import ContactsError, ContactStream, open_csv, open_records
 from webapi.access import Caller
+from webapi.contacts import ContactsError, ContactStream, open_csv, open_records
 from webapi.errors import MAX_ID_LENGTH, ApiError
 
 log = logging.getLogger("webapi")
 
 MAX_REJECTED_STORED = 10_000
 # What slugify (plus the store's "-2" suffixes) can produce; anything else cannot name a campaign.
-_CAMPAIGN_ID = re.compile(r"[a-z0-9_-]{1,%d}" % MAX_ID_LENGTH)
+_CAMPAIGN_ID = re.compile(rf"[a-z0-9_-]{{1,{MAX_ID_LENGTH}}}")
 
 
 def slugify(title: str) -> str:
@@ -36,32 +36,44 @@ def open_contacts(runtime: Runtime, form: dict, upload) -> ContactStream:
     The rows themselves are read later, while they are stored.
     """
     s = runtime.settings
-    options = dict(default_region=s.default_region, phone_column=form["columna_telefono"],
-                   named_params=form["parametros_nombrados"], max_contacts=s.max_messages_per_campaign,
-                   max_param_length=s.max_param_length)
+    options = dict(
+        default_region=s.default_region,
+        phone_column=form["columna_telefono"],
+        named_params=form["parametros_nombrados"],
+        max_contacts=s.max_messages_per_campaign,
+        max_param_length=s.max_param_length,
+    )
     try:
         if upload is not None:
             upload.stream.seek(0, 2)
             size = upload.stream.tell()
             upload.stream.seek(0)
             if size > s.max_csv_bytes:
-                raise ApiError(413, f"El archivo pesa {size / 1048576:.1f} MB y el límite es {s.max_csv_size_mb} "
-                                    "MB. Divida la campaña en archivos más pequeños.",
-                               {"max_csv_size_mb": s.max_csv_size_mb})
+                raise ApiError(
+                    413,
+                    f"El archivo pesa {size / 1048576:.1f} MB y el límite es {s.max_csv_size_mb} "
+                    "MB. Divida la campaña en archivos más pequeños.",
+                    {"max_csv_size_mb": s.max_csv_size_mb},
+                )
             return open_csv(upload.stream, **options)
         if form["contactos"] is not None:
             return open_records(form["contactos"], **options)
     except ContactsError as exc:
         raise ApiError(422, exc.message, exc.details) from None
-    raise ApiError(400, "Falta el archivo: envíe el CSV en el campo 'archivo_csv' (multipart) o la lista "
-                        "'contactos' en un cuerpo JSON.", {"field": "archivo_csv"})
+    raise ApiError(
+        400,
+        "Falta el archivo: envíe el CSV en el campo 'archivo_csv' (multipart) o la lista "
+        "'contactos' en un cuerpo JSON.",
+        {"field": "archivo_csv"},
+    )
 
 
 def check_campaign_id(campaign_id: str) -> None:
     """Refuse, before any store or Redis call, an id no campaign can have (NUL, quotes, slashes, 5,000 chars)."""
     if not _CAMPAIGN_ID.fullmatch(campaign_id):
-        raise ApiError(404, texts.CAMPAIGN_ID_INVALID.format(max_length=MAX_ID_LENGTH),
-                       {"campaign_id_length": len(campaign_id)})
+        raise ApiError(
+            404, texts.CAMPAIGN_ID_INVALID.format(max_length=MAX_ID_LENGTH), {"campaign_id_length": len(campaign_id)}
+        )
 
 
 def rejected_report(contacts: ContactStream) -> list[dict]:
@@ -74,20 +86,32 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
     store = runtime.store
     if not caller.may_use(form["buzon"]):
         allowed = caller.scope or []
-        raise ApiError(403, f"Su acceso no permite enviar con el buzón '{form['buzon']}'. Buzones permitidos: "
-                            f"{', '.join(allowed) or 'ninguno'}.", {"field": "buzon", "buzones": allowed})
+        raise ApiError(
+            403,
+            f"Su acceso no permite enviar con el buzón '{form['buzon']}'. Buzones permitidos: "
+            f"{', '.join(allowed) or 'ninguno'}.",
+            {"field": "buzon", "buzones": allowed},
+        )
     if store.get_sender(form["buzon"]) is None:
         # Only the buzones this caller may use: the full list would tell anyone every sender of the company.
         known = [s["buzon"] for s in list_senders(store, caller.scope)["buzones"]]
-        raise ApiError(422, f"El buzón '{form['buzon']}' no está registrado. Buzones disponibles: "
-                            f"{', '.join(known) or 'ninguno'}.", {"field": "buzon", "buzones": known})
+        raise ApiError(
+            422,
+            f"El buzón '{form['buzon']}' no está registrado. Buzones disponibles: {', '.join(known) or 'ninguno'}.",
+            {"field": "buzon", "buzones": known},
+        )
     contacts = open_contacts(runtime, form, upload)
     campaign = {
-        "id": slugify(form["titulo_campana"]), "title": form["titulo_campana"], "template": form["plantilla"],
-        "language": form["idioma"], "buzon": form["buzon"], "named_params": form["parametros_nombrados"],
-        "batch_size": runtime.settings.batch_size, "chunk_size": min(runtime.settings.chunk_size,
-                                                                     runtime.settings.batch_size),
-        "idempotency_key": idempotency_key, "created_by": caller.label,
+        "id": slugify(form["titulo_campana"]),
+        "title": form["titulo_campana"],
+        "template": form["plantilla"],
+        "language": form["idioma"],
+        "buzon": form["buzon"],
+        "named_params": form["parametros_nombrados"],
+        "batch_size": runtime.settings.batch_size,
+        "chunk_size": min(runtime.settings.chunk_size, runtime.settings.batch_size),
+        "idempotency_key": idempotency_key,
+        "created_by": caller.label,
     }
     # Rows are validated while they are copied into the store, so a 50 MB file is never held in memory;
     # a problem found half-way (too many contacts, none valid) rolls the whole campaign back.
@@ -95,7 +119,8 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
     try:
         with contacts:
             stored = store.create_campaign(
-                campaign, leads, lambda: {"rejected_rows": rejected_report(contacts)[:MAX_REJECTED_STORED]})
+                campaign, leads, lambda: {"rejected_rows": rejected_report(contacts)[:MAX_REJECTED_STORED]}
+            )
             # With the same Idempotency-Key nothing is stored again, but the answer reports the file as before.
             contacts.finish()
     except ContactsError as exc:
@@ -108,23 +133,35 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
         except Exception as exc:
             log.error("Campaign %s could not be enqueued (%s); removing it", campaign_id, type(exc).__name__)
             store.delete_campaign(campaign_id)
-            raise ApiError(503, "No se pudo encolar la campaña porque la cola (Redis) no responde. No se guardó "
-                                "nada: intente de nuevo en unos minutos.", {"error": type(exc).__name__}) from exc
+            raise ApiError(
+                503,
+                "No se pudo encolar la campaña porque la cola (Redis) no responde. No se guardó "
+                "nada: intente de nuevo en unos minutos.",
+                {"error": type(exc).__name__},
+            ) from exc
         message = f"Campaña creada: {stored['total']} mensajes en cola"
     else:
         message = "Esta solicitud ya creó la campaña (misma Idempotency-Key); no se envía nada dos veces"
     if report:
         message += f"; {len(report)} filas excluidas (ver 'rechazados')"
-    return {"success": True, "message": message + ".", "campaign_id": campaign_id,
-            "total_messages": stored["total"], "status": runtime.state.status(campaign_id) or "queued",
-            "duplicate_request": not stored["created"], "total_rechazados": len(report),
-            "rechazados": report, "notas": contacts.notes}
+    return {
+        "success": True,
+        "message": message + ".",
+        "campaign_id": campaign_id,
+        "total_messages": stored["total"],
+        "status": runtime.state.status(campaign_id) or "queued",
+        "duplicate_request": not stored["created"],
+        "total_rechazados": len(report),
+        "rechazados": report,
+        "notas": contacts.notes,
+    }
 
 
 def _not_found(campaign_id: str) -> ApiError:
     """The answer for a campaign that does not exist, or that the caller may not see (the two look alike)."""
-    return ApiError(404, f"No existe la campaña '{campaign_id}'. Consulte /api/listar-campanas.",
-                    {"campaign_id": campaign_id})
+    return ApiError(
+        404, f"No existe la campaña '{campaign_id}'. Consulte /api/listar-campanas.", {"campaign_id": campaign_id}
+    )
 
 
 def check_scope(runtime: Runtime, campaign_id: str, scope: list[str] | None) -> None:
@@ -167,26 +204,44 @@ def summarize(campaign_id: str, fields: dict[str, str], rate: float, error_rows:
     progress = 100.0 if pending == 0 else round((counts["total"] - pending) * 100 / counts["total"], 1)
     running = fields.get("status") == CampaignStatus.RUNNING
     eta = round(pending / rate) if running and rate > 0 else (0 if pending == 0 else None)
-    errors = [{"codigo": e["code"], "cantidad": e["count"], "detalle": e["detail"],
-               "descripcion": describe(int(e["code"]) if e["code"].isdigit() else None, e["detail"])}
-              for e in error_rows]
-    return {"success": True, "campaign_id": campaign_id, "titulo": fields.get("title") or None,
-            "status": fields.get("status"), "motivo": fields.get("reason") or None, "pending": pending,
-            "progress": progress, **counts, "errores": errors, "eta_seconds": eta,
-            "delivery_rate": round(counts["delivered"] * 100 / counts["sent"], 1) if counts["sent"] else 0.0,
-            "read_rate": round(counts["read"] * 100 / counts["sent"], 1) if counts["sent"] else 0.0,
-            "last_delivered_at": _iso(fields.get("last_delivered_at")), "last_read_at": _iso(fields.get("last_read_at")),
-            "messages_per_second": round(rate, 1),
-            "batches_in_flight": in_flight,
-            "created_at": fields.get("created_at") or None, "started_at": fields.get("started_at") or None,
-            "finished_at": fields.get("finished_at") or None, "creado_por": fields.get("created_by") or None}
+    errors = [
+        {
+            "codigo": e["code"],
+            "cantidad": e["count"],
+            "detalle": e["detail"],
+            "descripcion": describe(int(e["code"]) if e["code"].isdigit() else None, e["detail"]),
+        }
+        for e in error_rows
+    ]
+    return {
+        "success": True,
+        "campaign_id": campaign_id,
+        "titulo": fields.get("title") or None,
+        "status": fields.get("status"),
+        "motivo": fields.get("reason") or None,
+        "pending": pending,
+        "progress": progress,
+        **counts,
+        "errores": errors,
+        "eta_seconds": eta,
+        "delivery_rate": round(counts["delivered"] * 100 / counts["sent"], 1) if counts["sent"] else 0.0,
+        "read_rate": round(counts["read"] * 100 / counts["sent"], 1) if counts["sent"] else 0.0,
+        "last_delivered_at": _iso(fields.get("last_delivered_at")),
+        "last_read_at": _iso(fields.get("last_read_at")),
+        "messages_per_second": round(rate, 1),
+        "batches_in_flight": in_flight,
+        "created_at": fields.get("created_at") or None,
+        "started_at": fields.get("started_at") or None,
+        "finished_at": fields.get("finished_at") or None,
+        "creado_por": fields.get("created_by") or None,
+    }
 
 
 def _iso(epoch: str | None) -> str | None:
     """A Unix-seconds field as an ISO timestamp."""
     if not epoch:
         return None
-    return datetime.fromtimestamp(int(epoch), timezone.utc).isoformat()
+    return datetime.fromtimestamp(int(epoch), UTC).isoformat()
 
 
 def list_campaigns(runtime: Runtime, page: int, per_page: int, scope: list[str] | None = None) -> dict:
@@ -196,15 +251,23 @@ def list_campaigns(runtime: Runtime, page: int, per_page: int, scope: list[str] 
     for row in rows:
         summary = summarize(row["id"], *live_snapshot(runtime, row["id"]))
         del summary["success"], summary["campaign_id"]
-        summary.update(id=row["id"], titulo=row["title"], plantilla=row["template"], buzon=row["buzon"],
-                       idioma=row["language"], creado_por=row.get("created_by"))
+        summary.update(
+            id=row["id"],
+            titulo=row["title"],
+            plantilla=row["template"],
+            buzon=row["buzon"],
+            idioma=row["language"],
+            creado_por=row.get("created_by"),
+        )
         campaigns.append(summary)
-    return {"success": True, "campaigns": campaigns, "total_campaigns": total, "pagina": page,
-            "por_pagina": per_page}
+    return {"success": True, "campaigns": campaigns, "total_campaigns": total, "pagina": page, "por_pagina": per_page}
 
 
-_ACTIONS = {"pausar": ("pause", "Campaña pausada"), "reanudar": ("resume", "Campaña reanudada"),
-            "cancelar": ("cancel", "Campaña cancelada")}
+_ACTIONS = {
+    "pausar": ("pause", "Campaña pausada"),
+    "reanudar": ("resume", "Campaña reanudada"),
+    "cancelar": ("cancel", "Campaña cancelada"),
+}
 
 
 def act_on_campaign(runtime: Runtime, campaign_id: str, action: str, scope: list[str] | None = None) -> dict:
@@ -220,8 +283,12 @@ def act_on_campaign(runtime: Runtime, campaign_id: str, action: str, scope: list
         raise ApiError(409, f"No se puede {action} la campaña: {exc}.", {"campaign_id": campaign_id}) from None
     if method == "cancel":
         message += f": {result} mensajes sin enviar quedaron cancelados"
-    return {"success": True, "message": message + ".", "campaign_id": campaign_id,
-            "status": runtime.state.status(campaign_id)}
+    return {
+        "success": True,
+        "message": message + ".",
+        "campaign_id": campaign_id,
+        "status": runtime.state.status(campaign_id),
+    }
 
 
 def retry_campaign(runtime: Runtime, campaign_id: str, statuses: list[str], scope: list[str] | None = None) -> dict:
@@ -236,15 +303,27 @@ def retry_campaign(runtime: Runtime, campaign_id: str, statuses: list[str], scop
         raise ApiError(409, f"No se puede reintentar: {exc}.", {"campaign_id": campaign_id}) from None
     total = sum(moved.values())
     detail = ", ".join(f"{n} {_STATUS_ES[s]}" for s, n in moved.items())
-    return {"success": True, "message": f"{total} mensajes vuelven a la cola ({detail}).", "campaign_id": campaign_id,
-            "status": runtime.state.status(campaign_id), "reencolados": total}
+    return {
+        "success": True,
+        "message": f"{total} mensajes vuelven a la cola ({detail}).",
+        "campaign_id": campaign_id,
+        "status": runtime.state.status(campaign_id),
+        "reencolados": total,
+    }
 
 
 _STATUS_ES = {"unknown": "desconocidos", "failed": "fallidos"}
 
 
-def list_recipients(runtime: Runtime, campaign_id: str, status: str | None, page: int, per_page: int,
-                    scope: list[str] | None = None, full_phones: bool = True) -> dict:
+def list_recipients(
+    runtime: Runtime,
+    campaign_id: str,
+    status: str | None,
+    page: int,
+    per_page: int,
+    scope: list[str] | None = None,
+    full_phones: bool = True,
+) -> dict:
     """A page of a campaign's recipients, for example the unknown ones an operator must decide about."""
     check_campaign_id(campaign_id)
     row = runtime.store.get_campaign(campaign_id)
@@ -254,8 +333,15 @@ def list_recipients(runtime: Runtime, campaign_id: str, status: str | None, page
     recipients = result["recipients"]
     if not full_phones:
         recipients = [{**r, "phone": mask_phone(r["phone"])} for r in recipients]
-    return {"success": True, "campaign_id": campaign_id, "estado": status, "pagina": page, "por_pagina": per_page,
-            "total": result["total"], "destinatarios": recipients}
+    return {
+        "success": True,
+        "campaign_id": campaign_id,
+        "estado": status,
+        "pagina": page,
+        "por_pagina": per_page,
+        "total": result["total"],
+        "destinatarios": recipients,
+    }
 
 
 def mask_phone(phone: str) -> str:
@@ -274,6 +360,6 @@ def list_senders(store, scope: list[str] | None) -> dict:
 def audit_page(store, query: dict) -> dict:
     """A page of the audit log with the same paging fields as the other lists."""
     page, per_page = query["pagina"], query["por_pagina"]
-    since, until = (query[k].astimezone(timezone.utc).isoformat() if query[k] else None for k in ("desde", "hasta"))
+    since, until = (query[k].astimezone(UTC).isoformat() if query[k] else None for k in ("desde", "hasta"))
     entries, total = store.list_audit(query["campaign_id"], since, until, per_page, (page - 1) * per_page)
     return {"success": True, "entradas": entries, "total": total, "pagina": page, "por_pagina": per_page}

@@ -27,8 +27,10 @@ def upgrade() -> None:
     connection string)."""
     settings = runtime().settings
     if not settings.database_url:
-        raise click.ClickException("DATABASE_URL is not set: migrations need a direct Postgres connection "
-                                   "(Supabase: Project Settings > Database > Connection string).")
+        raise click.ClickException(
+            "DATABASE_URL is not set: migrations need a direct Postgres connection "
+            "(Supabase: Project Settings > Database > Connection string)."
+        )
     applied = apply_migrations(settings.database_url)
     click.echo(f"Applied: {', '.join(applied)}" if applied else "Schema already up to date.")
 
@@ -41,8 +43,13 @@ def buzon() -> None:
 @buzon.command("add")
 @click.argument("name")
 @click.option("--phone-number-id", required=True, help="WhatsApp phone number id of the sender.")
-@click.option("--token", envvar="WHATSAPP_ACCESS_TOKEN", prompt=True, hide_input=True,
-              help="Access token (or WHATSAPP_ACCESS_TOKEN; prompted when absent, so it stays out of shell history).")
+@click.option(
+    "--token",
+    envvar="WHATSAPP_ACCESS_TOKEN",
+    prompt=True,
+    hide_input=True,
+    help="Access token (or WHATSAPP_ACCESS_TOKEN; prompted when absent, so it stays out of shell history).",
+)
 @click.option("--mps", type=click.IntRange(min=1), default=None, help="Messages per second allowed for this number.")
 def add_buzon(name: str, phone_number_id: str, token: str, mps: int | None) -> None:
     """Register or update a buzón's credentials."""
@@ -106,9 +113,18 @@ def create_apikey(name: str, role: str, buzones: tuple[str, ...]) -> None:
 def list_apikeys() -> None:
     """List keys (never the keys themselves): name, role, buzones, created, last used, revoked."""
     for row in _store().list_api_keys():
-        click.echo("\t".join([row["name"], row["role"], ",".join(row["buzones"] or []) or "*",
-                              f"created {row['created_at']}", f"last used {row['last_used_at'] or 'never'}",
-                              f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"]))
+        click.echo(
+            "\t".join(
+                [
+                    row["name"],
+                    row["role"],
+                    ",".join(row["buzones"] or []) or "*",
+                    f"created {row['created_at']}",
+                    f"last used {row['last_used_at'] or 'never'}",
+                    f"revoked {row['revoked_at']}" if row["revoked_at"] else "active",
+                ]
+            )
+        )
 
 
 @apikey.command("revoke")

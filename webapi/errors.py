@@ -50,10 +50,16 @@ def register_error_handlers(app: Flask) -> None:
         limit = limiter.current_limit
         window = limit.limit.get_expiry() if limit else 60
         retry_after = min(window, max(1, math.ceil(limit.reset_at - time.time()))) if limit else window
-        return jsonify(error_body(f"Demasiadas solicitudes ({exc.description}). Espere {retry_after} segundos "
-                                  "y vuelva a intentarlo.", {"limite": exc.description,
-                                                             "retry_after_s": retry_after})), \
-            429, {"Retry-After": str(retry_after)}
+        return (
+            jsonify(
+                error_body(
+                    f"Demasiadas solicitudes ({exc.description}). Espere {retry_after} segundos y vuelva a intentarlo.",
+                    {"limite": exc.description, "retry_after_s": retry_after},
+                )
+            ),
+            429,
+            {"Retry-After": str(retry_after)},
+        )
 
     @app.errorhandler(ValidationError)
     def _validation_error(exc: ValidationError):
@@ -65,17 +71,26 @@ def register_error_handlers(app: Flask) -> None:
     def _too_large(exc):
         settings = runtime().settings
         if request.is_json:
-            return jsonify(error_body(texts.JSON_TOO_LARGE_UNKNOWN_SIZE.format(
-                limit_mb=settings.max_json_body_mb, csv_limit_mb=settings.max_csv_size_mb),
-                {"max_json_body_mb": settings.max_json_body_mb})), 413
+            return jsonify(
+                error_body(
+                    texts.JSON_TOO_LARGE_UNKNOWN_SIZE.format(
+                        limit_mb=settings.max_json_body_mb, csv_limit_mb=settings.max_csv_size_mb
+                    ),
+                    {"max_json_body_mb": settings.max_json_body_mb},
+                )
+            ), 413
         limit_mb = settings.max_csv_size_mb
-        return jsonify(error_body(f"El archivo supera el límite de {limit_mb} MB. Divida la campaña en archivos "
-                                  "más pequeños.", {"max_csv_size_mb": limit_mb})), 413
+        return jsonify(
+            error_body(
+                f"El archivo supera el límite de {limit_mb} MB. Divida la campaña en archivos más pequeños.",
+                {"max_csv_size_mb": limit_mb},
+            )
+        ), 413
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         messages = {404: "La ruta no existe. Consulte /api/docs.", 405: "Método no permitido en esta ruta."}
-        message = messages.get(exc.code, exc.description or exc.name)
+        message = messages.get(exc.code or 0, exc.description or exc.name)
         if exc.code == 404 and _PER_CAMPAIGN_ROUTE.match(request.path):
             # An id holding a slash ('../x') matches no route, but what the caller must fix is the id.
             message = texts.CAMPAIGN_ID_INVALID.format(max_length=MAX_ID_LENGTH)
@@ -84,5 +99,9 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         log.exception("Unexpected error: %s", type(exc).__name__)
-        return jsonify(error_body("Error interno del servidor. Intente de nuevo; si persiste, avise al equipo "
-                                  "técnico.", {"error": type(exc).__name__})), 500
+        return jsonify(
+            error_body(
+                "Error interno del servidor. Intente de nuevo; si persiste, avise al equipo técnico.",
+                {"error": type(exc).__name__},
+            )
+        ), 500

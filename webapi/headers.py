@@ -33,6 +33,13 @@ def install(app: Flask, settings: Settings) -> None:
     app.after_request(_secure)
     if settings.cors_origins:
         # Credentials travel in Authorization headers, not cookies, so supports_credentials stays off.
-        CORS(app, resources={r"/api/*": {"origins": list(settings.cors_origins)}}, allow_headers=CORS_HEADERS,
-             methods=["GET", "POST", "OPTIONS"], expose_headers=["Retry-After"], supports_credentials=False,
-             vary_header=True, max_age=600)
+        CORS(
+            app,
+            resources={r"/api/*": {"origins": list(settings.cors_origins)}},
+            allow_headers=CORS_HEADERS,
+            methods=["GET", "POST", "OPTIONS"],
+            expose_headers=["Retry-After"],
+            supports_credentials=False,
+            vary_header=True,
+            max_age=600,
+        )

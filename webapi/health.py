@@ -25,9 +25,15 @@ def readyz():
         redis_ok = False
     database_ok = rt.store.ping()
     ready = redis_ok and database_ok
-    body = {"success": ready, "redis_connected": redis_ok, "database_connected": database_ok}
+    body: dict[str, object] = {"success": ready, "redis_connected": redis_ok, "database_connected": database_ok}
     if not ready:
-        body["message"] = "El servicio no está listo: " + ", ".join(
-            name for name, ok in (("Redis no responde", redis_ok), ("la base de datos no responde", database_ok))
-            if not ok) + "."
+        body["message"] = (
+            "El servicio no está listo: "
+            + ", ".join(
+                name
+                for name, ok in (("Redis no responde", redis_ok), ("la base de datos no responde", database_ok))
+                if not ok
+            )
+            + "."
+        )
     return jsonify(body), 200 if ready else 503

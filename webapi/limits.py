@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request
 from flask_limiter import Limiter
 
 from tasks import keys
@@ -29,13 +29,16 @@ def _setting(name: str):
 
 uploads = limiter.limit(_setting("rate_limit_uploads"), scope="uploads", methods=["POST"])
 actions = limiter.shared_limit(_setting("rate_limit_actions"), scope="actions", methods=["POST"])
-reads = limiter.shared_limit(lambda: runtime().settings.rate_limit_reads or "1/second",
-                             scope="reads",
-                             exempt_when=lambda: not runtime().settings.rate_limit_reads)
+reads = limiter.shared_limit(
+    lambda: runtime().settings.rate_limit_reads or "1/second",
+    scope="reads",
+    exempt_when=lambda: not runtime().settings.rate_limit_reads,
+)
 
 
 def install(app: Flask, settings: Settings) -> None:
     """Bind the limiter to the service's Redis."""
-    app.config.update(RATELIMIT_STORAGE_URI=settings.redis_url, RATELIMIT_HEADERS_ENABLED=False,
-                      RATELIMIT_SWALLOW_ERRORS=True)
+    app.config.update(
+        RATELIMIT_STORAGE_URI=settings.redis_url, RATELIMIT_HEADERS_ENABLED=False, RATELIMIT_SWALLOW_ERRORS=True
+    )
     limiter.init_app(app)

@@ -10,11 +10,13 @@ from swagger_ui_bundle import swagger_ui_path
 from webapi import schemas
 from webapi.errors import ApiError
 
-_DESCRIPTION = ("Toda ruta /api/* pide credencial: 'Authorization: Bearer <access_token de Supabase>' o una clave "
-                "de API ('Authorization: Bearer wcq_...' o 'X-API-Key'). Roles: viewer (lecturas, teléfonos "
-                "enmascarados), operator (además crear, pausar, reanudar, cancelar, reintentar; teléfonos "
-                "completos), admin (además auditoría). Una credencial limitada a ciertos buzones recibe 404 "
-                "para las campañas de otros buzones.")
+_DESCRIPTION = (
+    "Toda ruta /api/* pide credencial: 'Authorization: Bearer <access_token de Supabase>' o una clave "
+    "de API ('Authorization: Bearer wcq_...' o 'X-API-Key'). Roles: viewer (lecturas, teléfonos "
+    "enmascarados), operator (además crear, pausar, reanudar, cancelar, reintentar; teléfonos "
+    "completos), admin (además auditoría). Una credencial limitada a ciertos buzones recibe 404 "
+    "para las campañas de otros buzones."
+)
 
 bp = Blueprint("docs", __name__, url_prefix="/api")
 
@@ -26,10 +28,13 @@ _DOCS_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>whatsapp
 <body><div id="ui"></div><script src="/api/docs/swagger-ui-bundle.js"></script>
 <script src="/api/docs/init.js"></script></body></html>"""
 _DOCS_INIT = 'window.ui = SwaggerUIBundle({url: "/api/openapi.json", dom_id: "#ui"});\n'
-DOCS_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-            "font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 BEARER = "bearerAuth"
 API_KEY = "apiKeyAuth"
+
 
 def _json(schema: str, description: str) -> dict:
     """A response entry that points at a named schema."""
@@ -44,91 +49,233 @@ def _errors(*codes: int) -> dict:
 def build_spec() -> dict:
     """Describe every route of the API."""
     plugin = MarshmallowPlugin()
-    spec = APISpec(title="whatsapp-campaign-queue", version="1.0.0", openapi_version="3.0.3", plugins=[plugin],
-                   security=[{BEARER: []}, {API_KEY: []}], info={"description": _DESCRIPTION})
-    spec.components.security_scheme(BEARER, {
-        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-        "description": "Sesión de Supabase Auth (access_token), o una clave de API 'wcq_...' como Bearer."})
-    spec.components.security_scheme(API_KEY, {"type": "apiKey", "in": "header", "name": "X-API-Key",
-                                              "description": "Clave de API creada con 'flask --app webapi apikey "
-                                                             "create'."})
-    for name in ("CampaignRequest", "CampaignCreated", "QueueStatus", "CampaignList", "SystemStatus",
-                 "CampaignAction", "RetryRequest", "RetryResult", "RecipientList", "Error", "SenderList",
-                 "AuditList"):
+    spec = APISpec(
+        title="whatsapp-campaign-queue",
+        version="1.0.0",
+        openapi_version="3.0.3",
+        plugins=[plugin],
+        security=[{BEARER: []}, {API_KEY: []}],
+        info={"description": _DESCRIPTION},
+    )
+    spec.components.security_scheme(
+        BEARER,
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "Sesión de Supabase Auth (access_token), o una clave de API 'wcq_...' como Bearer.",
+        },
+    )
+    spec.components.security_scheme(
+        API_KEY,
+        {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-API-Key",
+            "description": "Clave de API creada con 'flask --app webapi apikey create'.",
+        },
+    )
+    for name in (
+        "CampaignRequest",
+        "CampaignCreated",
+        "QueueStatus",
+        "CampaignList",
+        "SystemStatus",
+        "CampaignAction",
+        "RetryRequest",
+        "RetryResult",
+        "RecipientList",
+        "Error",
+        "SenderList",
+        "AuditList",
+    ):
         spec.components.schema(name, schema=getattr(schemas, f"{name}Schema"))
-    campaign_id = {"name": "campaign_id", "in": "path", "required": True,
-                   "schema": {"type": "string", "minLength": 1}}
+    campaign_id = {"name": "campaign_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
     # The form fields with the validators' real limits, plus the file.
+    assert plugin.converter is not None  # set once the plugin is registered with the spec
     multipart = plugin.converter.schema2jsonschema(schemas.CampaignRequestSchema)
     multipart["properties"].pop("contactos", None)
-    multipart["properties"]["archivo_csv"] = {"type": "string", "format": "binary",
-                                              "description": "CSV de contactos (UTF-8, separado por , o ;)."}
+    multipart["properties"]["archivo_csv"] = {
+        "type": "string",
+        "format": "binary",
+        "description": "CSV de contactos (UTF-8, separado por , o ;).",
+    }
     multipart["required"] = ["archivo_csv", *multipart.get("required", [])]
-    spec.path(path="/api/crear-campana", operations={"post": {
-        "summary": "Crear una campaña desde un CSV (multipart) o una lista JSON de contactos",
-        "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+    spec.path(
+        path="/api/crear-campana",
+        operations={
+            "post": {
+                "summary": "Crear una campaña desde un CSV (multipart) o una lista JSON de contactos",
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
                         "schema": {"type": "string"},
-                        "description": "Repetir la subida con la misma clave devuelve la misma campaña."}],
-        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": multipart},
-                                                      "application/json": {"schema": "CampaignRequest"}}},
-        "responses": {"201": _json("CampaignCreated", "Campaña creada y en cola"),
-                      **_errors(400, 401, 403, 413, 422, 429, 503)}}})
-    spec.path(path="/api/estado-cola/{campaign_id}", operations={"get": {
-        "summary": "Progreso en vivo de una campaña", "parameters": [campaign_id],
-        "responses": {"200": _json("QueueStatus", "Estado"), **_errors(401, 403, 404)}}})
-    spec.path(path="/api/listar-campanas", operations={"get": {
-        "summary": "Campañas, las más recientes primero",
-        "parameters": [{"in": "query", "schema": schemas.CampaignListQuerySchema}],
-        "responses": {"200": _json("CampaignList", "Lista"), **_errors(401, 403, 422)}}})
-    spec.path(path="/api/estado-sistema", operations={"get": {
-        "summary": "Salud de Redis, base de datos y workers",
-        "responses": {"200": _json("SystemStatus", "Estado del sistema"), **_errors(401, 403)}}})
+                        "description": "Repetir la subida con la misma clave devuelve la misma campaña.",
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {"schema": multipart},
+                        "application/json": {"schema": "CampaignRequest"},
+                    },
+                },
+                "responses": {
+                    "201": _json("CampaignCreated", "Campaña creada y en cola"),
+                    **_errors(400, 401, 403, 413, 422, 429, 503),
+                },
+            }
+        },
+    )
+    spec.path(
+        path="/api/estado-cola/{campaign_id}",
+        operations={
+            "get": {
+                "summary": "Progreso en vivo de una campaña",
+                "parameters": [campaign_id],
+                "responses": {"200": _json("QueueStatus", "Estado"), **_errors(401, 403, 404)},
+            }
+        },
+    )
+    spec.path(
+        path="/api/listar-campanas",
+        operations={
+            "get": {
+                "summary": "Campañas, las más recientes primero",
+                "parameters": [{"in": "query", "schema": schemas.CampaignListQuerySchema}],
+                "responses": {"200": _json("CampaignList", "Lista"), **_errors(401, 403, 422)},
+            }
+        },
+    )
+    spec.path(
+        path="/api/estado-sistema",
+        operations={
+            "get": {
+                "summary": "Salud de Redis, base de datos y workers",
+                "responses": {"200": _json("SystemStatus", "Estado del sistema"), **_errors(401, 403)},
+            }
+        },
+    )
     for action, summary in (("pausar", "Pausar"), ("reanudar", "Reanudar"), ("cancelar", "Cancelar")):
-        spec.path(path=f"/api/{action}-campana/{{campaign_id}}", operations={"post": {
-            "summary": f"{summary} una campaña", "parameters": [campaign_id],
-            "responses": {"200": _json("CampaignAction", "Hecho"), **_errors(401, 403, 404, 409, 429)}}})
-    spec.path(path="/api/reintentar-campana/{campaign_id}", operations={"post": {
-        "summary": "Reintentar los mensajes desconocidos y/o fallidos de una campaña", "parameters": [campaign_id],
-        "requestBody": {"required": False, "content": {"application/json": {"schema": "RetryRequest"}}},
-        "responses": {"200": _json("RetryResult", "Reencolados"), **_errors(401, 403, 404, 409, 422, 429)}}})
-    spec.path(path="/api/destinatarios/{campaign_id}", operations={"get": {
-        "summary": "Destinatarios de una campaña (por ejemplo los desconocidos)",
-        "description": "Los teléfonos salen enmascarados para el rol viewer.",
-        "parameters": [campaign_id, {"in": "query", "schema": schemas.RecipientQuerySchema}],
-        "responses": {"200": _json("RecipientList", "Destinatarios"), **_errors(401, 403, 404, 422)}}})
-    spec.path(path="/api/buzones", operations={"get": {
-        "summary": "Buzones que el llamante puede usar (sin tokens)",
-        "responses": {"200": _json("SenderList", "Buzones"), **_errors(401, 403)}}})
-    spec.path(path="/api/auditoria", operations={"get": {
-        "summary": "Registro de auditoría (rol admin), lo más reciente primero",
-        "parameters": [{"in": "query", "schema": schemas.AuditQuerySchema}],
-        "responses": {"200": _json("AuditList", "Entradas"), **_errors(401, 403, 422)}}})
+        spec.path(
+            path=f"/api/{action}-campana/{{campaign_id}}",
+            operations={
+                "post": {
+                    "summary": f"{summary} una campaña",
+                    "parameters": [campaign_id],
+                    "responses": {"200": _json("CampaignAction", "Hecho"), **_errors(401, 403, 404, 409, 429)},
+                }
+            },
+        )
+    spec.path(
+        path="/api/reintentar-campana/{campaign_id}",
+        operations={
+            "post": {
+                "summary": "Reintentar los mensajes desconocidos y/o fallidos de una campaña",
+                "parameters": [campaign_id],
+                "requestBody": {"required": False, "content": {"application/json": {"schema": "RetryRequest"}}},
+                "responses": {"200": _json("RetryResult", "Reencolados"), **_errors(401, 403, 404, 409, 422, 429)},
+            }
+        },
+    )
+    spec.path(
+        path="/api/destinatarios/{campaign_id}",
+        operations={
+            "get": {
+                "summary": "Destinatarios de una campaña (por ejemplo los desconocidos)",
+                "description": "Los teléfonos salen enmascarados para el rol viewer.",
+                "parameters": [campaign_id, {"in": "query", "schema": schemas.RecipientQuerySchema}],
+                "responses": {"200": _json("RecipientList", "Destinatarios"), **_errors(401, 403, 404, 422)},
+            }
+        },
+    )
+    spec.path(
+        path="/api/buzones",
+        operations={
+            "get": {
+                "summary": "Buzones que el llamante puede usar (sin tokens)",
+                "responses": {"200": _json("SenderList", "Buzones"), **_errors(401, 403)},
+            }
+        },
+    )
+    spec.path(
+        path="/api/auditoria",
+        operations={
+            "get": {
+                "summary": "Registro de auditoría (rol admin), lo más reciente primero",
+                "parameters": [{"in": "query", "schema": schemas.AuditQuerySchema}],
+                "responses": {"200": _json("AuditList", "Entradas"), **_errors(401, 403, 422)},
+            }
+        },
+    )
     _public_paths(spec)
     return spec.to_dict()
 
 
 def _public_paths(spec: APISpec) -> None:
     """Routes that need no credentials: probes and WhatsApp's webhooks (checked by their signature)."""
-    public = {"security": []}
-    spec.path(path="/healthz", operations={"get": {**public, "summary": "El proceso responde",
-                                                   "responses": {"200": {"description": "Vivo"}}}})
-    spec.path(path="/readyz", operations={"get": {**public, "summary": "Redis y la base de datos responden",
-                                                  "responses": {"200": {"description": "Listo"},
-                                                                **_errors(503)}}})
-    spec.path(path="/webhooks/whatsapp", operations={
-        "get": {**public, "summary": "Verificación de la suscripción de Meta (hub.challenge)",
-                "parameters": [{"name": n, "in": "query", "required": True, "schema": {"type": "string"}}
-                               for n in ("hub.mode", "hub.verify_token", "hub.challenge")],
-                "responses": {"200": {"description": "El hub.challenge, en texto plano",
-                                      "content": {"text/plain": {"schema": {"type": "string"}}}},
-                              **_errors(403)}},
-        "post": {**public, "summary": "Notificaciones de estado de WhatsApp, firmadas con WHATSAPP_APP_SECRET",
-                 "parameters": [{"name": "X-Hub-Signature-256", "in": "header", "required": True,
-                                 "schema": {"type": "string", "pattern": "^sha256=[0-9a-f]{64}$"},
-                                 "description": "HMAC-SHA256 del cuerpo con el app secret."}],
-                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                     "type": "object", "description": "Notificación de WhatsApp (object, entry[].changes[])"}}}},
-                 "responses": {"200": {"description": "Recibida"}, **_errors(400, 401, 413, 503)}}})
+    public: dict[str, list] = {"security": []}
+    spec.path(
+        path="/healthz",
+        operations={"get": {**public, "summary": "El proceso responde", "responses": {"200": {"description": "Vivo"}}}},
+    )
+    spec.path(
+        path="/readyz",
+        operations={
+            "get": {
+                **public,
+                "summary": "Redis y la base de datos responden",
+                "responses": {"200": {"description": "Listo"}, **_errors(503)},
+            }
+        },
+    )
+    spec.path(
+        path="/webhooks/whatsapp",
+        operations={
+            "get": {
+                **public,
+                "summary": "Verificación de la suscripción de Meta (hub.challenge)",
+                "parameters": [
+                    {"name": n, "in": "query", "required": True, "schema": {"type": "string"}}
+                    for n in ("hub.mode", "hub.verify_token", "hub.challenge")
+                ],
+                "responses": {
+                    "200": {
+                        "description": "El hub.challenge, en texto plano",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(403),
+                },
+            },
+            "post": {
+                **public,
+                "summary": "Notificaciones de estado de WhatsApp, firmadas con WHATSAPP_APP_SECRET",
+                "parameters": [
+                    {
+                        "name": "X-Hub-Signature-256",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^sha256=[0-9a-f]{64}$"},
+                        "description": "HMAC-SHA256 del cuerpo con el app secret.",
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "description": "Notificación de WhatsApp (object, entry[].changes[])",
+                            }
+                        }
+                    },
+                },
+                "responses": {"200": {"description": "Recibida"}, **_errors(400, 401, 413, 503)},
+            },
+        },
+    )
 
 
 @bp.get("/openapi.json")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
@@ -12,16 +12,16 @@ from tasks import texts
 #: The deepest page a listing serves: (page - 1) * per_page must stay a 32-bit offset for PostgreSQL.
 MAX_PAGE = 1_000_000
 
-_TEMPLATE_NAME = validate.Regexp(r"^[a-z0-9_]{1,512}$",
-                                 error="Use el nombre exacto de la plantilla: minúsculas, números y _.")
+_TEMPLATE_NAME = validate.Regexp(
+    r"^[a-z0-9_]{1,512}$", error="Use el nombre exacto de la plantilla: minúsculas, números y _."
+)
 _LANGUAGE = validate.Regexp(r"^[a-z]{2,3}(_[A-Z]{2})?$", error="Use un código de idioma como es, es_MX o en_US.")
 # PostgreSQL text cannot hold NUL, and a lone UTF-16 surrogate cannot be encoded as UTF-8.
 _BAD_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 
 # marshmallow's English default messages, by field class (the first class of a field's MRO found wins).
 _SPANISH = {
-    fields.Field: {"required": texts.FIELD_REQUIRED, "null": texts.FIELD_NULL,
-                   "validator_failed": texts.FIELD_INVALID},
+    fields.Field: {"required": texts.FIELD_REQUIRED, "null": texts.FIELD_NULL, "validator_failed": texts.FIELD_INVALID},
     fields.String: {"invalid": texts.FIELD_NOT_TEXT, "invalid_utf8": texts.FIELD_NOT_UTF8},
     fields.Integer: {"invalid": texts.FIELD_NOT_INTEGER},
     fields.Number: {"invalid": texts.FIELD_NOT_NUMBER, "too_large": texts.FIELD_TOO_LARGE},
@@ -106,7 +106,7 @@ class ContactList(fields.List):
     def _deserialize(self, value, attr, data, **kwargs):
         contacts = super()._deserialize(value, attr, data, **kwargs)
         for row, contact in enumerate(contacts, start=1):
-            bad = _bad_text_in(contact)
+            bad = _bad_text_in(contact)  # type: ignore[arg-type]  # the list holds dicts (fields.Dict)
             if bad is not None:
                 raise ValidationError(texts.CONTACT_BAD_CHARACTER.format(row=row, field=bad))
         return contacts
@@ -133,22 +133,31 @@ def _bad_text_in(contact: dict) -> str | None:
 class CampaignRequestSchema(ApiSchema):
     """The form fields (multipart) or JSON body of POST /api/crear-campana."""
 
-    titulo_campana = Text(required=True, validate=_length(1, 200),
-                                   metadata={"description": "Título; el id de la campaña se deriva de él."})
-    plantilla = Text(required=True, validate=_TEMPLATE_NAME,
-                              metadata={"description": "Nombre de la plantilla aprobada en WhatsApp."})
-    buzon = Text(required=True, validate=_length(1, 100),
-                          metadata={"description": "Buzón (número emisor) registrado."})
-    idioma = Text(load_default="es", validate=_LANGUAGE,
-                           metadata={"description": "Código de idioma de la plantilla."})
-    columna_telefono = Text(load_default=None, validate=_length(maximum=100),
-                                     metadata={"description": "Nombre de la columna del teléfono, si no es una "
-                                                              "de las habituales."})
-    parametros_nombrados = fields.Boolean(load_default=False, metadata={
-        "description": "true: cada columna es un parámetro con nombre ({{nombre}}); false: posicionales "
-                       "({{1}}, {{2}}...) en el orden de las columnas."})
-    contactos = ContactList(load_default=None, metadata={
-        "description": "Solo con cuerpo JSON: lista de contactos en lugar de archivo_csv."})
+    titulo_campana = Text(
+        required=True,
+        validate=_length(1, 200),
+        metadata={"description": "Título; el id de la campaña se deriva de él."},
+    )
+    plantilla = Text(
+        required=True, validate=_TEMPLATE_NAME, metadata={"description": "Nombre de la plantilla aprobada en WhatsApp."}
+    )
+    buzon = Text(required=True, validate=_length(1, 100), metadata={"description": "Buzón (número emisor) registrado."})
+    idioma = Text(load_default="es", validate=_LANGUAGE, metadata={"description": "Código de idioma de la plantilla."})
+    columna_telefono = Text(
+        load_default=None,
+        validate=_length(maximum=100),
+        metadata={"description": "Nombre de la columna del teléfono, si no es una de las habituales."},
+    )
+    parametros_nombrados = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "true: cada columna es un parámetro con nombre ({{nombre}}); false: posicionales "
+            "({{1}}, {{2}}...) en el orden de las columnas."
+        },
+    )
+    contactos = ContactList(
+        load_default=None, metadata={"description": "Solo con cuerpo JSON: lista de contactos en lugar de archivo_csv."}
+    )
 
 
 class RejectedRowSchema(Schema):
@@ -195,7 +204,7 @@ class QueueStatusSchema(Schema):
     sent = fields.Integer()
     failed = fields.Integer()
     cancelled = fields.Integer()
-    unknown = fields.Integer()
+    unknown = fields.Integer()  # type: ignore[assignment]  # a field, not Meta's `unknown` option
     retries = fields.Integer()
     errores = fields.List(fields.Nested(ErrorGroupSchema), metadata={"description": "Fallos por código de error."})
     delivered = fields.Integer(metadata={"description": "Entregados según los webhooks (incluye leídos)."})
@@ -211,8 +220,12 @@ class QueueStatusSchema(Schema):
     created_at = fields.String(allow_none=True)
     started_at = fields.String(allow_none=True)
     finished_at = fields.String(allow_none=True)
-    creado_por = fields.String(allow_none=True, metadata={
-        "description": "Quién creó la campaña: el email del usuario (o su id) o el nombre de la clave de API."})
+    creado_por = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "Quién creó la campaña: el email del usuario (o su id) o el nombre de la clave de API."
+        },
+    )
 
 
 class CampaignSummarySchema(QueueStatusSchema):
@@ -272,10 +285,14 @@ class CampaignActionSchema(Schema):
 class RetryRequestSchema(ApiSchema):
     """Body of POST /api/reintentar-campana/<id>."""
 
-    estados = fields.List(fields.String(validate=_one_of(["unknown", "failed"])),
-                          load_default=lambda: ["unknown"], validate=_length(minimum=1), metadata={
-                              "description": "Qué reintentar: 'unknown' (sin confirmación; podrían llegar dos "
-                                             "veces) y/o 'failed'."})
+    estados = fields.List(
+        fields.String(validate=_one_of(["unknown", "failed"])),
+        load_default=lambda: ["unknown"],
+        validate=_length(minimum=1),
+        metadata={
+            "description": "Qué reintentar: 'unknown' (sin confirmación; podrían llegar dos veces) y/o 'failed'."
+        },
+    )
 
 
 class RetryResultSchema(CampaignActionSchema):
@@ -287,8 +304,9 @@ class RetryResultSchema(CampaignActionSchema):
 class RecipientQuerySchema(CampaignListQuerySchema):
     """Filter and paging of GET /api/destinatarios/<id>."""
 
-    estado = fields.String(load_default=None, validate=_one_of(
-        ["pending", "sending", "sent", "failed", "cancelled", "unknown"]))
+    estado = fields.String(
+        load_default=None, validate=_one_of(["pending", "sending", "sent", "failed", "cancelled", "unknown"])
+    )
     por_pagina = fields.Integer(load_default=100, validate=_range(1, 1000))
 
 
@@ -336,19 +354,33 @@ class SenderListSchema(Schema):
 
 
 # The audit log covers this service's life; anything outside is a typo (and PostgreSQL refuses some of it).
-_AUDIT_PERIOD = validate.Range(min=datetime(2000, 1, 1, tzinfo=timezone.utc),
-                               max=datetime(2200, 1, 1, tzinfo=timezone.utc), error=texts.AUDIT_PERIOD)
+_AUDIT_PERIOD = validate.Range(
+    min=datetime(2000, 1, 1, tzinfo=UTC),
+    max=datetime(2200, 1, 1, tzinfo=UTC),
+    error=texts.AUDIT_PERIOD,
+)
 
 
 class AuditQuerySchema(CampaignListQuerySchema):
     """Filters and paging of GET /api/auditoria."""
 
-    campaign_id = Text(load_default=None, validate=validate.Length(min=1, max=200),
-                       metadata={"description": "Solo las entradas de esta campaña."})
-    desde = fields.AwareDateTime(load_default=None, default_timezone=timezone.utc, validate=_AUDIT_PERIOD, metadata={
-        "description": "Desde este instante (ISO 8601, incluido); sin zona horaria se entiende UTC."})
-    hasta = fields.AwareDateTime(load_default=None, default_timezone=timezone.utc, validate=_AUDIT_PERIOD, metadata={
-        "description": "Hasta este instante (ISO 8601, excluido)."})
+    campaign_id = Text(
+        load_default=None,
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "Solo las entradas de esta campaña."},
+    )
+    desde = fields.AwareDateTime(
+        load_default=None,
+        default_timezone=UTC,
+        validate=_AUDIT_PERIOD,
+        metadata={"description": "Desde este instante (ISO 8601, incluido); sin zona horaria se entiende UTC."},
+    )
+    hasta = fields.AwareDateTime(
+        load_default=None,
+        default_timezone=UTC,
+        validate=_AUDIT_PERIOD,
+        metadata={"description": "Hasta este instante (ISO 8601, excluido)."},
+    )
     por_pagina = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
 
 
@@ -357,16 +389,20 @@ class AuditEntrySchema(Schema):
 
     id = fields.Integer()
     at = fields.String(metadata={"description": "Cuándo (ISO 8601)."})
-    actor = fields.String(allow_none=True, metadata={"description": "Id del usuario o nombre de la clave; "
-                                                                    "vacío si no se identificó."})
+    actor = fields.String(
+        allow_none=True, metadata={"description": "Id del usuario o nombre de la clave; vacío si no se identificó."}
+    )
     actor_email = fields.String(allow_none=True)
     actor_kind = fields.String(metadata={"description": "user, key, cli, open (AUTH_DISABLED) o anonymous"})
-    action = fields.String(metadata={"description": "create, pause, resume, cancel, retry, access (rechazo 401/"
-                                                    "403), apikey.create, apikey.revoke, user.set o buzon.add"})
+    action = fields.String(
+        metadata={
+            "description": "create, pause, resume, cancel, retry, access (rechazo 401/"
+            "403), apikey.create, apikey.revoke, user.set o buzon.add"
+        }
+    )
     campaign_id = fields.String(allow_none=True)
     buzon = fields.String(allow_none=True)
-    status_code = fields.Integer(metadata={"description": "Estado HTTP de la respuesta (0 para la línea de "
-                                                          "comandos)."})
+    status_code = fields.Integer(metadata={"description": "Estado HTTP de la respuesta (0 para la línea de comandos)."})
     outcome = fields.String(metadata={"description": "ok, refused o error"})
     ip = fields.String(allow_none=True)
     user_agent = fields.String(allow_none=True)

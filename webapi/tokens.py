@@ -56,8 +56,12 @@ class JwksCache:
             response.raise_for_status()
             keys = jwt.PyJWKSet.from_dict(response.json()).keys
         except (requests.RequestException, ValueError, jwt.PyJWKSetError) as exc:
-            log.warning("JWKS at %s could not be read (%s); keeping %d cached keys", self.url,
-                        type(exc).__name__, len(self._keys))
+            log.warning(
+                "JWKS at %s could not be read (%s); keeping %d cached keys",
+                self.url,
+                type(exc).__name__,
+                len(self._keys),
+            )
             return
         self._keys = {k.key_id: k for k in keys if k.key_id and k.algorithm_name in _ASYMMETRIC}
         self._fetched_at = now
@@ -66,12 +70,14 @@ class JwksCache:
 class SessionVerifier:
     """Checks a Supabase access token's signature, expiry, audience and issuer; returns its claims."""
 
-    def __init__(self, supabase_url: str, jwt_secret: str | None, jwks_cache_s: float = 600.0,
-                 min_refresh_s: float = 10.0):
+    def __init__(
+        self, supabase_url: str, jwt_secret: str | None, jwks_cache_s: float = 600.0, min_refresh_s: float = 10.0
+    ):
         self.issuer = f"{supabase_url.rstrip('/')}/auth/v1"
         self.jwt_secret = jwt_secret
-        self.jwks = None if jwt_secret else JwksCache(f"{self.issuer}/.well-known/jwks.json", jwks_cache_s,
-                                                      min_refresh_s)
+        self.jwks = (
+            None if jwt_secret else JwksCache(f"{self.issuer}/.well-known/jwks.json", jwks_cache_s, min_refresh_s)
+        )
 
     def verify(self, token: str) -> dict:
         """The token's claims, or TokenError."""
@@ -87,10 +93,18 @@ class SessionVerifier:
         else:
             if algorithm not in _ASYMMETRIC:
                 raise TokenError(f"algoritmo {algorithm!r} no aceptado (se espera RS256 o ES256)")
+            assert self.jwks is not None  # built whenever no secret is set
             key = self.jwks.key(header.get("kid")).key
         try:
-            return jwt.decode(token, key, algorithms=[algorithm], audience=AUDIENCE, issuer=self.issuer,
-                              leeway=30, options={"require": ["exp", "sub", "aud", "iss"]})
+            return jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                audience=AUDIENCE,
+                issuer=self.issuer,
+                leeway=30,
+                options={"require": ["exp", "sub", "aud", "iss"]},
+            )
         except jwt.ExpiredSignatureError:
             raise TokenError("la sesión expiró") from None
         except jwt.InvalidAudienceError:

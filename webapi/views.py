@@ -40,8 +40,11 @@ def create_campaign():
     if request.is_json:
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
-            raise ApiError(400, "El cuerpo JSON no es válido: envíe un objeto con titulo_campana, plantilla, "
-                                "buzon, idioma y contactos.")
+            raise ApiError(
+                400,
+                "El cuerpo JSON no es válido: envíe un objeto con titulo_campana, plantilla, "
+                "buzon, idioma y contactos.",
+            )
         form = _request_schema.load(body)
         upload = None
     else:
@@ -61,8 +64,7 @@ def create_campaign():
 @limits.reads
 def queue_status(campaign_id: str):
     """Live progress of one campaign."""
-    return jsonify(_queue_status.dump(campaigns.queue_status(runtime(), campaign_id,
-                                                             current_caller().scope)))
+    return jsonify(_queue_status.dump(campaigns.queue_status(runtime(), campaign_id, current_caller().scope)))
 
 
 @bp.get("/listar-campanas")
@@ -102,8 +104,15 @@ def list_recipients(campaign_id: str):
     """A campaign's recipients, optionally only those in one status; phones are masked below the operator role."""
     query = _recipient_query.load(request.args.to_dict())
     caller = current_caller()
-    page = campaigns.list_recipients(runtime(), campaign_id, query["estado"], query["pagina"],
-                                     query["por_pagina"], caller.scope, full_phones=caller.can("operator"))
+    page = campaigns.list_recipients(
+        runtime(),
+        campaign_id,
+        query["estado"],
+        query["pagina"],
+        query["por_pagina"],
+        caller.scope,
+        full_phones=caller.can("operator"),
+    )
     return jsonify(_recipient_list.dump(page))
 
 
@@ -121,11 +130,19 @@ def system_status():
         redis_ok = True
     except Exception:
         redis_ok, workers, queue_depth, active = False, 0, 0, 0
-    body = {"success": True, "instance_id": rt.settings.instance_id,
-            "uptime_seconds": round(time.monotonic() - current_app.config["STARTED_AT"], 1),
-            "worker_running": workers > 0, "workers": workers, "redis_connected": redis_ok,
-            "database_connected": rt.store.ping(), "queue_depth": queue_depth, "active_campaigns": active,
-            "batch_size": rt.settings.batch_size, "max_concurrent": rt.settings.max_concurrent_batches}
+    body = {
+        "success": True,
+        "instance_id": rt.settings.instance_id,
+        "uptime_seconds": round(time.monotonic() - current_app.config["STARTED_AT"], 1),
+        "worker_running": workers > 0,
+        "workers": workers,
+        "redis_connected": redis_ok,
+        "database_connected": rt.store.ping(),
+        "queue_depth": queue_depth,
+        "active_campaigns": active,
+        "batch_size": rt.settings.batch_size,
+        "max_concurrent": rt.settings.max_concurrent_batches,
+    }
     return jsonify(_system_status.dump(body))
 
 

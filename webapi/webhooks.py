@@ -26,8 +26,11 @@ def verify():
     """Answer Meta's subscription check with the challenge when the verify token matches."""
     expected = _settings().whatsapp_verify_token
     token = request.args.get("hub.verify_token", "")
-    if (request.args.get("hub.mode") == "subscribe" and expected
-            and hmac.compare_digest(token.encode(), expected.encode())):
+    if (
+        request.args.get("hub.mode") == "subscribe"
+        and expected
+        and hmac.compare_digest(token.encode(), expected.encode())
+    ):
         return Response(request.args.get("hub.challenge", ""), mimetype="text/plain")
     raise ApiError(403, "Token de verificación incorrecto o WHATSAPP_VERIFY_TOKEN sin configurar.")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,11 +54,17 @@ class Store:
         except Exception:
             return False
 
-    def upsert_sender(self, buzon: str, phone_number_id: str, access_token: str,
-                      messages_per_second: int | None = None) -> dict:
+    def upsert_sender(
+        self, buzon: str, phone_number_id: str, access_token: str, messages_per_second: int | None = None
+    ) -> dict:
         """Register or replace a buzón's credentials."""
-        return self._call("upsert_sender", p_buzon=buzon, p_phone_number_id=phone_number_id,
-                          p_access_token=access_token, p_messages_per_second=messages_per_second)
+        return self._call(
+            "upsert_sender",
+            p_buzon=buzon,
+            p_phone_number_id=phone_number_id,
+            p_access_token=access_token,
+            p_messages_per_second=messages_per_second,
+        )
 
     def get_sender(self, buzon: str) -> Sender | None:
         """Read a buzón's credentials, or None when it is not registered."""
@@ -69,8 +75,7 @@ class Store:
         """List registered buzones without their tokens."""
         return self._call("list_senders")
 
-    def create_campaign(self, campaign: dict, leads: Iterable[dict],
-                        finish: Callable[[], dict] | None = None) -> dict:
+    def create_campaign(self, campaign: dict, leads: Iterable[dict], finish: Callable[[], dict] | None = None) -> dict:
         """Store a campaign and its recipients atomically; returns {id, total, created}.
 
         `leads` may be a one-pass iterator, and an exception it raises stores nothing. Once it is exhausted,
@@ -101,11 +106,12 @@ class Store:
 
     def claim_messages(self, campaign_id: str, seq_from: int, seq_to: int, owner: str) -> list[ClaimedMessage]:
         """Claim, for worker `owner`, the still pending recipients with seq in [seq_from, seq_to]."""
-        rows = self._call("claim_messages", p_campaign_id=campaign_id, p_seq_from=seq_from, p_seq_to=seq_to,
-                          p_owner=owner)
+        rows = self._call(
+            "claim_messages", p_campaign_id=campaign_id, p_seq_from=seq_from, p_seq_to=seq_to, p_owner=owner
+        )
         return [ClaimedMessage(**row) for row in rows]
 
-    def record_outcomes(self, outcomes: list[dict]) -> dict:
+    def record_outcomes(self, outcomes: Sequence[Mapping[str, Any]]) -> dict:
         """Apply outcomes to claimed rows; returns {moved: {status: n}, errors: {code: {count, detail}}}."""
         if not outcomes:
             return {"moved": {}, "errors": {}}
@@ -117,8 +123,13 @@ class Store:
 
     def recover_claims(self, campaign_id: str, owner: str, attempted: list[int], older_than_s: int = 0) -> dict:
         """Release `owner`'s claims: attempted ones become unknown, the others pending again."""
-        return self._call("recover_claims", p_campaign_id=campaign_id, p_owner=owner, p_attempted=attempted,
-                          p_older_than_s=older_than_s)
+        return self._call(
+            "recover_claims",
+            p_campaign_id=campaign_id,
+            p_owner=owner,
+            p_attempted=attempted,
+            p_older_than_s=older_than_s,
+        )
 
     def requeue_recipients(self, campaign_id: str, statuses: list[str]) -> dict[str, int]:
         """Put recipients in the given statuses (unknown, failed) back to pending; returns moved counts."""
@@ -154,8 +165,7 @@ class Store:
 
     def list_recipients(self, campaign_id: str, status: str | None, limit: int, offset: int) -> dict:
         """A page of recipients {recipients: [...], total: n}, optionally only those in `status`."""
-        return self._call("list_recipients", p_campaign_id=campaign_id, p_status=status, p_limit=limit,
-                          p_offset=offset)
+        return self._call("list_recipients", p_campaign_id=campaign_id, p_status=status, p_limit=limit, p_offset=offset)
 
     def apply_statuses(self, statuses: list[dict]) -> dict:
         """Apply webhook statuses {wamid, status, ts, callback, error_code, error_detail}; returns counter deltas."""
@@ -173,8 +183,13 @@ class Store:
 
     def create_api_key(self, name: str, key_hash: str, role: str, buzones: list[str] | None = None) -> dict:
         """Store a new API key by its hash; the row returned never holds the hash."""
-        return self._call("create_api_key", p_name=name, p_key_hash=key_hash, p_role=role,
-                          p_buzones=list(buzones) if buzones else None)
+        return self._call(
+            "create_api_key",
+            p_name=name,
+            p_key_hash=key_hash,
+            p_role=role,
+            p_buzones=list(buzones) if buzones else None,
+        )
 
     def list_api_keys(self) -> list[dict]:
         """Every API key (revoked ones too) without hashes, by name."""
@@ -188,11 +203,17 @@ class Store:
         """The active key with this hash (recording its use at most once a minute), or None."""
         return self._call("use_api_key", p_key_hash=key_hash)
 
-    def upsert_api_user(self, user_id: str, role: str, buzones: list[str] | None = None,
-                        email: str | None = None) -> dict:
+    def upsert_api_user(
+        self, user_id: str, role: str, buzones: list[str] | None = None, email: str | None = None
+    ) -> dict:
         """Give a Supabase user a role (and optionally limit it to some buzones)."""
-        return self._call("upsert_api_user", p_user_id=user_id, p_email=email, p_role=role,
-                          p_buzones=list(buzones) if buzones else None)
+        return self._call(
+            "upsert_api_user",
+            p_user_id=user_id,
+            p_email=email,
+            p_role=role,
+            p_buzones=list(buzones) if buzones else None,
+        )
 
     def get_api_user(self, user_id: str) -> dict | None:
         """The role row of a Supabase user, or None."""
@@ -202,9 +223,11 @@ class Store:
         """Append one entry to the audit log; returns its id."""
         return self._call("record_audit", p_entry=entry)["id"]
 
-    def list_audit(self, campaign_id: str | None, since: str | None, until: str | None, limit: int,
-                   offset: int) -> tuple[list[dict], int]:
+    def list_audit(
+        self, campaign_id: str | None, since: str | None, until: str | None, limit: int, offset: int
+    ) -> tuple[list[dict], int]:
         """A page of the audit log, newest first, optionally for one campaign and a time range [since, until)."""
-        page = self._call("list_audit", p_campaign_id=campaign_id, p_since=since, p_until=until, p_limit=limit,
-                          p_offset=offset)
+        page = self._call(
+            "list_audit", p_campaign_id=campaign_id, p_since=since, p_until=until, p_limit=limit, p_offset=offset
+        )
         return page["entries"], page["total"]

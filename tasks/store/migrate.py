@@ -43,10 +43,14 @@ def apply_migrations(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
         try:
             conn.execute("CREATE SCHEMA IF NOT EXISTS instancia_sofia")
-            conn.execute("CREATE TABLE IF NOT EXISTS instancia_sofia.schema_migrations "
-                         "(name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
-            conn.execute("CREATE TABLE IF NOT EXISTS instancia_sofia.schema_functions "
-                         "(name text PRIMARY KEY, checksum text NOT NULL, applied_at timestamptz NOT NULL)")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS instancia_sofia.schema_migrations "
+                "(name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS instancia_sofia.schema_functions "
+                "(name text PRIMARY KEY, checksum text NOT NULL, applied_at timestamptz NOT NULL)"
+            )
             done = {r[0] for r in conn.execute("SELECT name FROM instancia_sofia.schema_migrations")}
             for path in migration_files(directory):
                 if path.name in done:
@@ -55,17 +59,19 @@ def apply_migrations(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
                     conn.execute(path.read_text())
                     conn.execute("INSERT INTO instancia_sofia.schema_migrations (name) VALUES (%s)", (path.name,))
                 applied_now.append(path.name)
-            recorded = dict(conn.execute("SELECT name, checksum FROM instancia_sofia.schema_functions"))
+            recorded: dict[str, str] = dict(conn.execute("SELECT name, checksum FROM instancia_sofia.schema_functions"))
             for path in function_files(directory):
                 name, digest = f"functions/{path.name}", checksum(path)
                 if recorded.get(name) == digest:
                     continue
                 with conn.transaction():
                     conn.execute(path.read_text())
-                    conn.execute("INSERT INTO instancia_sofia.schema_functions (name, checksum, applied_at) "
-                                 "VALUES (%s, %s, now()) ON CONFLICT (name) DO UPDATE "
-                                 "SET checksum = EXCLUDED.checksum, applied_at = EXCLUDED.applied_at",
-                                 (name, digest))
+                    conn.execute(
+                        "INSERT INTO instancia_sofia.schema_functions (name, checksum, applied_at) "
+                        "VALUES (%s, %s, now()) ON CONFLICT (name) DO UPDATE "
+                        "SET checksum = EXCLUDED.checksum, applied_at = EXCLUDED.applied_at",
+                        (name, digest),
+                    )
                 applied_now.append(name)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))

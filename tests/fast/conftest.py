@@ -49,9 +49,12 @@ def fast_redis() -> redis.Redis:
 @pytest.fixture(scope="session")
 def fast_sandbox():
     """The WhatsApp sandbox answering within a few milliseconds."""
-    handle = start_sandbox(latency_min_ms=1, latency_max_ms=3,
-                           tokens={pnid: token for pnid, token, _ in SENDERS.values()},
-                           mps={pnid: mps for pnid, _, mps in SENDERS.values()})
+    handle = start_sandbox(
+        latency_min_ms=1,
+        latency_max_ms=3,
+        tokens={pnid: token for pnid, token, _ in SENDERS.values()},
+        mps={pnid: mps for pnid, _, mps in SENDERS.values()},
+    )
     yield handle
     handle.stop()
 
@@ -59,12 +62,27 @@ def fast_sandbox():
 @pytest.fixture(scope="session")
 def fast_env(fast_database_url, fast_redis, fast_sandbox) -> dict[str, str]:
     """The settings' environment: small batches and chunks, so a few dozen messages make several of each."""
-    return {"DATABASE_URL": fast_database_url, "REDIS_URL": FAST_REDIS_URL, "API_WHATSAPP_URL": fast_sandbox.url,
-            "WHATSAPP_API_VERSION": "v21.0", "BATCH_SIZE": "10", "CHUNK_SIZE": "5", "MAX_CONCURRENT_BATCHES": "2",
-            "MAX_RETRIES": "2", "HTTP_TIMEOUT_S": "0.5", "MAX_ERROR_RATE": "1", "WORKER_HEARTBEAT_TTL_S": "3",
-            "STALE_BATCH_S": "1", "STUCK_CLAIM_S": "300", "CHUNK_DEADLINE_S": "20", "INSTANCE_ID": "fast",
-            "MAX_CSV_SIZE_MB": "1", "MAX_MESSAGES_PER_CAMPAIGN": "1000", "WHATSAPP_APP_SECRET": APP_SECRET,
-            "WHATSAPP_VERIFY_TOKEN": "verify-fast"}
+    return {
+        "DATABASE_URL": fast_database_url,
+        "REDIS_URL": FAST_REDIS_URL,
+        "API_WHATSAPP_URL": fast_sandbox.url,
+        "WHATSAPP_API_VERSION": "v21.0",
+        "BATCH_SIZE": "10",
+        "CHUNK_SIZE": "5",
+        "MAX_CONCURRENT_BATCHES": "2",
+        "MAX_RETRIES": "2",
+        "HTTP_TIMEOUT_S": "0.5",
+        "MAX_ERROR_RATE": "1",
+        "WORKER_HEARTBEAT_TTL_S": "3",
+        "STALE_BATCH_S": "1",
+        "STUCK_CLAIM_S": "300",
+        "CHUNK_DEADLINE_S": "20",
+        "INSTANCE_ID": "fast",
+        "MAX_CSV_SIZE_MB": "1",
+        "MAX_MESSAGES_PER_CAMPAIGN": "1000",
+        "WHATSAPP_APP_SECRET": APP_SECRET,
+        "WHATSAPP_VERIFY_TOKEN": "verify-fast",
+    }
 
 
 @pytest.fixture(scope="session")

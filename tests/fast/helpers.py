@@ -12,16 +12,26 @@ def numbers(n: int, start: int = 4141000000) -> list[str]:
     return [f"58{start + i}" for i in range(n)]
 
 
-def new_campaign(rt: Runtime, campaign_id: str, n: int, *, buzon: str = "ventas", start: bool = True,
-                 template: str = "promo_enero") -> list[str]:
+def new_campaign(
+    rt: Runtime, campaign_id: str, n: int, *, buzon: str = "ventas", start: bool = True, template: str = "promo_enero"
+) -> list[str]:
     """Store a campaign of `n` recipients the way an upload does and (by default) start it; returns the numbers."""
     phones = numbers(n)
     s = rt.settings
-    campaign = {"id": campaign_id, "title": campaign_id, "template": template, "language": "es", "buzon": buzon,
-                "named_params": False, "batch_size": s.batch_size, "chunk_size": min(s.chunk_size, s.batch_size),
-                "idempotency_key": None}
-    stored = rt.store.create_campaign(campaign, ({"phone": p, "parameters": [f"Cliente {i}"]}
-                                                 for i, p in enumerate(phones)))
+    campaign = {
+        "id": campaign_id,
+        "title": campaign_id,
+        "template": template,
+        "language": "es",
+        "buzon": buzon,
+        "named_params": False,
+        "batch_size": s.batch_size,
+        "chunk_size": min(s.chunk_size, s.batch_size),
+        "idempotency_key": None,
+    }
+    stored = rt.store.create_campaign(
+        campaign, ({"phone": p, "parameters": [f"Cliente {i}"]} for i, p in enumerate(phones))
+    )
     assert stored["created"] and stored["total"] == n
     if start:
         rt.pipeline.start(campaign_id)

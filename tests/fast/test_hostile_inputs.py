@@ -13,8 +13,17 @@ from tests.conftest import make_csv
 
 FORM = {"titulo_campana": "Hostil", "plantilla": "promo_enero", "buzon": "ventas", "idioma": "es"}
 CONTACTS = [{"telefono": "584141234567", "nombre": "Ana"}, {"telefono": "584241234567", "nombre": "Bo"}]
-ENGLISH = ("Missing data", "Not a valid", "Length must", "Must be one of", "Must be greater", "Invalid input",
-           "Unknown field", "may not be null", "Internal Server Error")
+ENGLISH = (
+    "Missing data",
+    "Not a valid",
+    "Length must",
+    "Must be one of",
+    "Must be greater",
+    "Invalid input",
+    "Unknown field",
+    "may not be null",
+    "Internal Server Error",
+)
 
 
 def _nothing_stored(app) -> None:
@@ -49,28 +58,42 @@ def _post_json(client, body) -> object:
 JSON_CASES = {
     "NUL in the title": ({**FORM, "titulo_campana": "Pro\x00mo", "contactos": CONTACTS}, "titulo_campana"),
     "NUL in the buzon": ({**FORM, "buzon": "ven\x00tas", "contactos": CONTACTS}, "buzon"),
-    "NUL in a contact parameter": ({**FORM, "contactos": [CONTACTS[0], {"telefono": "584241234567",
-                                                                       "nombre": "B\x00o"}]}, "contacto 2"),
-    "NUL in a contact field name": ({**FORM, "contactos": [{"telefono": "584141234567", "nom\x00bre": "Ana"}]},
-                                    "contacto 1"),
-    "NUL in the phone column name": ({**FORM, "columna_telefono": "tel\x00", "contactos": CONTACTS},
-                                     "columna_telefono"),
-    "lone surrogate in the title": ('{"titulo_campana": "Promo \\ud800", "plantilla": "promo_enero", '
-                                    '"buzon": "ventas", "contactos": [{"telefono": "584141234567"}]}',
-                                    "titulo_campana"),
-    "lone surrogate in a parameter": ('{"titulo_campana": "Promo", "plantilla": "promo_enero", "buzon": "ventas",'
-                                      ' "contactos": [{"telefono": "584141234567", "nombre": "A\\udc00"}]}',
-                                      "contacto 1"),
+    "NUL in a contact parameter": (
+        {**FORM, "contactos": [CONTACTS[0], {"telefono": "584241234567", "nombre": "B\x00o"}]},
+        "contacto 2",
+    ),
+    "NUL in a contact field name": (
+        {**FORM, "contactos": [{"telefono": "584141234567", "nom\x00bre": "Ana"}]},
+        "contacto 1",
+    ),
+    "NUL in the phone column name": (
+        {**FORM, "columna_telefono": "tel\x00", "contactos": CONTACTS},
+        "columna_telefono",
+    ),
+    "lone surrogate in the title": (
+        '{"titulo_campana": "Promo \\ud800", "plantilla": "promo_enero", '
+        '"buzon": "ventas", "contactos": [{"telefono": "584141234567"}]}',
+        "titulo_campana",
+    ),
+    "lone surrogate in a parameter": (
+        '{"titulo_campana": "Promo", "plantilla": "promo_enero", "buzon": "ventas",'
+        ' "contactos": [{"telefono": "584141234567", "nombre": "A\\udc00"}]}',
+        "contacto 1",
+    ),
     "title of the wrong type": ({**FORM, "titulo_campana": 5, "contactos": CONTACTS}, "texto"),
     "title too long": ({**FORM, "titulo_campana": "x" * 201, "contactos": CONTACTS}, "200"),
-    "missing title": ({k: v for k, v in {**FORM, "contactos": CONTACTS}.items() if k != "titulo_campana"},
-                      "obligatorio"),
+    "missing title": (
+        {k: v for k, v in {**FORM, "contactos": CONTACTS}.items() if k != "titulo_campana"},
+        "obligatorio",
+    ),
     "contacts not a list": ({**FORM, "contactos": "584141234567"}, "lista"),
     "a contact not an object": ({**FORM, "contactos": [CONTACTS[0], 7]}, "contactos"),
     "JSON nested 100,000 levels": ("[" * 100_000 + "]" * 100_000, "JSON"),
-    "JSON nested inside a contact": ('{"titulo_campana": "Promo", "plantilla": "promo_enero", "buzon": "ventas", '
-                                     '"contactos": [{"telefono": "584141234567", "nombre": '
-                                     + "[" * 50_000 + "]" * 50_000 + "}]}", "JSON"),
+    "JSON nested inside a contact": (
+        '{"titulo_campana": "Promo", "plantilla": "promo_enero", "buzon": "ventas", '
+        '"contactos": [{"telefono": "584141234567", "nombre": ' + "[" * 50_000 + "]" * 50_000 + "}]}",
+        "JSON",
+    ),
 }
 
 
@@ -82,17 +105,23 @@ def test_hostile_json_uploads_are_refused_in_spanish(client, app, case):
 
 
 def test_nul_in_multipart_fields_is_refused(client, app):
-    data = {**FORM, "titulo_campana": "Pro\x00mo", "buzon": "ven\x00tas",
-            "archivo_csv": (io.BytesIO(make_csv(3)), "c.csv", "text/csv")}
-    body = _refused(client.post("/api/crear-campana", data=data, content_type="multipart/form-data"), 422,
-                    "titulo_campana", "buzon")
+    data = {
+        **FORM,
+        "titulo_campana": "Pro\x00mo",
+        "buzon": "ven\x00tas",
+        "archivo_csv": (io.BytesIO(make_csv(3)), "c.csv", "text/csv"),
+    }
+    body = _refused(
+        client.post("/api/crear-campana", data=data, content_type="multipart/form-data"), 422, "titulo_campana", "buzon"
+    )
     assert "carácter" in json.dumps(body["details"], ensure_ascii=False)
     _nothing_stored(app)
 
 
 def test_validation_messages_are_spanish(client):
-    response = _post_json(client, {"plantilla": 3, "buzon": "", "idioma": "es", "contactos": CONTACTS,
-                                   "parametros_nombrados": "quizas"})
+    response = _post_json(
+        client, {"plantilla": 3, "buzon": "", "idioma": "es", "contactos": CONTACTS, "parametros_nombrados": "quizas"}
+    )
     fields = _refused(response, 422)["details"]["fields"]
     assert fields["titulo_campana"] == ["Falta este campo: es obligatorio."]
     assert "texto" in fields["plantilla"][0]
@@ -103,14 +132,20 @@ def test_validation_messages_are_spanish(client):
 
 
 BAD_IDS = ["x%00y", "..%2Fx", "a'b", ";--", "x" * 5000, "%ED%A0%80", "a%20b", "%C3%B1and%C3%BA"]
-ROUTES = [("get", "/api/estado-cola/{}"), ("get", "/api/destinatarios/{}"), ("post", "/api/pausar-campana/{}"),
-          ("post", "/api/reanudar-campana/{}"), ("post", "/api/cancelar-campana/{}"),
-          ("post", "/api/reintentar-campana/{}")]
+ROUTES = [
+    ("get", "/api/estado-cola/{}"),
+    ("get", "/api/destinatarios/{}"),
+    ("post", "/api/pausar-campana/{}"),
+    ("post", "/api/reanudar-campana/{}"),
+    ("post", "/api/cancelar-campana/{}"),
+    ("post", "/api/reintentar-campana/{}"),
+]
 
 
 @pytest.mark.parametrize("method, route", ROUTES, ids=[r.split("/")[2] for _, r in ROUTES])
-@pytest.mark.parametrize("campaign_id", BAD_IDS, ids=["nul", "dotdot", "quote", "sql", "long", "surrogate",
-                                                      "space", "accents"])
+@pytest.mark.parametrize(
+    "campaign_id", BAD_IDS, ids=["nul", "dotdot", "quote", "sql", "long", "surrogate", "space", "accents"]
+)
 def test_malformed_campaign_ids_get_a_404_that_says_what_an_id_looks_like(client, app, method, route, campaign_id):
     upload = {**FORM, "archivo_csv": (io.BytesIO(make_csv(3)), "c.csv", "text/csv")}
     assert client.post("/api/crear-campana", data=upload, content_type="multipart/form-data").status_code == 201
@@ -121,16 +156,19 @@ def test_malformed_campaign_ids_get_a_404_that_says_what_an_id_looks_like(client
     del body
 
 
-@pytest.mark.parametrize("path, field", [
-    ("/api/listar-campanas?pagina=107374184", "pagina"),
-    ("/api/listar-campanas?pagina=99999999999999999999999", "pagina"),
-    ("/api/listar-campanas?por_pagina=100000", "por_pagina"),
-    ("/api/listar-campanas?pagina=-1", "pagina"),
-    ("/api/listar-campanas?pagina=uno", "pagina"),
-    ("/api/destinatarios/hostil?pagina=107374184", "pagina"),
-    ("/api/destinatarios/hostil?por_pagina=4294967296", "por_pagina"),
-    ("/api/destinatarios/hostil?estado=todos", "estado"),
-])
+@pytest.mark.parametrize(
+    "path, field",
+    [
+        ("/api/listar-campanas?pagina=107374184", "pagina"),
+        ("/api/listar-campanas?pagina=99999999999999999999999", "pagina"),
+        ("/api/listar-campanas?por_pagina=100000", "por_pagina"),
+        ("/api/listar-campanas?pagina=-1", "pagina"),
+        ("/api/listar-campanas?pagina=uno", "pagina"),
+        ("/api/destinatarios/hostil?pagina=107374184", "pagina"),
+        ("/api/destinatarios/hostil?por_pagina=4294967296", "por_pagina"),
+        ("/api/destinatarios/hostil?estado=todos", "estado"),
+    ],
+)
 def test_pages_beyond_the_maximum_get_a_422_naming_the_limit(client, path, field):
     upload = {**FORM, "archivo_csv": (io.BytesIO(make_csv(3)), "c.csv", "text/csv")}
     assert client.post("/api/crear-campana", data=upload, content_type="multipart/form-data").status_code == 201
@@ -180,9 +218,14 @@ def _at_once(app, key: str, n: int, make_request) -> list:
 def _stored_campaigns(app) -> dict[str, tuple[int, int]]:
     """Each stored campaign's declared total and its recipient rows."""
     with psycopg.connect(app.extensions["campaigns"].settings.database_url) as conn:
-        return {row[0]: (row[1], row[2]) for row in conn.execute(
-            "SELECT c.id, c.total, (SELECT count(*) FROM instancia_sofia.leads_activos l WHERE l.campaign_id = c.id) "
-            "FROM instancia_sofia.campaigns c")}
+        return {
+            row[0]: (row[1], row[2])
+            for row in conn.execute(
+                "SELECT c.id, c.total, "
+                "(SELECT count(*) FROM instancia_sofia.leads_activos l WHERE l.campaign_id = c.id) "
+                "FROM instancia_sofia.campaigns c"
+            )
+        }
 
 
 @pytest.mark.parametrize("kind", ["multipart", "json"])

@@ -67,11 +67,16 @@ def test_a_database_error_in_the_api_logs_no_whole_phone(client, app):
     configure_handlers(app.logger, "fast")
     dsn = app.extensions["campaigns"].settings.database_url
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("ALTER TABLE instancia_sofia.leads_activos ADD CONSTRAINT refuse_one_number "
-                     "CHECK (phone <> '584141000002')")
+        conn.execute(
+            "ALTER TABLE instancia_sofia.leads_activos ADD CONSTRAINT refuse_one_number CHECK (phone <> '584141000002')"
+        )
     try:
-        data = {"titulo_campana": "Rota", "plantilla": "promo_enero", "buzon": "ventas",
-                "archivo_csv": (io.BytesIO(make_csv(5)), "c.csv", "text/csv")}
+        data = {
+            "titulo_campana": "Rota",
+            "plantilla": "promo_enero",
+            "buzon": "ventas",
+            "archivo_csv": (io.BytesIO(make_csv(5)), "c.csv", "text/csv"),
+        }
         response = client.post("/api/crear-campana", data=data, content_type="multipart/form-data")
     finally:
         with psycopg.connect(dsn, autocommit=True) as conn:

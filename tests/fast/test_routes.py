@@ -106,19 +106,20 @@ def test_webhook_handshake_and_signed_notifications(client, app):
 
     body = json.dumps({"object": "whatsapp_business_account", "entry": []}).encode()
     signature = "sha256=" + hmac.new(APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    accepted = client.post("/webhooks/whatsapp", data=body, headers={"X-Hub-Signature-256": signature},
-                           content_type="application/json")
+    accepted = client.post(
+        "/webhooks/whatsapp", data=body, headers={"X-Hub-Signature-256": signature}, content_type="application/json"
+    )
     assert accepted.status_code == 200
-    refused = client.post("/webhooks/whatsapp", data=body, headers={"X-Hub-Signature-256": "sha256=00"},
-                          content_type="application/json")
+    refused = client.post(
+        "/webhooks/whatsapp", data=body, headers={"X-Hub-Signature-256": "sha256=00"}, content_type="application/json"
+    )
     assert refused.status_code == 401
     assert app.extensions["campaigns"].inbox.size() == 1
 
 
 def test_the_openapi_document_lists_every_route(client):
     spec = client.get("/api/openapi.json").json
-    for path in ("/api/crear-campana", "/api/estado-cola/{campaign_id}", "/api/listar-campanas",
-                 "/api/estado-sistema"):
+    for path in ("/api/crear-campana", "/api/estado-cola/{campaign_id}", "/api/listar-campanas", "/api/estado-sistema"):
         assert path in spec["paths"]
 
 

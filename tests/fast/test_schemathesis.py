@@ -5,18 +5,25 @@ from __future__ import annotations
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import (
-    content_type_conformance, not_a_server_error, response_headers_conformance, response_schema_conformance,
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
     status_code_conformance,
 )
 
 from tests.fast.helpers import new_campaign
 
-
 # What the document promises: never a 5xx, only declared status codes, content types, headers and bodies.
 # (A schema-valid request may still be refused for what the document cannot know, such as a buzón that is
 # not registered, so acceptance of valid data is not among the checks.)
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 
 
 def test_every_operation_answers_within_its_contract(app, fast_keys):

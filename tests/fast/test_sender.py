@@ -104,8 +104,10 @@ def test_a_paused_campaign_sends_nothing_more(rt, queue, fast_sandbox):
     assert fast_sandbox.messages() == []
 
 
-@pytest.mark.parametrize("code, expected", [(131026, Next.DONE), (130429, Next.WAIT), (131000, Next.RETRY),
-                                            (132001, Next.STOP), (190, Next.HAND_BACK)])
+@pytest.mark.parametrize(
+    "code, expected",
+    [(131026, Next.DONE), (130429, Next.WAIT), (131000, Next.RETRY), (132001, Next.STOP), (190, Next.HAND_BACK)],
+)
 def test_each_answer_has_one_named_next_step(rt, code, expected):
     from tasks.sending import CampaignSpec, _Job, _SendMarks
     from tasks.store.base import ClaimedMessage

@@ -9,9 +9,22 @@ from tests.fast.helpers import live, new_campaign
 
 def notification(*statuses: dict) -> bytes:
     """A WhatsApp notification body carrying these statuses."""
-    return json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [
-        {"field": "messages", "value": {"metadata": {"phone_number_id": "100000000000001"},
-                                        "statuses": list(statuses)}}]}]}).encode()
+    return json.dumps(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": "1",
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {"metadata": {"phone_number_id": "100000000000001"}, "statuses": list(statuses)},
+                        }
+                    ],
+                }
+            ],
+        }
+    ).encode()
 
 
 def status(wamid: str, name: str, ts: int = 1_798_000_000, **extra) -> dict:
@@ -48,8 +61,15 @@ def test_a_failed_status_fails_a_sent_message_with_its_code(rt, queue):
     new_campaign(rt, "fallo-tardio", 5)
     queue.run_all(rt)
     wamid = sent_wamids(rt, "fallo-tardio")[0]
-    rt.inbox.push(notification(status(wamid, "failed", errors=[{"code": 131026, "title": "Undeliverable",
-                                                                 "error_data": {"details": "no WhatsApp"}}])))
+    rt.inbox.push(
+        notification(
+            status(
+                wamid,
+                "failed",
+                errors=[{"code": 131026, "title": "Undeliverable", "error_data": {"details": "no WhatsApp"}}],
+            )
+        )
+    )
     rt.webhooks.process_inbox()
     failed = rt.store.list_recipients("fallo-tardio", "failed", 10, 0)["recipients"]
     assert [(r["wamid"], r["error_code"]) for r in failed] == [(wamid, 131026)]

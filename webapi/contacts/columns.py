@@ -53,8 +53,9 @@ def _name_words(name: str) -> list[str]:
 def _phone_header_rank(name: str) -> int | None:
     """Rank a header as phone column: 0 names the phone explicitly, 1 is a bare "número", None is not a phone."""
     words = _name_words(name)
-    if not words or any(w not in _STRONG_PHONE_WORDS and w not in _WEAK_PHONE_WORDS and w not in _FILLER_WORDS
-                        for w in words):
+    if not words or any(
+        w not in _STRONG_PHONE_WORDS and w not in _WEAK_PHONE_WORDS and w not in _FILLER_WORDS for w in words
+    ):
         return None
     if any(w in _STRONG_PHONE_WORDS for w in words):
         return 0
@@ -76,8 +77,10 @@ def check_column_count(count: int, *, at_least: bool = False) -> None:
     """Refuse an input with more columns than a template could use."""
     if count > MAX_COLUMNS:
         shown = texts.COLUMNS_AT_LEAST.format(count=count) if at_least else str(count)
-        raise ContactsError(texts.TOO_MANY_COLUMNS.format(count=shown, limit=MAX_COLUMNS),
-                            {"columns_count": count, "max_columns": MAX_COLUMNS})
+        raise ContactsError(
+            texts.TOO_MANY_COLUMNS.format(count=shown, limit=MAX_COLUMNS),
+            {"columns_count": count, "max_columns": MAX_COLUMNS},
+        )
 
 
 def header_names(cells: list[str]) -> list[str]:
@@ -113,8 +116,10 @@ def resolve_columns(names: list[str], phone_column: str | None, named_params: bo
             if header_is_data:
                 raise no_header_row
             absent = texts.NAMED_PHONE_COLUMN_ABSENT_CSV if is_csv else texts.NAMED_PHONE_COLUMN_ABSENT_JSON
-            raise ContactsError(absent.format(column=phone_column.strip(), columns=listed),
-                                {"phone_column": phone_column, "columns": shown})
+            raise ContactsError(
+                absent.format(column=phone_column.strip(), columns=listed),
+                {"phone_column": phone_column, "columns": shown},
+            )
         if len(matches) > 1:
             notes.append(texts.NOTE_PHONE_COLUMN_REPEATED.format(count=len(matches), column=names[matches[0]]))
     else:
@@ -128,14 +133,18 @@ def resolve_columns(names: list[str], phone_column: str | None, named_params: bo
         matches = [i for i, r in enumerate(ranks) if r == best]
         others = [names[i] for i, r in enumerate(ranks) if r is not None and i != matches[0]]
         if others:
-            notes.append(texts.NOTE_SEVERAL_PHONE_COLUMNS.format(
-                columns=", ".join([names[matches[0]], *others]), chosen=names[matches[0]]))
+            notes.append(
+                texts.NOTE_SEVERAL_PHONE_COLUMNS.format(
+                    columns=", ".join([names[matches[0]], *others]), chosen=names[matches[0]]
+                )
+            )
     phone_index = matches[0]
 
     if named_params:
         params = [n for i, n in enumerate(names) if i != phone_index]
         repeated = sorted({n for n in params if params.count(n) > 1})
         if repeated:
-            raise ContactsError(texts.REPEATED_COLUMNS.format(columns=", ".join(repeated)),
-                                {"columns": names, "repeated": repeated})
+            raise ContactsError(
+                texts.REPEATED_COLUMNS.format(columns=", ".join(repeated)), {"columns": names, "repeated": repeated}
+            )
     return Columns(names, phone_index, notes)

@@ -27,8 +27,14 @@ _CONTROL_BYTES = re.compile(b"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _NOT_CONTROL_BYTES = bytes(b for b in range(256) if _CONTROL_BYTES.match(bytes([b])) is None)
 
 # How the operator reads each encoding's name in a message.
-_SHOWN_NAMES = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "utf-16": "UTF-16", "utf-16-le": "UTF-16",
-                "utf-16-be": "UTF-16", "cp1252": "UTF-8 ni en Windows-1252"}
+_SHOWN_NAMES = {
+    "utf-8": "UTF-8",
+    "utf-8-sig": "UTF-8",
+    "utf-16": "UTF-16",
+    "utf-16-le": "UTF-16",
+    "utf-16-be": "UTF-16",
+    "cp1252": "UTF-8 ni en Windows-1252",
+}
 
 
 @dataclass(frozen=True)
@@ -86,8 +92,9 @@ def survey_upload(source: BinaryIO, start: int) -> Survey:
 
 def _undecodable_error(row: int, encoding: str) -> ContactsError:
     """The operator's error for bytes that are not text in the encoding the file was read in."""
-    return ContactsError(texts.UNDECODABLE_BYTES.format(row=row, encoding=_SHOWN_NAMES[encoding]),
-                         {"row": row, "encoding": encoding})
+    return ContactsError(
+        texts.UNDECODABLE_BYTES.format(row=row, encoding=_SHOWN_NAMES[encoding]), {"row": row, "encoding": encoding}
+    )
 
 
 def _control_error(row: int, char: str) -> ContactsError:
@@ -182,10 +189,12 @@ def _scan_ascii_compatible(source: BinaryIO, start: int, first: bytes, encoding:
             decoder.decode(chunk, final)
         except UnicodeDecodeError as exc:
             before = (pending + chunk)[: exc.start]
-            raise _Undecodable(_row_at(source, start, offset - len(pending) + exc.start),
-                               saw_non_ascii or not before.isascii()) from None
+            raise _Undecodable(
+                _row_at(source, start, offset - len(pending) + exc.start), saw_non_ascii or not before.isascii()
+            ) from None
         if chunk.translate(None, _NOT_CONTROL_BYTES):
             control = _CONTROL_BYTES.search(chunk)
+            assert control is not None  # translate() just found one
             raise _control_error(_row_at(source, start, offset + control.start()), control.group().decode("ascii"))
         saw_non_ascii = saw_non_ascii or not chunk.isascii()
         has_quotes = has_quotes or b'"' in chunk

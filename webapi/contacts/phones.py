@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import phonenumbers
@@ -37,10 +37,11 @@ class RegionRules:
     def __init__(self, region: str) -> None:
         """Compile the metadata of `region` and decide whether the shortcut is safe for it."""
         meta = PhoneMetadata.metadata_for_region(region)
+        assert meta is not None, f"phonenumbers has no metadata for {region}"  # regions come from its own list
         self.region = region
         self.country_code = str(meta.country_code)
         self.enabled = False
-        regions_sharing_code = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(meta.country_code, ())
+        regions_sharing_code = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(meta.country_code or 0, ())
         general = meta.general_desc
         # The shortcut mirrors phonenumbers.parse only where parsing is simple: one region per country code
         # (so validity needs no region lookup), no prefix rewriting, and a general pattern with known lengths.
@@ -50,8 +51,10 @@ class RegionRules:
             or general is None
             or not general.national_number_pattern
             or not general.possible_length
-            or any(int(self.country_code[:i]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE
-                   for i in range(1, len(self.country_code)))
+            or any(
+                int(self.country_code[:i]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE
+                for i in range(1, len(self.country_code))
+            )
         ):
             return
         prefix = meta.national_prefix_for_parsing or ""
@@ -62,8 +65,16 @@ class RegionRules:
         self.max_length = max(general.possible_length)
         self.local_lengths = frozenset(general.possible_length_local_only or ())
         type_descs = [
-            meta.premium_rate, meta.toll_free, meta.shared_cost, meta.voip, meta.personal_number,
-            meta.pager, meta.uan, meta.voicemail, meta.fixed_line, meta.mobile,
+            meta.premium_rate,
+            meta.toll_free,
+            meta.shared_cost,
+            meta.voip,
+            meta.personal_number,
+            meta.pager,
+            meta.uan,
+            meta.voicemail,
+            meta.fixed_line,
+            meta.mobile,
         ]
         # A number is valid when it matches the general description and at least one number type;
         # grouping the type patterns by length turns that into two regex calls.
@@ -72,7 +83,8 @@ class RegionRules:
             patterns = [
                 desc.national_number_pattern
                 for desc in type_descs
-                if desc is not None and desc.national_number_pattern
+                if desc is not None
+                and desc.national_number_pattern
                 and (not desc.possible_length or length in desc.possible_length)
             ]
             if patterns:
@@ -89,11 +101,7 @@ class RegionRules:
     def is_valid_nsn(self, nsn: str) -> bool:
         """Apply the same pattern checks as phonenumbers.is_valid_number to a national significant number."""
         type_re = self.type_re_by_length.get(len(nsn))
-        return (
-            type_re is not None
-            and self.general_re.fullmatch(nsn) is not None
-            and type_re.fullmatch(nsn) is not None
-        )
+        return type_re is not None and self.general_re.fullmatch(nsn) is not None and type_re.fullmatch(nsn) is not None
 
     def fast_normalize(self, digits: str, international: bool) -> str | None:
         """Return the E.164 digits when the shortcut can decide with certainty that the number is valid, else None."""
@@ -103,7 +111,7 @@ class RegionRules:
         if international:
             if not digits.startswith(cc):
                 return None
-            nsn = digits[len(cc):]
+            nsn = digits[len(cc) :]
         else:
             if self.idd_re is not None and self.idd_re.match(digits):
                 return None
@@ -113,11 +121,11 @@ class RegionRules:
                 too_long = len(digits) > self.max_length and len(digits) not in self.local_lengths
                 if self.general_re.fullmatch(digits) is not None and not too_long:
                     return None
-                nsn = digits[len(cc):]
+                nsn = digits[len(cc) :]
             elif self._strips_prefix(digits):
                 if self.literal_prefix is None or not digits.startswith(self.literal_prefix):
                     return None
-                nsn = digits[len(self.literal_prefix):]
+                nsn = digits[len(self.literal_prefix) :]
             else:
                 nsn = digits
         # Leading zeros (Italian style) and a second trunk prefix are rare: let the library handle them.
@@ -126,7 +134,7 @@ class RegionRules:
         return cc + nsn
 
 
-@lru_cache(maxsize=None)
+@cache
 def region_rules(region: str) -> RegionRules:
     """Build (once per region) the precompiled numbering rules."""
     return RegionRules(region)
@@ -219,9 +227,10 @@ def parse_phone(digits: str, international: bool, region: str) -> str:
         else:
             hint = ""
         if international:
-            number_region = phonenumbers.region_code_for_country_code(number.country_code)
-            reason = texts.PHONE_INVALID_FOR_COUNTRY.format(country_code=number.country_code, region=number_region,
-                                                            hint=hint)
+            number_region = phonenumbers.region_code_for_country_code(number.country_code or 0)
+            reason = texts.PHONE_INVALID_FOR_COUNTRY.format(
+                country_code=number.country_code, region=number_region, hint=hint
+            )
         else:
             reason = texts.PHONE_INVALID_FOR_REGION.format(region=region, hint=hint)
         raise InvalidPhone(reason)
@@ -255,4 +264,4 @@ def mask_value(raw: Any) -> str:
             out.append(ch)
     masked = "".join(out)
     # The visible digits are at the end, so long values are cut at the start.
-    return masked if len(masked) <= _MAX_SHOWN_CHARS else "…" + masked[-(_MAX_SHOWN_CHARS - 1):]
+    return masked if len(masked) <= _MAX_SHOWN_CHARS else "…" + masked[-(_MAX_SHOWN_CHARS - 1) :]

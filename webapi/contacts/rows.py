@@ -102,7 +102,7 @@ class RowDecider:
 
     def _values_from_cells(self, cells: list[str]) -> list[str]:
         """Align a short or long CSV row with the header; extra empty cells (Excel padding) are fine."""
-        if len(cells) > self.width and not any(c.strip() for c in cells[self.width:]):
+        if len(cells) > self.width and not any(c.strip() for c in cells[self.width :]):
             return [c.strip() for c in cells[: self.width]]
         if not any(c.strip() for c in cells):
             return []
@@ -137,7 +137,7 @@ class RowDecider:
         except InvalidPhone as exc:
             return RejectedRow(row, mask_value(phone_raw), exc.reason)
         if "" in params:
-            empty = [name for name, value in zip(self.param_names, params) if not value]
+            empty = [name for name, value in zip(self.param_names, params, strict=False) if not value]
             # WhatsApp refuses a template whose text parameter is empty, so the row could never be delivered.
             quoted = ", ".join(f"'{n}'" for n in empty)
             reason = (texts.ROW_PARAM_EMPTY if len(empty) == 1 else texts.ROW_PARAMS_EMPTY).format(columns=quoted)
@@ -146,4 +146,4 @@ class RowDecider:
         if first is not None:
             return RejectedRow(row, mask_value(phone_raw), texts.ROW_DUPLICATE.format(first=first))
         self.first_row_of_phone[phone] = row
-        return Contact(row, phone, dict(zip(self.param_names, params)) if self.named_params else params)
+        return Contact(row, phone, dict(zip(self.param_names, params, strict=False)) if self.named_params else params)

@@ -46,10 +46,12 @@ def _check_options(default_region: str, max_contacts: int, max_param_length: int
 
 def _param_too_long(row: int, names: list[str], values: Iterable[Any], limit: int) -> ContactsError:
     """The operator's error for the first value of a row longer than `limit`."""
-    for name, value in zip(names, values):
+    for name, value in zip(names, values, strict=False):
         if isinstance(value, str) and len(value) > limit:
-            return ContactsError(texts.PARAM_TOO_LONG.format(row=row, column=name, length=len(value), limit=limit),
-                                 {"row": row, "column": name, "length": len(value), "max_param_length": limit})
+            return ContactsError(
+                texts.PARAM_TOO_LONG.format(row=row, column=name, length=len(value), limit=limit),
+                {"row": row, "column": name, "length": len(value), "max_param_length": limit},
+            )
     raise AssertionError("no value is too long")  # pragma: no cover - callers checked first
 
 
@@ -63,7 +65,7 @@ def _open_seekable(stream: BinaryIO, stack: ExitStack) -> tuple[BinaryIO, int]:
     spool = stack.enter_context(tempfile.SpooledTemporaryFile(max_size=_SPOOL_MAX_MEMORY))
     shutil.copyfileobj(stream, spool, CHUNK_SIZE)
     spool.seek(0)
-    return spool, 0
+    return spool, 0  # type: ignore[return-value]  # a SpooledTemporaryFile reads like a binary file
 
 
 def _detect_delimiter(line: str) -> str:
@@ -110,8 +112,10 @@ def _csv_rows(reader, names: list[str], header_row: int, max_param_length: int) 
         for cells in reader:
             row += 1
             if reader.line_num + lines_before != row:
-                raise ContactsError(texts.CSV_UNCLOSED_QUOTE.format(row=row),
-                                    {"row": row, "lines": reader.line_num + lines_before - row + 1})
+                raise ContactsError(
+                    texts.CSV_UNCLOSED_QUOTE.format(row=row),
+                    {"row": row, "lines": reader.line_num + lines_before - row + 1},
+                )
             if cells and max(map(len, cells)) > max_param_length:
                 raise _param_too_long(row, names + [""] * len(cells), cells, max_param_length)
             yield row, cells
@@ -158,8 +162,16 @@ def open_csv(
         raise
 
 
-def _open_text(text: io.TextIOWrapper, survey: Survey, region: str, phone_column: str | None, named_params: bool,
-               max_contacts: int, max_param_length: int, stack: ExitStack) -> ContactStream:
+def _open_text(
+    text: io.TextIOWrapper,
+    survey: Survey,
+    region: str,
+    phone_column: str | None,
+    named_params: bool,
+    max_contacts: int,
+    max_param_length: int,
+    stack: ExitStack,
+) -> ContactStream:
     """Read the header and delimiter of the decoded text and set up the row stream."""
     try:
         line, header_row = _read_header_line(text)
@@ -167,8 +179,9 @@ def _open_text(text: io.TextIOWrapper, survey: Survey, region: str, phone_column
         reader = csv.reader(itertools.chain([line], text), delimiter=delimiter, skipinitialspace=True)
         cells = next(reader)
     except csv.Error as exc:
-        raise ContactsError(texts.CSV_UNREADABLE.format(row=header_row), {"row": header_row, "error": str(exc)}) \
-            from None
+        raise ContactsError(
+            texts.CSV_UNREADABLE.format(row=header_row), {"row": header_row, "error": str(exc)}
+        ) from None
     except OSError as exc:
         raise ContactsError(texts.FILE_UNREADABLE.format(), {"error": str(exc)}) from None
     if reader.line_num != 1:

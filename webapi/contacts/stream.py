@@ -41,9 +41,17 @@ class ContactStream:
     Memory stays bounded by the limits (recipients seen, rejected rows), not by the size of the input.
     """
 
-    def __init__(self, columns: Columns, decider: RowDecider, rows: Iterable[tuple[int, Any]],
-                 max_contacts: int, encoding: str, delimiter: str, notes: list[str],
-                 resources: ExitStack | None = None) -> None:
+    def __init__(
+        self,
+        columns: Columns,
+        decider: RowDecider,
+        rows: Iterable[tuple[int, Any]],
+        max_contacts: int,
+        encoding: str,
+        delimiter: str,
+        notes: list[str],
+        resources: ExitStack | None = None,
+    ) -> None:
         """Keep what the iteration needs; `resources` is closed when the iteration ends or `close()` is called."""
         self.phone_column = decider.phone_name
         self.parameter_columns = columns.parameter_names
@@ -104,6 +112,7 @@ class ContactStream:
                 self.accepted += 1
                 yield outcome
             else:
+                assert isinstance(outcome, RejectedRow)
                 rejected.append(outcome)
                 if len(rejected) > rejected_cap:
                     raise ContactsError(
@@ -114,8 +123,9 @@ class ContactStream:
             if not rejected:
                 raise ContactsError(texts.NO_CONTACTS.format(), {"columns": self._columns.names})
             raise ContactsError(
-                texts.NO_VALID_CONTACT.format(count=len(rejected), column=self.phone_column,
-                                              region=self._decider.region),
+                texts.NO_VALID_CONTACT.format(
+                    count=len(rejected), column=self.phone_column, region=self._decider.region
+                ),
                 {"rejected_count": len(rejected), "rejected_sample": _sample(rejected)},
             )
         if blank:
