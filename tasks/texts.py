@@ -197,9 +197,114 @@ JSON_TOO_DEEP = (
     "El cuerpo JSON tiene demasiados niveles anidados. Envíe un objeto con titulo_campana, plantilla, "
     "buzon y una lista 'contactos' de objetos simples."
 )
+JSON_BODY_INVALID = (
+    "El cuerpo JSON no es válido: envíe un objeto con titulo_campana, plantilla, buzon, idioma y contactos."
+)
+CSV_TOO_LARGE = (
+    "El archivo pesa {size_mb:.1f} MB y el límite es {limit_mb} MB. Divida la campaña en archivos más pequeños."
+)
+CSV_TOO_LARGE_UNKNOWN_SIZE = "El archivo supera el límite de {limit_mb} MB. Divida la campaña en archivos más pequeños."
+FILE_MISSING = "Falta el archivo: envíe el CSV en el campo 'archivo_csv'."
+FILE_OR_CONTACTS_MISSING = (
+    "Falta el archivo: envíe el CSV en el campo 'archivo_csv' (multipart) o la lista 'contactos' en un cuerpo JSON."
+)
+IDEMPOTENCY_KEY_TOO_LONG = "La cabecera Idempotency-Key no puede superar {limit} caracteres."
+
+# Validators of single fields (besides marshmallow's own messages above).
+TEMPLATE_NAME_INVALID = "Use el nombre exacto de la plantilla: minúsculas, números y _."
+LANGUAGE_INVALID = "Use un código de idioma como es, es_MX o en_US."
+
+# Answers of the error handlers.
+VALIDATION_FAILED = "Datos inválidos."
+VALIDATION_FAILED_IN = "Datos inválidos en: {fields}. Revise los campos indicados."
+ROUTE_NOT_FOUND = "La ruta no existe. Consulte /api/docs."
+METHOD_NOT_ALLOWED = "Método no permitido en esta ruta."
+INTERNAL_ERROR = "Error interno del servidor. Intente de nuevo; si persiste, avise al equipo técnico."
+
+# Creating a campaign.
+SENDER_NOT_ALLOWED = "Su acceso no permite enviar con el buzón '{buzon}'. Buzones permitidos: {allowed}."
+SENDER_UNKNOWN = "El buzón '{buzon}' no está registrado. Buzones disponibles: {known}."
+# The {allowed} or {known} of the two above when the list is empty.
+NO_SENDERS = "ninguno"
+QUEUE_UNAVAILABLE = (
+    "No se pudo encolar la campaña porque la cola (Redis) no responde. No se guardó nada: intente de nuevo "
+    "en unos minutos."
+)
+# The creation answer: one of the first two, then ROWS_EXCLUDED when rows were left out, then a period.
+CAMPAIGN_CREATED = "Campaña creada: {total} mensajes en cola"
+CAMPAIGN_ALREADY_CREATED = "Esta solicitud ya creó la campaña (misma Idempotency-Key); no se envía nada dos veces"
+ROWS_EXCLUDED = "; {count} filas excluidas (ver 'rechazados')"
+
+# A campaign that does not exist, or that the caller may not see; the short form answers pause, resume,
+# cancel and retry when the pipeline itself finds no campaign.
+CAMPAIGN_NOT_FOUND = "No existe la campaña '{campaign_id}'. Consulte /api/listar-campanas."
+CAMPAIGN_NOT_FOUND_SHORT = "No existe la campaña '{campaign_id}'."
+# The answer to each action; a cancel adds CANCELLED_UNSENT, then a period.
+CAMPAIGN_PAUSED = "Campaña pausada"
+CAMPAIGN_RESUMED = "Campaña reanudada"
+CAMPAIGN_CANCELLED = "Campaña cancelada"
+CANCELLED_UNSENT = ": {count} mensajes sin enviar quedaron cancelados"
+# {action} is the action's Spanish verb in the URL (pausar, reanudar, cancelar); {reason} says why not.
+ACTION_REFUSED = "No se puede {action} la campaña: {reason}."
+RETRY_REFUSED = "No se puede reintentar: {reason}."
+# {detail} lists RETRIED_COUNT for each status, separated by commas.
+RETRIED = "{total} mensajes vuelven a la cola ({detail})."
+RETRIED_COUNT = "{count} {status}"
+RETRIED_STATUS_NAMES = {"unknown": "desconocidos", "failed": "fallidos"}
+
+# Probes: NOT_READY lists the parts that do not answer, separated by commas.
+NOT_READY = "El servicio no está listo: {problems}."
+NOT_READY_REDIS = "Redis no responde"
+NOT_READY_DATABASE = "la base de datos no responde"
+
+# WhatsApp webhooks (Meta's own calls).
+WEBHOOK_VERIFY_REFUSED = "Token de verificación incorrecto o WHATSAPP_VERIFY_TOKEN sin configurar."
+WEBHOOK_TOO_LARGE = "El cuerpo supera {limit_kb} KB."
+WEBHOOK_NO_SECRET = "WHATSAPP_APP_SECRET no está configurado: no se pueden verificar las notificaciones."
+WEBHOOK_BAD_SIGNATURE = "Firma X-Hub-Signature-256 ausente o incorrecta."
+WEBHOOK_NOT_JSON = "El cuerpo no es JSON válido."
+WEBHOOK_NOT_OBJECT = "El cuerpo debe ser un objeto JSON de notificación de WhatsApp."
+WEBHOOK_NOT_RECORDED = "No se pudo registrar la notificación; se reintentará."
 
 # --- access: sign-in, roles, origins and limits ---------------------------------------------------------------
 
+# Credentials (401).
+AUTH_HEADER_INVALID = "Cabecera Authorization no válida: use 'Authorization: Bearer <token o clave>'."
+CREDENTIAL_MISSING = (
+    "Falta la credencial: envíe 'Authorization: Bearer <token de sesión de Supabase>' o la clave de API en "
+    "'X-API-Key'. Un administrador crea claves con 'flask --app webapi apikey create'."
+)
+API_KEY_INVALID = "La clave de API no es válida o fue revocada. Pida una nueva a un administrador."
+SESSIONS_DISABLED = "Este servidor no acepta sesiones de Supabase (SUPABASE_URL sin configurar); use una clave de API."
+# {reason} is one of the TOKEN_* texts below.
+SESSION_INVALID = "Sesión no válida: {reason}. Inicie sesión de nuevo y envíe el access_token actual."
+
+# Why a Supabase session token is refused.
+TOKEN_KEY_UNPUBLISHED = "la clave de firma del token (kid) no está publicada por Supabase"
+TOKEN_NOT_A_JWT = "el token no es un JWT válido"
+TOKEN_ALGORITHM_NOT_HS256 = "algoritmo {algorithm!r} no aceptado (se espera HS256)"
+TOKEN_ALGORITHM_NOT_ASYMMETRIC = "algoritmo {algorithm!r} no aceptado (se espera RS256 o ES256)"
+TOKEN_EXPIRED = "la sesión expiró"
+TOKEN_WRONG_AUDIENCE = "el token no es de un usuario autenticado (aud)"
+TOKEN_WRONG_ISSUER = "el token no fue emitido por este proyecto de Supabase (iss)"
+TOKEN_INVALID = "token no válido ({error})"
+
+# Roles and origins (403).
+USER_WITHOUT_ROLE = (
+    "Su usuario no tiene un rol en este servicio. Pida a un administrador que le asigne uno (viewer, operator o admin)."
+)
+ROLE_TOO_LOW = (
+    "Su rol ({role}) no permite esta operación: hace falta el rol {required}. Pida a un administrador que se lo asigne."
+)
+# The {required} of ROLE_TOO_LOW.
+ROLE_NAMES = {"viewer": "lector (viewer)", "operator": "operador (operator)", "admin": "administrador (admin)"}
+ORIGIN_REFUSED = (
+    "El origen '{origin}' no está autorizado a modificar campañas. Si es el front end de esta instalación, "
+    "agréguelo a CORS_ORIGINS."
+)
+
+# Limits (429) and the audit log's filters.
+TOO_MANY_REQUESTS = "Demasiadas solicitudes ({limit}). Espere {retry_after} segundos y vuelva a intentarlo."
 AUDIT_PERIOD = "Use una fecha entre el año 2000 y el 2199 (ISO 8601, por ejemplo 2026-01-08T10:30:00-04:00)."
 
 # --- campaign: pause and stop reasons, log lines operators read -----------------------------------------------
@@ -259,3 +364,9 @@ ERROR_NETWORK = "Error de red o de WhatsApp."
 ERROR_NETWORK_DETAIL = "Error de red o de WhatsApp: {detail}"
 ERROR_OTHER = "WhatsApp respondió con el error {code}."
 ERROR_OTHER_DETAIL = "WhatsApp respondió con el error {code}: {detail}"
+
+# The `detail` of a send that got no usable answer from the Cloud API.
+SEND_NO_CONNECTION = "no se pudo conectar con WhatsApp"
+SEND_TIMED_OUT = "WhatsApp no respondió a tiempo; el mensaje puede haberse entregado"
+SEND_CONNECTION_CUT = "la conexión se cortó antes de la respuesta ({error}); el mensaje puede haberse entregado"
+SEND_NO_MESSAGE_ID = "respuesta de WhatsApp sin id de mensaje"

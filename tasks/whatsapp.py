@@ -10,6 +10,7 @@ from requests.adapters import HTTPAdapter
 from urllib3 import Timeout
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ProtocolError, ReadTimeoutError
 
+from tasks import texts
 from tasks.errors import ErrorKind, classify
 from tasks.store.base import Sender
 
@@ -88,15 +89,12 @@ class WhatsAppClient:
                 "POST", url, body=body, headers=headers, timeout=self._timeout, retries=False, redirect=False
             )
         except (NewConnectionError, ConnectTimeoutError):
-            return SendResult(error_detail="no se pudo conectar con WhatsApp")
+            return SendResult(error_detail=texts.SEND_NO_CONNECTION)
         except ReadTimeoutError:
-            return SendResult(
-                error_detail="WhatsApp no respondió a tiempo; el mensaje puede haberse entregado", ambiguous=True
-            )
+            return SendResult(error_detail=texts.SEND_TIMED_OUT, ambiguous=True)
         except (ProtocolError, HTTPError, OSError) as exc:
             return SendResult(
-                error_detail=f"la conexión se cortó antes de la respuesta ({type(exc).__name__}); "
-                "el mensaje puede haberse entregado",
+                error_detail=texts.SEND_CONNECTION_CUT.format(error=type(exc).__name__),
                 ambiguous=True,
             )
         return _parse(response.status, response.data)
@@ -116,7 +114,7 @@ def _parse(status: int, data: bytes) -> SendResult:
         try:
             return SendResult(wamid=body["messages"][0]["id"], http_status=200)
         except (KeyError, IndexError, TypeError):
-            return SendResult(error_detail="respuesta de WhatsApp sin id de mensaje", http_status=200)
+            return SendResult(error_detail=texts.SEND_NO_MESSAGE_ID, http_status=200)
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
         return SendResult(error_detail=f"HTTP {status}", http_status=status)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -57,3 +58,60 @@ def test_only_the_keys_module_spells_campaign_keys(spelling):
         if spelling in p.read_text()
     ]
     assert hits == []
+
+
+# Letters that only a Spanish sentence needs; an English identifier, log line or CLI output never holds them.
+_SPANISH_LETTERS = frozenset("áéíóúüñÁÉÍÓÚÜÑ¿¡")
+# Keyword arguments and dict keys whose strings document the API (OpenAPI, marshmallow metadata, CLI help).
+_DOC_KEYWORDS = {"description", "metadata", "help"}
+# Strings that may keep Spanish letters outside the catalogue, each with the reason.
+_SPANISH_ALLOWED = {
+    # The OpenAPI document itself: its summaries and descriptions are documentation, not messages.
+    "webapi/openapi.py": None,
+    # "sí" is a spelling of yes accepted by boolean settings (_bool), not a message.
+    "tasks/config.py": {"sí"},
+    # English CLI output that names the Spanish domain word (a sender is a "buzón" everywhere in the API).
+    "webapi/cli.py": {"Buzón '", "every buzón"},
+    # A UTF-8 byte-order mark as it reads in Windows-1252, stripped from a header: bytes, not a message.
+    "webapi/contacts/columns.py": {"ï»¿"},
+}
+
+
+def _spanish_literals(path: Path) -> list[str]:
+    """The string constants of a module holding Spanish letters, except docstrings and API documentation."""
+    tree = ast.parse(path.read_text(), str(path))
+    skipped: set[int] = set()
+
+    def skip(node: ast.AST) -> None:
+        skipped.update(id(n) for n in ast.walk(node))
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            skip(node)  # a docstring (or another bare string statement, which no one reads either)
+        elif isinstance(node, ast.keyword) and node.arg in _DOC_KEYWORDS:
+            skip(node.value)
+        elif isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values, strict=True):
+                if isinstance(key, ast.Constant) and key.value == "description":
+                    skip(value)
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in skipped
+        and _SPANISH_LETTERS.intersection(node.value)
+    ]
+
+
+def test_spanish_texts_live_only_in_the_catalogue():
+    found = {}
+    for package in ("tasks", "webapi"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            name = path.relative_to(ROOT).as_posix()
+            if name == "tasks/texts.py" or (name in _SPANISH_ALLOWED and _SPANISH_ALLOWED[name] is None):
+                continue
+            literals = [s for s in _spanish_literals(path) if s not in (_SPANISH_ALLOWED.get(name) or set())]
+            if literals:
+                found[name] = literals
+    assert found == {}, "move these texts to tasks/texts.py"

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 from flask import Flask, current_app, g, request
 
+from tasks import texts
 from tasks.config import Settings
 from tasks.runtime import Runtime
 from webapi import apikeys
@@ -22,7 +23,6 @@ from webapi.tokens import SessionVerifier, TokenError
 log = logging.getLogger("webapi.access")
 
 ROLE_RANK = {"viewer": 1, "operator": 2, "admin": 3}
-ROLE_NAMES_ES = {"viewer": "lector (viewer)", "operator": "operador (operator)", "admin": "administrador (admin)"}
 PUBLIC_ENDPOINTS = {"docs.openapi_json", "docs.docs", "docs.docs_asset"}
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -108,37 +108,28 @@ class Authenticator:
         scheme, _, token = header.partition(" ")
         token = token.strip()
         if header and scheme.lower() != "bearer":
-            raise _unauthorized("Cabecera Authorization no válida: use 'Authorization: Bearer <token o clave>'.")
+            raise _unauthorized(texts.AUTH_HEADER_INVALID)
         if api_key or apikeys.looks_like_key(token):
             return self._key_caller(api_key or token)
         if token:
             return self._session_caller(token)
-        raise _unauthorized(
-            "Falta la credencial: envíe 'Authorization: Bearer <token de sesión de Supabase>' o "
-            "la clave de API en 'X-API-Key'. Un administrador crea claves con "
-            "'flask --app webapi apikey create'.",
-            "invalid_request",
-        )
+        raise _unauthorized(texts.CREDENTIAL_MISSING, "invalid_request")
 
     def _key_caller(self, key: str) -> Caller:
         """The caller behind an API key."""
         row = self.runtime.store.use_api_key(apikeys.hash_key(key))
         if row is None:
-            raise _unauthorized("La clave de API no es válida o fue revocada. Pida una nueva a un administrador.")
+            raise _unauthorized(texts.API_KEY_INVALID)
         return Caller("key", row["name"], row["role"], _scope(row.get("buzones")))
 
     def _session_caller(self, token: str) -> Caller:
         """The caller behind a Supabase session: role from app_metadata, else api_users, else DEFAULT_ROLE."""
         if self.sessions is None:
-            raise _unauthorized(
-                "Este servidor no acepta sesiones de Supabase (SUPABASE_URL sin configurar); use una clave de API."
-            )
+            raise _unauthorized(texts.SESSIONS_DISABLED)
         try:
             claims = self.sessions.verify(token)
         except TokenError as exc:
-            raise _unauthorized(
-                f"Sesión no válida: {exc}. Inicie sesión de nuevo y envíe el access_token actual."
-            ) from None
+            raise _unauthorized(texts.SESSION_INVALID.format(reason=exc)) from None
         user_id, email = str(claims["sub"]), claims.get("email")
         metadata = claims.get("app_metadata") or {}
         role, buzones = metadata.get("wcq_role"), metadata.get("wcq_buzones")
@@ -149,12 +140,7 @@ class Authenticator:
             else:
                 role, buzones = self.settings.default_role, None
         if role not in ROLE_RANK:
-            raise ApiError(
-                403,
-                "Su usuario no tiene un rol en este servicio. Pida a un administrador que le asigne "
-                "uno (viewer, operator o admin).",
-                {"user_id": user_id},
-            )
+            raise ApiError(403, texts.USER_WITHOUT_ROLE, {"user_id": user_id})
         return Caller("user", user_id, role, _scope(buzones), email)
 
 
@@ -175,12 +161,7 @@ def _refuse_foreign_origin() -> None:
     ):
         return
     g.refused_origin = origin
-    raise ApiError(
-        403,
-        f"El origen '{origin}' no está autorizado a modificar campañas. Si es el front end de "
-        "esta instalación, agréguelo a CORS_ORIGINS.",
-        {"origin": origin},
-    )
+    raise ApiError(403, texts.ORIGIN_REFUSED.format(origin=origin), {"origin": origin})
 
 
 def _check_caller() -> None:
@@ -196,8 +177,7 @@ def _check_caller() -> None:
     if not caller.can(needed):
         raise ApiError(
             403,
-            f"Su rol ({caller.role}) no permite esta operación: hace falta el rol "
-            f"{ROLE_NAMES_ES[needed]}. Pida a un administrador que se lo asigne.",
+            texts.ROLE_TOO_LOW.format(role=caller.role, required=texts.ROLE_NAMES[needed]),
             {"role": caller.role, "required_role": needed},
         )
 

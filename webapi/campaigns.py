@@ -51,8 +51,7 @@ def open_contacts(runtime: Runtime, form: dict, upload) -> ContactStream:
             if size > s.max_csv_bytes:
                 raise ApiError(
                     413,
-                    f"El archivo pesa {size / 1048576:.1f} MB y el límite es {s.max_csv_size_mb} "
-                    "MB. Divida la campaña en archivos más pequeños.",
+                    texts.CSV_TOO_LARGE.format(size_mb=size / 1048576, limit_mb=s.max_csv_size_mb),
                     {"max_csv_size_mb": s.max_csv_size_mb},
                 )
             return open_csv(upload.stream, **options)
@@ -60,12 +59,7 @@ def open_contacts(runtime: Runtime, form: dict, upload) -> ContactStream:
             return open_records(form["contactos"], **options)
     except ContactsError as exc:
         raise ApiError(422, exc.message, exc.details) from None
-    raise ApiError(
-        400,
-        "Falta el archivo: envíe el CSV en el campo 'archivo_csv' (multipart) o la lista "
-        "'contactos' en un cuerpo JSON.",
-        {"field": "archivo_csv"},
-    )
+    raise ApiError(400, texts.FILE_OR_CONTACTS_MISSING, {"field": "archivo_csv"})
 
 
 def check_campaign_id(campaign_id: str) -> None:
@@ -88,8 +82,7 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
         allowed = caller.scope or []
         raise ApiError(
             403,
-            f"Su acceso no permite enviar con el buzón '{form['buzon']}'. Buzones permitidos: "
-            f"{', '.join(allowed) or 'ninguno'}.",
+            texts.SENDER_NOT_ALLOWED.format(buzon=form["buzon"], allowed=", ".join(allowed) or texts.NO_SENDERS),
             {"field": "buzon", "buzones": allowed},
         )
     if store.get_sender(form["buzon"]) is None:
@@ -97,7 +90,7 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
         known = [s["buzon"] for s in list_senders(store, caller.scope)["buzones"]]
         raise ApiError(
             422,
-            f"El buzón '{form['buzon']}' no está registrado. Buzones disponibles: {', '.join(known) or 'ninguno'}.",
+            texts.SENDER_UNKNOWN.format(buzon=form["buzon"], known=", ".join(known) or texts.NO_SENDERS),
             {"field": "buzon", "buzones": known},
         )
     contacts = open_contacts(runtime, form, upload)
@@ -133,17 +126,12 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
         except Exception as exc:
             log.error("Campaign %s could not be enqueued (%s); removing it", campaign_id, type(exc).__name__)
             store.delete_campaign(campaign_id)
-            raise ApiError(
-                503,
-                "No se pudo encolar la campaña porque la cola (Redis) no responde. No se guardó "
-                "nada: intente de nuevo en unos minutos.",
-                {"error": type(exc).__name__},
-            ) from exc
-        message = f"Campaña creada: {stored['total']} mensajes en cola"
+            raise ApiError(503, texts.QUEUE_UNAVAILABLE, {"error": type(exc).__name__}) from exc
+        message = texts.CAMPAIGN_CREATED.format(total=stored["total"])
     else:
-        message = "Esta solicitud ya creó la campaña (misma Idempotency-Key); no se envía nada dos veces"
+        message = texts.CAMPAIGN_ALREADY_CREATED
     if report:
-        message += f"; {len(report)} filas excluidas (ver 'rechazados')"
+        message += texts.ROWS_EXCLUDED.format(count=len(report))
     return {
         "success": True,
         "message": message + ".",
@@ -159,9 +147,7 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
 
 def _not_found(campaign_id: str) -> ApiError:
     """The answer for a campaign that does not exist, or that the caller may not see (the two look alike)."""
-    return ApiError(
-        404, f"No existe la campaña '{campaign_id}'. Consulte /api/listar-campanas.", {"campaign_id": campaign_id}
-    )
+    return ApiError(404, texts.CAMPAIGN_NOT_FOUND.format(campaign_id=campaign_id), {"campaign_id": campaign_id})
 
 
 def check_scope(runtime: Runtime, campaign_id: str, scope: list[str] | None) -> None:
@@ -264,9 +250,9 @@ def list_campaigns(runtime: Runtime, page: int, per_page: int, scope: list[str] 
 
 
 _ACTIONS = {
-    "pausar": ("pause", "Campaña pausada"),
-    "reanudar": ("resume", "Campaña reanudada"),
-    "cancelar": ("cancel", "Campaña cancelada"),
+    "pausar": ("pause", texts.CAMPAIGN_PAUSED),
+    "reanudar": ("resume", texts.CAMPAIGN_RESUMED),
+    "cancelar": ("cancel", texts.CAMPAIGN_CANCELLED),
 }
 
 
@@ -278,11 +264,15 @@ def act_on_campaign(runtime: Runtime, campaign_id: str, action: str, scope: list
     try:
         result = getattr(runtime.pipeline, method)(campaign_id)
     except CampaignNotFound:
-        raise ApiError(404, f"No existe la campaña '{campaign_id}'.", {"campaign_id": campaign_id}) from None
+        raise ApiError(
+            404, texts.CAMPAIGN_NOT_FOUND_SHORT.format(campaign_id=campaign_id), {"campaign_id": campaign_id}
+        ) from None
     except InvalidTransition as exc:
-        raise ApiError(409, f"No se puede {action} la campaña: {exc}.", {"campaign_id": campaign_id}) from None
+        raise ApiError(
+            409, texts.ACTION_REFUSED.format(action=action, reason=exc), {"campaign_id": campaign_id}
+        ) from None
     if method == "cancel":
-        message += f": {result} mensajes sin enviar quedaron cancelados"
+        message += texts.CANCELLED_UNSENT.format(count=result)
     return {
         "success": True,
         "message": message + ".",
@@ -298,21 +288,22 @@ def retry_campaign(runtime: Runtime, campaign_id: str, statuses: list[str], scop
     try:
         moved = runtime.pipeline.retry(campaign_id, statuses)
     except CampaignNotFound:
-        raise ApiError(404, f"No existe la campaña '{campaign_id}'.", {"campaign_id": campaign_id}) from None
+        raise ApiError(
+            404, texts.CAMPAIGN_NOT_FOUND_SHORT.format(campaign_id=campaign_id), {"campaign_id": campaign_id}
+        ) from None
     except InvalidTransition as exc:
-        raise ApiError(409, f"No se puede reintentar: {exc}.", {"campaign_id": campaign_id}) from None
+        raise ApiError(409, texts.RETRY_REFUSED.format(reason=exc), {"campaign_id": campaign_id}) from None
     total = sum(moved.values())
-    detail = ", ".join(f"{n} {_STATUS_ES[s]}" for s, n in moved.items())
+    detail = ", ".join(
+        texts.RETRIED_COUNT.format(count=n, status=texts.RETRIED_STATUS_NAMES[s]) for s, n in moved.items()
+    )
     return {
         "success": True,
-        "message": f"{total} mensajes vuelven a la cola ({detail}).",
+        "message": texts.RETRIED.format(total=total, detail=detail),
         "campaign_id": campaign_id,
         "status": runtime.state.status(campaign_id),
         "reencolados": total,
     }
-
-
-_STATUS_ES = {"unknown": "desconocidos", "failed": "fallidos"}
 
 
 def list_recipients(

@@ -53,7 +53,7 @@ def register_error_handlers(app: Flask) -> None:
         return (
             jsonify(
                 error_body(
-                    f"Demasiadas solicitudes ({exc.description}). Espere {retry_after} segundos y vuelva a intentarlo.",
+                    texts.TOO_MANY_REQUESTS.format(limit=exc.description, retry_after=retry_after),
                     {"limite": exc.description, "retry_after_s": retry_after},
                 )
             ),
@@ -64,7 +64,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ValidationError)
     def _validation_error(exc: ValidationError):
         fields = ", ".join(sorted(exc.messages)) if isinstance(exc.messages, dict) else ""
-        message = f"Datos inválidos en: {fields}. Revise los campos indicados." if fields else "Datos inválidos."
+        message = texts.VALIDATION_FAILED_IN.format(fields=fields) if fields else texts.VALIDATION_FAILED
         return jsonify(error_body(message, {"fields": exc.messages})), 422
 
     @app.errorhandler(RequestEntityTooLarge)
@@ -82,14 +82,14 @@ def register_error_handlers(app: Flask) -> None:
         limit_mb = settings.max_csv_size_mb
         return jsonify(
             error_body(
-                f"El archivo supera el límite de {limit_mb} MB. Divida la campaña en archivos más pequeños.",
+                texts.CSV_TOO_LARGE_UNKNOWN_SIZE.format(limit_mb=limit_mb),
                 {"max_csv_size_mb": limit_mb},
             )
         ), 413
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
-        messages = {404: "La ruta no existe. Consulte /api/docs.", 405: "Método no permitido en esta ruta."}
+        messages = {404: texts.ROUTE_NOT_FOUND, 405: texts.METHOD_NOT_ALLOWED}
         message = messages.get(exc.code or 0, exc.description or exc.name)
         if exc.code == 404 and _PER_CAMPAIGN_ROUTE.match(request.path):
             # An id holding a slash ('../x') matches no route, but what the caller must fix is the id.
@@ -101,7 +101,7 @@ def register_error_handlers(app: Flask) -> None:
         log.exception("Unexpected error: %s", type(exc).__name__)
         return jsonify(
             error_body(
-                "Error interno del servidor. Intente de nuevo; si persiste, avise al equipo técnico.",
+                texts.INTERNAL_ERROR,
                 {"error": type(exc).__name__},
             )
         ), 500

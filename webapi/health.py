@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
+from tasks import texts
 from webapi.context import runtime
 
 bp = Blueprint("health", __name__)
@@ -27,13 +28,8 @@ def readyz():
     ready = redis_ok and database_ok
     body: dict[str, object] = {"success": ready, "redis_connected": redis_ok, "database_connected": database_ok}
     if not ready:
-        body["message"] = (
-            "El servicio no está listo: "
-            + ", ".join(
-                name
-                for name, ok in (("Redis no responde", redis_ok), ("la base de datos no responde", database_ok))
-                if not ok
-            )
-            + "."
+        problems = (
+            name for name, ok in ((texts.NOT_READY_REDIS, redis_ok), (texts.NOT_READY_DATABASE, database_ok)) if not ok
         )
+        body["message"] = texts.NOT_READY.format(problems=", ".join(problems))
     return jsonify(body), 200 if ready else 503

@@ -7,6 +7,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Response, jsonify, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
+from tasks import texts
 from webapi import schemas
 from webapi.errors import ApiError
 
@@ -296,7 +297,7 @@ def docs_asset(name: str):
     if name == "init.js":
         return Response(_DOCS_INIT, mimetype="text/javascript", headers={"Content-Security-Policy": DOCS_CSP})
     if name not in _ASSETS:
-        raise ApiError(404, "La ruta no existe. Consulte /api/docs.")
+        raise ApiError(404, texts.ROUTE_NOT_FOUND)
     response = send_from_directory(swagger_ui_path, name, max_age=86400)
     response.headers["Content-Security-Policy"] = DOCS_CSP
     return response

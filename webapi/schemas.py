@@ -12,10 +12,8 @@ from tasks import texts
 #: The deepest page a listing serves: (page - 1) * per_page must stay a 32-bit offset for PostgreSQL.
 MAX_PAGE = 1_000_000
 
-_TEMPLATE_NAME = validate.Regexp(
-    r"^[a-z0-9_]{1,512}$", error="Use el nombre exacto de la plantilla: minúsculas, números y _."
-)
-_LANGUAGE = validate.Regexp(r"^[a-z]{2,3}(_[A-Z]{2})?$", error="Use un código de idioma como es, es_MX o en_US.")
+_TEMPLATE_NAME = validate.Regexp(r"^[a-z0-9_]{1,512}$", error=texts.TEMPLATE_NAME_INVALID)
+_LANGUAGE = validate.Regexp(r"^[a-z]{2,3}(_[A-Z]{2})?$", error=texts.LANGUAGE_INVALID)
 # PostgreSQL text cannot hold NUL, and a lone UTF-16 surrogate cannot be encoded as UTF-8.
 _BAD_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 

@@ -9,6 +9,8 @@ import time
 import jwt
 import requests
 
+from tasks import texts
+
 log = logging.getLogger("webapi.tokens")
 
 AUDIENCE = "authenticated"
@@ -45,7 +47,7 @@ class JwksCache:
             if (stale or kid not in self._keys) and may_retry:
                 self._fetch(now)
             if kid not in self._keys:
-                raise TokenError("la clave de firma del token (kid) no está publicada por Supabase")
+                raise TokenError(texts.TOKEN_KEY_UNPUBLISHED)
             return self._keys[kid]
 
     def _fetch(self, now: float) -> None:
@@ -84,15 +86,15 @@ class SessionVerifier:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
-            raise TokenError("el token no es un JWT válido") from None
+            raise TokenError(texts.TOKEN_NOT_A_JWT) from None
         algorithm = header.get("alg")
         if self.jwt_secret:
             if algorithm != "HS256":
-                raise TokenError(f"algoritmo {algorithm!r} no aceptado (se espera HS256)")
+                raise TokenError(texts.TOKEN_ALGORITHM_NOT_HS256.format(algorithm=algorithm))
             key = self.jwt_secret
         else:
             if algorithm not in _ASYMMETRIC:
-                raise TokenError(f"algoritmo {algorithm!r} no aceptado (se espera RS256 o ES256)")
+                raise TokenError(texts.TOKEN_ALGORITHM_NOT_ASYMMETRIC.format(algorithm=algorithm))
             assert self.jwks is not None  # built whenever no secret is set
             key = self.jwks.key(header.get("kid")).key
         try:
@@ -106,10 +108,10 @@ class SessionVerifier:
                 options={"require": ["exp", "sub", "aud", "iss"]},
             )
         except jwt.ExpiredSignatureError:
-            raise TokenError("la sesión expiró") from None
+            raise TokenError(texts.TOKEN_EXPIRED) from None
         except jwt.InvalidAudienceError:
-            raise TokenError("el token no es de un usuario autenticado (aud)") from None
+            raise TokenError(texts.TOKEN_WRONG_AUDIENCE) from None
         except jwt.InvalidIssuerError:
-            raise TokenError("el token no fue emitido por este proyecto de Supabase (iss)") from None
+            raise TokenError(texts.TOKEN_WRONG_ISSUER) from None
         except jwt.InvalidTokenError as exc:
-            raise TokenError(f"token no válido ({type(exc).__name__})") from None
+            raise TokenError(texts.TOKEN_INVALID.format(error=type(exc).__name__)) from None

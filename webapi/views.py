@@ -6,6 +6,7 @@ import time
 
 from flask import Blueprint, current_app, jsonify, request
 
+from tasks import texts
 from tasks.heartbeat import live_workers
 from tasks.vocabulary import CAMPAIGNS_QUEUE
 from webapi import campaigns, limits, schemas
@@ -14,6 +15,8 @@ from webapi.context import runtime
 from webapi.errors import ApiError
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
 
 # Built once: creating a Schema deep-copies its declared fields, which showed in request profiles.
 _campaign_action = schemas.CampaignActionSchema()
@@ -40,21 +43,17 @@ def create_campaign():
     if request.is_json:
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
-            raise ApiError(
-                400,
-                "El cuerpo JSON no es válido: envíe un objeto con titulo_campana, plantilla, "
-                "buzon, idioma y contactos.",
-            )
+            raise ApiError(400, texts.JSON_BODY_INVALID)
         form = _request_schema.load(body)
         upload = None
     else:
         form = _request_schema.load(request.form.to_dict())
         upload = request.files.get("archivo_csv")
         if upload is None and form["contactos"] is None:
-            raise ApiError(400, "Falta el archivo: envíe el CSV en el campo 'archivo_csv'.", {"field": "archivo_csv"})
+            raise ApiError(400, texts.FILE_MISSING, {"field": "archivo_csv"})
     key = request.headers.get("Idempotency-Key") or None
-    if key is not None and len(key) > 200:
-        raise ApiError(400, "La cabecera Idempotency-Key no puede superar 200 caracteres.")
+    if key is not None and len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise ApiError(400, texts.IDEMPOTENCY_KEY_TOO_LONG.format(limit=MAX_IDEMPOTENCY_KEY_LENGTH))
     result = campaigns.create_campaign(runtime(), form, upload, key, current_caller())
     return jsonify(_campaign_created.dump(result)), 201
 

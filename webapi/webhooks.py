@@ -9,6 +9,7 @@ import logging
 
 from flask import Blueprint, Response, jsonify, request
 
+from tasks import texts
 from webapi.context import runtime
 from webapi.errors import ApiError
 
@@ -32,7 +33,7 @@ def verify():
         and hmac.compare_digest(token.encode(), expected.encode())
     ):
         return Response(request.args.get("hub.challenge", ""), mimetype="text/plain")
-    raise ApiError(403, "Token de verificación incorrecto o WHATSAPP_VERIFY_TOKEN sin configurar.")
+    raise ApiError(403, texts.WEBHOOK_VERIFY_REFUSED)
 
 
 @bp.post("/whatsapp")
@@ -41,29 +42,29 @@ def receive():
     settings = _settings()
     limit = settings.webhook_max_body_kb * 1024
     if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, f"El cuerpo supera {settings.webhook_max_body_kb} KB.")
+        raise ApiError(413, texts.WEBHOOK_TOO_LARGE.format(limit_kb=settings.webhook_max_body_kb))
     raw = request.stream.read(limit + 1)
     if len(raw) > limit:
-        raise ApiError(413, f"El cuerpo supera {settings.webhook_max_body_kb} KB.")
+        raise ApiError(413, texts.WEBHOOK_TOO_LARGE.format(limit_kb=settings.webhook_max_body_kb))
     secret = settings.whatsapp_app_secret
     if not secret:
-        raise ApiError(503, "WHATSAPP_APP_SECRET no está configurado: no se pueden verificar las notificaciones.")
+        raise ApiError(503, texts.WEBHOOK_NO_SECRET)
     signature = request.headers.get("X-Hub-Signature-256", "")
     expected = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(signature.encode(), expected.encode()):
         log.warning("Webhook refused: %s signature", "missing" if not signature else "wrong")
-        raise ApiError(401, "Firma X-Hub-Signature-256 ausente o incorrecta.")
+        raise ApiError(401, texts.WEBHOOK_BAD_SIGNATURE)
     try:
         body = json.loads(raw)
     except ValueError:
-        raise ApiError(400, "El cuerpo no es JSON válido.") from None
+        raise ApiError(400, texts.WEBHOOK_NOT_JSON) from None
     if not isinstance(body, dict):
-        raise ApiError(400, "El cuerpo debe ser un objeto JSON de notificación de WhatsApp.")
+        raise ApiError(400, texts.WEBHOOK_NOT_OBJECT)
     rt = runtime()
     try:
         if rt.inbox.push(raw):
             rt.queue.schedule_webhooks()
     except Exception:
         # Not acknowledged: Meta sends it again later.
-        raise ApiError(503, "No se pudo registrar la notificación; se reintentará.") from None
+        raise ApiError(503, texts.WEBHOOK_NOT_RECORDED) from None
     return jsonify({"success": True})
