@@ -198,7 +198,7 @@ def test_utf16_files_with_and_without_bom_create_the_campaign_with_names_intact(
     ]
 
 
-def test_json_values_no_database_can_hold_reject_their_rows(api):
+def test_json_values_no_database_can_hold_refuse_the_request_naming_the_contact(api, redis_client, sandbox):
     body = {
         **GOOD_FIELDS,
         "titulo_campana": "JSON hostil",
@@ -209,6 +209,7 @@ def test_json_values_no_database_can_hold_reject_their_rows(api):
         ],
     }
     response = api.post("/api/crear-campana", json=body)
-    assert response.status_code == 201, response.text
-    assert response.json()["total_messages"] == 1
-    assert [r["fila"] for r in response.json()["rechazados"]] == [2, 3]
+    # Like a CSV cell with a NUL, the whole list is refused (nothing half-stored), naming what to fix.
+    assert response.status_code == 422, response.text
+    assert "contacto 2" in response.json()["details"]["fields"]["contactos"][0]
+    _nothing_left(redis_client, sandbox)
