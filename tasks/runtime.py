@@ -34,6 +34,7 @@ class Runtime:
     settings: Settings
     owner: str  # this process's id on the claims it makes
     redis: redis.Redis
+    probe: redis.Redis  # the same Redis without retries, for health answers that must not wait it out
     store: Store
     state: LiveState
     queue: TaskQueue
@@ -48,6 +49,7 @@ class Runtime:
         self.sender.client.close()
         self.store.close()
         self.redis.close()
+        self.probe.close()
 
 
 def redis_client(url: str) -> redis.Redis:
@@ -64,6 +66,11 @@ def redis_client(url: str) -> redis.Redis:
         retry=retry,
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
+
+
+def probe_client(url: str) -> redis.Redis:
+    """A Redis client that gives up within a second: health checks report an outage, they do not ride it out."""
+    return redis.Redis.from_url(url, decode_responses=True, socket_timeout=1, socket_connect_timeout=1, retry=None)
 
 
 def build_runtime(settings: Settings, queue: TaskQueue, *, store: Store | None = None) -> Runtime:
@@ -90,6 +97,7 @@ def build_runtime(settings: Settings, queue: TaskQueue, *, store: Store | None =
         settings=settings,
         owner=owner,
         redis=client,
+        probe=probe_client(settings.redis_url),
         store=store,
         state=state,
         queue=queue,

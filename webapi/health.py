@@ -21,7 +21,7 @@ def readyz():
     """Redis and the database answer; 503 otherwise, so a load balancer sends no traffic here yet."""
     rt = runtime()
     try:
-        redis_ok = bool(rt.redis.ping())
+        redis_ok = bool(rt.probe.ping())
     except Exception:
         redis_ok = False
     database_ok = rt.store.ping()

@@ -122,7 +122,7 @@ def system_status():
     """Whether Redis, the database and the workers are up, and how busy the queue is."""
     rt = runtime()
     try:
-        rt.redis.ping()
+        rt.probe.ping()
         workers = len(live_workers(rt.redis))
         queue_depth = rt.state.queue_depth(CAMPAIGNS_QUEUE)
         active = len(rt.state.active_campaigns())
