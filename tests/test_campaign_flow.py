@@ -73,9 +73,10 @@ def _redis_connections(pid: int, redis_url: str) -> int:
 
 def test_worker_keeps_a_fixed_set_of_redis_connections_however_many_tasks_it_runs(api, worker):
     # Each chunk and each batch callback runs in its own greenlet; none may bring its own Redis connection
-    # (that is what made workers grow without bound over a long campaign).
-    upload(api, make_csv(200, start=4142000000), title="Calentamiento")
-    wait_status(api, "calentamiento", {"completed"}, timeout=60)
+    # (that is what made workers grow without bound over a long campaign). The warm-up is as large as the
+    # measured campaign, so the pools have already grown to the peak number of greenlets in flight.
+    upload(api, make_csv(1500, start=4142000000), title="Calentamiento")
+    wait_status(api, "calentamiento", {"completed"}, timeout=90)
     before = _redis_connections(worker.process.pid, os.environ["REDIS_URL"])
     upload(api, make_csv(1500, start=4143000000), title="Muchas tareas")  # 75 chunk tasks, 15 callbacks
     wait_status(api, "muchas-tareas", {"completed"}, timeout=90)
