@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from tasks import texts
+from tasks.vocabulary import RETRYABLE_RECIPIENT_STATUSES, RecipientStatus
 
 #: The deepest page a listing serves: (page - 1) * per_page must stay a 32-bit offset for PostgreSQL.
 MAX_PAGE = 1_000_000
@@ -284,7 +285,7 @@ class RetryRequestSchema(ApiSchema):
     """Body of POST /api/reintentar-campana/<id>."""
 
     estados = fields.List(
-        fields.String(validate=_one_of(["unknown", "failed"])),
+        fields.String(validate=_one_of([str(s) for s in RETRYABLE_RECIPIENT_STATUSES])),
         load_default=lambda: ["unknown"],
         validate=_length(minimum=1),
         metadata={
@@ -302,9 +303,7 @@ class RetryResultSchema(CampaignActionSchema):
 class RecipientQuerySchema(CampaignListQuerySchema):
     """Filter and paging of GET /api/destinatarios/<id>."""
 
-    estado = fields.String(
-        load_default=None, validate=_one_of(["pending", "sending", "sent", "failed", "cancelled", "unknown"])
-    )
+    estado = fields.String(load_default=None, validate=_one_of([str(s) for s in RecipientStatus]))
     por_pagina = fields.Integer(load_default=100, validate=_range(1, 1000))
 
 
