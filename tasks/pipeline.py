@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -234,14 +235,22 @@ class Pipeline:
             raise CampaignNotFound(campaign_id)
         if result["changed"]:
             stamps = {"finished_at": _now()} if status in FINAL_CAMPAIGN_STATUSES else {}
-            if status == CampaignStatus.RUNNING and not self.state.fields(campaign_id).get("started_at"):
-                stamps["started_at"] = _now()
+            if status == CampaignStatus.RUNNING:
+                stamps["resumed_at"] = repr(time.time())
+                if not self.state.fields(campaign_id).get("started_at"):
+                    stamps["started_at"] = _now()
             self.state.set_status(campaign_id, status, reason, **stamps)
         return result
 
-    def pause(self, campaign_id: str, reason: str | None = None) -> str:
-        """Stop handing out messages; chunks in flight hand theirs back."""
-        self.ensure_live_state(campaign_id)
+    def pause(self, campaign_id: str, reason: str | None = None, *, unless_resumed_after: float | None = None) -> str:
+        """Stop handing out messages; chunks in flight hand theirs back.
+
+        With `unless_resumed_after`, a campaign (re)started after that moment is left running: the pause
+        comes from an answer older than the operator's resume.
+        """
+        fields = self.ensure_live_state(campaign_id)
+        if unless_resumed_after is not None and float(fields.get("resumed_at") or 0) > unless_resumed_after:
+            raise InvalidTransition(texts.CANNOT_ACT.format(status=fields.get("status"), action="pausar"))
         result = self._set_status(campaign_id, CampaignStatus.PAUSED, reason)
         if not result["changed"]:
             raise InvalidTransition(texts.CANNOT_ACT.format(status=result["status"], action="pausar"))

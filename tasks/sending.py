@@ -128,6 +128,7 @@ class Decision:
     outcome: Outcome | None = None  # the message's outcome with DONE, HAND_BACK and STOP (and RETRY, once spent)
     wait_s: float = 0.0  # with WAIT
     stop_as: str | None = None  # with STOP or an account error: the campaign status to move to
+    since: float = 0.0  # when the request that brought the error left (wall clock)
     reason: str | None = None
 
 
@@ -276,7 +277,7 @@ class ChunkSender:
                 time.sleep(decision.wait_s)
                 continue
             if decision.stop_as is not None:
-                self._stop(job.campaign_id, decision.stop_as, decision.reason or "")
+                self._stop(job.campaign_id, decision.stop_as, decision.reason or "", decision.since)
             assert decision.outcome is not None  # every step but WAIT settles the message
             return decision.outcome
 
@@ -296,6 +297,7 @@ class ChunkSender:
         except Exception as exc:
             log.warning("message %s of campaign %s interrupted by %s", message.id, job.campaign_id, type(exc).__name__)
             return Decision(Next.HAND_BACK, _outcome(message, RecipientStatus.PENDING, retries))
+        requested_at = time.time()
         try:
             result = self.client.send(job.sender, payload)
         except Exception as exc:  # the request may have gone out: never resend blindly
@@ -309,9 +311,11 @@ class ChunkSender:
                     detail=texts.SEND_INTERRUPTED.format(error=type(exc).__name__),
                 ),
             )
-        return self._judge(job, message, result, retries)
+        return self._judge(job, message, result, retries, requested_at)
 
-    def _judge(self, job: _Job, message: ClaimedMessage, result: SendResult, retries: int) -> Decision:
+    def _judge(
+        self, job: _Job, message: ClaimedMessage, result: SendResult, retries: int, requested_at: float = 0.0
+    ) -> Decision:
         """Sort WhatsApp's answer into the next step of the loop."""
         pnid = job.sender.phone_number_id
         if result.ok:
@@ -352,6 +356,7 @@ class ChunkSender:
                 Next.HAND_BACK,
                 _outcome(message, RecipientStatus.PENDING, retries, result),
                 stop_as=CampaignStatus.PAUSED,
+                since=requested_at,
                 reason=reason,
             )
         return Decision(Next.DONE, _outcome(message, RecipientStatus.FAILED, retries, result))
@@ -372,13 +377,17 @@ class ChunkSender:
         base, cap = self.policy.backoff_base_s, self.policy.backoff_cap_s
         return random.uniform(base, min(cap, base * 2**attempt))
 
-    def _stop(self, campaign_id: str, status: str, reason: str) -> None:
-        """Pause or fail the campaign once, whichever message noticed first."""
+    def _stop(self, campaign_id: str, status: str, reason: str, since: float = 0.0) -> None:
+        """Pause or fail the campaign once, whichever message noticed first.
+
+        A pause for an answer to a request that left before the operator's latest resume is dropped: the
+        operator has fixed (or chosen to ignore) what that answer reports.
+        """
         try:
             if status == CampaignStatus.FAILED:
                 self.campaigns.fail(campaign_id, reason)
             else:
-                self.campaigns.pause(campaign_id, reason)
+                self.campaigns.pause(campaign_id, reason, unless_resumed_after=since or None)
         except Exception:  # another message already moved it; that is fine
             pass
 

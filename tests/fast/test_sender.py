@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tasks.sending import Next
@@ -118,3 +120,16 @@ def test_each_answer_has_one_named_next_step(rt, code, expected):
     message = ClaimedMessage(1, 1, "584141000000", [], 0)
     decision = rt.sender._judge(job, message, SendResult(error_code=code, http_status=400), 0)
     assert decision.next is expected
+
+
+def test_an_account_error_answered_after_a_resume_does_not_pause_again(rt, queue):
+    new_campaign(rt, "reanudada", 10)
+    requested_before_resume = time.time()
+    rt.pipeline.pause("reanudada", "token vencido (190)")
+    rt.pipeline.resume("reanudada")
+    # The 190 of a request that left before the operator resumed arrives now: the campaign keeps running.
+    rt.sender._stop("reanudada", "paused", "token vencido (190)", requested_before_resume)
+    assert live(rt, "reanudada")["status"] == "running"
+    # One that left after the resume still pauses it.
+    rt.sender._stop("reanudada", "paused", "token vencido (190)", time.time())
+    assert live(rt, "reanudada")["status"] == "paused"
