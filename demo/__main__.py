@@ -108,7 +108,6 @@ def run(args: argparse.Namespace) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     processes: list[Process] = []
     with ExitStack() as stack:
-        stack.callback(lambda: [p.stop() for p in reversed(processes)])
         redis_url = os.environ.get("REDIS_URL")
         if not redis_url:
             print("REDIS_URL is not set: starting an embedded Redis ...")
@@ -124,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
                 latency_min_ms=50, latency_max_ms=300, default_mps=80, tokens={DEMO_PHONE_NUMBER_ID: DEMO_TOKEN}
             )
         )
+        # Registered after the embedded services, so it runs before they stop: the worker, beat, Flower and
+        # the API leave while Redis and PostgreSQL still answer (the other way round, each waited to be killed).
+        stack.callback(lambda: [p.stop() for p in reversed(processes)])
         env = {k: v for k, v in os.environ.items() if not k.startswith("SUPABASE_")}
         env.update(
             REDIS_URL=redis_url,
