@@ -51,34 +51,49 @@ def _dsn(database: str) -> str:
     return f"{base}/{database}"
 
 
+def fresh_database(name: str) -> str:
+    """Create database `name` anew with the migrations applied; returns its URL."""
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = _dsn(name)
+    apply_migrations(url)
+    return url
+
+
+def empty_redis(url: str) -> redis.Redis:
+    """A client of the Redis db at `url`, emptied first."""
+    client = redis.Redis.from_url(url, decode_responses=True)
+    client.flushdb()
+    return client
+
+
+def start_test_sandbox(latency_min_ms: float, latency_max_ms: float):
+    """The WhatsApp sandbox with every test sender's token and throughput cap."""
+    return start_sandbox(
+        latency_min_ms=latency_min_ms,
+        latency_max_ms=latency_max_ms,
+        tokens={pnid: token for pnid, token, _ in SENDERS.values()},
+        mps={pnid: mps for pnid, _, mps in SENDERS.values()},
+    )
+
+
 @pytest.fixture(scope="session")
 def database_url() -> str:
     """A fresh database with the migrations applied, shared by every test of the run."""
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{TEST_DB}"')
-    url = _dsn(TEST_DB)
-    apply_migrations(url)
-    return url
+    return fresh_database(TEST_DB)
 
 
 @pytest.fixture(scope="session")
 def redis_client() -> redis.Redis:
     """The test run's own Redis database, emptied once at the start."""
-    client = redis.Redis.from_url(TEST_REDIS_URL, decode_responses=True)
-    client.flushdb()
-    return client
+    return empty_redis(TEST_REDIS_URL)
 
 
 @pytest.fixture(scope="session")
 def sandbox():
-    """The WhatsApp sandbox with every test sender's token and throughput cap."""
-    handle = start_sandbox(
-        latency_min_ms=10,
-        latency_max_ms=60,
-        tokens={pnid: token for pnid, token, _ in SENDERS.values()},
-        mps={pnid: mps for pnid, _, mps in SENDERS.values()},
-    )
+    """The sandbox of the run, with a latency like WhatsApp's."""
+    handle = start_test_sandbox(10, 60)
     yield handle
     handle.stop()
 
@@ -168,6 +183,7 @@ class Worker:
                 "--without-mingle",
                 "--without-gossip",
             ]
+        self._signalled = False
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "tasks", *command],
             cwd=ROOT,
@@ -191,15 +207,20 @@ class Worker:
         """What the process has logged so far."""
         return self.log_path.read_text(errors="replace")
 
+    def ask_to_stop(self, sig: int = signal.SIGTERM) -> None:
+        """Send the stop signal (once), without waiting."""
+        if self.process.poll() is None and not self._signalled:
+            self._signalled = True
+            self.process.send_signal(sig)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
         """Stop the worker (warm shutdown by default) and wait for it."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self.ask_to_stop(sig)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
         self._log.close()
 
 
@@ -321,10 +342,12 @@ class Stack:
         return worker
 
     def stop(self) -> None:
-        """Stop every process of the stack."""
-        for worker in self.workers.values():
-            worker.stop(timeout=10)
-        self.beat.stop(timeout=10)
+        """Stop every process of the stack, all at once (each warm shutdown takes seconds)."""
+        processes = [*self.workers.values(), self.beat]
+        for worker in processes:
+            worker.ask_to_stop()
+        for worker in processes:
+            worker.stop(timeout=10)  # already asked: this waits, and kills what does not finish in time
         self.api.stop()
 
 

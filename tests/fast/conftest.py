@@ -14,11 +14,9 @@ import psycopg
 import pytest
 import redis
 
-from sandbox.process import start_sandbox
 from tasks.config import load_settings
 from tasks.runtime import build_runtime
-from tasks.store.migrate import apply_migrations
-from tests.conftest import PG_ADMIN_URL, SENDERS, TEST_DB, _dsn
+from tests.conftest import SENDERS, TEST_DB, empty_redis, fresh_database, start_test_sandbox
 from tests.fast.inline import InlineQueue
 from webapi import create_app
 
@@ -29,32 +27,20 @@ APP_SECRET = "fast-app-secret"
 
 @pytest.fixture(scope="session")
 def fast_database_url() -> str:
-    """A fresh database with the migrations applied."""
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{FAST_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{FAST_DB}"')
-    url = _dsn(FAST_DB)
-    apply_migrations(url)
-    return url
+    """A fresh database of the fast lane's own."""
+    return fresh_database(FAST_DB)
 
 
 @pytest.fixture(scope="session")
 def fast_redis() -> redis.Redis:
     """The fast tests' Redis db."""
-    client = redis.Redis.from_url(FAST_REDIS_URL, decode_responses=True)
-    client.flushdb()
-    return client
+    return empty_redis(FAST_REDIS_URL)
 
 
 @pytest.fixture(scope="session")
 def fast_sandbox():
     """The WhatsApp sandbox answering within a few milliseconds."""
-    handle = start_sandbox(
-        latency_min_ms=1,
-        latency_max_ms=3,
-        tokens={pnid: token for pnid, token, _ in SENDERS.values()},
-        mps={pnid: mps for pnid, _, mps in SENDERS.values()},
-    )
+    handle = start_test_sandbox(1, 3)
     yield handle
     handle.stop()
 
