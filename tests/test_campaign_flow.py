@@ -165,6 +165,10 @@ def test_invalid_token_pauses_the_campaign_with_the_reason(api, sandbox):
     paused = wait_status(api, "token-vencido", {"paused"}, timeout=30)
     assert "token" in paused["motivo"].lower()
     assert paused["failed"] == 0, "credential trouble fails no recipient"
+    # The operator fixes the token once the pause has taken effect (the batches in flight handed their
+    # messages back). A 190 answered to a request still in flight when the operator resumes can pause the
+    # campaign again; that race is documented, not covered here.
+    wait_for(lambda: status(api, "token-vencido")["batches_in_flight"] == 0, 30, message="the pause to settle")
     sandbox.configure(forced_errors={})
     api.post("/api/reanudar-campana/token-vencido")
     assert wait_status(api, "token-vencido", {"completed"}, timeout=60)["sent"] == 300
