@@ -13,11 +13,6 @@ CAMPAIGN = PREFIX + "campaign:"
 ACTIVE_CAMPAIGNS = PREFIX + "campaigns:active"
 
 
-def campaign(campaign_id: str, part: str = "") -> str:
-    """A campaign's hash, or one of its parts (`queue`, `inflight`, `errors`, `tick:<second>` ...)."""
-    return f"{CAMPAIGN}{campaign_id}:{part}" if part else CAMPAIGN + campaign_id
-
-
 # tasks.heartbeat: one expiring key per live worker, the workers ever seen, and those found missing.
 WORKER = PREFIX + "worker:"
 KNOWN_WORKERS = PREFIX + "workers:known"

@@ -238,7 +238,6 @@ ROWS_EXCLUDED = "; {count} filas excluidas (ver 'rechazados')"
 # A campaign that does not exist, or that the caller may not see; the short form answers pause, resume,
 # cancel and retry when the pipeline itself finds no campaign.
 CAMPAIGN_NOT_FOUND = "No existe la campaña '{campaign_id}'. Consulte /api/listar-campanas."
-CAMPAIGN_NOT_FOUND_SHORT = "No existe la campaña '{campaign_id}'."
 # The answer to each action; a cancel adds CANCELLED_UNSENT, then a period.
 CAMPAIGN_PAUSED = "Campaña pausada"
 CAMPAIGN_RESUMED = "Campaña reanudada"

@@ -13,7 +13,7 @@ from tasks.pipeline import CampaignNotFound, InvalidTransition
 from tasks.runtime import Runtime
 from tasks.vocabulary import COUNTERS, SETTLED_RECIPIENT_STATUSES, CampaignStatus
 from webapi.access import Caller
-from webapi.contacts import ContactsError, ContactStream, open_csv, open_records
+from webapi.contacts import ContactsError, ContactStream, mask_value, open_csv, open_records
 from webapi.errors import MAX_ID_LENGTH, ApiError
 
 log = logging.getLogger("webapi")
@@ -264,9 +264,7 @@ def act_on_campaign(runtime: Runtime, campaign_id: str, action: str, scope: list
     try:
         result = getattr(runtime.pipeline, method)(campaign_id)
     except CampaignNotFound:
-        raise ApiError(
-            404, texts.CAMPAIGN_NOT_FOUND_SHORT.format(campaign_id=campaign_id), {"campaign_id": campaign_id}
-        ) from None
+        raise _not_found(campaign_id) from None
     except InvalidTransition as exc:
         raise ApiError(
             409, texts.ACTION_REFUSED.format(action=action, reason=exc), {"campaign_id": campaign_id}
@@ -288,9 +286,7 @@ def retry_campaign(runtime: Runtime, campaign_id: str, statuses: list[str], scop
     try:
         moved = runtime.pipeline.retry(campaign_id, statuses)
     except CampaignNotFound:
-        raise ApiError(
-            404, texts.CAMPAIGN_NOT_FOUND_SHORT.format(campaign_id=campaign_id), {"campaign_id": campaign_id}
-        ) from None
+        raise _not_found(campaign_id) from None
     except InvalidTransition as exc:
         raise ApiError(409, texts.RETRY_REFUSED.format(reason=exc), {"campaign_id": campaign_id}) from None
     total = sum(moved.values())
@@ -323,7 +319,7 @@ def list_recipients(
     result = runtime.store.list_recipients(campaign_id, status, per_page, (page - 1) * per_page)
     recipients = result["recipients"]
     if not full_phones:
-        recipients = [{**r, "phone": mask_phone(r["phone"])} for r in recipients]
+        recipients = [{**r, "phone": mask_value(r["phone"])} for r in recipients]
     return {
         "success": True,
         "campaign_id": campaign_id,
@@ -333,13 +329,6 @@ def list_recipients(
         "total": result["total"],
         "destinatarios": recipients,
     }
-
-
-def mask_phone(phone: str) -> str:
-    """Keep the country code's first digits and the last three: enough to tell rows apart, not to call."""
-    if len(phone) <= 6:
-        return "*" * len(phone)
-    return phone[:3] + "*" * (len(phone) - 6) + phone[-3:]
 
 
 def list_senders(store, scope: list[str] | None) -> dict:

@@ -99,7 +99,7 @@ def test_system_status_reports_the_queue(client):
     assert body["instance_id"] == "fast" and body["batch_size"] == 10
 
 
-def test_webhook_handshake_and_signed_notifications(client, app):
+def test_webhook_handshake_and_signed_notifications(client, app, queue):
     ok = client.get("/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=verify-fast&hub.challenge=42")
     assert (ok.status_code, ok.text) == (200, "42")
     assert client.get("/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=x&hub.challenge=1").status_code == 403
@@ -114,7 +114,12 @@ def test_webhook_handshake_and_signed_notifications(client, app):
         "/webhooks/whatsapp", data=body, headers={"X-Hub-Signature-256": "sha256=00"}, content_type="application/json"
     )
     assert refused.status_code == 401
-    assert app.extensions["campaigns"].inbox.size() == 1
+    assert app.extensions["campaigns"].inbox.size() == 1  # only the signed body was kept
+    again = client.post(
+        "/webhooks/whatsapp", data=body, headers={"X-Hub-Signature-256": signature}, content_type="application/json"
+    )
+    assert again.status_code == 200
+    assert queue.webhook_drains == 1  # one drain task for the burst, not one per notification
 
 
 def test_the_openapi_document_lists_every_route(client):
