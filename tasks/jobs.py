@@ -5,21 +5,21 @@ from __future__ import annotations
 from celery import shared_task
 
 from tasks import queue
-from tasks.vocabulary import Outcome
+from tasks.vocabulary import ChunkReport
 from tasks.worker import runtime
 
 
 @shared_task(name=queue.SEND_CHUNK, acks_late=True, ignore_result=False)
-def send_chunk(campaign_id: str, batch_no: int, chunk_no: int) -> list[Outcome]:
-    """Send one chunk of a batch; returns small per-message outcomes for the batch callback."""
+def send_chunk(campaign_id: str, batch_no: int, chunk_no: int) -> ChunkReport:
+    """Send one chunk of a batch and record its outcomes; returns how many it handed back."""
     rt = runtime()
     return rt.sender.send_chunk(campaign_id, batch_no, chunk_no, rt.owner)
 
 
 @shared_task(name=queue.FINISH_BATCH, acks_late=True, ignore_result=True)
-def finish_batch(chunk_results: list[list[Outcome]], campaign_id: str, batch_no: int) -> None:
-    """Chord callback: record a batch's results and dispatch the next batch."""
-    runtime().pipeline.finish_batch(campaign_id, batch_no, chunk_results)
+def finish_batch(reports: list[ChunkReport], campaign_id: str, batch_no: int) -> None:
+    """Chord callback: requeue the batch if it handed messages back, then complete or dispatch more."""
+    runtime().pipeline.finish_batch(campaign_id, batch_no, reports)
 
 
 @shared_task(name=queue.SWEEP, ignore_result=True)

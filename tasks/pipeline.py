@@ -17,6 +17,7 @@ from tasks.vocabulary import (
     FINAL_CAMPAIGN_STATUSES,
     SETTLED_RECIPIENT_STATUSES,
     CampaignStatus,
+    ChunkReport,
     Outcome,
     RecipientStatus,
 )
@@ -139,11 +140,7 @@ class Pipeline:
         sent = 0
         while (batch_no := self.state.next_batch(campaign_id, self.max_concurrent_batches)) is not None:
             try:
-                # The chunk task ids are remembered first, so the sweeper can still apply their results
-                # if the chord never joins (a chunk died with its worker).
-                task_ids = self.queue.new_task_ids(chunk_count(total, batch_size, chunk_size, batch_no))
-                self.state.remember_batch_tasks(campaign_id, batch_no, task_ids)
-                self.queue.enqueue_batch(campaign_id, batch_no, task_ids)
+                self.queue.enqueue_batch(campaign_id, batch_no, chunk_count(total, batch_size, chunk_size, batch_no))
             except Exception:
                 # Hand the batch back so the next dispatch (or resume) finds it.
                 self.state.batch_done(campaign_id, batch_no, requeue=True)
@@ -151,17 +148,23 @@ class Pipeline:
             sent += 1
         return sent
 
-    def finish_batch(self, campaign_id: str, batch_no: int, chunk_results: list[list[Outcome]]) -> dict[str, int]:
-        """Record a batch's outcomes in the store and Redis, log it, then complete or dispatch more."""
-        moved, handed_back = self.record_batch(campaign_id, batch_no, chunk_results)
+    def finish_batch(self, campaign_id: str, batch_no: int, reports: list[ChunkReport]) -> None:
+        """Chord callback: the batch's chunks have recorded their outcomes; complete or dispatch more."""
+        handed_back = sum(r["handed_back"] for r in reports if r)
         self.state.batch_done(campaign_id, batch_no, requeue=handed_back > 0)
         self.settle(campaign_id)
-        return moved
 
-    def record_batch(self, campaign_id: str, batch_no: int, chunk_results: list[list[Outcome]]) -> tuple[dict, int]:
-        """Write chunk outcomes in one bulk call and count what moved; returns (moved, handed back)."""
-        outcomes = [o for chunk in chunk_results if chunk for o in chunk]
-        if self.state.status(campaign_id) == CampaignStatus.CANCELLED:
+    def record_outcomes(self, campaign_id: str, batch_no: int | None, outcomes: list[Outcome]) -> dict[str, int]:
+        """Write a chunk's outcomes in one bulk call and count what moved; returns the moved counts.
+
+        Outcomes apply only to rows still claimed by the worker that reports them, so a repeated call (or
+        one for rows recovery has already settled) moves and counts nothing.
+        """
+        if not outcomes:
+            return {}
+        if any(o["status"] == RecipientStatus.PENDING for o in outcomes) and (
+            self.state.status(campaign_id) == CampaignStatus.CANCELLED
+        ):
             for outcome in outcomes:
                 if outcome["status"] == RecipientStatus.PENDING:
                     outcome["status"] = RecipientStatus.CANCELLED
@@ -170,7 +173,6 @@ class Pipeline:
         # its messages marked, so recovery never sends them again.
         self.state.end_sends(campaign_id, [o["id"] for o in outcomes])
         moved = result["moved"]
-        # Only rows this call really moved are counted, so a repeated callback adds nothing.
         counts = {k: v for k, v in moved.items() if k != RecipientStatus.PENDING}
         if moved:
             counts["retries"] = sum(o.get("retries", 0) for o in outcomes)
@@ -178,11 +180,12 @@ class Pipeline:
         self.state.add_errors(campaign_id, result["errors"])
         sent, failed = moved.get(RecipientStatus.SENT, 0), moved.get(RecipientStatus.FAILED, 0)
         if sent or failed:
-            fields = self.state.fields(campaign_id)
-            batches = batch_count(int(fields["total"]), int(fields["batch_size"]))
-            log.info(texts.LOG_BATCH_DONE, batch_no, batches, sent, sent + failed, failed, campaign_id)
+            fields = self.state.fields(campaign_id) if batch_no is not None else None
+            if fields:
+                batches = batch_count(int(fields["total"]), int(fields["batch_size"]))
+                log.info(texts.LOG_BATCH_DONE, batch_no, batches, sent, sent + failed, failed, campaign_id)
             self._check_error_rate(campaign_id, failed, sent + failed)
-        return moved, sum(1 for o in outcomes if o["status"] == RecipientStatus.PENDING)
+        return moved
 
     def _check_error_rate(self, campaign_id: str, failed: int, processed: int) -> None:
         """Pause the campaign when too many of its recent sends failed (MAX_ERROR_RATE)."""

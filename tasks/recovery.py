@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Callable
 
 from tasks import keys, texts
 from tasks.heartbeat import dead_workers, forget_worker
 from tasks.pipeline import CampaignNotFound, Pipeline
+from tasks.sending import SENTINEL_PREFIX
 from tasks.state import LiveState
 from tasks.store.base import Store
-from tasks.vocabulary import CampaignStatus, Outcome
+from tasks.vocabulary import CampaignStatus, Outcome, RecipientStatus
 
 log = logging.getLogger("tasks.recovery")
 
@@ -22,13 +23,15 @@ _MOVING = (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.CANCELL
 class Sweeper:
     """One pass over open campaigns: recover dead workers' claims, requeue stale batches, finish or dispatch.
 
-    - Claims of a worker that stopped beating: messages it was requesting become unknown (never resent
-      blindly), the others go back to pending.
-    - Claims older than `stuck_claim_s` even though their worker lives (their results were lost, for
-      example while Redis restarted) are treated the same way.
-    - A batch in flight for more than `stale_batch_s` gets the results of its chunk tasks that finished
-      applied (its chord may never join when another chunk died with its worker); once nothing of it is
-      being sent it goes back to the queue. Sending it again is safe: every message is claimed atomically.
+    - Claims of a worker that stopped beating: what WhatsApp told us settles them first (the answers the
+      worker left in Redis, then the status notifications in the store); of the rest, messages it was
+      requesting become unknown (never resent blindly) and the others go back to pending. If Redis lost
+      the worker's marks (its sentinel is gone), every unsettled claim may have been sent: unknown.
+    - Claims older than `stuck_claim_s` even though their worker lives (its chunk could not record them)
+      are treated the same way.
+    - A batch in flight for more than `stale_batch_s` with nothing of it being sent goes back to the
+      queue (its chord may never join when a chunk died with its worker). Sending it again is safe: every
+      message is claimed atomically.
     """
 
     def __init__(
@@ -36,7 +39,6 @@ class Sweeper:
         store: Store,
         state: LiveState,
         pipeline: Pipeline,
-        finished_results: Callable[[list[str]], list[list[Outcome]]],
         *,
         owner: str,
         heartbeat_ttl_s: int,
@@ -46,7 +48,6 @@ class Sweeper:
         self.store = store
         self.state = state
         self.pipeline = pipeline
-        self.finished_results = finished_results
         self.owner = owner
         self.heartbeat_ttl_s = heartbeat_ttl_s
         self.stale_batch_s = stale_batch_s
@@ -57,7 +58,7 @@ class Sweeper:
         redis = self.state.redis
         if not redis.set(keys.SWEEP_LOCK, self.owner, nx=True, ex=max(30, self.stale_batch_s)):
             return {"skipped": True}
-        report = {"unknown": 0, "released": 0, "requeued_batches": 0, "campaigns": 0}
+        report = {"unknown": 0, "released": 0, "settled": 0, "requeued_batches": 0, "campaigns": 0}
         try:
             campaigns = set(self.store.open_campaigns()) | self.state.active_campaigns()
             owners = {campaign_id: self.store.claim_owners(campaign_id) for campaign_id in campaigns}
@@ -74,16 +75,10 @@ class Sweeper:
             redis.delete(keys.SWEEP_LOCK)
         return report
 
-    def _apply_finished_chunks(self, campaign_id: str, batch_no: int) -> None:
-        """Record what the batch's finished chunk tasks reported, whether or not its chord joined."""
-        self.pipeline.record_batch(
-            campaign_id, batch_no, self.finished_results(self.state.batch_tasks(campaign_id, batch_no))
-        )
-
     def _sweep_campaign(self, campaign_id: str, owners: dict[str, int], dead: set[str], report: dict) -> None:
         """Repair one campaign."""
         fields = self.pipeline.ensure_live_state(campaign_id)
-        attempted: set[int] | None = None
+        attempts = None
         for owner, age in owners.items():
             if owner in dead:
                 older_than = 0
@@ -91,25 +86,14 @@ class Sweeper:
                 older_than = self.stuck_claim_s
             else:
                 continue
-            if attempted is None:
-                # Chunks that finished before their worker died have their outcomes in the result backend:
-                # apply those first, so only messages whose fate is really unknown are treated as such.
-                for batch_no in self.state.in_flight_since(campaign_id):
-                    self._apply_finished_chunks(campaign_id, batch_no)
-                attempted = self.state.attempted(campaign_id)
-            moved = self.store.recover_claims(campaign_id, owner, sorted(attempted), older_than)
-            if moved["unknown"] or moved["pending"]:
-                self.state.add_counts(campaign_id, {"unknown": moved["unknown"]})
-                report["unknown"] += moved["unknown"]
-                report["released"] += moved["pending"]
-                log.warning(texts.LOG_DEAD_WORKER_CLAIMS, campaign_id, owner, moved["unknown"], moved["pending"])
+            if attempts is None:
+                attempts = self.state.attempts(campaign_id)
+            self._recover(campaign_id, owner, older_than, *attempts, report)
         if fields.get("status") in _MOVING:
             now = int(time.time())
             old = [
                 b for b, since in self.state.in_flight_since(campaign_id).items() if now - since > self.stale_batch_s
             ]
-            for batch_no in old:
-                self._apply_finished_chunks(campaign_id, batch_no)
             if old:
                 busy = set(self.store.sending_batches(campaign_id, int(fields["batch_size"])))
                 for batch_no in old:
@@ -118,3 +102,37 @@ class Sweeper:
                         report["requeued_batches"] += 1
                         log.warning(texts.LOG_STALE_BATCH, campaign_id, batch_no)
         self.pipeline.settle(campaign_id)
+
+    def _recover(
+        self,
+        campaign_id: str,
+        owner: str,
+        older_than: int,
+        marks: set[int],
+        sentinels: set[str],
+        answers: dict[int, str],
+        report: dict,
+    ) -> None:
+        """Settle one worker's claims in a campaign: its answers first, then its marks (if they survived)."""
+        decoded: list[Outcome] = [json.loads(encoded) for encoded in answers.values()]
+        answered = [o for o in decoded if o.get("owner") == owner]  # they apply only to rows it still claims
+        settled = 0
+        if answered:
+            moved = self.pipeline.record_outcomes(campaign_id, None, answered)
+            settled += sum(n for status, n in moved.items() if status != RecipientStatus.PENDING)
+        trusted = SENTINEL_PREFIX + owner in sentinels
+        claims = self.store.recover_claims(campaign_id, owner, sorted(marks) if trusted else None, older_than)
+        if not trusted and claims["unknown"]:
+            log.warning(texts.LOG_REDIS_LOST_MARKS, campaign_id, owner, claims["unknown"])
+        if any(claims[k] for k in ("unknown", "pending", "sent", "failed")):
+            settled_now = (RecipientStatus.UNKNOWN, RecipientStatus.SENT, RecipientStatus.FAILED)
+            self.state.add_counts(campaign_id, {k: claims[k] for k in settled_now})
+            self.state.add_errors(campaign_id, claims.get("errors") or {})
+            settled += claims["sent"] + claims["failed"]
+            report["unknown"] += claims["unknown"]
+            report["released"] += claims["pending"]
+            report["settled"] += settled
+            log.warning(texts.LOG_DEAD_WORKER_CLAIMS, campaign_id, owner, claims["unknown"], claims["pending"], settled)
+        self.state.end_sends(campaign_id, claims.get("ids") or [])  # their marks and answers have served
+        if not older_than:
+            self.state.drop_sentinel(campaign_id, SENTINEL_PREFIX + owner)

@@ -86,7 +86,6 @@ def build_runtime(settings: Settings, queue: TaskQueue, *, store: Store | None =
         store,
         state,
         pipeline,
-        queue.finished_results,
         owner=owner,
         heartbeat_ttl_s=settings.worker_heartbeat_ttl_s,
         stale_batch_s=settings.stale_batch_s,

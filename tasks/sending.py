@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -18,7 +19,7 @@ from tasks.pipeline import Pipeline, chunk_range
 from tasks.ratelimit import SendRateLimiter
 from tasks.state import LiveState
 from tasks.store.base import ClaimedMessage, Sender, Store, StoreError
-from tasks.vocabulary import CampaignStatus, Outcome, RecipientStatus
+from tasks.vocabulary import CampaignStatus, ChunkReport, Outcome, RecipientStatus
 from tasks.whatsapp import SendResult, WhatsAppClient, template_payload
 
 try:  # the workers run on gevent; plain Python (scripts) sends one by one
@@ -39,6 +40,47 @@ _ANSWERED = (RecipientStatus.SENT, RecipientStatus.FAILED)
 MARK_AHEAD_S = 0.025
 # Above 100 messages/s requests leave on a grid of this step, never before their slot (see ChunkSender._attempt).
 RELEASE_TICK_S = 0.010
+# Beside a worker's send marks stands its sentinel; recovery trusts the marks only while it does.
+SENTINEL_PREFIX = "o:"
+
+
+class _Ledger:
+    """This process's sends of one campaign whose outcomes are not in the store yet.
+
+    `marked` are the messages marked as being requested, `answers` how the answered ones ended (kept in
+    Redis with the next mark call, so recovery finds them if this worker dies). If Redis loses the marks,
+    the next mark call says so and the worker marks all of them again before requesting anything else.
+    """
+
+    __slots__ = ("answers", "marked", "marked_before", "unpushed")
+
+    def __init__(self) -> None:
+        self.marked: set[int] = set()
+        self.answers: dict[int, str] = {}
+        self.unpushed: dict[int, str] = {}
+        self.marked_before = False  # this worker's sentinel should stand beside its marks
+
+    def answered(self, outcome: Outcome) -> None:
+        """Remember how a request WhatsApp answered ended, until the store has it."""
+        encoded = json.dumps(outcome, separators=(",", ":"))
+        self.answers[outcome["id"]] = encoded
+        self.unpushed[outcome["id"]] = encoded
+
+    def take_unpushed(self) -> dict[int, str]:
+        """The answers Redis does not have yet (put back with `give_back` if the call fails)."""
+        taken, self.unpushed = self.unpushed, {}
+        return taken
+
+    def give_back(self, answers: dict[int, str]) -> None:
+        """Answers a failed Redis call did not keep."""
+        self.unpushed.update(answers)
+
+    def recorded(self, message_ids: list[int]) -> None:
+        """The store has these outcomes: nothing to recover for them any more."""
+        for message_id in message_ids:
+            self.marked.discard(message_id)
+            self.answers.pop(message_id, None)
+            self.unpushed.pop(message_id, None)
 
 
 class _SendMarks:
@@ -47,11 +89,14 @@ class _SendMarks:
     The mark is what lets recovery tell a crashed worker's messages that may have gone out (unknown) from
     those that surely did not (pending); marking a message up to MARK_AHEAD_S before its request only
     moves it to the safe side. The status check that comes with it is what makes a pause take effect.
+    The same call hands Redis the answers that came back since the last one.
     """
 
-    def __init__(self, state, campaign_id: str, slots: dict[int, float]):
+    def __init__(self, state: LiveState, campaign_id: str, sentinel: str, ledger: _Ledger, slots: dict[int, float]):
         self.state = state
         self.campaign_id = campaign_id
+        self.sentinel = sentinel
+        self.ledger = ledger
         self.unmarked = dict(slots)  # message id -> monotonic time of its slot
         self.granted: dict[int, bool] = {}
         # Cooperative under gevent: a greenlet that finds a call in progress waits for its answer.
@@ -67,7 +112,23 @@ class _SendMarks:
             due.append(message_id)
             for m in due:
                 self.unmarked.pop(m, None)
-            running = self.state.begin_sends(self.campaign_id, due)
+            ledger = self.ledger
+            ledger.marked.update(due)  # before the call: if it fails, recovery still counts them as maybe sent
+            answers = ledger.take_unpushed()
+            try:
+                result = self.state.begin_sends(self.campaign_id, due, self.sentinel, ledger.marked_before, answers)
+                if result < 0:
+                    # Redis lost this worker's marks: mark again everything it may have sent, first.
+                    result = self.state.begin_sends(
+                        self.campaign_id, sorted(ledger.marked), self.sentinel, False, dict(ledger.answers)
+                    )
+                    log.warning(texts.LOG_MARKS_LOST, self.campaign_id, len(ledger.marked))
+            except Exception:
+                ledger.give_back(answers)
+                raise
+            if result > 0:
+                ledger.marked_before = True
+            running = result > 0
             for m in due[:-1]:
                 self.granted[m] = running
             return running
@@ -166,6 +227,7 @@ class ChunkSender:
         self._specs: dict[str, CampaignSpec] = {}
         self._senders: dict[str, tuple[float, Sender]] = {}
         self._failing: set[str] = set()
+        self._ledgers: dict[tuple[str, str], _Ledger] = {}
 
     # --- cached reads ----------------------------------------------------------------------------
 
@@ -197,8 +259,34 @@ class ChunkSender:
 
     # --- sending ---------------------------------------------------------------------------------
 
-    def send_chunk(self, campaign_id: str, batch_no: int, chunk_no: int, owner: str) -> list[Outcome]:
-        """Claim and send one chunk for worker `owner`; returns one outcome per claimed recipient."""
+    def send_chunk(self, campaign_id: str, batch_no: int, chunk_no: int, owner: str) -> ChunkReport:
+        """Claim, send and record one chunk for worker `owner`; the outcomes are in the store on return."""
+        outcomes = self.send(campaign_id, batch_no, chunk_no, owner)
+        self.record(campaign_id, batch_no, owner, outcomes)
+        handed_back = sum(1 for o in outcomes if o["status"] == RecipientStatus.PENDING)
+        return {"claimed": len(outcomes), "handed_back": handed_back}
+
+    def record(self, campaign_id: str, batch_no: int, owner: str, outcomes: list[Outcome]) -> None:
+        """Write a chunk's outcomes to the store; if that fails, leave its answers where recovery finds them."""
+        ledger = self._ledgers.get((campaign_id, owner))
+        try:
+            self.campaigns.record_outcomes(campaign_id, batch_no, outcomes)
+        except Exception:
+            if ledger is not None:
+                try:
+                    self.state.keep_answers(campaign_id, ledger.take_unpushed())
+                except Exception:
+                    pass
+            raise
+        if ledger is not None:
+            ledger.recorded([o["id"] for o in outcomes])
+
+    def send(self, campaign_id: str, batch_no: int, chunk_no: int, owner: str) -> list[Outcome]:
+        """Claim and send one chunk for worker `owner`; returns one outcome per claimed recipient.
+
+        The outcomes are not recorded yet (`send_chunk` does that): until they are, the worker's marks
+        and answers in Redis are what recovery has to go on.
+        """
         deadline = time.monotonic() + self.policy.chunk_deadline_s
         if self.state.status(campaign_id) != CampaignStatus.RUNNING:
             return []
@@ -221,26 +309,32 @@ class ChunkSender:
         # due within the same few milliseconds wake the worker once instead of once each. Not when an
         # explicit spacing (INTERVALO_ENVIO_MS) was asked for, which the grid could shorten.
         tick = RELEASE_TICK_S if not self.policy.interval_ms and mps * RELEASE_TICK_S > 1 else 0.0
-        job = _Job(
+        ledger = self._ledgers.get((campaign_id, owner))
+        if ledger is None:
+            ledger = self._ledgers[(campaign_id, owner)] = _Ledger()
+        marks = _SendMarks(
+            self.state,
             campaign_id,
-            spec,
-            sender,
-            mps,
-            tick,
-            deadline,
-            _SendMarks(self.state, campaign_id, {m.id: start + wait for m, wait in zip(claimed, slots, strict=True)}),
+            SENTINEL_PREFIX + owner,
+            ledger,
+            {m.id: start + wait for m, wait in zip(claimed, slots, strict=True)},
         )
+        job = _Job(campaign_id, spec, sender, mps, tick, deadline, marks)
 
         def send(item: tuple[ClaimedMessage, float]) -> Outcome:
             message, wait = item
-            return self._deliver(job, message, start + wait)
+            outcome = self._deliver(job, message, start + wait)
+            outcome["owner"] = owner
+            if outcome["status"] in _ANSWERED or (
+                outcome["status"] == RecipientStatus.PENDING and "error_code" in outcome
+            ):
+                ledger.answered(outcome)  # WhatsApp answered: recovery must not guess about this one
+            return outcome
 
         if _GreenPool is not None and len(claimed) > 1:
             outcomes = _GreenPool(len(claimed)).map(send, zip(claimed, slots, strict=True))
         else:
             outcomes = [send(item) for item in zip(claimed, slots, strict=True)]
-        for outcome in outcomes:
-            outcome["owner"] = owner
         answered = sum(1 for o in outcomes if o["status"] in _ANSWERED)
         if answered:
             try:

@@ -36,11 +36,35 @@ end
 return redis.call('SCARD', KEYS[3])
 """
 
-# Marks a message as about to be requested, but only while the campaign runs: one round trip that both
-# makes pause and cancel exact and tells crash recovery which claimed messages may have reached WhatsApp.
+# Keeps the answers WhatsApp gave since the last call, then marks messages as about to be requested, but
+# only while the campaign runs: one round trip that makes pause and cancel exact and tells crash recovery
+# which claimed messages may have reached WhatsApp (marked) and how those answered ended (answers).
+# ARGV: the worker's sentinel, '1' when it has marked in this campaign before, the number of answers,
+# the answers as (id, outcome) pairs, then the ids to mark. Marks only mean something while the sentinel
+# stands beside them: a worker that finds its sentinel gone (Redis lost its data) gets -1 and marks again
+# everything it may have sent; recovery treats an owner without a sentinel as "may have sent anything".
 _BEGIN_SEND = """
+local answers = tonumber(ARGV[3])
+if answers > 0 then
+  redis.call('HSET', KEYS[3], unpack(ARGV, 4, 3 + 2 * answers))
+end
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-redis.call('SADD', KEYS[2], unpack(ARGV))
+if ARGV[2] == '1' and redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then return -1 end
+redis.call('SADD', KEYS[2], ARGV[1], unpack(ARGV, 4 + 2 * answers))
+return 1
+"""
+
+# Counters and stamps only go to a campaign whose hash exists: after Redis lost its data, an increment
+# would otherwise create a hash of counters alone, which hides the loss from the rebuild.
+_INCR_IF_KNOWN = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for i = 1, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
+
+_SET_IF_KNOWN = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
 
@@ -82,6 +106,8 @@ class LiveState:
         self._requeue = client.register_script(_REQUEUE)
         self._begin_send = client.register_script(_BEGIN_SEND)
         self._error_window = client.register_script(_ERROR_WINDOW)
+        self._incr_if_known = client.register_script(_INCR_IF_KNOWN)
+        self._set_if_known = client.register_script(_SET_IF_KNOWN)
 
     @staticmethod
     def _keys(campaign_id: str) -> list[str]:
@@ -145,7 +171,9 @@ class LiveState:
         """Record a status change (the store has already accepted it)."""
         mapping = {"status": status, "reason": reason or "", **stamps}
         pipe = self.redis.pipeline()
-        pipe.hset(_PREFIX + campaign_id, mapping=mapping)
+        self._set_if_known(
+            keys=[_PREFIX + campaign_id], args=[x for item in mapping.items() for x in item], client=pipe
+        )
         if status in FINAL_CAMPAIGN_STATUSES:
             pipe.srem(ACTIVE_SET, campaign_id)
         else:
@@ -174,32 +202,52 @@ class LiveState:
         members, stamps = pipe.execute()
         return {int(b): int(stamps.get(b, 0)) for b in members}
 
-    def remember_batch_tasks(self, campaign_id: str, batch_no: int, task_ids: list[str]) -> None:
-        """Keep the chunk task ids of a dispatched batch (a day), for the sweeper."""
-        key = f"{_PREFIX}{campaign_id}:batch:{batch_no}:tasks"
-        pipe = self.redis.pipeline()
-        pipe.delete(key)
-        pipe.rpush(key, *task_ids)
-        pipe.expire(key, 86400)
-        pipe.execute()
+    def begin_sends(
+        self,
+        campaign_id: str,
+        message_ids: list[int],
+        sentinel: str,
+        marked_before: bool,
+        answers: dict[int, str] | None = None,
+    ) -> int:
+        """Keep `answers`, then mark messages as being requested.
 
-    def batch_tasks(self, campaign_id: str, batch_no: int) -> list[str]:
-        """The chunk task ids of the batch's latest dispatch."""
-        return self.redis.lrange(f"{_PREFIX}{campaign_id}:batch:{batch_no}:tasks", 0, -1)
-
-    def begin_sends(self, campaign_id: str, message_ids: list[int]) -> bool:
-        """Mark messages as being requested; False (and no mark) when the campaign no longer runs."""
-        keys = [_PREFIX + campaign_id, _PREFIX + campaign_id + ":attempting"]
-        return bool(self._begin_send(keys=keys, args=message_ids))
+        Returns 1 when marked, 0 (and no mark) when the campaign no longer runs, -1 (no mark) when this
+        worker's earlier marks are gone: Redis lost them, and the caller must mark again all it may have sent.
+        """
+        base = _PREFIX + campaign_id
+        pairs = [x for item in (answers or {}).items() for x in item]
+        args = [sentinel, "1" if marked_before else "0", len(answers or ()), *pairs, *message_ids]
+        return int(self._begin_send(keys=[base, base + ":attempting", base + ":answers"], args=args))
 
     def end_sends(self, campaign_id: str, message_ids: list[int]) -> None:
-        """Clear the marks of messages whose outcome is now known."""
+        """Clear the marks and answers of messages whose outcome is now in the store."""
         if message_ids:
-            self.redis.srem(_PREFIX + campaign_id + ":attempting", *message_ids)
+            base = _PREFIX + campaign_id
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.srem(base + ":attempting", *message_ids)
+            pipe.hdel(base + ":answers", *message_ids)
+            pipe.execute()
 
-    def attempted(self, campaign_id: str) -> set[int]:
-        """Messages marked as being requested (a dead worker's marks stay here)."""
-        return {int(m) for m in self.redis.smembers(_PREFIX + campaign_id + ":attempting")}
+    def attempts(self, campaign_id: str) -> tuple[set[int], set[str], dict[int, str]]:
+        """Messages marked as being requested, the sentinels of the workers that marked them, and the
+        answers kept for messages not yet recorded (a dead worker's stay here)."""
+        base = _PREFIX + campaign_id
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.smembers(base + ":attempting")
+        pipe.hgetall(base + ":answers")
+        members, answers = pipe.execute()
+        marks = {int(m) for m in members if m.isdigit()}
+        return marks, {m for m in members if not m.isdigit()}, {int(k): v for k, v in answers.items()}
+
+    def keep_answers(self, campaign_id: str, answers: dict[int, str]) -> None:
+        """Keep answers for recovery outside a mark call (the chunk could not record them)."""
+        if answers:
+            self.redis.hset(_PREFIX + campaign_id + ":answers", mapping=answers)
+
+    def drop_sentinel(self, campaign_id: str, sentinel: str) -> None:
+        """Forget a dead worker's sentinel once its claims have been recovered."""
+        self.redis.srem(_PREFIX + campaign_id + ":attempting", sentinel)
 
     def add_errors(self, campaign_id: str, errors: dict[str, dict]) -> None:
         """Count failures by error code, keeping the first detail seen for each code."""
@@ -229,7 +277,7 @@ class LiveState:
 
     def set_counts(self, campaign_id: str, counts: dict[str, int]) -> None:
         """Overwrite counters with the store's exact figures (after a crash or a lost Redis)."""
-        self.redis.hset(_PREFIX + campaign_id, mapping=counts)
+        self._set_if_known(keys=[_PREFIX + campaign_id], args=[x for item in counts.items() for x in item])
 
     def in_flight(self, campaign_id: str) -> int:
         """How many batches of the campaign are in flight."""
@@ -240,13 +288,10 @@ class LiveState:
         return self.redis.llen(self._keys(campaign_id)[1])
 
     def add_counts(self, campaign_id: str, counts: dict[str, int]) -> None:
-        """Increment a campaign's counters."""
-        key = _PREFIX + campaign_id
-        pipe = self.redis.pipeline()
-        for name, value in counts.items():
-            if value:
-                pipe.hincrby(key, name, value)
-        pipe.execute()
+        """Increment a campaign's counters (unless Redis lost the campaign: the rebuild counts them)."""
+        args = [x for name, value in counts.items() if value for x in (name, value)]
+        if args:
+            self._incr_if_known(keys=[_PREFIX + campaign_id], args=args)
 
     def record_activity(self, campaign_id: str, processed: int) -> None:
         """Count messages answered this second, for the live messages/s figure."""
@@ -287,7 +332,7 @@ class LiveState:
         stamp = str(int(time.time()))
         mapping = {**({"last_delivered_at": stamp} if delivered else {}), **({"last_read_at": stamp} if read else {})}
         if mapping:
-            self.redis.hset(_PREFIX + campaign_id, mapping=mapping)
+            self._set_if_known(keys=[_PREFIX + campaign_id], args=[x for item in mapping.items() for x in item])
 
     def note_number_failure(self, phone_number_id: str) -> int:
         """Count a transient failure of a sender number across all workers; returns the current run."""

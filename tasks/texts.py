@@ -328,7 +328,13 @@ LOG_STOPPED = "Campaña %s detenida: %s"
 LOG_RETRIED = "Campaña %s: %s mensajes vuelven a la cola por pedido del operador"
 LOG_DEAD_WORKER_CLAIMS = (
     "Campaña %s: el worker %s dejó %d mensajes sin confirmar (quedan como desconocidos) y %d "
-    "sin enviar (vuelven a la cola)"
+    "sin enviar (vuelven a la cola); %d quedaron resueltos por las respuestas y notificaciones de WhatsApp"
+)
+LOG_MARKS_LOST = (
+    "Campaña %s: Redis perdió las marcas de envío de este worker; se vuelven a marcar %d mensajes antes de seguir"
+)
+LOG_REDIS_LOST_MARKS = (
+    "Campaña %s: Redis perdió las marcas de envío del worker %s; sus %d mensajes sin confirmar quedan como desconocidos"
 )
 LOG_STALE_BATCH = "Campaña %s: el batch %d no terminó a tiempo; vuelve a la cola"
 

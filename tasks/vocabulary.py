@@ -54,7 +54,7 @@ CAMPAIGNS_QUEUE = "campaigns"
 
 
 class Outcome(TypedDict, total=False):
-    """What became of one claimed message, as a chunk task returns it to the batch callback (plain JSON)."""
+    """What became of one claimed message, as a chunk records it in the store (plain JSON)."""
 
     id: int  # the recipient row
     status: str  # a RecipientStatus: sent, failed, unknown, or pending (handed back unsent)
@@ -63,3 +63,10 @@ class Outcome(TypedDict, total=False):
     error_code: int | None  # Cloud API error code, when failed
     error_detail: str  # masked detail for the operator
     owner: str  # the worker that claimed it (outcomes apply only to rows it still claims)
+
+
+class ChunkReport(TypedDict):
+    """What a chunk task tells the batch callback once its outcomes are in the store."""
+
+    claimed: int  # recipients it claimed
+    handed_back: int  # of those, left pending for a later task (deadline, pause, account trouble)

@@ -220,7 +220,8 @@ def test_a_dead_workers_claims_become_unknown_or_pending(store):
     assert set(store.claim_owners("promo")) == {"dead-worker", "live-worker"}
     assert store.sending_batches("promo", 2) == [1, 2]
     moved = store.recover_claims("promo", "dead-worker", [mine[0].id])
-    assert moved == {"unknown": 1, "pending": 2}
+    assert sorted(moved.pop("ids")) == sorted(m.id for m in mine)
+    assert moved == {"unknown": 1, "pending": 2, "sent": 0, "failed": 0, "errors": {}}
     assert store.campaign_counts("promo") == {
         "pending": 3,
         "sending": 1,
@@ -229,9 +230,35 @@ def test_a_dead_workers_claims_become_unknown_or_pending(store):
         "cancelled": 0,
         "unknown": 1,
     }
-    assert store.recover_claims("promo", "dead-worker", [mine[0].id]) == {"unknown": 0, "pending": 0}
+    again = store.recover_claims("promo", "dead-worker", [mine[0].id])
+    assert (again["ids"], again["unknown"], again["pending"]) == ([], 0, 0)
     unknown = store.list_recipients("promo", "unknown", 10, 0)
     assert unknown["total"] == 1 and unknown["recipients"][0]["phone"] == LEADS[0]["phone"]
+
+
+def test_what_whatsapp_reported_settles_a_dead_workers_claims_and_lost_marks_mean_unknown(store):
+    store.create_campaign(_campaign(), LEADS)
+    mine = store.claim_messages("promo", 1, 4, "dead-worker")
+    callback = [f"promo/{m.id}" for m in mine]
+    store.apply_statuses(
+        [
+            {"wamid": "wamid.A", "status": "delivered", "ts": 1_798_000_000, "callback": callback[0]},
+            {
+                "wamid": "wamid.B",
+                "status": "failed",
+                "ts": 1_798_000_000,
+                "callback": callback[1],
+                "error_code": 131026,
+            },
+        ]
+    )
+    # Its marks were lost (None): whatever WhatsApp did not report on may have been sent.
+    moved = store.recover_claims("promo", "dead-worker", None)
+    assert (moved["sent"], moved["failed"], moved["unknown"], moved["pending"]) == (1, 1, 2, 0)
+    assert moved["errors"]["131026"]["count"] == 1
+    counts = store.campaign_counts("promo")
+    assert (counts["sent"], counts["failed"], counts["unknown"], counts["sending"]) == (1, 1, 2, 0)
+    assert store.list_recipients("promo", "sent", 10, 0)["recipients"][0]["wamid"] == "wamid.A"
 
 
 def test_unknown_and_failed_recipients_can_be_requeued(store):

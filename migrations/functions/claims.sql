@@ -29,23 +29,39 @@ RETURNS jsonb LANGUAGE sql STABLE AS $$
           GROUP BY claimed_by) o;
 $$;
 
--- Releases a dead worker's claims: rows whose request may have gone out become unknown, the rest pending.
+-- Releases a dead worker's claims. What WhatsApp reported on decides first: a row with a sent, delivered
+-- or read notification was sent, one with a failed notification failed. Of the rest, rows whose request
+-- may have gone out (in p_attempted, or every row when p_attempted is NULL: the worker's marks were lost)
+-- become unknown, the others pending. Returns the rows moved, how many of each, and failures by error code.
 CREATE OR REPLACE FUNCTION instancia_sofia.recover_claims(
     p_campaign_id text, p_owner text, p_attempted bigint[], p_older_than_s integer DEFAULT 0)
 RETURNS jsonb LANGUAGE sql AS $$
     WITH moved AS (
         UPDATE instancia_sofia.leads_activos
-        SET status = CASE WHEN id = ANY (p_attempted) THEN 'unknown' ELSE 'pending' END,
-            error_detail = CASE WHEN id = ANY (p_attempted)
+        SET status = CASE WHEN delivery_status = 'failed' THEN 'failed'
+                          WHEN delivery_status IS NOT NULL THEN 'sent'
+                          WHEN p_attempted IS NULL OR id = ANY (p_attempted) THEN 'unknown'
+                          ELSE 'pending' END,
+            error_detail = CASE WHEN delivery_status IS NOT NULL THEN error_detail
+                                WHEN p_attempted IS NULL OR id = ANY (p_attempted)
                                 THEN 'El worker se detuvo durante el envío; no se sabe si WhatsApp lo recibió'
                                 ELSE error_detail END,
+            sent_at = CASE WHEN delivery_status IN ('sent', 'delivered', 'read')
+                           THEN COALESCE(sent_at, delivery_updated_at, now()) ELSE sent_at END,
             updated_at = now()
         WHERE campaign_id = p_campaign_id AND status = 'sending'
           AND COALESCE(claimed_by, '') = p_owner
           AND claimed_at <= now() - make_interval(secs => p_older_than_s)
-        RETURNING status)
-    SELECT jsonb_build_object('unknown', count(*) FILTER (WHERE status = 'unknown'),
-                              'pending', count(*) FILTER (WHERE status = 'pending'))
+        RETURNING id, status, error_code, error_detail)
+    SELECT jsonb_build_object('ids', COALESCE(jsonb_agg(id), '[]'::jsonb),
+                              'unknown', count(*) FILTER (WHERE status = 'unknown'),
+                              'pending', count(*) FILTER (WHERE status = 'pending'),
+                              'sent', count(*) FILTER (WHERE status = 'sent'),
+                              'failed', count(*) FILTER (WHERE status = 'failed'),
+                              'errors', COALESCE((SELECT jsonb_object_agg(code, jsonb_build_object('count', n, 'detail', detail))
+                                                  FROM (SELECT COALESCE(error_code::text, 'network') AS code, count(*) AS n,
+                                                               max(error_detail) AS detail
+                                                        FROM moved WHERE status = 'failed' GROUP BY 1) e), '{}'::jsonb))
     FROM moved;
 $$;
 

@@ -121,8 +121,11 @@ class Store:
         """Workers holding claims in the campaign, with the age in seconds of each one's oldest claim."""
         return self._call("claim_owners", p_campaign_id=campaign_id)
 
-    def recover_claims(self, campaign_id: str, owner: str, attempted: list[int], older_than_s: int = 0) -> dict:
-        """Release `owner`'s claims: attempted ones become unknown, the others pending again."""
+    def recover_claims(
+        self, campaign_id: str, owner: str, attempted: list[int] | None, older_than_s: int = 0
+    ) -> dict[str, Any]:
+        """Release `owner`'s claims: those WhatsApp reported on become sent or failed; of the rest, attempted
+        ones (all when `attempted` is None) become unknown and the others pending again."""
         return self._call(
             "recover_claims",
             p_campaign_id=campaign_id,

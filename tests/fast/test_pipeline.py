@@ -12,7 +12,7 @@ def test_a_campaign_runs_batch_by_batch_within_its_in_flight_limit_and_completes
     phones = new_campaign(rt, "completa", 35)
     # 35 messages in batches of 10: four batches, of which MAX_CONCURRENT_BATCHES=2 are handed out at once.
     assert [b for _, b, _ in queue.batches] == [1, 2]
-    assert [len(ids) for _, _, ids in queue.batches] == [2, 2]  # chunks of 5
+    assert [chunks for _, _, chunks in queue.batches] == [2, 2]  # chunks of 5
     assert live(rt, "completa")["status"] == "running"
     queue.run_next(rt)
     assert [b for _, b, _ in queue.batches] == [2, 3]
@@ -73,14 +73,20 @@ def test_retry_sends_the_failed_again_and_reopens_the_campaign(rt, queue, fast_s
     assert stored_statuses(rt, "reintento") == {"sent": 12}
 
 
-def test_a_repeated_batch_callback_counts_nothing_twice(rt, queue):
+def test_a_repeated_chunk_or_batch_callback_counts_nothing_twice(rt, queue):
     new_campaign(rt, "repetida", 10)
-    campaign_id, batch_no, task_ids = queue.send_chunks(rt)
-    results = queue.finished_results(task_ids)
-    rt.pipeline.finish_batch(campaign_id, batch_no, results)
-    rt.pipeline.finish_batch(campaign_id, batch_no, results)  # a redelivered callback
+    campaign_id, batch_no, chunks = queue.batches.popleft()
+    reports = []
+    for chunk_no in range(chunks):
+        outcomes = rt.sender.send(campaign_id, batch_no, chunk_no, rt.owner)
+        rt.sender.record(campaign_id, batch_no, rt.owner, outcomes)
+        rt.sender.record(campaign_id, batch_no, rt.owner, outcomes)  # a redelivered chunk task records again
+        reports.append({"claimed": len(outcomes), "handed_back": 0})
+    rt.pipeline.finish_batch(campaign_id, batch_no, reports)
+    rt.pipeline.finish_batch(campaign_id, batch_no, reports)  # a redelivered callback
     state = live(rt, "repetida")
     assert (state["status"], state["sent"]) == ("completed", 10)
+    assert stored_statuses(rt, "repetida") == {"sent": 10}
 
 
 def test_lost_live_state_is_rebuilt_from_the_store(rt, queue, fast_redis):

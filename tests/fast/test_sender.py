@@ -12,12 +12,17 @@ from tests.fast.helpers import live, new_campaign, sent_to, stored_statuses
 
 
 def send_all(rt, queue) -> list[dict]:
-    """Run every batch and return every outcome the chunks produced."""
+    """Run every batch as a worker does (send, record, callback) and return every outcome it recorded."""
     outcomes = []
     while queue.batches:
-        _, _, task_ids = queue.batches[0]
-        queue.run_next(rt)
-        outcomes += [o for chunk in queue.finished_results(task_ids) for o in chunk]
+        campaign_id, batch_no, chunks = queue.batches.popleft()
+        reports = []
+        for chunk_no in range(chunks):
+            chunk = rt.sender.send(campaign_id, batch_no, chunk_no, rt.owner)
+            rt.sender.record(campaign_id, batch_no, rt.owner, chunk)
+            outcomes += chunk
+            reports.append({"claimed": len(chunk), "handed_back": sum(o["status"] == "pending" for o in chunk)})
+        rt.pipeline.finish_batch(campaign_id, batch_no, reports)
     return outcomes
 
 
@@ -111,12 +116,20 @@ def test_a_paused_campaign_sends_nothing_more(rt, queue, fast_sandbox):
     [(131026, Next.DONE), (130429, Next.WAIT), (131000, Next.RETRY), (132001, Next.STOP), (190, Next.HAND_BACK)],
 )
 def test_each_answer_has_one_named_next_step(rt, code, expected):
-    from tasks.sending import CampaignSpec, _Job, _SendMarks
+    from tasks.sending import CampaignSpec, _Job, _Ledger, _SendMarks
     from tasks.store.base import ClaimedMessage
     from tasks.whatsapp import SendResult
 
     sender = rt.store.get_sender("ventas")
-    job = _Job("x", CampaignSpec(1, "ventas", "t", "es", 1, 1), sender, 80, 0.0, 0.0, _SendMarks(rt.state, "x", {}))
+    job = _Job(
+        "x",
+        CampaignSpec(1, "ventas", "t", "es", 1, 1),
+        sender,
+        80,
+        0.0,
+        0.0,
+        _SendMarks(rt.state, "x", "o:w", _Ledger(), {}),
+    )
     message = ClaimedMessage(1, 1, "584141000000", [], 0)
     decision = rt.sender._judge(job, message, SendResult(error_code=code, http_status=400), 0)
     assert decision.next is expected

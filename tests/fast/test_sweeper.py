@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import time
 
+from tasks.sending import SENTINEL_PREFIX
 from tests.fast.helpers import live, new_campaign, sent_to, stored_statuses
 
 GHOST = "ghost-host:4242:deadbeef"  # a worker that claimed messages and then died: it never beats
+
+
+def wait_until_dead(rt) -> dict:
+    """Sweep once (a missing heartbeat only makes a suspect), wait a heartbeat TTL, sweep again."""
+    first = rt.sweeper.sweep()
+    assert first["unknown"] == 0 and first["settled"] == 0
+    time.sleep(rt.settings.worker_heartbeat_ttl_s + 0.2)
+    return rt.sweeper.sweep()
 
 
 def test_a_dead_workers_claims_become_unknown_if_requested_and_pending_otherwise(rt, queue, fast_sandbox):
     phones = new_campaign(rt, "huerfana", 20)
     queue.batches.popleft()  # batch 1 went to the worker that died
     claimed = rt.store.claim_messages("huerfana", 1, 5, GHOST)
-    assert rt.state.begin_sends("huerfana", [m.id for m in claimed[:2]])  # it was requesting these two
+    # It was requesting these two.
+    assert rt.state.begin_sends("huerfana", [m.id for m in claimed[:2]], SENTINEL_PREFIX + GHOST, False) == 1
 
     first = rt.sweeper.sweep()  # missing once: only a suspect (a Redis restart also loses heartbeats)
     assert first["unknown"] == 0 and stored_statuses(rt, "huerfana")["sending"] == 5
@@ -30,14 +40,79 @@ def test_a_dead_workers_claims_become_unknown_if_requested_and_pending_otherwise
     assert sent_to(fast_sandbox) == {p: 1 for p in phones if p not in unknown}
 
 
-def test_results_of_a_chord_that_never_joined_are_applied_once(rt, queue, fast_sandbox):
+def test_the_answers_a_dead_worker_left_in_redis_settle_its_claims(rt, queue, fast_sandbox):
+    phones = new_campaign(rt, "respuestas", 10)
+    _, _, outcomes = queue.send_unrecorded(rt, owner=GHOST)  # sent, then the worker died before recording
+    marks, sentinels, answers = rt.state.attempts("respuestas")
+    assert sentinels == {SENTINEL_PREFIX + GHOST} and marks == {o["id"] for o in outcomes}
+    # Each mark call carried the answers that had come back since the one before.
+    assert 0 < len(answers) < len(outcomes)
+
+    report = wait_until_dead(rt)
+    assert report["settled"] == len(answers)
+    assert report["unknown"] == len(outcomes) - len(answers)  # only the last answers were still in the worker
+    assert stored_statuses(rt, "respuestas") == {"sent": len(answers), "unknown": len(outcomes) - len(answers)}
+    assert live(rt, "respuestas")["sent"] == len(answers)
+    assert rt.state.attempts("respuestas") == (set(), set(), {})
+    assert sent_to(fast_sandbox) == {p: 1 for p in phones}
+
+
+def test_what_whatsapp_reported_before_the_sweep_settles_a_dead_workers_claims(rt, queue):
+    from tests.fast.test_webhook_applier import notification, status
+
+    new_campaign(rt, "notificada", 10)
+    _, _, outcomes = queue.send_unrecorded(rt, owner=GHOST)
+    # WhatsApp's notifications for every message (matched by the callback data, since no wamid is stored
+    # yet): the first failed after it was accepted, the rest were read.
+    statuses = [
+        status(o["wamid"], "failed" if i == 0 else "read", biz_opaque_callback_data=f"notificada/{o['id']}")
+        | ({"errors": [{"code": 131026, "title": "Message undeliverable"}]} if i == 0 else {})
+        for i, o in enumerate(outcomes)
+    ]
+    rt.inbox.push(notification(*statuses))
+    assert rt.webhooks.process_inbox()["applied"] == len(outcomes)
+    rt.state.end_sends("notificada", [o["id"] for o in outcomes])  # as if the worker's answers were lost too
+
+    report = wait_until_dead(rt)
+    assert report["unknown"] == 0 and report["settled"] == len(outcomes)
+    assert stored_statuses(rt, "notificada") == {"sent": len(outcomes) - 1, "failed": 1}
+    state = live(rt, "notificada")
+    assert (state["sent"], state["failed"], state["unknown"]) == (len(outcomes) - 1, 1, 0)
+
+
+def test_a_dead_worker_whose_marks_redis_lost_leaves_unknown_never_pending(rt, queue, fast_sandbox, fast_redis):
+    phones = new_campaign(rt, "sin-marcas", 10)
+    _, _, outcomes = queue.send_unrecorded(rt, owner=GHOST)
+    fast_redis.flushdb()  # marks, answers, heartbeats, the live state: all gone
+    queue.batches.clear()  # the broker too
+
+    report = wait_until_dead(rt)
+    assert report["unknown"] == len(outcomes) and report["released"] == 0
+    queue.run_all(rt)
+    state = live(rt, "sin-marcas")
+    assert (state["status"], state["unknown"], state["sent"]) == ("completed", len(outcomes), 10 - len(outcomes))
+    assert sent_to(fast_sandbox) == {p: 1 for p in phones}, "nothing was sent twice"
+
+
+def test_a_worker_that_finds_its_marks_gone_marks_them_again(rt, queue, fast_redis):
+    new_campaign(rt, "remarca", 10)
+    campaign_id, batch_no, _ = queue.batches.popleft()
+    first = rt.sender.send(campaign_id, batch_no, 0, rt.owner)  # sent, not recorded yet
+    fast_redis.flushdb()
+    rt.pipeline.ensure_live_state(campaign_id)  # someone rebuilt the live state
+    rt.sender.send(campaign_id, batch_no, 1, rt.owner)  # its first mark call finds the sentinel gone
+    marks, sentinels, _ = rt.state.attempts(campaign_id)
+    assert SENTINEL_PREFIX + rt.owner in sentinels
+    assert {o["id"] for o in first} <= marks, "the chunk sent before the loss is marked again"
+
+
+def test_a_batch_whose_callback_never_ran_is_moved_on_by_the_sweeper(rt, queue, fast_sandbox):
     phones = new_campaign(rt, "sin-union", 20)
-    queue.send_chunks(rt)  # batch 1 sent, but its callback never ran
-    assert stored_statuses(rt, "sin-union")["sending"] == 10
+    queue.send_chunks(rt)  # batch 1 sent and recorded, but its callback never ran
+    assert stored_statuses(rt, "sin-union") == {"sent": 10, "pending": 10}
     time.sleep(rt.settings.stale_batch_s + 1.1)
     report = rt.sweeper.sweep()
     assert report["requeued_batches"] >= 1 and report["unknown"] == 0
-    assert stored_statuses(rt, "sin-union")["sent"] == 10
     queue.run_all(rt)
     state = live(rt, "sin-union")
     assert (state["status"], state["sent"]) == ("completed", 20)
@@ -55,8 +130,7 @@ def test_a_second_sweeper_waits_for_the_first(rt, fast_redis):
 
 def test_a_campaign_nobody_moves_is_completed_by_the_sweeper(rt, queue):
     new_campaign(rt, "quieta", 10)
-    campaign_id, batch_no, task_ids = queue.send_chunks(rt)
-    rt.pipeline.record_batch(campaign_id, batch_no, queue.finished_results(task_ids))  # callback died half-way
+    queue.send_chunks(rt)  # the chunks recorded their outcomes; the callback died
     assert live(rt, "quieta")["status"] == "running"
     time.sleep(rt.settings.stale_batch_s + 1.1)
     rt.sweeper.sweep()
