@@ -149,13 +149,22 @@ class Pipeline:
         return sent
 
     def finish_batch(self, campaign_id: str, batch_no: int, reports: list[ChunkReport]) -> None:
-        """Chord callback: the batch's chunks have recorded their outcomes; complete or dispatch more."""
-        handed_back = sum(r["handed_back"] for r in reports if r)
+        """Chord callback: the batch's chunks have recorded their outcomes; log the batch, check its failure
+        rate, then requeue it if it handed messages back and complete the campaign or dispatch more."""
+        reports = [r for r in reports if r]
+        sent, failed = sum(r["sent"] for r in reports), sum(r["failed"] for r in reports)
+        if sent or failed:
+            fields = self.state.fields(campaign_id)
+            if fields:
+                batches = batch_count(int(fields["total"]), int(fields["batch_size"]))
+                log.info(texts.LOG_BATCH_DONE, batch_no, batches, sent, sent + failed, failed, campaign_id)
+            self._check_error_rate(campaign_id, failed, sent + failed)
+        handed_back = sum(r["handed_back"] for r in reports)
         self.state.batch_done(campaign_id, batch_no, requeue=handed_back > 0)
         self.settle(campaign_id)
 
-    def record_outcomes(self, campaign_id: str, batch_no: int | None, outcomes: list[Outcome]) -> dict[str, int]:
-        """Write a chunk's outcomes in one bulk call and count what moved; returns the moved counts.
+    def record_outcomes(self, campaign_id: str, outcomes: list[Outcome]) -> dict[str, int]:
+        """Write outcomes (a chunk's, or those a dead worker left) in one bulk call; returns what moved.
 
         Outcomes apply only to rows still claimed by the worker that reports them, so a repeated call (or
         one for rows recovery has already settled) moves and counts nothing.
@@ -178,13 +187,6 @@ class Pipeline:
             counts["retries"] = sum(o.get("retries", 0) for o in outcomes)
         self.state.add_counts(campaign_id, counts)
         self.state.add_errors(campaign_id, result["errors"])
-        sent, failed = moved.get(RecipientStatus.SENT, 0), moved.get(RecipientStatus.FAILED, 0)
-        if sent or failed:
-            fields = self.state.fields(campaign_id) if batch_no is not None else None
-            if fields:
-                batches = batch_count(int(fields["total"]), int(fields["batch_size"]))
-                log.info(texts.LOG_BATCH_DONE, batch_no, batches, sent, sent + failed, failed, campaign_id)
-            self._check_error_rate(campaign_id, failed, sent + failed)
         return moved
 
     def _check_error_rate(self, campaign_id: str, failed: int, processed: int) -> None:

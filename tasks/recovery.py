@@ -118,7 +118,7 @@ class Sweeper:
         answered = [o for o in decoded if o.get("owner") == owner]  # they apply only to rows it still claims
         settled = 0
         if answered:
-            moved = self.pipeline.record_outcomes(campaign_id, None, answered)
+            moved = self.pipeline.record_outcomes(campaign_id, answered)
             settled += sum(n for status, n in moved.items() if status != RecipientStatus.PENDING)
         trusted = SENTINEL_PREFIX + owner in sentinels
         claims = self.store.recover_claims(campaign_id, owner, sorted(marks) if trusted else None, older_than)

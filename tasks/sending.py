@@ -262,15 +262,20 @@ class ChunkSender:
     def send_chunk(self, campaign_id: str, batch_no: int, chunk_no: int, owner: str) -> ChunkReport:
         """Claim, send and record one chunk for worker `owner`; the outcomes are in the store on return."""
         outcomes = self.send(campaign_id, batch_no, chunk_no, owner)
-        self.record(campaign_id, batch_no, owner, outcomes)
-        handed_back = sum(1 for o in outcomes if o["status"] == RecipientStatus.PENDING)
-        return {"claimed": len(outcomes), "handed_back": handed_back}
+        moved = self.record(campaign_id, owner, outcomes)
+        return {
+            "claimed": len(outcomes),
+            "handed_back": sum(1 for o in outcomes if o["status"] == RecipientStatus.PENDING),
+            "sent": moved.get(RecipientStatus.SENT, 0),
+            "failed": moved.get(RecipientStatus.FAILED, 0),
+        }
 
-    def record(self, campaign_id: str, batch_no: int, owner: str, outcomes: list[Outcome]) -> None:
-        """Write a chunk's outcomes to the store; if that fails, leave its answers where recovery finds them."""
+    def record(self, campaign_id: str, owner: str, outcomes: list[Outcome]) -> dict[str, int]:
+        """Write a chunk's outcomes to the store (returns what moved); if that fails, leave its answers
+        where recovery finds them."""
         ledger = self._ledgers.get((campaign_id, owner))
         try:
-            self.campaigns.record_outcomes(campaign_id, batch_no, outcomes)
+            moved = self.campaigns.record_outcomes(campaign_id, outcomes)
         except Exception:
             if ledger is not None:
                 try:
@@ -280,6 +285,7 @@ class ChunkSender:
             raise
         if ledger is not None:
             ledger.recorded([o["id"] for o in outcomes])
+        return moved
 
     def send(self, campaign_id: str, batch_no: int, chunk_no: int, owner: str) -> list[Outcome]:
         """Claim and send one chunk for worker `owner`; returns one outcome per claimed recipient.

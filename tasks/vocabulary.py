@@ -70,3 +70,5 @@ class ChunkReport(TypedDict):
 
     claimed: int  # recipients it claimed
     handed_back: int  # of those, left pending for a later task (deadline, pause, account trouble)
+    sent: int  # recorded as sent by this chunk
+    failed: int  # recorded as failed by this chunk

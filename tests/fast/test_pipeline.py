@@ -79,9 +79,9 @@ def test_a_repeated_chunk_or_batch_callback_counts_nothing_twice(rt, queue):
     reports = []
     for chunk_no in range(chunks):
         outcomes = rt.sender.send(campaign_id, batch_no, chunk_no, rt.owner)
-        rt.sender.record(campaign_id, batch_no, rt.owner, outcomes)
-        rt.sender.record(campaign_id, batch_no, rt.owner, outcomes)  # a redelivered chunk task records again
-        reports.append({"claimed": len(outcomes), "handed_back": 0})
+        rt.sender.record(campaign_id, rt.owner, outcomes)
+        rt.sender.record(campaign_id, rt.owner, outcomes)  # a redelivered chunk task records again
+        reports.append({"claimed": len(outcomes), "handed_back": 0, "sent": len(outcomes), "failed": 0})
     rt.pipeline.finish_batch(campaign_id, batch_no, reports)
     rt.pipeline.finish_batch(campaign_id, batch_no, reports)  # a redelivered callback
     state = live(rt, "repetida")

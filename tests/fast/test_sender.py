@@ -19,9 +19,16 @@ def send_all(rt, queue) -> list[dict]:
         reports = []
         for chunk_no in range(chunks):
             chunk = rt.sender.send(campaign_id, batch_no, chunk_no, rt.owner)
-            rt.sender.record(campaign_id, batch_no, rt.owner, chunk)
+            moved = rt.sender.record(campaign_id, rt.owner, chunk)
             outcomes += chunk
-            reports.append({"claimed": len(chunk), "handed_back": sum(o["status"] == "pending" for o in chunk)})
+            reports.append(
+                {
+                    "claimed": len(chunk),
+                    "handed_back": sum(o["status"] == "pending" for o in chunk),
+                    "sent": moved.get("sent", 0),
+                    "failed": moved.get("failed", 0),
+                }
+            )
         rt.pipeline.finish_batch(campaign_id, batch_no, reports)
     return outcomes
 

@@ -77,11 +77,11 @@ def test_a_failed_status_fails_a_sent_message_with_its_code(rt, queue):
 
 def test_a_status_that_arrives_before_its_message_is_recorded_is_kept_and_applied_later(rt, queue):
     new_campaign(rt, "adelantada", 5)
-    campaign_id, batch_no, outcomes = queue.send_unrecorded(rt)  # sent, but the outcomes are not in the store yet
+    campaign_id, _, outcomes = queue.send_unrecorded(rt)  # sent, but the outcomes are not in the store yet
     wamid = outcomes[0]["wamid"]
     rt.inbox.push(notification(status(wamid, "delivered")))
     assert rt.webhooks.process_inbox()["orphans"] == 1
-    rt.sender.record(campaign_id, batch_no, rt.owner, outcomes)
+    rt.sender.record(campaign_id, rt.owner, outcomes)
     assert rt.webhooks.process_inbox()["applied"] == 1
     assert live(rt, "adelantada")["delivered"] == 1
 
