@@ -103,7 +103,8 @@ def sweep_late_after(interval_s: float) -> float:
 class Activity:
     """What one worker is doing, counted in memory by its task signals; its heartbeat publishes it.
 
-    Nothing here touches Redis: a task start or end costs a lock and an addition.
+    Nothing here touches Redis: a task start or end costs a lock and an addition. A chunk's messages count
+    in the second the chunk ends (as the campaigns' live rate counts them).
     """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:

@@ -89,6 +89,7 @@ def connect(app: Celery) -> None:
     worker_process_init.connect(on_init, weak=False, dispatch_uid="wcq.worker_process_init")
     worker_ready.connect(on_ready, weak=False, dispatch_uid="wcq.worker_ready")
     worker_shutdown.connect(on_shutdown, weak=False, dispatch_uid="wcq.worker_shutdown")
+    # Tasks are counted where they run: the gevent pool runs them in this process, next to the heartbeat.
     task_prerun.connect(on_task_start, weak=False, dispatch_uid="wcq.task_prerun")
     task_postrun.connect(on_task_end, weak=False, dispatch_uid="wcq.task_postrun")
     after_setup_logger.connect(on_logging, weak=False, dispatch_uid="wcq.logger")
