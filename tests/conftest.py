@@ -359,8 +359,12 @@ class Stack:
         self.apis = [
             Api(self.env, log_dir, key, gunicorn_workers=gunicorn_workers, name=name, wait=False) for name in names
         ]
-        for api in self.apis:
-            api.wait_ready()
+        try:
+            for api in self.apis:
+                api.wait_ready()
+        except Exception:
+            self.stop()  # the test never gets the stack, so nothing else would stop these processes
+            raise
         self.api = self.apis[0]
 
     def start_worker(self, name: str, concurrency: int = 200) -> Worker:
