@@ -17,9 +17,12 @@ ACTIVE_CAMPAIGNS = PREFIX + "campaigns:active"
 WORKER = PREFIX + "worker:"
 KNOWN_WORKERS = PREFIX + "workers:known"
 SUSPECT_WORKERS = PREFIX + "workers:suspect"
+# tasks.heartbeat: what each worker publishes on every beat (last beat, tasks running, messages sent).
+WORKER_ACTIVITY = PREFIX + "workers:activity:"
 
-# tasks.recovery: only one sweeper pass at a time.
+# tasks.recovery: only one sweeper pass at a time, and when the latest pass began (read by tasks.heartbeat).
 SWEEP_LOCK = PREFIX + "sweep:lock"
+SWEEP_LAST_PASS = PREFIX + "sweep:last_pass"
 
 # tasks.webhooks: verified notification bodies waiting for a worker, and the one drain task scheduled.
 WEBHOOK_INBOX = PREFIX + "webhooks:inbox"

@@ -56,6 +56,7 @@ class Sweeper:
     def sweep(self) -> dict:
         """Repair every open campaign once; skipped while another sweeper holds the lock."""
         redis = self.state.redis
+        redis.set(keys.SWEEP_LAST_PASS, redis.time()[0])  # beat runs: estado-sistema reports when it last did
         if not redis.set(keys.SWEEP_LOCK, self.owner, nx=True, ex=max(30, self.stale_batch_s)):
             return {"skipped": True}
         report = {"unknown": 0, "released": 0, "settled": 0, "requeued_batches": 0, "campaigns": 0}

@@ -256,6 +256,17 @@ NOT_READY = "El servicio no está listo: {problems}."
 NOT_READY_REDIS = "Redis no responde"
 NOT_READY_DATABASE = "la base de datos no responde"
 
+# estado-sistema's `advertencias` when the periodic sweeper (celery beat) has not run in time.
+BEAT_LATE = (
+    "El barrido periódico (celery beat) no corre desde hace {seconds:.0f} s y debería correr cada "
+    "{interval:g} s. Sin él no se recuperan los mensajes de workers caídos ni se completan las "
+    "campañas que nadie mueve. Verifique que 'celery -A tasks beat' esté en marcha."
+)
+BEAT_NEVER_RAN = (
+    "El barrido periódico (celery beat) no ha corrido nunca con este Redis. Sin él no se recuperan los "
+    "mensajes de workers caídos ni se completan las campañas que nadie mueve. Inicie 'celery -A tasks beat'."
+)
+
 # WhatsApp webhooks (Meta's own calls).
 WEBHOOK_VERIFY_REFUSED = "Token de verificación incorrecto o WHATSAPP_VERIFY_TOKEN sin configurar."
 WEBHOOK_TOO_LARGE = "El cuerpo supera {limit_kb} KB."

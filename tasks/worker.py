@@ -1,7 +1,8 @@
 """A worker process's life: build its runtime at start, beat while it consumes, leave cleanly at shutdown.
 
 The handlers are connected by `tasks.celery_app.create_celery_app`; the tasks in `tasks.jobs` reach the
-runtime through `runtime()`.
+runtime through `runtime()`. Every task start and end is counted in memory (`tasks.heartbeat.Activity`),
+and the heartbeat publishes the counts for `GET /api/estado-sistema`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from celery import Celery
 from celery.signals import (
     after_setup_logger,
     after_setup_task_logger,
+    task_postrun,
+    task_prerun,
     worker_init,
     worker_process_init,
     worker_ready,
@@ -19,13 +22,15 @@ from celery.signals import (
 )
 
 from tasks.config import load_settings
-from tasks.heartbeat import Heartbeat
+from tasks.heartbeat import Activity, Heartbeat
 from tasks.logsetup import configure_handlers
-from tasks.queue import CeleryQueue
+from tasks.queue import SEND_CHUNK, CeleryQueue
 from tasks.runtime import Runtime, build_runtime
+from tasks.vocabulary import RecipientStatus
 
 _current: Runtime | None = None
 _heartbeat: Heartbeat | None = None
+_activity: Activity | None = None
 
 
 def runtime() -> Runtime:
@@ -39,8 +44,16 @@ def runtime() -> Runtime:
 
 def _build(app: Celery) -> None:
     """Build this process's runtime from the environment."""
-    global _current
+    global _current, _activity
     _current = build_runtime(load_settings(), CeleryQueue(app))
+    _activity = Activity()
+
+
+def messages_sent(task_name: str | None, state: str | None, retval) -> int:
+    """How many messages a finished task had accepted by WhatsApp (only a chunk sends any)."""
+    if task_name != SEND_CHUNK or state != "SUCCESS" or not isinstance(retval, list):
+        return 0
+    return sum(1 for o in retval if isinstance(o, dict) and o.get("status") == RecipientStatus.SENT)
 
 
 def connect(app: Celery) -> None:
@@ -52,7 +65,7 @@ def connect(app: Celery) -> None:
     def on_ready(sender=None, **_kwargs) -> None:
         global _heartbeat
         rt = runtime()
-        _heartbeat = Heartbeat(rt.redis, rt.owner, rt.settings.worker_heartbeat_ttl_s)
+        _heartbeat = Heartbeat(rt.redis, rt.owner, rt.settings.worker_heartbeat_ttl_s, _activity)
         _heartbeat.start()
 
     def on_shutdown(sender=None, **_kwargs) -> None:
@@ -62,12 +75,23 @@ def connect(app: Celery) -> None:
     def on_logging(logger=None, **_kwargs) -> None:
         _format_worker_logs(logger)
 
+    def on_task_start(sender=None, **_kwargs) -> None:
+        if _activity is not None:
+            _activity.task_started()
+
+    def on_task_end(sender=None, state=None, retval=None, **_kwargs) -> None:
+        if _activity is not None:
+            _activity.task_finished(messages_sent(getattr(sender, "name", None), state, retval))
+
     # The gevent pool runs tasks in this process (worker_init); a prefork child builds its own after the
     # fork (worker_process_init), so it never shares the parent's connections.
     worker_init.connect(on_init, weak=False, dispatch_uid="wcq.worker_init")
     worker_process_init.connect(on_init, weak=False, dispatch_uid="wcq.worker_process_init")
     worker_ready.connect(on_ready, weak=False, dispatch_uid="wcq.worker_ready")
     worker_shutdown.connect(on_shutdown, weak=False, dispatch_uid="wcq.worker_shutdown")
+    # Tasks are counted where they run: the gevent pool runs them in this process, next to the heartbeat.
+    task_prerun.connect(on_task_start, weak=False, dispatch_uid="wcq.task_prerun")
+    task_postrun.connect(on_task_end, weak=False, dispatch_uid="wcq.task_postrun")
     after_setup_logger.connect(on_logging, weak=False, dispatch_uid="wcq.logger")
     after_setup_task_logger.connect(on_logging, weak=False, dispatch_uid="wcq.task_logger")
 

@@ -234,38 +234,50 @@ def worker(service_env, store, redis_client, tmp_path_factory):
 
 
 class Api:
-    """The Flask API served by a real HTTP server process; requests carry `key` unless they bring credentials."""
+    """The Flask API served by a real HTTP server process; requests carry `key` unless they bring credentials.
 
-    def __init__(self, env: dict[str, str], log_dir: Path, key: str | None = None):
+    By default `flask run` (threads, one process); with `gunicorn_workers` the API as deployed: gunicorn with
+    that many gevent worker processes behind one port.
+    """
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_dir: Path,
+        key: str | None = None,
+        *,
+        gunicorn_workers: int | None = None,
+        name: str = "api",
+        wait: bool = True,
+    ):
         self.key = key
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
-        self.log_path = log_dir / "api.log"
+        self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "ab")
+        if gunicorn_workers:
+            server = ["gunicorn", "-k", "gevent", "-w", str(gunicorn_workers), "-b", f"127.0.0.1:{port}"]
+            command = [*server, "--graceful-timeout", "5", "webapi:create_app()"]
+        else:
+            command = ["flask", "--app", "webapi", "run", "--port", str(port), "--no-reload", "--with-threads"]
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "flask",
-                "--app",
-                "webapi",
-                "run",
-                "--port",
-                str(port),
-                "--no-reload",
-                "--with-threads",
-            ],
+            [sys.executable, "-m", *command],
             cwd=ROOT,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Wait until the server answers /healthz."""
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 requests.get(self.url + "/healthz", timeout=2)
                 return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # gunicorn listens before its workers answer
                 if self.process.poll() is not None:
                     break
                 time.sleep(0.2)
@@ -291,9 +303,13 @@ class Api:
         return requests.request(method, self.url + path, timeout=60, headers=self._headers(headers), **kwargs)
 
     def stop(self) -> None:
-        """Stop the server."""
+        """Stop the server (and kill it if it has not finished in 10 s)."""
         self.process.terminate()
-        self.process.wait(10)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
         self._log.close()
 
 
@@ -306,7 +322,11 @@ def api(service_env, store, api_keys, tmp_path_factory):
 
 
 class Stack:
-    """Workers, beat and an API of their own, on a Redis of their own, for tests that break things."""
+    """Workers, beat and an API of their own, on a Redis of their own, for tests that break things.
+
+    `apis` API servers share the stack's Redis and the test database (`api` is the first); with
+    `gunicorn_workers` each is gunicorn with that many gevent workers, as deployed.
+    """
 
     def __init__(
         self,
@@ -315,6 +335,9 @@ class Stack:
         log_dir: Path,
         key: str | None = None,
         loglevel: str = "INFO",
+        *,
+        apis: int = 1,
+        gunicorn_workers: int | None = None,
         **overrides: str,
     ):
         self.env = {
@@ -332,7 +355,17 @@ class Stack:
         self.workers: dict[str, Worker] = {}
         self.loglevel = loglevel
         self.beat = Worker(self.env, "beat", log_dir=log_dir, beat=True, loglevel=loglevel)
-        self.api = Api(self.env, log_dir, key)
+        names = ["api"] if apis == 1 else [f"api-{i + 1}" for i in range(apis)]
+        self.apis = [
+            Api(self.env, log_dir, key, gunicorn_workers=gunicorn_workers, name=name, wait=False) for name in names
+        ]
+        try:
+            for api in self.apis:
+                api.wait_ready()
+        except Exception:
+            self.stop()  # the test never gets the stack, so nothing else would stop these processes
+            raise
+        self.api = self.apis[0]
 
     def start_worker(self, name: str, concurrency: int = 200) -> Worker:
         """Start (or restart) a named worker and wait for its heartbeat."""
@@ -348,7 +381,8 @@ class Stack:
             worker.ask_to_stop()
         for worker in processes:
             worker.stop(timeout=10)  # already asked: this waits, and kills what does not finish in time
-        self.api.stop()
+        for api in self.apis:
+            api.stop()
 
 
 @pytest.fixture
@@ -356,10 +390,20 @@ def make_stack(service_env, api_keys, tmp_path):
     """Build stacks that are stopped when the test ends; each gets a Redis db (or server) of its own."""
     stacks = []
 
-    def build(redis_url: str = TEST_STACK_REDIS_URL, **overrides: str) -> Stack:
+    def build(
+        redis_url: str = TEST_STACK_REDIS_URL, *, apis: int = 1, gunicorn_workers: int | None = None, **overrides: str
+    ) -> Stack:
         client = redis.Redis.from_url(redis_url)
         client.flushdb()
-        stack = Stack(service_env, redis_url, tmp_path, api_keys["operator"], **overrides)
+        stack = Stack(
+            service_env,
+            redis_url,
+            tmp_path,
+            api_keys["operator"],
+            apis=apis,
+            gunicorn_workers=gunicorn_workers,
+            **overrides,
+        )
         stacks.append(stack)
         return stack
 

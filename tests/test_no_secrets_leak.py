@@ -149,6 +149,7 @@ def test_no_token_and_no_whole_phone_number_leaks(make_stack, store, sandbox, se
         )
         assert call("get", "/api/estado-cola/fuga").json()["failed"] == 1
         call("get", "/api/listar-campanas")
+        assert call("get", "/api/estado-sistema").json()["worker_details"], "the worker's published activity"
         call("post", "/api/reintentar-campana/fuga", json={"estados": ["failed"]})
 
         # A database error whose text quotes the failing row, phone included, logged with its traceback.
@@ -171,6 +172,7 @@ def test_no_token_and_no_whole_phone_number_leaks(make_stack, store, sandbox, se
         assert requests.get(flower.url + "/api/tasks", timeout=5).status_code == 401
         time.sleep(2)  # Flower receives task events asynchronously
         tasks = flower.tasks()
+        running = _redis_dump(redis.Redis.from_url(STACK_REDIS_URL))  # with the worker's activity hash
     finally:
         flower.stop()
         stack.stop()
@@ -184,6 +186,7 @@ def test_no_token_and_no_whole_phone_number_leaks(make_stack, store, sandbox, se
     places = {
         **logs,
         "redis": _redis_dump(redis.Redis.from_url(STACK_REDIS_URL)),
+        "redis while running": running,
         "flower tasks": json.dumps(tasks),
         "api responses": "\n".join(responses),
     }

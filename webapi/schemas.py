@@ -256,6 +256,30 @@ class CampaignListSchema(Schema):
     por_pagina = fields.Integer()
 
 
+class WorkerStatusSchema(Schema):
+    """One worker as its latest heartbeat described it."""
+
+    id = fields.String(metadata={"description": "Id del proceso worker (host:pid:sufijo), el que firma sus claims."})
+    alive = fields.Boolean(metadata={"description": "false si su latido expiró (caído o sin Redis)."})
+    last_heartbeat_at = fields.String(allow_none=True, metadata={"description": "Último latido (reloj de Redis)."})
+    seconds_since_heartbeat = fields.Float(allow_none=True)
+    started_at = fields.String(allow_none=True, metadata={"description": "Primer latido de este proceso."})
+    tasks_in_progress = fields.Integer(metadata={"description": "Tareas ejecutándose en su último latido."})
+    sent_last_minute = fields.Integer(
+        metadata={"description": "Mensajes aceptados por WhatsApp en el minuto anterior a su último latido."}
+    )
+
+
+class BeatStatusSchema(Schema):
+    """When the periodic sweeper (celery beat) last ran."""
+
+    running = fields.Boolean(metadata={"description": "true si el barrido corrió dentro de late_after_seconds."})
+    last_pass_at = fields.String(allow_none=True, metadata={"description": "Inicio de la última pasada del barrido."})
+    seconds_since_last_pass = fields.Float(allow_none=True)
+    interval_seconds = fields.Float(metadata={"description": "SWEEP_INTERVAL_S: cada cuánto lo programa beat."})
+    late_after_seconds = fields.Float(metadata={"description": "Sin pasada en este tiempo, se avisa en advertencias."})
+
+
 class SystemStatusSchema(Schema):
     """Answer of GET /api/estado-sistema."""
 
@@ -270,6 +294,12 @@ class SystemStatusSchema(Schema):
     active_campaigns = fields.Integer()
     batch_size = fields.Integer()
     max_concurrent = fields.Integer()
+    worker_details = fields.List(
+        fields.Nested(WorkerStatusSchema),
+        metadata={"description": "Cada worker vivo, o visto y aún no dado por muerto por el barrido."},
+    )
+    beat = fields.Nested(BeatStatusSchema)
+    advertencias = fields.List(fields.String(), metadata={"description": "Problemas que un operador debe atender."})
 
 
 class CampaignActionSchema(Schema):

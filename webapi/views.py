@@ -7,9 +7,7 @@ import time
 from flask import Blueprint, current_app, jsonify, request
 
 from tasks import texts
-from tasks.heartbeat import live_workers
-from tasks.vocabulary import CAMPAIGNS_QUEUE
-from webapi import campaigns, limits, schemas
+from webapi import campaigns, limits, schemas, system
 from webapi.access import current_caller, requires
 from webapi.context import runtime
 from webapi.errors import ApiError
@@ -119,30 +117,9 @@ def list_recipients(campaign_id: str):
 @requires("viewer")
 @limits.reads
 def system_status():
-    """Whether Redis, the database and the workers are up, and how busy the queue is."""
-    rt = runtime()
-    try:
-        rt.probe.ping()
-        workers = len(live_workers(rt.redis))
-        queue_depth = rt.state.queue_depth(CAMPAIGNS_QUEUE)
-        active = len(rt.state.active_campaigns())
-        redis_ok = True
-    except Exception:
-        redis_ok, workers, queue_depth, active = False, 0, 0, 0
-    body = {
-        "success": True,
-        "instance_id": rt.settings.instance_id,
-        "uptime_seconds": round(time.monotonic() - current_app.config["STARTED_AT"], 1),
-        "worker_running": workers > 0,
-        "workers": workers,
-        "redis_connected": redis_ok,
-        "database_connected": rt.store.ping(),
-        "queue_depth": queue_depth,
-        "active_campaigns": active,
-        "batch_size": rt.settings.batch_size,
-        "max_concurrent": rt.settings.max_concurrent_batches,
-    }
-    return jsonify(_system_status.dump(body))
+    """Whether Redis, the database, the workers and beat are up, and how busy the queue is."""
+    uptime = time.monotonic() - current_app.config["STARTED_AT"]
+    return jsonify(_system_status.dump(system.system_status(runtime(), uptime)))
 
 
 @bp.get("/buzones")
