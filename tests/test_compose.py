@@ -17,6 +17,7 @@ import yaml
 
 import celeryconfig
 from tasks.config import Settings
+from tasks.sending import SendPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -253,10 +254,11 @@ def test_worker_healthcheck_pings_this_worker(services):
 
 
 def test_worker_stop_grace_period_lets_a_chunk_finish(services):
-    """SIGTERM lets a worker finish its chunk: the deadline, the last request's timeouts and time to record it."""
+    """SIGTERM lets a worker finish its chunk: the deadline, the last request, its backoff and time to record."""
     settings = Settings()
     connect_timeout_s = min(5.0, settings.http_timeout_s)  # tasks/whatsapp.py: connect, then read
-    needed = settings.chunk_deadline_s + connect_timeout_s + settings.http_timeout_s + 5
+    last_request_s = connect_timeout_s + settings.http_timeout_s + SendPolicy().backoff_cap_s
+    needed = settings.chunk_deadline_s + last_request_s + 5
     assert seconds(services["worker"]["stop_grace_period"]) >= needed
 
 
@@ -303,7 +305,7 @@ def test_compose_keeps_the_healthchecks_and_grace_period():
     result = run_compose("config", flower_auth="ops:secret")
     assert result.returncode == 0, result.stderr
     resolved = yaml.safe_load(result.stdout)["services"]
-    assert seconds(resolved["worker"]["stop_grace_period"]) >= 90
+    assert seconds(resolved["worker"]["stop_grace_period"]) >= 100
     for name in ("redis", "web", "worker", "beat", "flower"):
         assert resolved[name]["healthcheck"]["test"], name
     assert "inspect ping" in " ".join(resolved["worker"]["healthcheck"]["test"])
