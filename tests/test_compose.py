@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
+RAILWAY_DOC = ROOT / "docs" / "deploy-railway.md"
 
 APP_SERVICES = {"web", "worker", "beat", "flower", "whatsapp-sandbox"}
 DOCUMENTED = (
@@ -347,6 +348,34 @@ def test_env_example_lists_every_variable_with_its_default():
     for variable, default in CONFIG_DEFAULTS.items():
         assert values.get(variable) == default, variable
     assert "FLOWER_BASIC_AUTH" in values
+
+
+def test_railway_doc_names_only_real_variables():
+    """Every variable the Railway notes name is one the services read, Flower's, or one Railway documents."""
+    ours = {field.upper() for field in vars(Settings())} | {"FLOWER_BASIC_AUTH"}
+    railway = {"RAILWAY_REPLICA_ID", "RAILWAY_DEPLOYMENT_DRAINING_SECONDS", "RAILWAY_DEPLOYMENT_OVERLAP_SECONDS"}
+    spans = re.findall(r"`([^`]+)`", RAILWAY_DOC.read_text())
+    named = {name for span in spans for name in re.findall(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b", span)}
+    assert named, "the notes name no variable"
+    assert named <= ours | railway, sorted(named - ours - railway)
+
+
+def test_railway_doc_matches_compose(services):
+    """The Railway notes give the services compose's commands and the worker compose's grace period."""
+    text = RAILWAY_DOC.read_text()
+    beat = " ".join(command_of(services["beat"]))
+    assert f"`{beat}`" in text
+    worker = command_of(services["worker"])
+    node = worker.index("-n")
+    documented = re.search(r'`/bin/sh -c "exec (celery -A tasks worker [^"]*)"`', text)
+    assert documented, "the worker's start command is missing"
+    railway_worker = documented.group(1).split()
+    railway_node = railway_worker.index("-n")
+    assert railway_worker[:railway_node] + railway_worker[railway_node + 2 :] == worker[:node] + worker[node + 2 :]
+    grace = int(seconds(services["worker"]["stop_grace_period"]))
+    assert f"`RAILWAY_DEPLOYMENT_DRAINING_SECONDS={grace}`" in text
+    assert f"`stop_grace_period: {grace}s`" in text
+    assert "--appendonly yes --maxmemory-policy noeviction" in text
 
 
 def test_dockerfile_runs_as_non_root():
