@@ -9,16 +9,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first, read from pyproject.toml alone, so a code change does not
-# re-download them: this layer is rebuilt only when pyproject.toml changes.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+# Dependencies first, from the lock alone: every package pinned and checked against its hashes, the
+# project's own pins (see `make lock`). A code change does not re-download them: this layer is rebuilt
+# only when requirements/runtime.txt changes.
+COPY requirements/runtime.txt requirements/runtime.txt
+RUN pip install --require-hashes --no-deps -r requirements/runtime.txt
 
 COPY . .
-RUN pip install . \
+# The project itself, built with the setuptools the lock installed and nothing else; `pip check` stops
+# the build if pyproject.toml names a dependency the lock lacks (run `make lock`).
+RUN pip install --no-deps --no-build-isolation . \
+    && pip check \
     && useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app
 
 # The code stays root-owned so the service account cannot modify it.

@@ -7,18 +7,23 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 import yaml
 
+import celeryconfig
 from tasks.config import Settings
+from tasks.sending import SendPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
+RAILWAY_DOC = ROOT / "docs" / "deploy-railway.md"
 
 APP_SERVICES = {"web", "worker", "beat", "flower", "whatsapp-sandbox"}
 DOCUMENTED = (
@@ -117,6 +122,24 @@ def environment_of(service: dict) -> dict[str, str]:
     return {key: "" if value is None else str(value) for key, value in environment.items()}
 
 
+def seconds(duration: str | int | float) -> float:
+    """A Compose duration (`90s`, `1m30s`, `1h`, or a bare number of seconds) in seconds."""
+    if isinstance(duration, int | float):
+        return float(duration)
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|ms|m|s|us)", duration)
+    assert parts and "".join(number + unit for number, unit in parts) == duration, f"not a duration: {duration}"
+    scale = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 0.000001}
+    return sum(float(number) * scale[unit] for number, unit in parts)
+
+
+def healthcheck_of(service: dict) -> tuple[str, list[str]]:
+    """Return a service's healthcheck as (CMD or CMD-SHELL, its arguments)."""
+    test = service["healthcheck"]["test"]
+    if isinstance(test, str):
+        return "CMD-SHELL", [test]
+    return test[0], [str(arg) for arg in test[1:]]
+
+
 def compose_default(value: str) -> str | None:
     """Return the default of a ${VAR:-default} reference, or None if value is not one."""
     match = re.fullmatch(r"\$\{(\w+):?-(.*)\}", value)
@@ -164,6 +187,8 @@ def test_redis_persists_its_queue(services):
     assert redis["image"].startswith("redis:7")
     command = command_of(redis)
     assert "--appendonly" in command and command[command.index("--appendonly") + 1] == "yes"
+    # A full Redis must refuse writes, never evict queued tasks, chord results or campaign state.
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
     assert any(str(volume).split(":")[1] == "/data" for volume in redis["volumes"])
     assert "redis-cli" in " ".join(redis["healthcheck"]["test"])
     assert not redis.get("ports"), "Redis has no password and must not be published"
@@ -188,6 +213,103 @@ def test_worker_runs_gevent_with_events_and_scales(services):
     assert int(command[command.index("-c") + 1]) > 1
     assert "container_name" not in worker
     assert not worker.get("ports")
+
+
+def test_long_running_services_restart(services):
+    """Redis and every app service but the sandbox come back after a crash or a host reboot."""
+    for name in {"redis"} | APP_SERVICES - {"whatsapp-sandbox"}:
+        assert services[name].get("restart") in {"always", "unless-stopped"}, name
+
+
+def test_every_long_running_service_has_a_healthcheck(services):
+    """Each service but the sandbox has a healthcheck that runs a real probe, with bounded timing."""
+    for name in {"redis"} | APP_SERVICES - {"whatsapp-sandbox"}:
+        healthcheck = services[name]["healthcheck"]
+        kind, _ = healthcheck_of(services[name])
+        assert kind in {"CMD", "CMD-SHELL"}, name
+        assert seconds(healthcheck["timeout"]) < seconds(healthcheck["interval"]), name
+        assert healthcheck.get("retries", 3) >= 1, name
+
+
+def test_web_and_flower_healthchecks_ask_their_http_probes(services):
+    """Web asks /healthz (the process answers; /readyz is for traffic), Flower its unauthenticated /healthcheck."""
+    for name, url in (("web", "http://127.0.0.1:5000/healthz"), ("flower", "http://127.0.0.1:5555/healthcheck")):
+        kind, arguments = healthcheck_of(services[name])
+        assert kind == "CMD" and arguments[:2] == ["python", "-c"], name
+        assert f"urlopen('{url}'" in arguments[2], name
+
+
+def test_worker_healthcheck_pings_this_worker(services):
+    """The worker's healthcheck pings its own node name through the broker, within the check's timeout."""
+    worker = services["worker"]
+    command = command_of(worker)
+    node = command[command.index("-n") + 1]
+    assert node == "celery@%h"
+    kind, arguments = healthcheck_of(worker)
+    assert kind == "CMD-SHELL"
+    probe = shlex.split(arguments[0])
+    assert probe[:5] == ["celery", "-A", "tasks", "inspect", "ping"]
+    # %h is the container's hostname; $$ leaves $HOSTNAME for the container's shell to expand.
+    assert probe[probe.index("-d") + 1] == "celery@$$HOSTNAME"
+    assert float(probe[probe.index("--timeout") + 1]) < seconds(worker["healthcheck"]["timeout"])
+
+
+def test_worker_stop_grace_period_lets_a_chunk_finish(services):
+    """SIGTERM lets a worker finish its chunk: the deadline, the last request, its backoff and time to record."""
+    settings = Settings()
+    connect_timeout_s = min(5.0, settings.http_timeout_s)  # tasks/whatsapp.py: connect, then read
+    last_request_s = connect_timeout_s + settings.http_timeout_s + SendPolicy().backoff_cap_s
+    needed = settings.chunk_deadline_s + last_request_s + 5
+    assert seconds(services["worker"]["stop_grace_period"]) >= needed
+
+
+def beat_schedule_path(services) -> str:
+    command = command_of(services["beat"])
+    (option,) = [arg for arg in command if arg.startswith("--schedule=")]
+    return option.partition("=")[2]
+
+
+def test_beat_healthcheck_watches_the_schedule_file_beat_writes(services):
+    """Beat writes its schedule file after every task it sends; the healthcheck reads that file's age."""
+    assert celeryconfig.beat_sync_every == 1
+    kind, arguments = healthcheck_of(services["beat"])
+    assert kind == "CMD" and arguments[:2] == ["python", "-c"]
+    assert f"glob.glob('{beat_schedule_path(services)}*')" in arguments[2]
+    max_age = float(re.search(r"> (\d+(?:\.\d+)?)\)$", arguments[2]).group(1))
+    # Beat sends the webhook drain every 5 s and the sweep every SWEEP_INTERVAL_S; allow for a slow Redis.
+    schedule = celeryconfig.from_settings(Settings())["beat_schedule"]
+    assert max_age >= 4 * min(entry["schedule"] for entry in schedule.values())
+
+
+@pytest.mark.parametrize(
+    ("age_s", "healthy"), [(None, False), (1, True), (120, False)], ids=["no file", "fresh", "stale"]
+)
+def test_beat_healthcheck_command_tells_fresh_from_stale(services, tmp_path, age_s, healthy):
+    """The healthcheck's own code, pointed at a temporary schedule file: healthy only while the file is fresh."""
+    path = beat_schedule_path(services)
+    _, arguments = healthcheck_of(services["beat"])
+    code = arguments[2].replace(f"'{path}*'", repr(str(tmp_path / "celerybeat-schedule") + "*"))
+    assert code != arguments[2]
+    if age_s is not None:
+        for suffix in (".dat", ".dir"):  # what the pure-Python dbm writes
+            schedule_file = tmp_path / f"celerybeat-schedule{suffix}"
+            schedule_file.write_bytes(b"x")
+            stamp = time.time() - age_s
+            os.utime(schedule_file, (stamp, stamp))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30)
+    assert (result.returncode == 0) == healthy, result.stderr
+
+
+@needs_compose
+def test_compose_keeps_the_healthchecks_and_grace_period():
+    """docker-compose config resolves the file with the worker's grace period and every healthcheck intact."""
+    result = run_compose("config", flower_auth="ops:secret")
+    assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load(result.stdout)["services"]
+    assert seconds(resolved["worker"]["stop_grace_period"]) >= 100
+    for name in ("redis", "web", "worker", "beat", "flower"):
+        assert resolved[name]["healthcheck"]["test"], name
+    assert "inspect ping" in " ".join(resolved["worker"]["healthcheck"]["test"])
 
 
 def test_web_beat_flower_and_sandbox_commands(services):
@@ -228,10 +350,38 @@ def test_env_example_lists_every_variable_with_its_default():
     assert "FLOWER_BASIC_AUTH" in values
 
 
+def test_railway_doc_names_only_real_variables():
+    """Every variable the Railway notes name is one the services read, Flower's, or one Railway documents."""
+    ours = {field.upper() for field in vars(Settings())} | {"FLOWER_BASIC_AUTH"}
+    railway = {"RAILWAY_REPLICA_ID", "RAILWAY_DEPLOYMENT_DRAINING_SECONDS", "RAILWAY_DEPLOYMENT_OVERLAP_SECONDS"}
+    spans = re.findall(r"`([^`]+)`", RAILWAY_DOC.read_text())
+    named = {name for span in spans for name in re.findall(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b", span)}
+    assert named, "the notes name no variable"
+    assert named <= ours | railway, sorted(named - ours - railway)
+
+
+def test_railway_doc_matches_compose(services):
+    """The Railway notes give the services compose's commands and the worker compose's grace period."""
+    text = RAILWAY_DOC.read_text()
+    beat = " ".join(command_of(services["beat"]))
+    assert f"`{beat}`" in text
+    worker = command_of(services["worker"])
+    node = worker.index("-n")
+    documented = re.search(r'`/bin/sh -c "exec (celery -A tasks worker [^"]*)"`', text)
+    assert documented, "the worker's start command is missing"
+    railway_worker = documented.group(1).split()
+    railway_node = railway_worker.index("-n")
+    assert railway_worker[:railway_node] + railway_worker[railway_node + 2 :] == worker[:node] + worker[node + 2 :]
+    grace = int(seconds(services["worker"]["stop_grace_period"]))
+    assert f"`RAILWAY_DEPLOYMENT_DRAINING_SECONDS={grace}`" in text
+    assert f"`stop_grace_period: {grace}s`" in text
+    assert "--appendonly yes --maxmemory-policy noeviction" in text
+
+
 def test_dockerfile_runs_as_non_root():
     """The image is python:3.11-slim, installs the project with pip and ends as an unprivileged user."""
     text = DOCKERFILE.read_text()
     assert re.search(r"^FROM python:3\.11-slim\b", text, re.M)
-    assert re.search(r"pip install \.", text)
+    assert re.search(r"pip install (--[\w-]+ )*\.", text)
     users = re.findall(r"^USER\s+(\S+)", text, re.M)
     assert users and users[-1] not in {"root", "0"}
