@@ -26,7 +26,6 @@ from tasks.heartbeat import Activity, Heartbeat
 from tasks.logsetup import configure_handlers
 from tasks.queue import SEND_CHUNK, CeleryQueue
 from tasks.runtime import Runtime, build_runtime
-from tasks.vocabulary import RecipientStatus
 
 _current: Runtime | None = None
 _heartbeat: Heartbeat | None = None
@@ -51,9 +50,9 @@ def _build(app: Celery) -> None:
 
 def messages_sent(task_name: str | None, state: str | None, retval) -> int:
     """How many messages a finished task had accepted by WhatsApp (only a chunk sends any)."""
-    if task_name != SEND_CHUNK or state != "SUCCESS" or not isinstance(retval, list):
+    if task_name != SEND_CHUNK or state != "SUCCESS" or not isinstance(retval, dict):
         return 0
-    return sum(1 for o in retval if isinstance(o, dict) and o.get("status") == RecipientStatus.SENT)
+    return int(retval.get("sent") or 0)  # the chunk's report: what it recorded as sent
 
 
 def connect(app: Celery) -> None:

@@ -80,11 +80,11 @@ def test_messages_sent_count_over_the_last_minute_only():
 
 
 def test_only_chunks_that_succeeded_count_their_sent_messages():
-    outcomes = [{"id": 1, "status": "sent"}, {"id": 2, "status": "failed"}, {"id": 3, "status": "sent"}]
-    assert messages_sent(SEND_CHUNK, "SUCCESS", outcomes) == 2
-    assert messages_sent(SEND_CHUNK, "FAILURE", outcomes) == 0
+    report = {"claimed": 4, "handed_back": 1, "sent": 2, "failed": 1}
+    assert messages_sent(SEND_CHUNK, "SUCCESS", report) == 2
+    assert messages_sent(SEND_CHUNK, "FAILURE", report) == 0
     assert messages_sent(FINISH_BATCH, "SUCCESS", None) == 0
-    assert messages_sent(SEND_CHUNK, "SUCCESS", []) == 0
+    assert messages_sent(SEND_CHUNK, "SUCCESS", {"claimed": 0, "handed_back": 0, "sent": 0, "failed": 0}) == 0
 
 
 def test_beat_is_reported_with_its_last_pass_and_a_warning_when_it_is_late(client, app, fast_redis):
