@@ -10,7 +10,7 @@ from tasks import keys, texts
 from tasks.heartbeat import dead_workers, forget_worker
 from tasks.pipeline import CampaignNotFound, Pipeline
 from tasks.state import LiveState
-from tasks.store.base import Store
+from tasks.store.base import Store, StoreUnavailable
 from tasks.vocabulary import CampaignStatus, Outcome
 
 log = logging.getLogger("tasks.recovery")
@@ -73,6 +73,21 @@ class Sweeper:
         finally:
             redis.delete(keys.SWEEP_LOCK)
         return report
+
+    def guarded_sweep(self) -> dict:
+        """A pass of `sweep` that ends at once, with a warning, while the database is away.
+
+        Every repair needs the database; waiting for it would hold the sweep lock and a worker's slot while
+        passes pile up behind it. The next pass, SWEEP_INTERVAL_S later, finds it back.
+        """
+        if not self.store.ping():
+            log.warning(texts.LOG_SWEEP_NO_DATABASE, "ping")
+            return {"skipped": True, "database": False}
+        try:
+            return self.sweep()
+        except StoreUnavailable as exc:  # it went away during the pass, which is safe to cut short anywhere
+            log.warning(texts.LOG_SWEEP_NO_DATABASE, exc)
+            return {"skipped": True, "database": False}
 
     def _apply_finished_chunks(self, campaign_id: str, batch_no: int) -> None:
         """Record what the batch's finished chunk tasks reported, whether or not its chord joined."""
