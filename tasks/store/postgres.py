@@ -64,7 +64,7 @@ def connection_options(dsn: str, connect_timeout_s: int, statement_timeout_s: in
 
     The statement timeout is passed as a startup option (`-c statement_timeout=...`), added to any
     `options` the URL already has; 0 leaves it to the server, which a pooler that refuses startup options
-    needs (PgBouncer answers "unsupported startup parameter: options"; Supabase also sets one per role).
+    needs (PgBouncer may answer "unsupported startup parameter: options"; Supabase also sets one per role).
     """
     kwargs: dict[str, Any] = {
         # prepare_threshold=None keeps it working behind Supabase's transaction pooler (pgbouncer).
