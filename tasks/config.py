@@ -28,6 +28,9 @@ class Settings:
     supabase_url: str | None = None
     supabase_key: str | None = None
     database_url: str | None = None
+    database_connect_timeout_s: int = 5
+    database_statement_timeout_s: int = 30
+    database_retry_s: float = 60.0
     redis_url: str = "redis://localhost:6379/0"
     debug: bool = False
     instance_id: str = "instance-1"
@@ -89,6 +92,17 @@ def _positive_float(name: str, raw: str) -> float:
     return value
 
 
+def _non_negative_float(name: str, raw: str) -> float:
+    """Parse a number of seconds that may be 0, naming the variable when it is not one."""
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value < 0:
+        raise ConfigError(f"{name}={value} must be 0 or more")
+    return value
+
+
 def _bool(name: str, raw: str) -> bool:
     """Parse the usual spellings of true and false."""
     text = raw.strip().lower()
@@ -125,6 +139,9 @@ _PARSERS = {
     "supabase_url": lambda n, v: _url(n, v, {"http", "https"}),
     "supabase_key": lambda n, v: v.strip(),
     "database_url": lambda n, v: _url(n, v, {"postgres", "postgresql"}),
+    "database_connect_timeout_s": lambda n, v: _positive_int(n, v, minimum=2),
+    "database_statement_timeout_s": lambda n, v: _positive_int(n, v, minimum=0),
+    "database_retry_s": lambda n, v: _non_negative_float(n, v),
     "redis_url": lambda n, v: _url(n, v, {"redis", "rediss", "unix"}),
     "debug": _bool,
     "instance_id": lambda n, v: v.strip() or "instance-1",

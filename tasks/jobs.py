@@ -25,7 +25,7 @@ def finish_batch(reports: list[ChunkReport], campaign_id: str, batch_no: int) ->
 @shared_task(name=queue.SWEEP, ignore_result=True)
 def sweep() -> dict:
     """Periodic repair (celery beat): dead workers' claims, stale batches, campaigns nobody moves."""
-    return runtime().sweeper.sweep()
+    return runtime().sweeper.guarded_sweep()
 
 
 @shared_task(name=queue.PROCESS_WEBHOOKS, ignore_result=True)

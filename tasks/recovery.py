@@ -11,7 +11,7 @@ from tasks.heartbeat import dead_workers, forget_worker
 from tasks.pipeline import CampaignNotFound, Pipeline
 from tasks.sending import SENTINEL_PREFIX
 from tasks.state import LiveState
-from tasks.store.base import Store
+from tasks.store.base import Store, StoreUnavailable
 from tasks.vocabulary import CampaignStatus, Outcome, RecipientStatus
 
 log = logging.getLogger("tasks.recovery")
@@ -75,6 +75,21 @@ class Sweeper:
         finally:
             redis.delete(keys.SWEEP_LOCK)
         return report
+
+    def guarded_sweep(self) -> dict:
+        """A pass of `sweep` that ends at once, with a warning, while the database is away.
+
+        Every repair needs the database; waiting for it would hold the sweep lock and a worker's slot while
+        passes pile up behind it. The next pass, SWEEP_INTERVAL_S later, finds it back.
+        """
+        if not self.store.ping():
+            log.warning(texts.LOG_SWEEP_NO_DATABASE, "ping")
+            return {"skipped": True, "database": False}
+        try:
+            return self.sweep()
+        except StoreUnavailable as exc:  # it went away during the pass, which is safe to cut short anywhere
+            log.warning(texts.LOG_SWEEP_NO_DATABASE, exc)
+            return {"skipped": True, "database": False}
 
     def _sweep_campaign(self, campaign_id: str, owners: dict[str, int], dead: set[str], report: dict) -> None:
         """Repair one campaign."""

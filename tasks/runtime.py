@@ -73,10 +73,16 @@ def probe_client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, decode_responses=True, socket_timeout=1, socket_connect_timeout=1, retry=None)
 
 
-def build_runtime(settings: Settings, queue: TaskQueue, *, store: Store | None = None) -> Runtime:
-    """Build a process's runtime; `queue` says how batches and webhook drains reach the workers."""
+def build_runtime(
+    settings: Settings, queue: TaskQueue, *, store: Store | None = None, store_wait_s: float | None = None
+) -> Runtime:
+    """Build a process's runtime; `queue` says how batches and webhook drains reach the workers.
+
+    `store_wait_s` is how long a store call waits for a database that is away: DATABASE_RETRY_S unless
+    given (a worker rides out a restart; the API answers 503 after a moment instead).
+    """
     client = redis_client(settings.redis_url)
-    store = store or open_store(settings)
+    store = store or open_store(settings, wait_s=store_wait_s)
     state = LiveState(client)
     owner = new_owner_id()
     pipeline = Pipeline(store, state, queue, PipelinePolicy.from_settings(settings))

@@ -18,7 +18,7 @@ from tasks.logsetup import mask
 from tasks.pipeline import Pipeline, chunk_range
 from tasks.ratelimit import SendRateLimiter
 from tasks.state import LiveState
-from tasks.store.base import ClaimedMessage, Sender, Store, StoreError
+from tasks.store.base import ClaimedMessage, Sender, Store, StoreError, StoreUnavailable
 from tasks.vocabulary import CampaignStatus, ChunkReport, Outcome, RecipientStatus
 from tasks.whatsapp import SendResult, WhatsAppClient, template_payload
 
@@ -303,6 +303,8 @@ class ChunkSender:
             return []
         try:
             sender = self.sender(spec.buzon)
+        except StoreUnavailable:  # the database is away, which says nothing about the buzón: hand the chunk back
+            return [_outcome(m, RecipientStatus.PENDING) for m in claimed]
         except StoreError as exc:
             self._stop(campaign_id, CampaignStatus.PAUSED, texts.PAUSE_NO_CREDENTIALS.format(error=exc))
             return [_outcome(m, RecipientStatus.PENDING) for m in claimed]

@@ -220,6 +220,11 @@ VALIDATION_FAILED_IN = "Datos inválidos en: {fields}. Revise los campos indicad
 ROUTE_NOT_FOUND = "La ruta no existe. Consulte /api/docs."
 METHOD_NOT_ALLOWED = "Método no permitido en esta ruta."
 INTERNAL_ERROR = "Error interno del servidor. Intente de nuevo; si persiste, avise al equipo técnico."
+# The 503 of any request made while the database is away (down, restarting or too slow to answer).
+DATABASE_UNAVAILABLE = (
+    "La base de datos no responde en este momento (puede estar reiniciándose). Intente de nuevo en unos "
+    "segundos; las campañas en curso continúan solas cuando vuelva."
+)
 
 # Creating a campaign.
 SENDER_NOT_ALLOWED = "Su acceso no permite enviar con el buzón '{buzon}'. Buzones permitidos: {allowed}."
@@ -348,6 +353,7 @@ LOG_REDIS_LOST_MARKS = (
     "Campaña %s: Redis perdió las marcas de envío del worker %s; sus %d mensajes sin confirmar quedan como desconocidos"
 )
 LOG_STALE_BATCH = "Campaña %s: el batch %d no terminó a tiempo; vuelve a la cola"
+LOG_SWEEP_NO_DATABASE = "Revisión periódica omitida: la base de datos no responde (%s); se repite en la próxima"
 
 # --- whatsapp: what each Cloud API error code means for the operator ------------------------------------------
 

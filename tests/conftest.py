@@ -482,9 +482,9 @@ def wait_status(api, campaign_id: str, wanted: set[str], timeout: float = 120) -
     )
 
 
-def store_rows(campaign_id: str) -> list[tuple]:
-    """The campaign's recipient rows: (phone, status, wamid, parameters)."""
-    with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+def store_rows(campaign_id: str, database_url: str | None = None) -> list[tuple]:
+    """The campaign's recipient rows: (phone, status, wamid, parameters), from the test database or another."""
+    with psycopg.connect(database_url or os.environ["DATABASE_URL"]) as conn:
         return conn.execute(
             "SELECT phone, status, wamid, parameters FROM instancia_sofia.leads_activos "
             "WHERE campaign_id = %s ORDER BY seq",

@@ -8,8 +8,11 @@ from collections import Counter
 
 import pytest
 
-from demo.services import EmbeddedRedis
+from demo.services import EmbeddedPostgres, EmbeddedRedis
+from tasks.store.migrate import apply_migrations
+from tasks.store.postgres import PostgresStore
 from tests.conftest import SENDERS, make_csv, status, store_rows, upload, wait_for, wait_status
+from webapi.apikeys import hash_key
 
 pytestmark = pytest.mark.usefixtures("clean")
 
@@ -92,6 +95,75 @@ def test_redis_restart_mid_campaign_loses_nothing(make_stack, sandbox, tmp_path)
         assert by_status["sent"] + by_status["unknown"] == 3_000 and by_status["failed"] == 0
         assert {r[0] for r in rows if r[1] == "sent"} <= set(per_phone)
         assert final["sent"] == by_status["sent"]
+    finally:
+        server.stop()
+
+
+def private_database(server: EmbeddedPostgres, operator_key: str) -> str:
+    """Start `server` with the migrations applied, the test senders and the stack's operator key; returns its URL."""
+    url = server.start()
+    apply_migrations(url)
+    store = PostgresStore(url)
+    try:
+        for buzon, (pnid, token, mps) in SENDERS.items():
+            store.upsert_sender(buzon, pnid, token, mps)
+        # The stack calls with the key made in the shared test database: the same key, stored here too.
+        store.create_api_key("tests-operator", hash_key(operator_key), "operator")
+    finally:
+        store.close()
+    return url
+
+
+def answer_while_away(api, method: str, path: str, **kwargs) -> tuple[int, dict, float]:
+    """Status, JSON body and seconds taken of one request made while the database is away."""
+    started = time.monotonic()
+    response = api.request(method, path, **kwargs)
+    took = time.monotonic() - started
+    assert response.headers.get("Content-Type", "").startswith("application/json"), response.text[:300]
+    return response.status_code, response.json(), took
+
+
+def test_postgres_restart_mid_campaign_loses_nothing(make_stack, sandbox, api_keys, tmp_path):
+    server = EmbeddedPostgres(tmp_path / "postgres")
+    try:
+        url = private_database(server, api_keys["operator"])
+        stack = make_stack(DATABASE_URL=url)
+        stack.start_worker("a")
+        pnid = SENDERS["medio"][0]
+        # 3,000 messages at 150/s: the database goes away two seconds in and stays away for six.
+        assert upload(stack.api, make_csv(3_000), title="Postgres", buzon="medio").status_code == 201
+        wait_for(lambda: status(stack.api, "postgres")["sent"] >= 300, 30, message="sending")
+        server.stop()
+        away_since = time.monotonic()
+
+        # The API says the database is away, in Spanish and at once: no 500, no request left hanging.
+        read = answer_while_away(stack.api, "GET", "/api/estado-cola/postgres")
+        created = answer_while_away(
+            stack.api,
+            "POST",
+            "/api/crear-campana",
+            data={"titulo_campana": "Durante", "plantilla": "promo_enero", "buzon": "medio", "idioma": "es"},
+            files={"archivo_csv": ("contactos.csv", make_csv(10, start=4241000000), "text/csv")},
+        )
+        for code, body, took in (read, created):
+            assert code == 503, body
+            assert body["success"] is False and "base de datos" in body["message"], body
+            assert took < 5, f"the answer took {took:.1f}s"
+        ready = answer_while_away(stack.api, "GET", "/readyz")
+        assert ready[0] == 503 and ready[1]["database_connected"] is False and ready[1]["redis_connected"] is True
+        assert ready[2] < 5, f"/readyz took {ready[2]:.1f}s"
+
+        time.sleep(max(0.0, 6 - (time.monotonic() - away_since)))
+        server.start()
+        final = wait_status(stack.api, "postgres", {"completed"}, timeout=180)
+
+        per_phone = assert_each_recipient_at_most_once(sandbox, pnid)
+        rows = store_rows("postgres", url)
+        by_status = Counter(r[1] for r in rows)
+        assert by_status == {"sent": 3_000}, by_status  # every row settled, none left unknown
+        assert (final["sent"], final["failed"], final["unknown"], final["pending"]) == (3_000, 0, 0, 0)
+        assert {r[0] for r in rows} == set(per_phone), "each recipient reached WhatsApp exactly once"
+        assert store_rows("durante", url) == [], "the upload refused during the outage left nothing behind"
     finally:
         server.stop()
 

@@ -43,11 +43,21 @@ def test_defaults_match_the_documented_ones():
         ("DATABASE_URL", "mysql://x/y"),
         ("DEFAULT_REGION", "Venezuela"),
         ("WHATSAPP_API_VERSION", "21"),
+        ("DATABASE_CONNECT_TIMEOUT_S", "1"),
+        ("DATABASE_STATEMENT_TIMEOUT_S", "-5"),
+        ("DATABASE_RETRY_S", "soon"),
     ],
 )
 def test_a_bad_value_stops_startup_naming_the_variable(name, value):
     with pytest.raises(ConfigError, match=name):
         load_settings({name: value})
+
+
+def test_database_timeouts_default_to_bounded_waits():
+    s = load_settings({})
+    assert (s.database_connect_timeout_s, s.database_statement_timeout_s, s.database_retry_s) == (5, 30, 60.0)
+    s = load_settings({"DATABASE_STATEMENT_TIMEOUT_S": "0", "DATABASE_RETRY_S": "0"})
+    assert (s.database_statement_timeout_s, s.database_retry_s) == (0, 0.0)  # the server's timeout; no waiting
 
 
 def test_values_are_typed():

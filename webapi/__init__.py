@@ -15,6 +15,9 @@ from webapi import access, audit, bodies, cli, headers, health, limits, openapi,
 from webapi.context import EXTENSION
 from webapi.errors import register_error_handlers
 
+#: Seconds an API request waits for a database that is away before it answers 503.
+API_DATABASE_WAIT_S = 2.0
+
 
 def create_app(
     test_config: dict | None = None, *, settings: Settings | None = None, queue: TaskQueue | None = None
@@ -36,7 +39,12 @@ def create_app(
     if test_config:
         app.config.update(test_config)
     # The one place the web process gets its objects; views reach them through webapi.context.runtime().
-    runtime = build_runtime(settings, queue or CeleryQueue(create_celery_app(settings)))
+    # A request waits only a moment for a database that is away, then answers 503 (webapi.errors).
+    runtime = build_runtime(
+        settings,
+        queue or CeleryQueue(create_celery_app(settings)),
+        store_wait_s=min(API_DATABASE_WAIT_S, settings.database_retry_s),
+    )
     app.extensions[EXTENSION] = runtime
     app.json.sort_keys = False  # type: ignore[attr-defined]  # the default provider has both
     app.json.ensure_ascii = False  # type: ignore[attr-defined]

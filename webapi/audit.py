@@ -74,7 +74,12 @@ def _entry(response: Response) -> dict | None:
 def _record(response: Response) -> Response:
     """Write the entry after the answer is decided; a store failure is logged, never shown to the caller."""
     entry = _entry(response)
-    if entry is not None:
+    if entry is not None and g.get("database_unavailable"):
+        # The log lives in the database that just did not answer: say so here instead of waiting for it again.
+        log.warning(
+            "Audit entry for %s %s not written: the database is unavailable", entry["action"], entry["campaign_id"]
+        )
+    elif entry is not None:
         try:
             runtime().store.record_audit(entry)
         except Exception as exc:

@@ -7,18 +7,21 @@ import math
 import re
 import time
 
-from flask import Flask, jsonify, request
+from flask import Flask, g, jsonify, request
 from flask_limiter import RateLimitExceeded
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from tasks import texts
+from tasks.store import StoreUnavailable
 from webapi.context import runtime
 from webapi.limits import limiter
 
 log = logging.getLogger("webapi")
 
 MAX_ID_LENGTH = 100
+#: Seconds a caller is told to wait (Retry-After) when the database is away.
+DATABASE_RETRY_AFTER_S = 5
 _PER_CAMPAIGN_ROUTE = re.compile(r"/api/(estado-cola|destinatarios|(pausar|reanudar|cancelar|reintentar)-campana)/.")
 
 
@@ -59,6 +62,17 @@ def register_error_handlers(app: Flask) -> None:
             ),
             429,
             {"Retry-After": str(retry_after)},
+        )
+
+    @app.errorhandler(StoreUnavailable)
+    def _database_unavailable(exc: StoreUnavailable):
+        # Whatever the request needed from the database (its caller's key, a campaign) could not be had.
+        log.warning("Database unavailable for %s %s: %s", request.method, request.path, exc)
+        g.database_unavailable = True
+        return (
+            jsonify(error_body(texts.DATABASE_UNAVAILABLE, {"retry_after_s": DATABASE_RETRY_AFTER_S})),
+            503,
+            {"Retry-After": str(DATABASE_RETRY_AFTER_S)},
         )
 
     @app.errorhandler(ValidationError)

@@ -43,7 +43,7 @@ def _json(schema: str, description: str) -> dict:
 
 
 def _errors(*codes: int) -> dict:
-    """Error responses, all with the one error shape."""
+    """Error responses, all with the one error shape (503 on every route that needs the database: it is away)."""
     return {str(c): _json("Error", "Error con mensaje accionable") for c in codes}
 
 
@@ -136,7 +136,7 @@ def build_spec() -> dict:
             "get": {
                 "summary": "Progreso en vivo de una campaña",
                 "parameters": [campaign_id],
-                "responses": {"200": _json("QueueStatus", "Estado"), **_errors(401, 403, 404)},
+                "responses": {"200": _json("QueueStatus", "Estado"), **_errors(401, 403, 404, 503)},
             }
         },
     )
@@ -146,7 +146,7 @@ def build_spec() -> dict:
             "get": {
                 "summary": "Campañas, las más recientes primero",
                 "parameters": [{"in": "query", "schema": schemas.CampaignListQuerySchema}],
-                "responses": {"200": _json("CampaignList", "Lista"), **_errors(401, 403, 422)},
+                "responses": {"200": _json("CampaignList", "Lista"), **_errors(401, 403, 422, 503)},
             }
         },
     )
@@ -155,7 +155,7 @@ def build_spec() -> dict:
         operations={
             "get": {
                 "summary": "Salud de Redis, base de datos y workers",
-                "responses": {"200": _json("SystemStatus", "Estado del sistema"), **_errors(401, 403)},
+                "responses": {"200": _json("SystemStatus", "Estado del sistema"), **_errors(401, 403, 503)},
             }
         },
     )
@@ -166,7 +166,7 @@ def build_spec() -> dict:
                 "post": {
                     "summary": f"{summary} una campaña",
                     "parameters": [campaign_id],
-                    "responses": {"200": _json("CampaignAction", "Hecho"), **_errors(401, 403, 404, 409, 429)},
+                    "responses": {"200": _json("CampaignAction", "Hecho"), **_errors(401, 403, 404, 409, 429, 503)},
                 }
             },
         )
@@ -177,7 +177,7 @@ def build_spec() -> dict:
                 "summary": "Reintentar los mensajes desconocidos y/o fallidos de una campaña",
                 "parameters": [campaign_id],
                 "requestBody": {"required": False, "content": {"application/json": {"schema": "RetryRequest"}}},
-                "responses": {"200": _json("RetryResult", "Reencolados"), **_errors(401, 403, 404, 409, 422, 429)},
+                "responses": {"200": _json("RetryResult", "Reencolados"), **_errors(401, 403, 404, 409, 422, 429, 503)},
             }
         },
     )
@@ -188,7 +188,7 @@ def build_spec() -> dict:
                 "summary": "Destinatarios de una campaña (por ejemplo los desconocidos)",
                 "description": "Los teléfonos salen enmascarados para el rol viewer.",
                 "parameters": [campaign_id, {"in": "query", "schema": schemas.RecipientQuerySchema}],
-                "responses": {"200": _json("RecipientList", "Destinatarios"), **_errors(401, 403, 404, 422)},
+                "responses": {"200": _json("RecipientList", "Destinatarios"), **_errors(401, 403, 404, 422, 503)},
             }
         },
     )
@@ -197,7 +197,7 @@ def build_spec() -> dict:
         operations={
             "get": {
                 "summary": "Buzones que el llamante puede usar (sin tokens)",
-                "responses": {"200": _json("SenderList", "Buzones"), **_errors(401, 403)},
+                "responses": {"200": _json("SenderList", "Buzones"), **_errors(401, 403, 503)},
             }
         },
     )
@@ -207,7 +207,7 @@ def build_spec() -> dict:
             "get": {
                 "summary": "Registro de auditoría (rol admin), lo más reciente primero",
                 "parameters": [{"in": "query", "schema": schemas.AuditQuerySchema}],
-                "responses": {"200": _json("AuditList", "Entradas"), **_errors(401, 403, 422)},
+                "responses": {"200": _json("AuditList", "Entradas"), **_errors(401, 403, 422, 503)},
             }
         },
     )

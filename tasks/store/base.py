@@ -13,6 +13,52 @@ class StoreError(RuntimeError):
     """The store could not be reached or refused an operation."""
 
 
+class StoreUnavailable(StoreError):
+    """The database did not answer within the caller's patience: down, restarting, unreachable or too slow.
+
+    A call that raises it was tried again meanwhile when that was safe (see RETRY_SAFE). Callers answer
+    "try again later" (the API's 503) or leave the work for later (a worker's batch goes back to the queue).
+    """
+
+
+#: How long a health check waits for the database: it reports an outage, it does not ride it out.
+PING_WAIT_S = 1.0
+
+#: Functions that may run a second time after a call whose answer was lost (the connection broke mid-call):
+#: reads, and writes that only move rows still in the state they expect, so a second run changes nothing
+#: the first one did. A claim whose answer was lost leaves its rows claimed by the worker, which never sends
+#: them; the sweeper releases them as unsent (STUCK_CLAIM_S). Every other function is tried again only when
+#: it certainly did not run (no connection, or the server ended the session, which rolls the call back).
+RETRY_SAFE = frozenset(
+    {
+        "ping",
+        "get_sender",
+        "list_senders",
+        "upsert_sender",
+        "get_campaign",
+        "list_campaigns",
+        "list_campaigns_in",
+        "claim_messages",
+        "record_outcomes",
+        "claim_owners",
+        "recover_claims",
+        "failure_breakdown",
+        "open_campaigns",
+        "campaign_counts",
+        "pending_batches",
+        "sending_batches",
+        "list_recipients",
+        "delivery_counts",
+        "rematch_orphans",
+        "list_api_keys",
+        "use_api_key",
+        "upsert_api_user",
+        "get_api_user",
+        "list_audit",
+    }
+)
+
+
 @dataclass(frozen=True)
 class Sender:
     """A buzón's WhatsApp credentials; the token never leaves the worker that uses it."""
@@ -40,17 +86,21 @@ class ClaimedMessage:
 class Store:
     """Campaign persistence; subclasses only say how to call a function of the schema."""
 
-    def _call(self, function: str, **args: Any) -> Any:
-        """Call `instancia_sofia.<function>` with named arguments and return its JSON result."""
+    def _call(self, function: str, *, wait_s: float | None = None, **args: Any) -> Any:
+        """Call `instancia_sofia.<function>` with named arguments and return its JSON result.
+
+        `wait_s` bounds how long the call waits for a database that is away (the store's own patience
+        otherwise); past it, StoreUnavailable.
+        """
         raise NotImplementedError
 
     def close(self) -> None:
         """Release connections."""
 
     def ping(self) -> bool:
-        """Tell whether the store answers."""
+        """Tell whether the store answers, within about PING_WAIT_S."""
         try:
-            return self._call("ping") is True
+            return self._call("ping", wait_s=PING_WAIT_S) is True
         except Exception:
             return False
 

@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from psycopg import errors, sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
-from tasks.store.base import SCHEMA, Store, StoreError
+from tasks.store.base import RETRY_SAFE, SCHEMA, Store, StoreError, StoreUnavailable
+
+log = logging.getLogger("tasks.store")
 
 # Arguments that are SQL arrays rather than jsonb documents.
 _ARRAY_ARGS = {"p_attempted", "p_states", "p_buzones"}
+
+# The server ended the session (fast or immediate shutdown, crash of another backend, still starting up):
+# whatever the session was running was rolled back, so the call can be made again whatever it does.
+_SESSION_ENDED = (errors.AdminShutdown, errors.CrashShutdown, errors.CannotConnectNow)
+# A dead peer (a host gone, a network cut) is noticed within about this long instead of TCP's 15 minutes:
+# keepalive probes while a call waits for its answer, and a bound on data left unacknowledged.
+_KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+_TCP_USER_TIMEOUT_MS = 30_000
+# Pauses between attempts while the database is away; the pool reconnects in the background meanwhile.
+_RETRY_FIRST_S, _RETRY_CAP_S = 0.1, 1.0
 
 
 def _recipient_blocks(leads: Iterable[dict], rows_per_block: int = 5000, max_block_chars: int = 1 << 20):
@@ -44,18 +59,64 @@ def _one(cursor: psycopg.Cursor) -> Any:
     return row[0]
 
 
-class PostgresStore(Store):
-    """Calls the schema's functions over a small connection pool."""
+def connection_options(dsn: str, connect_timeout_s: int, statement_timeout_s: int) -> dict[str, Any]:
+    """The libpq options every connection of the pool opens with: bounded connect and statement times.
 
-    def __init__(self, dsn: str, *, max_size: int = 10):
+    The statement timeout is passed as a startup option (`-c statement_timeout=...`), added to any
+    `options` the URL already has; 0 leaves it to the server, which a pooler that refuses startup options
+    needs (PgBouncer may answer "unsupported startup parameter: options"; Supabase also sets one per role).
+    """
+    kwargs: dict[str, Any] = {
         # prepare_threshold=None keeps it working behind Supabase's transaction pooler (pgbouncer).
+        "prepare_threshold": None,
+        "autocommit": True,
+        "connect_timeout": max(2, connect_timeout_s),  # libpq treats 1 as 2
+        "tcp_user_timeout": _TCP_USER_TIMEOUT_MS,
+        **_KEEPALIVE,
+    }
+    if statement_timeout_s:
+        options = conninfo_to_dict(dsn).get("options") or ""
+        kwargs["options"] = f"{options} -c statement_timeout={statement_timeout_s * 1000}".strip()
+    return kwargs
+
+
+def _session_lost(exc: psycopg.Error, conn: psycopg.Connection | None) -> bool:
+    """Whether `exc` says the connection to the database is gone (rather than the call being refused)."""
+    if isinstance(exc, _SESSION_ENDED) or (exc.sqlstate or "").startswith("08"):
+        return True
+    return conn is not None and conn.broken
+
+
+class PostgresStore(Store):
+    """Calls the schema's functions over a small connection pool, riding out a database that is away.
+
+    While the database is down or restarting, a call waits for it for up to `wait_s` seconds, trying again
+    as long as that is safe (base.RETRY_SAFE), then raises StoreUnavailable; so does a statement that runs
+    longer than `statement_timeout_s`. Workers wait long (DATABASE_RETRY_S), the API only a moment, so that
+    it answers 503 instead of keeping the caller waiting.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        max_size: int = 10,
+        wait_s: float = 30.0,
+        connect_timeout_s: int = 5,
+        statement_timeout_s: int = 30,
+    ):
+        self.wait_s = wait_s
         self._pool = ConnectionPool(
             dsn,
             min_size=1,
             max_size=max_size,
             open=True,
-            timeout=30,
-            kwargs={"prepare_threshold": None, "autocommit": True},
+            timeout=wait_s,
+            # A connection attempt that fails is tried again for this long only; a caller that still waits
+            # makes the pool start again at once. (The default doubles its pause for five minutes: after an
+            # outage of 8 s the pool noticed the database was back 6 s late, after 20 s, 9 s late.)
+            reconnect_timeout=2.0,
+            kwargs=connection_options(dsn, connect_timeout_s, statement_timeout_s),
         )
         self._queries: dict[tuple[str, tuple[str, ...]], sql.Composed] = {}
 
@@ -69,46 +130,87 @@ class PostgresStore(Store):
             )
         return self._queries[key]
 
-    def _call(self, function: str, **args: Any) -> Any:
-        """Run one function call in its own transaction and return its JSON result."""
+    def _call(self, function: str, *, wait_s: float | None = None, **args: Any) -> Any:
+        """Run one function call in its own transaction and return its JSON result.
+
+        While the database is away the call is made again (with a short pause between attempts) until it
+        answers or `wait_s` (the store's patience by default) has passed: always when the call certainly
+        did not run (no connection could be had, or the server ended the session), and after a connection
+        that broke mid-call only for the functions of RETRY_SAFE.
+        """
         params = {
             k: Jsonb(v) if isinstance(v, dict) or (isinstance(v, list) and k not in _ARRAY_ARGS) else v
             for k, v in args.items()
         }
-        try:
-            with self._pool.connection() as conn:
-                row = conn.execute(self._query(function, tuple(args)), params).fetchone()
-        except psycopg.Error as exc:
-            raise StoreError(f"database error in {function}: {exc}") from exc
-        return row[0] if row else None
+        query = self._query(function, tuple(args))
+        deadline = time.monotonic() + (self.wait_s if wait_s is None else wait_s)
+        pause = _RETRY_FIRST_S
+        while True:
+            conn = None
+            try:
+                with self._pool.connection(timeout=max(0.01, deadline - time.monotonic())) as conn:
+                    row = conn.execute(query, params).fetchone()
+                return row[0] if row else None
+            except PoolTimeout as exc:  # no connection within the patience: nothing was sent
+                raise StoreUnavailable(f"database unavailable in {function}: {exc}") from exc
+            except errors.QueryCanceled as exc:  # the statement timeout: the database is too slow to answer
+                raise StoreUnavailable(f"database too slow in {function}: {exc}") from exc
+            except psycopg.Error as exc:
+                if not _session_lost(exc, conn):
+                    raise StoreError(f"database error in {function}: {exc}") from exc
+                if not (function in RETRY_SAFE or isinstance(exc, _SESSION_ENDED)):
+                    raise StoreUnavailable(f"connection lost in {function} (it may have run): {exc}") from exc
+                if time.monotonic() + pause >= deadline:
+                    raise StoreUnavailable(f"database unavailable in {function}: {exc}") from exc
+                if pause == _RETRY_FIRST_S:
+                    log.warning("database connection lost in %s (%s); trying again", function, type(exc).__name__)
+                time.sleep(pause)
+                pause = min(_RETRY_CAP_S, pause * 2)
 
     def create_campaign(self, campaign: dict, leads: Iterable[dict], finish: Callable[[], dict] | None = None) -> dict:
         """Run the upload functions' three steps in one transaction, sending recipients as they are read.
 
         The upload is never held in memory: each block goes to PostgreSQL while the next one is parsed,
-        and an error from `leads` (a file rejected half-way) rolls everything back.
+        and an error from `leads` (a file rejected half-way) rolls everything back. A connection lost
+        before the first recipient was read is replaced and the transaction started again (nothing of it
+        was committed); after that the stream cannot be read twice, and the upload fails whole.
         """
-        try:
-            with self._pool.connection() as conn, conn.transaction():
-                row = _one(conn.execute("SELECT instancia_sofia.begin_campaign(%s)", (Jsonb(campaign),)))
-                if row["created"]:
-                    with conn.pipeline() as pipeline:
-                        for block in _recipient_blocks(leads):
-                            # Wait for the previous block only now that this one is read: PostgreSQL stores
-                            # one block while the next is parsed, and at most one is in flight (queueing
-                            # them all held a 50 MB file in the send buffer).
-                            pipeline.sync()
-                            conn.execute("SELECT instancia_sofia.add_recipients(%s, %s::jsonb)", (row["id"], block))
-                    known_now = {**campaign, **(finish() if finish is not None else {})}
-                    row = _one(
-                        conn.execute(
-                            "SELECT instancia_sofia.finish_campaign(%s, %s)",
-                            (row["id"], Jsonb(known_now.get("rejected_rows", []))),
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            conn = None
+            reading = False  # the recipients began to be read: the call cannot be made again
+            try:
+                with self._pool.connection(timeout=max(0.01, deadline - time.monotonic())) as conn, conn.transaction():
+                    row = _one(conn.execute("SELECT instancia_sofia.begin_campaign(%s)", (Jsonb(campaign),)))
+                    if row["created"]:
+                        reading = True
+                        with conn.pipeline() as pipeline:
+                            for block in _recipient_blocks(leads):
+                                # Wait for the previous block only now that this one is read: PostgreSQL
+                                # stores one block while the next is parsed, and at most one is in flight
+                                # (queueing them all held a 50 MB file in the send buffer).
+                                pipeline.sync()
+                                conn.execute("SELECT instancia_sofia.add_recipients(%s, %s::jsonb)", (row["id"], block))
+                        known_now = {**campaign, **(finish() if finish is not None else {})}
+                        row = _one(
+                            conn.execute(
+                                "SELECT instancia_sofia.finish_campaign(%s, %s)",
+                                (row["id"], Jsonb(known_now.get("rejected_rows", []))),
+                            )
                         )
-                    )
-        except psycopg.Error as exc:
-            raise StoreError(f"database error in create_campaign: {exc}") from exc
-        return row
+                return row
+            except PoolTimeout as exc:
+                raise StoreUnavailable(f"database unavailable in create_campaign: {exc}") from exc
+            except errors.QueryCanceled as exc:
+                raise StoreUnavailable(f"database too slow in create_campaign: {exc}") from exc
+            except psycopg.Error as exc:
+                if not _session_lost(exc, conn):
+                    raise StoreError(f"database error in create_campaign: {exc}") from exc
+                if reading or time.monotonic() + _RETRY_FIRST_S >= deadline:
+                    # Stored whole or not at all; when the commit itself was cut off, the same upload sent
+                    # again with its Idempotency-Key tells which.
+                    raise StoreUnavailable(f"database unavailable in create_campaign: {exc}") from exc
+                time.sleep(_RETRY_FIRST_S)
 
     def close(self) -> None:
         """Close the pool."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.store.base import SCHEMA, Store, StoreError
+from tasks.store.base import SCHEMA, Store, StoreError, StoreUnavailable
 
 
 class SupabaseStore(Store):
@@ -15,8 +15,11 @@ class SupabaseStore(Store):
 
         self._client = create_client(url, key, options=ClientOptions(schema=SCHEMA))
 
-    def _call(self, function: str, **args: Any) -> Any:
-        """Run one function call (PostgREST runs each in its own transaction) and return its JSON result."""
+    def _call(self, function: str, *, wait_s: float | None = None, **args: Any) -> Any:
+        """Run one function call (PostgREST runs each in its own transaction) and return its JSON result.
+
+        Not made again here: a network error is reported as StoreUnavailable (`wait_s` is not used).
+        """
         from postgrest.exceptions import APIError
 
         try:
@@ -24,4 +27,4 @@ class SupabaseStore(Store):
         except APIError as exc:
             raise StoreError(f"Supabase error in {function}: {exc.message}") from exc
         except Exception as exc:  # network errors from httpx
-            raise StoreError(f"Supabase unreachable in {function}: {exc}") from exc
+            raise StoreUnavailable(f"Supabase unreachable in {function}: {exc}") from exc
