@@ -76,6 +76,25 @@ def test_killed_workers_lose_nothing_and_send_nothing_twice(make_stack, sandbox)
     assert listed["total"] == by_status["unknown"]
 
 
+def test_workers_stopped_with_sigterm_mid_campaign_cost_nothing(make_stack, sandbox):
+    """A graceful stop (a deploy, a scale-down) lets each chunk in hand finish and record: zero unknown."""
+    stack = make_stack()
+    for name in ("a", "b", "c"):
+        stack.start_worker(name)
+    pnid = SENDERS["ventas"][0]
+    assert upload(stack.api, make_csv(3_000), title="Termino", buzon="ventas").status_code == 201
+    wait_for(lambda: status(stack.api, "termino")["sent"] >= 600, 30, message="sending")
+    for name in ("b", "c"):
+        stack.workers[name].ask_to_stop(signal.SIGTERM)
+    assert status(stack.api, "termino")["pending"] > 0, "the stop came mid-campaign"
+    for name in ("b", "c"):
+        stack.workers[name].stop(timeout=90)  # already asked: waits for the warm shutdown
+    final = wait_status(stack.api, "termino", {"completed"}, timeout=120)
+    assert (final["sent"], final["failed"], final["unknown"]) == (3_000, 0, 0)
+    assert Counter(r[1] for r in store_rows("termino")) == {"sent": 3_000}
+    assert len(assert_each_recipient_at_most_once(sandbox, pnid)) == 3_000
+
+
 def test_redis_restart_mid_campaign_loses_nothing(make_stack, sandbox, tmp_path):
     server = EmbeddedRedis(tmp_path / "redis")
     url = server.start()
