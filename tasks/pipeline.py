@@ -180,7 +180,7 @@ class Pipeline:
         result = self.store.record_outcomes(outcomes)
         # The send marks stay until the outcome is in the store: a worker that dies in between leaves
         # its messages marked, so recovery never sends them again.
-        self.state.end_sends(campaign_id, [o["id"] for o in outcomes])
+        self.state.end_sends(campaign_id, [o["id"] for o in outcomes], {o["owner"] for o in outcomes if o.get("owner")})
         moved = result["moved"]
         counts = {k: v for k, v in moved.items() if k != RecipientStatus.PENDING}
         if moved:

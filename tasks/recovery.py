@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
 from tasks import keys, texts
 from tasks.heartbeat import dead_workers, forget_worker
 from tasks.pipeline import CampaignNotFound, Pipeline
-from tasks.sending import SENTINEL_PREFIX
+from tasks.sending import decode_answer
 from tasks.state import LiveState
 from tasks.store.base import Store, StoreUnavailable
 from tasks.vocabulary import CampaignStatus, Outcome, RecipientStatus
@@ -120,25 +119,18 @@ class Sweeper:
         self.pipeline.settle(campaign_id)
 
     def _recover(
-        self,
-        campaign_id: str,
-        owner: str,
-        older_than: int,
-        marks: set[int],
-        sentinels: set[str],
-        answers: dict[int, str],
-        report: dict,
+        self, campaign_id: str, owner: str, older_than: int, marks: set[int], trusted: set[str], report: dict
     ) -> None:
         """Settle one worker's claims in a campaign: its answers first, then its marks (if they survived)."""
-        decoded: list[Outcome] = [json.loads(encoded) for encoded in answers.values()]
-        answered = [o for o in decoded if o.get("owner") == owner]  # they apply only to rows it still claims
+        kept = self.state.answers(campaign_id, owner)
+        answered: list[Outcome] = [decode_answer(message_id, text, owner) for message_id, text in kept.items()]
         settled = 0
         if answered:
-            moved = self.pipeline.record_outcomes(campaign_id, answered)
+            moved = self.pipeline.record_outcomes(campaign_id, answered)  # only rows it still claims move
             settled += sum(n for status, n in moved.items() if status != RecipientStatus.PENDING)
-        trusted = SENTINEL_PREFIX + owner in sentinels
-        claims = self.store.recover_claims(campaign_id, owner, sorted(marks) if trusted else None, older_than)
-        if not trusted and claims["unknown"]:
+        marks_survived = owner in trusted
+        claims = self.store.recover_claims(campaign_id, owner, sorted(marks) if marks_survived else None, older_than)
+        if not marks_survived and claims["unknown"]:
             log.warning(texts.LOG_REDIS_LOST_MARKS, campaign_id, owner, claims["unknown"])
         if any(claims[k] for k in ("unknown", "pending", "sent", "failed")):
             settled_now = (RecipientStatus.UNKNOWN, RecipientStatus.SENT, RecipientStatus.FAILED)
@@ -149,6 +141,6 @@ class Sweeper:
             report["released"] += claims["pending"]
             report["settled"] += settled
             log.warning(texts.LOG_DEAD_WORKER_CLAIMS, campaign_id, owner, claims["unknown"], claims["pending"], settled)
-        self.state.end_sends(campaign_id, claims.get("ids") or [])  # their marks and answers have served
+        self.state.end_sends(campaign_id, claims.get("ids") or [], {owner})  # their marks and answers have served
         if not older_than:
-            self.state.drop_sentinel(campaign_id, SENTINEL_PREFIX + owner)
+            self.state.forget_owner(campaign_id, owner)

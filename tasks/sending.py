@@ -40,8 +40,6 @@ _ANSWERED = (RecipientStatus.SENT, RecipientStatus.FAILED)
 MARK_AHEAD_S = 0.025
 # Above 100 messages/s requests leave on a grid of this step, never before their slot (see ChunkSender._attempt).
 RELEASE_TICK_S = 0.010
-# Beside a worker's send marks stands its sentinel; recovery trusts the marks only while it does.
-SENTINEL_PREFIX = "o:"
 
 
 class _Ledger:
@@ -62,7 +60,7 @@ class _Ledger:
 
     def answered(self, outcome: Outcome) -> None:
         """Remember how a request WhatsApp answered ended, until the store has it."""
-        encoded = json.dumps(outcome, separators=(",", ":"))
+        encoded = encode_answer(outcome)
         self.answers[outcome["id"]] = encoded
         self.unpushed[outcome["id"]] = encoded
 
@@ -92,10 +90,10 @@ class _SendMarks:
     The same call hands Redis the answers that came back since the last one.
     """
 
-    def __init__(self, state: LiveState, campaign_id: str, sentinel: str, ledger: _Ledger, slots: dict[int, float]):
+    def __init__(self, state: LiveState, campaign_id: str, owner: str, ledger: _Ledger, slots: dict[int, float]):
         self.state = state
         self.campaign_id = campaign_id
-        self.sentinel = sentinel
+        self.owner = owner
         self.ledger = ledger
         self.unmarked = dict(slots)  # message id -> monotonic time of its slot
         self.granted: dict[int, bool] = {}
@@ -116,11 +114,11 @@ class _SendMarks:
             ledger.marked.update(due)  # before the call: if it fails, recovery still counts them as maybe sent
             answers = ledger.take_unpushed()
             try:
-                result = self.state.begin_sends(self.campaign_id, due, self.sentinel, ledger.marked_before, answers)
+                result = self.state.begin_sends(self.campaign_id, due, self.owner, ledger.marked_before, answers)
                 if result < 0:
                     # Redis lost this worker's marks: mark again everything it may have sent, first.
                     result = self.state.begin_sends(
-                        self.campaign_id, sorted(ledger.marked), self.sentinel, False, dict(ledger.answers)
+                        self.campaign_id, sorted(ledger.marked), self.owner, False, dict(ledger.answers)
                     )
                     log.warning(texts.LOG_MARKS_LOST, self.campaign_id, len(ledger.marked))
             except Exception:
@@ -279,7 +277,7 @@ class ChunkSender:
         except Exception:
             if ledger is not None:
                 try:
-                    self.state.keep_answers(campaign_id, ledger.take_unpushed())
+                    self.state.keep_answers(campaign_id, owner, ledger.take_unpushed())
                 except Exception:
                     pass
             raise
@@ -323,7 +321,7 @@ class ChunkSender:
         marks = _SendMarks(
             self.state,
             campaign_id,
-            SENTINEL_PREFIX + owner,
+            owner,
             ledger,
             {m.id: start + wait for m, wait in zip(claimed, slots, strict=True)},
         )
@@ -504,4 +502,23 @@ def _outcome(
         outcome["error_detail"] = mask(result.error_detail or "")[:500]
     elif detail:
         outcome["error_detail"] = detail
+    return outcome
+
+
+def encode_answer(outcome: Outcome) -> str:
+    """An answered outcome as kept in Redis for recovery: `retries wamid` for a send, JSON otherwise."""
+    if outcome["status"] == RecipientStatus.SENT:
+        return f"{outcome.get('retries', 0)} {outcome.get('wamid', '')}"
+    return json.dumps({k: v for k, v in outcome.items() if k not in ("id", "owner")}, separators=(",", ":"))
+
+
+def decode_answer(message_id: int, text: str, owner: str) -> Outcome:
+    """The outcome `encode_answer` kept, claimed by `owner`."""
+    if text.startswith("{"):
+        outcome: Outcome = json.loads(text)
+    else:
+        retries, _, wamid = text.partition(" ")
+        outcome = {"status": RecipientStatus.SENT, "wamid": wamid, "retries": int(retries)}
+    outcome["id"] = message_id
+    outcome["owner"] = owner
     return outcome

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 import redis
 
@@ -11,6 +12,8 @@ from tasks.vocabulary import COUNTERS, FINAL_CAMPAIGN_STATUSES
 
 _PREFIX = keys.CAMPAIGN
 ACTIVE_SET = keys.ACTIVE_CAMPAIGNS
+# Beside a worker's send marks stands its sentinel; recovery trusts the marks only while it does.
+SENTINEL_PREFIX = "o:"
 
 # Hands out the next batch only while the campaign runs and fewer than ARGV[1] batches are in flight,
 # so that the decision and the bookkeeping happen in one atomic step.
@@ -39,10 +42,11 @@ return redis.call('SCARD', KEYS[3])
 # Keeps the answers WhatsApp gave since the last call, then marks messages as about to be requested, but
 # only while the campaign runs: one round trip that makes pause and cancel exact and tells crash recovery
 # which claimed messages may have reached WhatsApp (marked) and how those answered ended (answers).
-# ARGV: the worker's sentinel, '1' when it has marked in this campaign before, the number of answers,
-# the answers as (id, outcome) pairs, then the ids to mark. Marks only mean something while the sentinel
-# stands beside them: a worker that finds its sentinel gone (Redis lost its data) gets -1 and marks again
-# everything it may have sent; recovery treats an owner without a sentinel as "may have sent anything".
+# KEYS: the campaign's hash, its marks, the worker's answers. ARGV: the worker's sentinel, '1' when it has
+# marked in this campaign before, the number of answers, the answers as (id, outcome) pairs, the ids to
+# mark. Marks only mean something while the sentinel stands beside them: a worker that finds its sentinel
+# gone (Redis lost its data) gets -1 and marks again everything it may have sent; recovery treats an owner
+# without a sentinel as "may have sent anything".
 _BEGIN_SEND = """
 local answers = tonumber(ARGV[3])
 if answers > 0 then
@@ -206,48 +210,54 @@ class LiveState:
         self,
         campaign_id: str,
         message_ids: list[int],
-        sentinel: str,
+        owner: str,
         marked_before: bool,
         answers: dict[int, str] | None = None,
     ) -> int:
-        """Keep `answers`, then mark messages as being requested.
+        """Keep worker `owner`'s `answers`, then mark messages as being requested.
 
         Returns 1 when marked, 0 (and no mark) when the campaign no longer runs, -1 (no mark) when this
         worker's earlier marks are gone: Redis lost them, and the caller must mark again all it may have sent.
         """
         base = _PREFIX + campaign_id
         pairs = [x for item in (answers or {}).items() for x in item]
-        args = [sentinel, "1" if marked_before else "0", len(answers or ()), *pairs, *message_ids]
-        return int(self._begin_send(keys=[base, base + ":attempting", base + ":answers"], args=args))
+        args = [SENTINEL_PREFIX + owner, "1" if marked_before else "0", len(answers or ()), *pairs, *message_ids]
+        return int(self._begin_send(keys=[base, base + ":attempting", base + ":answers:" + owner], args=args))
 
-    def end_sends(self, campaign_id: str, message_ids: list[int]) -> None:
-        """Clear the marks and answers of messages whose outcome is now in the store."""
+    def end_sends(self, campaign_id: str, message_ids: list[int], owners: Iterable[str] = ()) -> None:
+        """Clear the marks (and the answers `owners` kept) of messages whose outcome is now in the store."""
         if message_ids:
             base = _PREFIX + campaign_id
             pipe = self.redis.pipeline(transaction=False)
             pipe.srem(base + ":attempting", *message_ids)
-            pipe.hdel(base + ":answers", *message_ids)
+            for owner in owners:
+                pipe.hdel(base + ":answers:" + owner, *message_ids)
             pipe.execute()
 
-    def attempts(self, campaign_id: str) -> tuple[set[int], set[str], dict[int, str]]:
-        """Messages marked as being requested, the sentinels of the workers that marked them, and the
-        answers kept for messages not yet recorded (a dead worker's stay here)."""
-        base = _PREFIX + campaign_id
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.smembers(base + ":attempting")
-        pipe.hgetall(base + ":answers")
-        members, answers = pipe.execute()
+    def attempts(self, campaign_id: str) -> tuple[set[int], set[str]]:
+        """Messages marked as being requested (a dead worker's marks stay here), and the workers whose
+        sentinel still stands beside their marks."""
+        members = self.redis.smembers(_PREFIX + campaign_id + ":attempting")
         marks = {int(m) for m in members if m.isdigit()}
-        return marks, {m for m in members if not m.isdigit()}, {int(k): v for k, v in answers.items()}
+        owners = {m[len(SENTINEL_PREFIX) :] for m in members if m.startswith(SENTINEL_PREFIX)}
+        return marks, owners
 
-    def keep_answers(self, campaign_id: str, answers: dict[int, str]) -> None:
+    def answers(self, campaign_id: str, owner: str) -> dict[int, str]:
+        """The answers worker `owner` kept for messages it has not recorded yet."""
+        return {int(k): v for k, v in self.redis.hgetall(_PREFIX + campaign_id + ":answers:" + owner).items()}
+
+    def keep_answers(self, campaign_id: str, owner: str, answers: dict[int, str]) -> None:
         """Keep answers for recovery outside a mark call (the chunk could not record them)."""
         if answers:
-            self.redis.hset(_PREFIX + campaign_id + ":answers", mapping=answers)
+            self.redis.hset(_PREFIX + campaign_id + ":answers:" + owner, mapping=answers)
 
-    def drop_sentinel(self, campaign_id: str, sentinel: str) -> None:
-        """Forget a dead worker's sentinel once its claims have been recovered."""
-        self.redis.srem(_PREFIX + campaign_id + ":attempting", sentinel)
+    def forget_owner(self, campaign_id: str, owner: str) -> None:
+        """Drop a dead worker's sentinel and answers once its claims have been recovered."""
+        base = _PREFIX + campaign_id
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.srem(base + ":attempting", SENTINEL_PREFIX + owner)
+        pipe.delete(base + ":answers:" + owner)
+        pipe.execute()
 
     def add_errors(self, campaign_id: str, errors: dict[str, dict]) -> None:
         """Count failures by error code, keeping the first detail seen for each code."""

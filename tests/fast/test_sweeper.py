@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-from tasks.sending import SENTINEL_PREFIX
 from tests.fast.helpers import live, new_campaign, sent_to, stored_statuses
 
 GHOST = "ghost-host:4242:deadbeef"  # a worker that claimed messages and then died: it never beats
@@ -23,7 +22,7 @@ def test_a_dead_workers_claims_become_unknown_if_requested_and_pending_otherwise
     queue.batches.popleft()  # batch 1 went to the worker that died
     claimed = rt.store.claim_messages("huerfana", 1, 5, GHOST)
     # It was requesting these two.
-    assert rt.state.begin_sends("huerfana", [m.id for m in claimed[:2]], SENTINEL_PREFIX + GHOST, False) == 1
+    assert rt.state.begin_sends("huerfana", [m.id for m in claimed[:2]], GHOST, False) == 1
 
     first = rt.sweeper.sweep()  # missing once: only a suspect (a Redis restart also loses heartbeats)
     assert first["unknown"] == 0 and stored_statuses(rt, "huerfana")["sending"] == 5
@@ -43,8 +42,9 @@ def test_a_dead_workers_claims_become_unknown_if_requested_and_pending_otherwise
 def test_the_answers_a_dead_worker_left_in_redis_settle_its_claims(rt, queue, fast_sandbox):
     phones = new_campaign(rt, "respuestas", 10)
     _, _, outcomes = queue.send_unrecorded(rt, owner=GHOST)  # sent, then the worker died before recording
-    marks, sentinels, answers = rt.state.attempts("respuestas")
-    assert sentinels == {SENTINEL_PREFIX + GHOST} and marks == {o["id"] for o in outcomes}
+    marks, trusted = rt.state.attempts("respuestas")
+    answers = rt.state.answers("respuestas", GHOST)
+    assert trusted == {GHOST} and marks == {o["id"] for o in outcomes}
     # Each mark call carried the answers that had come back since the one before.
     assert 0 < len(answers) < len(outcomes)
 
@@ -53,7 +53,7 @@ def test_the_answers_a_dead_worker_left_in_redis_settle_its_claims(rt, queue, fa
     assert report["unknown"] == len(outcomes) - len(answers)  # only the last answers were still in the worker
     assert stored_statuses(rt, "respuestas") == {"sent": len(answers), "unknown": len(outcomes) - len(answers)}
     assert live(rt, "respuestas")["sent"] == len(answers)
-    assert rt.state.attempts("respuestas") == (set(), set(), {})
+    assert rt.state.attempts("respuestas") == (set(), set()) and rt.state.answers("respuestas", GHOST) == {}
     assert sent_to(fast_sandbox) == {p: 1 for p in phones}
 
 
@@ -71,7 +71,7 @@ def test_what_whatsapp_reported_before_the_sweep_settles_a_dead_workers_claims(r
     ]
     rt.inbox.push(notification(*statuses))
     assert rt.webhooks.process_inbox()["applied"] == len(outcomes)
-    rt.state.end_sends("notificada", [o["id"] for o in outcomes])  # as if the worker's answers were lost too
+    rt.state.end_sends("notificada", [o["id"] for o in outcomes], {GHOST})  # as if its answers were lost too
 
     report = wait_until_dead(rt)
     assert report["unknown"] == 0 and report["settled"] == len(outcomes)
@@ -101,8 +101,8 @@ def test_a_worker_that_finds_its_marks_gone_marks_them_again(rt, queue, fast_red
     fast_redis.flushdb()
     rt.pipeline.ensure_live_state(campaign_id)  # someone rebuilt the live state
     rt.sender.send(campaign_id, batch_no, 1, rt.owner)  # its first mark call finds the sentinel gone
-    marks, sentinels, _ = rt.state.attempts(campaign_id)
-    assert SENTINEL_PREFIX + rt.owner in sentinels
+    marks, trusted = rt.state.attempts(campaign_id)
+    assert rt.owner in trusted
     assert {o["id"] for o in first} <= marks, "the chunk sent before the loss is marked again"
 
 
@@ -135,3 +135,14 @@ def test_a_campaign_nobody_moves_is_completed_by_the_sweeper(rt, queue):
     time.sleep(rt.settings.stale_batch_s + 1.1)
     rt.sweeper.sweep()
     assert live(rt, "quieta")["status"] == "completed"
+
+
+def test_answers_are_kept_compactly_and_read_back_whole():
+    from tasks.sending import decode_answer, encode_answer
+
+    sent = {"id": 7, "status": "sent", "wamid": "wamid.HBgM", "retries": 2, "owner": GHOST}
+    failed = {"id": 8, "status": "failed", "retries": 0, "error_code": 131026, "error_detail": "no entregable"}
+    handed_back = {"id": 9, "status": "pending", "retries": 1, "error_code": 190, "error_detail": "token vencido"}
+    assert encode_answer(sent) == "2 wamid.HBgM"
+    for outcome in (sent, failed, handed_back):
+        assert decode_answer(outcome["id"], encode_answer(outcome), GHOST) == {**outcome, "owner": GHOST}
