@@ -244,7 +244,7 @@ class Pipeline:
                 stamps["resumed_at"] = repr(time.time())
                 if not self.state.fields(campaign_id).get("started_at"):
                     stamps["started_at"] = _now()
-            self.state.set_status(campaign_id, status, reason, **stamps)
+            self.state.set_status(campaign_id, status, reason, int(result.get("version") or 0), **stamps)
         return result
 
     def pause(self, campaign_id: str, reason: str | None = None, *, unless_resumed_after: float | None = None) -> str:

@@ -66,6 +66,21 @@ for i = 1, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1
 """
 
+# A status change lands only if it is newer than the one Redis holds: two processes write the store and
+# then Redis, and their Redis writes may arrive in the other order. ARGV: campaign id, version, '1' for a
+# final status, then the fields; the campaign joins or leaves the active set with it.
+_SET_STATUS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], 'status_version') or '0') >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'status_version', ARGV[2], unpack(ARGV, 4))
+if ARGV[3] == '1' then
+  redis.call('SREM', KEYS[2], ARGV[1])
+else
+  redis.call('SADD', KEYS[2], ARGV[1])
+end
+return 1
+"""
+
 _SET_IF_KNOWN = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV))
@@ -112,6 +127,7 @@ class LiveState:
         self._error_window = client.register_script(_ERROR_WINDOW)
         self._incr_if_known = client.register_script(_INCR_IF_KNOWN)
         self._set_if_known = client.register_script(_SET_IF_KNOWN)
+        self._set_status = client.register_script(_SET_STATUS)
 
     @staticmethod
     def _keys(campaign_id: str) -> list[str]:
@@ -147,6 +163,7 @@ class LiveState:
             "started_at": campaign.get("started_at") or "",
             "finished_at": campaign.get("finished_at") or "",
             "max_in_flight": max_in_flight,
+            "status_version": campaign.get("status_version") or 0,
             "title": campaign.get("title") or "",
             "created_by": campaign.get("created_by") or "",
         }
@@ -171,18 +188,15 @@ class LiveState:
         """The campaign's live status."""
         return self.redis.hget(_PREFIX + campaign_id, "status")
 
-    def set_status(self, campaign_id: str, status: str, reason: str | None = None, **stamps: str) -> None:
-        """Record a status change (the store has already accepted it)."""
-        mapping = {"status": status, "reason": reason or "", **stamps}
-        pipe = self.redis.pipeline()
-        self._set_if_known(
-            keys=[_PREFIX + campaign_id], args=[x for item in mapping.items() for x in item], client=pipe
-        )
-        if status in FINAL_CAMPAIGN_STATUSES:
-            pipe.srem(ACTIVE_SET, campaign_id)
-        else:
-            pipe.sadd(ACTIVE_SET, campaign_id)
-        pipe.execute()
+    def set_status(
+        self, campaign_id: str, status: str, reason: str | None = None, version: int = 0, **stamps: str
+    ) -> bool:
+        """Record a status change the store has accepted as its `version`; an older one than Redis holds
+        (its write arrived late) changes nothing. Returns whether it landed."""
+        final = "1" if status in FINAL_CAMPAIGN_STATUSES else "0"
+        args = [campaign_id, version, final, "status", status, "reason", reason or ""]
+        args += [x for item in stamps.items() for x in item]
+        return bool(self._set_status(keys=[_PREFIX + campaign_id, ACTIVE_SET], args=args))
 
     def next_batch(self, campaign_id: str, max_in_flight: int) -> int | None:
         """Take the next batch to dispatch, or None when the campaign is full, paused or out of batches."""

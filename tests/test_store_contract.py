@@ -185,16 +185,16 @@ def test_claims_are_exclusive_and_outcomes_apply_once(store):
 
 def test_status_transitions_and_cancel(store):
     store.create_campaign(_campaign(), LEADS)
-    assert store.set_campaign_status("promo", "running") == {"changed": True, "status": "running"}
-    assert store.set_campaign_status("promo", "running") == {"changed": False, "status": "running"}
-    assert store.set_campaign_status("promo", "paused", "motivo")["changed"] is True
+    assert store.set_campaign_status("promo", "running") == {"changed": True, "status": "running", "version": 1}
+    assert store.set_campaign_status("promo", "running") == {"changed": False, "status": "running", "version": 1}
+    assert store.set_campaign_status("promo", "paused", "motivo") == {"changed": True, "status": "paused", "version": 2}
     assert store.get_campaign("promo")["status_reason"] == "motivo"
     store.claim_messages("promo", 1, 1, "worker-a")
     assert store.set_campaign_status("promo", "cancelled")["changed"] is True
     assert store.cancel_pending("promo") == 4
-    assert store.set_campaign_status("promo", "running") == {"changed": False, "status": "cancelled"}
+    assert store.set_campaign_status("promo", "running") == {"changed": False, "status": "cancelled", "version": 3}
     assert store.get_campaign("promo")["finished_at"] is not None
-    assert store.set_campaign_status("no-existe", "running") == {"changed": False, "status": None}
+    assert store.set_campaign_status("no-existe", "running") == {"changed": False, "status": None, "version": None}
 
 
 def test_delete_removes_the_recipients_too(store):

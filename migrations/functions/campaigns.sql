@@ -30,7 +30,8 @@ RETURNS jsonb LANGUAGE sql STABLE AS $$
     FROM instancia_sofia.campaigns WHERE status IN ('queued', 'running', 'paused');
 $$;
 
--- Moves a campaign to a new status when the transition makes sense; returns whether it moved.
+-- Moves a campaign to a new status when the transition makes sense; returns whether it moved, the status
+-- and its version (one more at every change).
 -- 'running' may follow 'completed' and 'failed': an operator's retry reopens the campaign.
 CREATE OR REPLACE FUNCTION instancia_sofia.set_campaign_status(
     p_campaign_id text, p_status text, p_reason text DEFAULT NULL)
@@ -44,20 +45,22 @@ DECLARE
         WHEN 'failed' THEN ARRAY['queued', 'running', 'paused']
         ELSE ARRAY[]::text[] END;
     v_status text;
+    v_version bigint;
 BEGIN
     UPDATE instancia_sofia.campaigns
     SET status = p_status,
         status_reason = p_reason,
         started_at = CASE WHEN p_status = 'running' THEN COALESCE(started_at, now()) ELSE started_at END,
         finished_at = CASE WHEN p_status IN ('cancelled', 'completed', 'failed') THEN now() ELSE NULL END,
+        status_version = status_version + 1,
         updated_at = now()
     WHERE id = p_campaign_id AND status = ANY (v_from)
-    RETURNING status INTO v_status;
+    RETURNING status, status_version INTO v_status, v_version;
     IF FOUND THEN
-        RETURN jsonb_build_object('changed', true, 'status', v_status);
+        RETURN jsonb_build_object('changed', true, 'status', v_status, 'version', v_version);
     END IF;
-    SELECT status INTO v_status FROM instancia_sofia.campaigns WHERE id = p_campaign_id;
-    RETURN jsonb_build_object('changed', false, 'status', v_status);
+    SELECT status, status_version INTO v_status, v_version FROM instancia_sofia.campaigns WHERE id = p_campaign_id;
+    RETURN jsonb_build_object('changed', false, 'status', v_status, 'version', v_version);
 END;
 $$;
 

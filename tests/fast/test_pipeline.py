@@ -106,3 +106,15 @@ def test_unknown_campaigns_are_reported_as_such(rt):
         rt.pipeline.pause("no-existe")
     with pytest.raises(CampaignNotFound):
         rt.pipeline.ensure_live_state("no-existe")
+
+
+def test_status_writes_that_reach_redis_late_never_undo_a_newer_change(rt, queue):
+    """A resume and a pause race: each process writes the store, then Redis; Redis may get them crossed."""
+    new_campaign(rt, "cruzada", 20)
+    paused = rt.store.set_campaign_status("cruzada", "paused", "token vencido (190)")  # a worker, first
+    resumed = rt.store.set_campaign_status("cruzada", "running")  # the operator, right after
+    assert rt.state.set_status("cruzada", "running", None, resumed["version"])  # the operator's Redis write lands
+    assert not rt.state.set_status("cruzada", "paused", "token vencido (190)", paused["version"])  # then the late one
+    assert live(rt, "cruzada")["status"] == rt.pipeline.campaign("cruzada")["status"] == "running"
+    queue.run_all(rt)
+    assert live(rt, "cruzada")["status"] == "completed", "the campaign did not stall half paused"
