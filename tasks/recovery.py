@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from tasks import keys, texts
 from tasks.heartbeat import dead_workers, forget_worker
@@ -12,6 +13,7 @@ from tasks.sending import decode_answer
 from tasks.state import LiveState
 from tasks.store.base import Store, StoreUnavailable
 from tasks.vocabulary import CampaignStatus, Outcome, RecipientStatus
+from tasks.webhooks import WebhookInbox
 
 log = logging.getLogger("tasks.recovery")
 
@@ -28,6 +30,8 @@ class Sweeper:
       the worker's marks (its sentinel is gone), every unsettled claim may have been sent: unknown.
     - Claims older than `stuck_claim_s` even though their worker lives (its chunk could not record them)
       are treated the same way.
+    - Notification bodies a dead worker took and had not applied go back to the inbox, and a drain is
+      scheduled whenever bodies wait (the task that should drain them may have died with its worker).
     - A batch in flight for more than `stale_batch_s` with nothing of it being sent goes back to the
       queue (its chord may never join when a chunk died with its worker). Sending it again is safe: every
       message is claimed atomically.
@@ -38,6 +42,8 @@ class Sweeper:
         store: Store,
         state: LiveState,
         pipeline: Pipeline,
+        inbox: WebhookInbox,
+        schedule_webhooks: Callable[[], None],
         *,
         owner: str,
         heartbeat_ttl_s: int,
@@ -47,6 +53,8 @@ class Sweeper:
         self.store = store
         self.state = state
         self.pipeline = pipeline
+        self.inbox = inbox
+        self.schedule_webhooks = schedule_webhooks
         self.owner = owner
         self.heartbeat_ttl_s = heartbeat_ttl_s
         self.stale_batch_s = stale_batch_s
@@ -62,7 +70,14 @@ class Sweeper:
         try:
             campaigns = set(self.store.open_campaigns()) | self.state.active_campaigns()
             owners = {campaign_id: self.store.claim_owners(campaign_id) for campaign_id in campaigns}
-            dead = dead_workers(redis, self.heartbeat_ttl_s, {o for found in owners.values() for o in found})
+            takers = set(self.inbox.takers())
+            claimers = {o for found in owners.values() for o in found}
+            dead = dead_workers(redis, self.heartbeat_ttl_s, claimers | takers)
+            for owner in takers & dead:
+                log.warning(texts.LOG_WEBHOOKS_RETURNED, owner, self.inbox.put_back(owner))
+            if self.inbox.size():
+                # Notifications wait: their drain task may have died with a worker (its flag still set).
+                self.schedule_webhooks()
             for campaign_id in sorted(campaigns):
                 try:
                     self._sweep_campaign(campaign_id, owners[campaign_id], dead, report)

@@ -88,16 +88,18 @@ def build_runtime(
     pipeline = Pipeline(store, state, queue, PipelinePolicy.from_settings(settings))
     whatsapp = WhatsAppClient(settings.api_whatsapp_url, settings.whatsapp_api_version, settings.http_timeout_s)
     sender = ChunkSender(store, state, pipeline, whatsapp, SendRateLimiter(client), SendPolicy.from_settings(settings))
+    inbox = WebhookInbox(client)
     sweeper = Sweeper(
         store,
         state,
         pipeline,
+        inbox,
+        queue.schedule_webhooks,
         owner=owner,
         heartbeat_ttl_s=settings.worker_heartbeat_ttl_s,
         stale_batch_s=settings.stale_batch_s,
         stuck_claim_s=settings.stuck_claim_s,
     )
-    inbox = WebhookInbox(client)
     return Runtime(
         settings=settings,
         owner=owner,
@@ -110,5 +112,5 @@ def build_runtime(
         sender=sender,
         sweeper=sweeper,
         inbox=inbox,
-        webhooks=WebhookApplier(store, state, inbox),
+        webhooks=WebhookApplier(store, state, inbox, owner),
     )

@@ -346,6 +346,7 @@ LOG_DEAD_WORKER_CLAIMS = (
     "Campaña %s: el worker %s dejó %d mensajes sin confirmar (quedan como desconocidos) y %d "
     "sin enviar (vuelven a la cola); %d quedaron resueltos por las respuestas y notificaciones de WhatsApp"
 )
+LOG_WEBHOOKS_RETURNED = "El worker %s se detuvo con %d notificaciones de WhatsApp sin aplicar; vuelven a la cola"
 LOG_MARKS_LOST = (
     "Campaña %s: Redis perdió las marcas de envío de este worker; se vuelven a marcar %d mensajes antes de seguir"
 )

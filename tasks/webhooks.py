@@ -17,24 +17,48 @@ log = logging.getLogger("tasks.webhooks")
 _STATUSES = ("sent", "delivered", "read", "failed")
 
 
+# Moves up to ARGV[1] bodies from the front of the inbox to the taking worker's list, in one step: a
+# worker that dies before applying them leaves them there, and the sweeper puts them back.
+_TAKE = """
+local bodies = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+if #bodies > 0 then
+  redis.call('LTRIM', KEYS[1], #bodies, -1)
+  redis.call('RPUSH', KEYS[2], unpack(bodies))
+end
+return bodies
+"""
+
+# Returns a worker's taken bodies to the front of the inbox, in their order.
+_GIVE_BACK = """
+local bodies = redis.call('LRANGE', KEYS[2], 0, -1)
+for i = #bodies, 1, -1 do redis.call('LPUSH', KEYS[1], bodies[i]) end
+redis.call('DEL', KEYS[2])
+return #bodies
+"""
+
+
 class WebhookInbox:
     """Verified notification bodies waiting in Redis for a worker, with one drain task scheduled at a time."""
 
     def __init__(self, client: redis.Redis):
         self.redis = client
+        self._take = client.register_script(_TAKE)
+        self._give_back = client.register_script(_GIVE_BACK)
 
     def push(self, raw_body: bytes) -> bool:
         """Keep a verified notification body; True when a drain task should be scheduled now."""
         pipe = self.redis.pipeline()
         pipe.rpush(keys.WEBHOOK_INBOX, raw_body)
         # One drain task at a time: the flag stays set until that task finds the inbox empty (see
-        # `take`), so a burst of notifications costs one task, and none is left waiting.
+        # `take`), so a burst of notifications costs one task, and none is left waiting. A drain task
+        # lost with its worker leaves the flag set: the sweeper schedules another (see `Sweeper`).
         pipe.set(keys.WEBHOOK_SCHEDULED, "1", nx=True, ex=60)
         return bool(pipe.execute()[1])
 
-    def take(self, count: int) -> list[str] | None:
-        """Up to `count` bodies, oldest first; None once the inbox is empty and no body can be stranded."""
-        bodies = self.redis.lpop(keys.WEBHOOK_INBOX, count)
+    def take(self, count: int, owner: str) -> list[str] | None:
+        """Up to `count` bodies, oldest first, kept under `owner` until `applied`; None once the inbox is
+        empty and no body can be stranded."""
+        bodies = self._take(keys=[keys.WEBHOOK_INBOX, keys.WEBHOOK_TAKEN + owner], args=[count])
         if bodies:
             return bodies
         # Clear the flag, then look once more: a body pushed before this look is drained here, one
@@ -44,9 +68,17 @@ class WebhookInbox:
             return []
         return None
 
-    def put_back(self, bodies: list[str]) -> None:
-        """Return bodies to the front (their statuses could not be stored): nothing acknowledged is lost."""
-        self.redis.lpush(keys.WEBHOOK_INBOX, *reversed(bodies))
+    def applied(self, owner: str) -> None:
+        """The bodies `owner` took are in the store."""
+        self.redis.delete(keys.WEBHOOK_TAKEN + owner)
+
+    def put_back(self, owner: str) -> int:
+        """Return the bodies `owner` took to the front (they were not stored): nothing acknowledged is lost."""
+        return int(self._give_back(keys=[keys.WEBHOOK_INBOX, keys.WEBHOOK_TAKEN + owner]))
+
+    def takers(self) -> list[str]:
+        """Workers holding bodies they took and have not applied."""
+        return [k[len(keys.WEBHOOK_TAKEN) :] for k in self.redis.scan_iter(match=keys.WEBHOOK_TAKEN + "*", count=1000)]
 
     def size(self) -> int:
         """Bodies waiting."""
@@ -85,17 +117,18 @@ def statuses_of(body: dict) -> list[dict]:
 class WebhookApplier:
     """Drains the inbox in batches, applies the statuses to the store and moves the campaigns' counters."""
 
-    def __init__(self, store: Store, state: LiveState, inbox: WebhookInbox):
+    def __init__(self, store: Store, state: LiveState, inbox: WebhookInbox, owner: str):
         self.store = store
         self.state = state
         self.inbox = inbox
+        self.owner = owner  # this worker: the bodies it takes are kept under its name until applied
 
     def process_inbox(self, max_bodies: int = 200, budget_s: float = 20.0) -> dict:
         """Apply what is queued, for at most `budget_s` seconds."""
         report = {"bodies": 0, "statuses": 0, "applied": 0, "orphans": 0}
         deadline = time.monotonic() + budget_s
         while time.monotonic() < deadline:
-            bodies = self.inbox.take(max_bodies)
+            bodies = self.inbox.take(max_bodies, self.owner)
             if bodies is None:
                 break
             statuses = []
@@ -107,8 +140,9 @@ class WebhookApplier:
             try:
                 result = self.store.apply_statuses(statuses)
             except Exception:
-                self.inbox.put_back(bodies)
+                self.inbox.put_back(self.owner)
                 raise
+            self.inbox.applied(self.owner)  # stored (applying them again would change nothing)
             self._apply_deltas(result["deltas"])
             report["bodies"] += len(bodies)
             report["statuses"] += len(statuses)

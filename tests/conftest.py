@@ -20,10 +20,20 @@ from tasks.store.migrate import apply_migrations
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-TEST_DB = os.environ.get("TEST_DB_NAME", "wcq_test")
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
-# Stacks that break things get a Redis db of their own (two test runs on one machine need two of these).
-TEST_STACK_REDIS_URL = os.environ.get("TEST_STACK_REDIS_URL", "redis://127.0.0.1:6379/10")
+# `make test` runs the suite in parallel processes (pytest-xdist): each gets a database and Redis dbs of
+# its own, from its index. The variables below override them (one run at a time then).
+_LANE = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ... or "" when not parallel
+_LANE_INDEX = int(_LANE[2:]) if _LANE.startswith("gw") else 0
+# (run, fast lane, breaking stacks) Redis dbs per parallel process; 0 and 12 belong to others.
+_LANE_REDIS_DBS = [(9, 8, 10), (4, 5, 6), (1, 2, 3), (13, 14, 15)]
+if len(_LANE_REDIS_DBS) <= _LANE_INDEX:
+    raise RuntimeError(f"at most {len(_LANE_REDIS_DBS)} parallel test processes (pytest -n) are supported")
+_RUN_DB, _FAST_DB, _STACK_DB = _LANE_REDIS_DBS[_LANE_INDEX]
+TEST_DB = os.environ.get("TEST_DB_NAME", "wcq_test" + (f"_{_LANE}" if _LANE else ""))
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{_RUN_DB}")
+TEST_FAST_REDIS_URL = os.environ.get("TEST_FAST_REDIS_URL", f"redis://127.0.0.1:6379/{_FAST_DB}")
+# Stacks that break things get a Redis db of their own.
+TEST_STACK_REDIS_URL = os.environ.get("TEST_STACK_REDIS_URL", f"redis://127.0.0.1:6379/{_STACK_DB}")
 
 APP_SECRET = "test-app-secret"
 FRONT_END_ORIGIN = "https://panel.example.test"

@@ -66,7 +66,13 @@ def test_a_message_whatsapp_reported_on_is_never_unknown(make_stack, sandbox, or
         failed = {r[0] for r in rows if r[1] == "failed"}
         return failed == set(FAILING) & reported and all(r[1] != "unknown" for r in rows if r[0] in reported) and rows
 
-    rows = wait_for(settled_by_notifications, 30, message="every reported message settled as WhatsApp said")
+    try:
+        rows = wait_for(settled_by_notifications, 30, message="every reported message settled as WhatsApp said")
+    except AssertionError as exc:
+        rows = store_rows("evidencia")
+        left = Counter(r[1] for r in rows if r[0] in reported and r[1] == "unknown")
+        wrong = {r[0]: r[1] for r in rows if r[0] in FAILING and r[0] in reported and r[1] != "failed"}
+        raise AssertionError(f"{exc}: reported but unknown {dict(left)}, failures not failed {wrong}") from None
     by_status = Counter(r[1] for r in rows)
     per_phone = assert_each_recipient_at_most_once(sandbox, PNID)
     assert set(per_phone) == reported and len(reported) == TOTAL - by_status["unknown"]

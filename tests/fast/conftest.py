@@ -7,7 +7,6 @@ worker and can stop between any two steps.
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 
 import psycopg
@@ -16,12 +15,12 @@ import redis
 
 from tasks.config import load_settings
 from tasks.runtime import build_runtime
-from tests.conftest import SENDERS, TEST_DB, empty_redis, fresh_database, start_test_sandbox
+from tests.conftest import SENDERS, TEST_DB, TEST_FAST_REDIS_URL, empty_redis, fresh_database, start_test_sandbox
 from tests.fast.inline import InlineQueue
 from webapi import create_app
 
 FAST_DB = TEST_DB + "_fast"
-FAST_REDIS_URL = os.environ.get("TEST_FAST_REDIS_URL", "redis://127.0.0.1:6379/8")
+FAST_REDIS_URL = TEST_FAST_REDIS_URL
 APP_SECRET = "fast-app-secret"
 
 

@@ -146,3 +146,22 @@ def test_answers_are_kept_compactly_and_read_back_whole():
     assert encode_answer(sent) == "2 wamid.HBgM"
     for outcome in (sent, failed, handed_back):
         assert decode_answer(outcome["id"], encode_answer(outcome), GHOST) == {**outcome, "owner": GHOST}
+
+
+def test_notifications_a_dead_worker_took_go_back_and_are_applied(rt, queue):
+    from tests.fast.test_webhook_applier import notification, sent_wamids, status
+
+    new_campaign(rt, "tomadas", 10)
+    queue.run_all(rt)
+    wamid = sent_wamids(rt, "tomadas")[0]
+    rt.inbox.push(notification(status(wamid, "read")))
+    assert rt.inbox.take(200, GHOST)  # taken by a worker that died before applying it
+    assert rt.webhooks.process_inbox()["applied"] == 0 and rt.inbox.takers() == [GHOST]
+    drains = queue.webhook_drains
+    rt.sweeper.sweep()
+    time.sleep(rt.settings.worker_heartbeat_ttl_s + 0.2)
+    rt.sweeper.sweep()
+    assert rt.inbox.takers() == [] and rt.inbox.size() == 1
+    assert queue.webhook_drains > drains, "the sweeper asked for a drain (the dead worker's task is gone)"
+    assert rt.webhooks.process_inbox()["applied"] == 1
+    assert live(rt, "tomadas")["read"] == 1
