@@ -639,8 +639,8 @@ class Bench:
             return True
         return " ready." in process.log_tail(20000)
 
-    def start_api(self, env: dict[str, str], timeout: float = 60) -> ApiClient:
-        """Start the API as deployed (gunicorn, one gevent worker) on a free loopback port."""
+    def start_api(self, env: dict[str, str], timeout: float = 60, workers: int = 1) -> ApiClient:
+        """Start the API as deployed (gunicorn, `workers` gevent workers) on a free loopback port."""
         port = free_port()
         command = [
             sys.executable,
@@ -649,7 +649,7 @@ class Bench:
             "-k",
             "gevent",
             "-w",
-            "1",
+            str(workers),
             "-b",
             f"127.0.0.1:{port}",
             "webapi:create_app()",

@@ -10,6 +10,9 @@ RETURNS jsonb LANGUAGE sql AS $$
     WITH o AS (
         SELECT * FROM jsonb_to_recordset(p_outcomes)
             AS x(id bigint, status text, wamid text, error_code integer, error_detail text, owner text)),
+    -- Rows are locked in id order, as apply_statuses locks them, so the two never deadlock.
+    locked AS MATERIALIZED (
+        SELECT l.id FROM instancia_sofia.leads_activos l WHERE l.id IN (SELECT id FROM o) ORDER BY l.id FOR UPDATE),
     moved AS (
         UPDATE instancia_sofia.leads_activos l
         SET status = CASE
@@ -24,7 +27,8 @@ RETURNS jsonb LANGUAGE sql AS $$
             sent_at = CASE WHEN o.status = 'sent' THEN COALESCE(l.sent_at, now()) ELSE l.sent_at END,
             updated_at = now()
         FROM o
-        WHERE l.id = o.id AND l.status = 'sending' AND (o.owner IS NULL OR l.claimed_by = o.owner)
+        WHERE l.id = o.id AND l.id IN (SELECT id FROM locked)
+          AND l.status = 'sending' AND (o.owner IS NULL OR l.claimed_by = o.owner)
         RETURNING l.status, l.error_code, l.error_detail)
     SELECT jsonb_build_object(
         'moved', COALESCE((SELECT jsonb_object_agg(status, n)

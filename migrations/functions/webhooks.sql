@@ -25,6 +25,12 @@ DECLARE
     v_orphans integer := 0;
     v_was_delivered boolean;
 BEGIN
+    -- Lock every row these statuses touch first, in id order (as record_outcomes does): never a deadlock.
+    PERFORM 1 FROM instancia_sofia.leads_activos t
+    WHERE t.wamid IN (SELECT x.wamid FROM jsonb_to_recordset(p_statuses) AS x(wamid text) WHERE x.wamid IS NOT NULL)
+       OR t.id IN (SELECT split_part(x.callback, '/', 2)::bigint FROM jsonb_to_recordset(p_statuses) AS x(callback text)
+                   WHERE x.callback ~ '^[^/]+/[0-9]+$')
+    ORDER BY t.id FOR UPDATE;
     FOR s IN
         SELECT * FROM jsonb_to_recordset(p_statuses)
             AS x(wamid text, status text, ts bigint, callback text, error_code integer, error_detail text)

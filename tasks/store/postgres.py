@@ -155,6 +155,12 @@ class PostgresStore(Store):
                 raise StoreUnavailable(f"database unavailable in {function}: {exc}") from exc
             except errors.QueryCanceled as exc:  # the statement timeout: the database is too slow to answer
                 raise StoreUnavailable(f"database too slow in {function}: {exc}") from exc
+            except (errors.DeadlockDetected, errors.SerializationFailure) as exc:
+                # The server rolled the whole call back: running it again is exact, whatever it does.
+                if time.monotonic() >= deadline:
+                    raise StoreUnavailable(f"database kept aborting {function}: {exc}") from exc
+                log.warning("%s aborted by the database (%s); trying again", function, type(exc).__name__)
+                continue
             except psycopg.Error as exc:
                 if not _session_lost(exc, conn):
                     raise StoreError(f"database error in {function}: {exc}") from exc
