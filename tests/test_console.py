@@ -32,7 +32,9 @@ ARTIFACTS = ROOT / "tests" / "artifacts" / "console"
 BAD_ROWS = b"12,Corto,Plan 1\n584141000000,Repetido,Plan 2\n584141000001,,Plan 3\n"
 CSV = make_csv(400) + BAD_ROWS
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt-get install chromium)"
+)
 
 
 @pytest.fixture(scope="module")
