@@ -326,7 +326,7 @@
     for (const row of data.filas) {
       const tr = document.createElement("tr");
       cell(tr, row.fila);
-      cell(tr, row.telefono);
+      cell(tr, row.telefono).className = "tel";
       for (const p of row.parametros) cell(tr, p.valor);
       body.appendChild(tr);
     }
