@@ -299,6 +299,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  Queue status:    {api_url}/api/estado-cola/{campaign_id}")
         print(f"  Campaigns:       {api_url}/api/listar-campanas")
         print(f"  Flower:          {flower_url}  (user '{flower_user}', password in {flower_password_at})")
+        print(f"  Console:         {api_url}/  (sign in with the API key below)")
         print(f"  API key (operator): {api_key}")
         print(f"    e.g. curl -H 'X-API-Key: {api_key}' {api_url}/api/listar-campanas")
         print(f"  Sandbox log:     {sandbox.url}/_sandbox/messages")

@@ -52,6 +52,7 @@ class Settings:
     webhook_max_body_kb: int = 2048
     cors_origins: tuple[str, ...] = ()
     supabase_jwt_secret: str | None = None
+    supabase_anon_key: str | None = None
     jwks_cache_s: float = 600.0
     default_role: str = "viewer"
     auth_disabled: bool = False
@@ -163,6 +164,7 @@ _PARSERS = {
     "webhook_max_body_kb": lambda n, v: _positive_int(n, v),
     "cors_origins": lambda n, v: _origins(n, v),
     "supabase_jwt_secret": lambda n, v: v.strip() or None,
+    "supabase_anon_key": lambda n, v: v.strip() or None,
     "jwks_cache_s": _positive_float,
     "default_role": lambda n, v: _choice(n, v, ROLE_CHOICES),
     "auth_disabled": _bool,

@@ -239,6 +239,8 @@ QUEUE_UNAVAILABLE = (
 CAMPAIGN_CREATED = "Campaña creada: {total} mensajes en cola"
 CAMPAIGN_ALREADY_CREATED = "Esta solicitud ya creó la campaña (misma Idempotency-Key); no se envía nada dos veces"
 ROWS_EXCLUDED = "; {count} filas excluidas (ver 'rechazados')"
+# The validation answer (validar-campana: nothing stored or sent), then ROWS_EXCLUDED and a period like above.
+CAMPAIGN_VALIDATED = "Archivo revisado, no se guardó ni envió nada: se enviarían {total} mensajes"
 
 # A campaign that does not exist, or that the caller may not see; the short form answers pause, resume,
 # cancel and retry when the pipeline itself finds no campaign.

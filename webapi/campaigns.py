@@ -13,12 +13,14 @@ from tasks.pipeline import CampaignNotFound, InvalidTransition
 from tasks.runtime import Runtime
 from tasks.vocabulary import COUNTERS, SETTLED_RECIPIENT_STATUSES, CampaignStatus
 from webapi.access import Caller
-from webapi.contacts import ContactsError, ContactStream, mask_value, open_csv, open_records
+from webapi.contacts import Contact, ContactsError, ContactStream, mask_value, open_csv, open_records
 from webapi.errors import MAX_ID_LENGTH, ApiError
 
 log = logging.getLogger("webapi")
 
 MAX_REJECTED_STORED = 10_000
+#: Accepted rows a validation shows, as they would be sent.
+PREVIEW_ROWS = 10
 # What slugify (plus the store's "-2" suffixes) can produce; anything else cannot name a campaign.
 _CAMPAIGN_ID = re.compile(rf"[a-z0-9_-]{{1,{MAX_ID_LENGTH}}}")
 
@@ -75,9 +77,8 @@ def rejected_report(contacts: ContactStream) -> list[dict]:
     return [{"fila": r.row, "valor": r.value, "motivo": r.reason} for r in contacts.rejected]
 
 
-def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str | None, caller: Caller) -> dict:
-    """Validate, store and start a campaign; nothing is stored or enqueued when any step fails."""
-    store = runtime.store
+def check_sender(store, form: dict, caller: Caller) -> None:
+    """Refuse a buzón the caller may not use (403) or that is not registered (422)."""
     if not caller.may_use(form["buzon"]):
         allowed = caller.scope or []
         raise ApiError(
@@ -93,6 +94,12 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
             texts.SENDER_UNKNOWN.format(buzon=form["buzon"], known=", ".join(known) or texts.NO_SENDERS),
             {"field": "buzon", "buzones": known},
         )
+
+
+def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str | None, caller: Caller) -> dict:
+    """Validate, store and start a campaign; nothing is stored or enqueued when any step fails."""
+    store = runtime.store
+    check_sender(store, form, caller)
     contacts = open_contacts(runtime, form, upload)
     campaign = {
         "id": slugify(form["titulo_campana"]),
@@ -142,6 +149,77 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
         "total_rechazados": len(report),
         "rechazados": report,
         "notas": contacts.notes,
+    }
+
+
+def parameter_labels(contacts: ContactStream, named: bool) -> list[str]:
+    """How the template names each parameter column: {{1}}, {{2}}... in column order, or the column's name."""
+    columns = contacts.parameter_columns
+    return list(columns) if named else [f"{{{{{i}}}}}" for i in range(1, len(columns) + 1)]
+
+
+def validate_campaign(runtime: Runtime, form: dict, upload, caller: Caller, full_phones: bool = True) -> dict:
+    """Read an upload exactly as create_campaign does and say what would be sent, storing and sending nothing."""
+    check_sender(runtime.store, form, caller)
+    contacts = open_contacts(runtime, form, upload)
+    named = form["parametros_nombrados"]
+    labels = parameter_labels(contacts, named)
+    preview: list[Contact] = []
+    try:
+        with contacts:
+            for contact in contacts:
+                if len(preview) < PREVIEW_ROWS:
+                    preview.append(contact)
+    except ContactsError as exc:
+        raise ApiError(422, exc.message, exc.details) from None
+    rows = []
+    for contact in preview:
+        params = contact.params
+        values = [params.get(c, "") for c in contacts.parameter_columns] if isinstance(params, dict) else params
+        rows.append(
+            {
+                "fila": contact.row,
+                "telefono": contact.phone if full_phones else mask_value(contact.phone),
+                "parametros": [
+                    {"parametro": label, "columna": column, "valor": value}
+                    for label, column, value in zip(labels, contacts.parameter_columns, values, strict=False)
+                ],
+            }
+        )
+    report = rejected_report(contacts)
+    message = texts.CAMPAIGN_VALIDATED.format(total=contacts.accepted)
+    if report:
+        message += texts.ROWS_EXCLUDED.format(count=len(report))
+    return {
+        "success": True,
+        "message": message + ".",
+        "columna_telefono": contacts.phone_column,
+        "columnas_parametros": [
+            {"parametro": label, "columna": column}
+            for label, column in zip(labels, contacts.parameter_columns, strict=False)
+        ],
+        "parametros_nombrados": named,
+        "codificacion": contacts.encoding,
+        "separador": contacts.delimiter,
+        "total_messages": contacts.accepted,
+        "total_rechazados": len(report),
+        "filas": rows,
+        "rechazados": report[:MAX_REJECTED_STORED],
+        "notas": contacts.notes,
+    }
+
+
+def describe_caller(caller: Caller) -> dict:
+    """Who the caller is, as the console shows it."""
+    return {
+        "success": True,
+        "tipo": caller.kind,
+        "id": caller.id,
+        "email": caller.email,
+        "nombre": caller.label,
+        "rol": caller.role,
+        "buzones": caller.scope,
+        "puede_operar": caller.can("operator"),
     }
 
 

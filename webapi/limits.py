@@ -28,6 +28,9 @@ def _setting(name: str):
 
 
 uploads = limiter.limit(_setting("rate_limit_uploads"), scope="uploads", methods=["POST"])
+# Validating reads the whole file like an upload: the same limit, counted apart so checking a file first
+# does not use up the uploads.
+validations = limiter.limit(_setting("rate_limit_uploads"), scope="validations", methods=["POST"])
 actions = limiter.shared_limit(_setting("rate_limit_actions"), scope="actions", methods=["POST"])
 reads = limiter.shared_limit(
     lambda: runtime().settings.rate_limit_reads or "1/second",

@@ -79,6 +79,8 @@ def build_spec() -> dict:
     for name in (
         "CampaignRequest",
         "CampaignCreated",
+        "CampaignValidated",
+        "Caller",
         "QueueStatus",
         "CampaignList",
         "SystemStatus",
@@ -127,6 +129,36 @@ def build_spec() -> dict:
                     "201": _json("CampaignCreated", "Campaña creada y en cola"),
                     **_errors(400, 401, 403, 413, 422, 429, 503),
                 },
+            }
+        },
+    )
+    spec.path(
+        path="/api/validar-campana",
+        operations={
+            "post": {
+                "summary": "Revisar un CSV como lo leería crear-campana, sin guardar ni enviar nada",
+                "description": "Columna de teléfono detectada, primeras filas como se enviarían, cantidades y "
+                "filas rechazadas con su número y motivo. Mismas entradas y permisos que crear-campana.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {"schema": multipart},
+                        "application/json": {"schema": "CampaignRequest"},
+                    },
+                },
+                "responses": {
+                    "200": _json("CampaignValidated", "Lo que se enviaría"),
+                    **_errors(400, 401, 403, 413, 422, 429, 503),
+                },
+            }
+        },
+    )
+    spec.path(
+        path="/api/yo",
+        operations={
+            "get": {
+                "summary": "Quién llama: clave o usuario, rol y buzones permitidos",
+                "responses": {"200": _json("Caller", "Llamante"), **_errors(401, 403, 503)},
             }
         },
     )

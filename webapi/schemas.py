@@ -181,6 +181,61 @@ class CampaignCreatedSchema(Schema):
     notas = fields.List(fields.String())
 
 
+class ParameterColumnSchema(Schema):
+    """Which CSV column fills which template parameter."""
+
+    parametro = fields.String(metadata={"description": "{{1}}, {{2}}... o el nombre del parámetro con nombre."})
+    columna = fields.String(metadata={"description": "Columna del archivo de la que sale su valor."})
+
+
+class PreviewParameterSchema(ParameterColumnSchema):
+    """One parameter of a row as it would be sent."""
+
+    valor = fields.String()
+
+
+class PreviewRowSchema(Schema):
+    """An accepted row as it would be sent."""
+
+    fila = fields.Integer(metadata={"description": "Número de fila en el archivo."})
+    telefono = fields.String(metadata={"description": "Teléfono normalizado (E.164 sin '+'); enmascarado para viewer."})
+    parametros = fields.List(fields.Nested(PreviewParameterSchema))
+
+
+class CampaignValidatedSchema(Schema):
+    """Answer of POST /api/validar-campana: what crear-campana would send, with nothing stored or sent."""
+
+    success = fields.Boolean()
+    message = fields.String()
+    columna_telefono = fields.String(metadata={"description": "Columna detectada (o indicada) como teléfono."})
+    columnas_parametros = fields.List(fields.Nested(ParameterColumnSchema))
+    parametros_nombrados = fields.Boolean()
+    codificacion = fields.String(metadata={"description": "Codificación con la que se leyó el archivo."})
+    separador = fields.String(metadata={"description": "Separador de columnas detectado."})
+    total_messages = fields.Integer(metadata={"description": "Mensajes que se enviarían."})
+    total_rechazados = fields.Integer()
+    filas = fields.List(
+        fields.Nested(PreviewRowSchema), metadata={"description": "Las primeras filas aceptadas, como se enviarían."}
+    )
+    rechazados = fields.List(fields.Nested(RejectedRowSchema))
+    notas = fields.List(fields.String())
+
+
+class CallerSchema(Schema):
+    """Answer of GET /api/yo: who is calling."""
+
+    success = fields.Boolean()
+    tipo = fields.String(metadata={"description": "key (clave de API), user (sesión de Supabase) u open"})
+    id = fields.String(metadata={"description": "Nombre de la clave o id del usuario."})
+    email = fields.String(allow_none=True)
+    nombre = fields.String(metadata={"description": "Cómo aparece como creador de campañas (creado_por)."})
+    rol = fields.String(metadata={"description": "viewer, operator o admin"})
+    buzones = fields.List(
+        fields.String(), allow_none=True, metadata={"description": "Buzones permitidos; null: todos."}
+    )
+    puede_operar = fields.Boolean(metadata={"description": "true si puede crear campañas y actuar sobre ellas."})
+
+
 class ErrorGroupSchema(Schema):
     """Failed messages that share one WhatsApp error code."""
 

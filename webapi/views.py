@@ -19,6 +19,8 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 200
 # Built once: creating a Schema deep-copies its declared fields, which showed in request profiles.
 _campaign_action = schemas.CampaignActionSchema()
 _campaign_created = schemas.CampaignCreatedSchema()
+_campaign_validated = schemas.CampaignValidatedSchema()
+_caller_schema = schemas.CallerSchema()
 _campaign_list = schemas.CampaignListSchema()
 _list_query = schemas.CampaignListQuerySchema()
 _queue_status = schemas.QueueStatusSchema()
@@ -38,6 +40,34 @@ _sender_list = schemas.SenderListSchema()
 @limits.uploads
 def create_campaign():
     """Create a campaign from a CSV upload (multipart) or a JSON list of contacts."""
+    form, upload = _campaign_input()
+    key = request.headers.get("Idempotency-Key") or None
+    if key is not None and len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise ApiError(400, texts.IDEMPOTENCY_KEY_TOO_LONG.format(limit=MAX_IDEMPOTENCY_KEY_LENGTH))
+    result = campaigns.create_campaign(runtime(), form, upload, key, current_caller())
+    return jsonify(_campaign_created.dump(result)), 201
+
+
+@bp.post("/validar-campana")
+@requires("operator")
+@limits.validations
+def validate_campaign():
+    """Read an upload as crear-campana would and answer what it would send; nothing is stored or sent."""
+    form, upload = _campaign_input()
+    caller = current_caller()
+    result = campaigns.validate_campaign(runtime(), form, upload, caller, full_phones=caller.can("operator"))
+    return jsonify(_campaign_validated.dump(result))
+
+
+@bp.get("/yo")
+@requires("viewer")
+def whoami():
+    """Who is calling: the key or user, its role and the buzones it may use."""
+    return jsonify(_caller_schema.dump(campaigns.describe_caller(current_caller())))
+
+
+def _campaign_input():
+    """The form fields and the uploaded file of crear-campana (multipart), or its JSON body and no file."""
     if request.is_json:
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
@@ -49,11 +79,7 @@ def create_campaign():
         upload = request.files.get("archivo_csv")
         if upload is None and form["contactos"] is None:
             raise ApiError(400, texts.FILE_MISSING, {"field": "archivo_csv"})
-    key = request.headers.get("Idempotency-Key") or None
-    if key is not None and len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
-        raise ApiError(400, texts.IDEMPOTENCY_KEY_TOO_LONG.format(limit=MAX_IDEMPOTENCY_KEY_LENGTH))
-    result = campaigns.create_campaign(runtime(), form, upload, key, current_caller())
-    return jsonify(_campaign_created.dump(result)), 201
+    return form, upload
 
 
 @bp.get("/estado-cola/<campaign_id>")
