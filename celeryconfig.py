@@ -1,8 +1,10 @@
 """Celery settings: fixed ones as module values, and `from_settings` for those that follow the environment."""
 
+from kombu import Queue
+
 from tasks.config import Settings
 from tasks.queue import PROCESS_WEBHOOKS, SWEEP
-from tasks.vocabulary import CAMPAIGNS_QUEUE
+from tasks.vocabulary import CAMPAIGNS_QUEUE, WEBHOOKS_QUEUE
 
 task_serializer = "json"
 result_serializer = "json"
@@ -32,6 +34,9 @@ result_backend_thread_safe = True
 broker_connection_retry_on_startup = True
 
 task_default_queue = CAMPAIGNS_QUEUE
+# A worker consumes both queues unless started with -Q; the drains go to their own.
+task_queues = (Queue(CAMPAIGNS_QUEUE), Queue(WEBHOOKS_QUEUE))
+task_routes = {PROCESS_WEBHOOKS: {"queue": WEBHOOKS_QUEUE}}
 worker_send_task_events = True
 task_send_sent_event = True
 worker_hijack_root_logger = True

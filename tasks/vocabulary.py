@@ -51,6 +51,9 @@ COUNTERS = ("sent", "failed", "cancelled", "unknown", "retries", "delivered", "r
 
 # Celery queues: chunk sends, batch callbacks, the sweeper and webhook drains share the default one.
 CAMPAIGNS_QUEUE = "campaigns"
+# The webhook drains have a queue of their own, so a worker started with `-Q webhooks` can take them apart
+# from sending (workers started without -Q consume both).
+WEBHOOKS_QUEUE = "webhooks"
 
 
 class Outcome(TypedDict, total=False):

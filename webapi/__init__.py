@@ -14,6 +14,7 @@ from tasks.runtime import build_runtime
 from webapi import access, audit, bodies, cli, console, headers, health, limits, openapi, views, webhooks
 from webapi.context import EXTENSION
 from webapi.errors import register_error_handlers
+from webapi.intake import WebhookIntake
 
 #: Seconds an API request waits for a database that is away before it answers 503.
 API_DATABASE_WAIT_S = 2.0
@@ -62,4 +63,6 @@ def create_app(
     app.register_blueprint(cli.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(console.bp)
+    # Status notifications (about three POSTs per message sent) are taken in front of Flask.
+    app.wsgi_app = WebhookIntake(app.wsgi_app, runtime)  # type: ignore[method-assign]
     return app

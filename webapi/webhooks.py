@@ -1,13 +1,11 @@
-"""WhatsApp status webhooks: Meta's verification handshake, and signed notifications recorded for a task."""
+"""WhatsApp status webhooks: Meta's verification handshake (the notifications themselves: webapi/intake.py)."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import json
 import logging
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, request
 
 from tasks import texts
 from webapi.context import runtime
@@ -36,35 +34,4 @@ def verify():
     raise ApiError(403, texts.WEBHOOK_VERIFY_REFUSED)
 
 
-@bp.post("/whatsapp")
-def receive():
-    """Check the signature over the raw body, keep the body for the worker, acknowledge at once."""
-    settings = _settings()
-    limit = settings.webhook_max_body_kb * 1024
-    if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, texts.WEBHOOK_TOO_LARGE.format(limit_kb=settings.webhook_max_body_kb))
-    raw = request.stream.read(limit + 1)
-    if len(raw) > limit:
-        raise ApiError(413, texts.WEBHOOK_TOO_LARGE.format(limit_kb=settings.webhook_max_body_kb))
-    secret = settings.whatsapp_app_secret
-    if not secret:
-        raise ApiError(503, texts.WEBHOOK_NO_SECRET)
-    signature = request.headers.get("X-Hub-Signature-256", "")
-    expected = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(signature.encode(), expected.encode()):
-        log.warning("Webhook refused: %s signature", "missing" if not signature else "wrong")
-        raise ApiError(401, texts.WEBHOOK_BAD_SIGNATURE)
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise ApiError(400, texts.WEBHOOK_NOT_JSON) from None
-    if not isinstance(body, dict):
-        raise ApiError(400, texts.WEBHOOK_NOT_OBJECT)
-    rt = runtime()
-    try:
-        if rt.inbox.push(raw):
-            rt.queue.schedule_webhooks()
-    except Exception:
-        # Not acknowledged: Meta sends it again later.
-        raise ApiError(503, texts.WEBHOOK_NOT_RECORDED) from None
-    return jsonify({"success": True})
+# POST /webhooks/whatsapp (the notifications) is taken before Flask: see webapi/intake.py.

@@ -1,0 +1,97 @@
+"""The notification intake: `POST /webhooks/whatsapp` answered in front of Flask.
+
+WhatsApp posts about three notifications per message sent, one status per POST, so at 1,000 messages/s
+the intake takes about 3,000 POSTs/s: Flask's per-request machinery (routing, request context, the
+before/after hooks of access control, audit, limits) would cost more than the work. This WSGI layer does
+only what the route needs: read the raw body (within WEBHOOK_MAX_BODY_KB), verify its signature on those
+bytes (constant-time), check it is a JSON object, keep it in the inbox and schedule a drain, and answer
+in the API's JSON shape. Nothing is acknowledged before it is in Redis. Every other request, the
+verification handshake (`GET`) included, goes to Flask as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from tasks import texts
+from tasks.runtime import Runtime
+
+log = logging.getLogger("webapi.webhooks")
+
+PATH = "/webhooks/whatsapp"
+_OK = b'{"success":true}\n'
+# The headers every API answer carries (webapi/headers.py), for these answers too.
+_HEADERS = [
+    ("Content-Type", "application/json"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+    ("Cache-Control", "no-store"),
+]
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
+
+
+class WebhookIntake:
+    """WSGI middleware: takes `POST /webhooks/whatsapp`, hands everything else to `app`."""
+
+    def __init__(self, app: WsgiApp, runtime: Runtime):
+        self.app = app
+        self.runtime = runtime
+        settings = runtime.settings
+        self.limit = settings.webhook_max_body_kb * 1024
+        self.limit_kb = settings.webhook_max_body_kb
+        self.secret = (settings.whatsapp_app_secret or "").encode()
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
+            return self.app(environ, start_response)
+        status, body = self._receive(environ)
+        start_response(status, [*_HEADERS, ("Content-Length", str(len(body)))])
+        return [body]
+
+    def _receive(self, environ: dict) -> tuple[str, bytes]:
+        """Check, keep and acknowledge one notification; returns the HTTP status line and body."""
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or -1)
+        except ValueError:
+            length = -1
+        if length > self.limit:
+            return _error(413, texts.WEBHOOK_TOO_LARGE.format(limit_kb=self.limit_kb))
+        stream = environ["wsgi.input"]
+        raw = stream.read(length) if length >= 0 else stream.read(self.limit + 1)
+        if len(raw) > self.limit:
+            return _error(413, texts.WEBHOOK_TOO_LARGE.format(limit_kb=self.limit_kb))
+        if not self.secret:
+            return _error(503, texts.WEBHOOK_NO_SECRET)
+        signature = environ.get("HTTP_X_HUB_SIGNATURE_256", "")
+        expected = "sha256=" + hmac.new(self.secret, raw, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(signature.encode(), expected.encode()):
+            log.warning("Webhook refused: %s signature", "missing" if not signature else "wrong")
+            return _error(401, texts.WEBHOOK_BAD_SIGNATURE)
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return _error(400, texts.WEBHOOK_NOT_JSON)
+        if not isinstance(body, dict):
+            return _error(400, texts.WEBHOOK_NOT_OBJECT)
+        try:
+            if self.runtime.inbox.push(raw):
+                self.runtime.queue.schedule_webhooks()
+        except Exception:
+            # Not acknowledged: Meta sends it again later.
+            return _error(503, texts.WEBHOOK_NOT_RECORDED)
+        return "200 OK", _OK
+
+
+def _error(status: int, message: str) -> tuple[str, bytes]:
+    """An error answer in the API's shape."""
+    reason = {400: "BAD REQUEST", 401: "UNAUTHORIZED", 413: "REQUEST ENTITY TOO LARGE", 503: "SERVICE UNAVAILABLE"}
+    body = json.dumps({"success": False, "message": message, "details": {}}, ensure_ascii=False).encode()
+    return f"{status} {reason[status]}", body
