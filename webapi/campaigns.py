@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from tasks import texts
 from tasks.errors import describe
 from tasks.pipeline import CampaignNotFound, InvalidTransition
 from tasks.runtime import Runtime
+from tasks.store.base import EXPORT_PAGE_SIZE
 from tasks.vocabulary import COUNTERS, SETTLED_RECIPIENT_STATUSES, CampaignStatus
+from webapi import exports
 from webapi.access import Caller
 from webapi.contacts import ContactsError, ContactStream, mask_value, open_csv, open_records
 from webapi.errors import MAX_ID_LENGTH, ApiError
@@ -329,6 +332,40 @@ def list_recipients(
         "total": result["total"],
         "destinatarios": recipients,
     }
+
+
+def export_results(
+    runtime: Runtime,
+    campaign_id: str,
+    status: str | None,
+    separator: str,
+    scope: list[str] | None = None,
+    full_phones: bool = True,
+) -> Iterator[bytes]:
+    """Every recipient of a campaign as CSV bytes, streamed; the same checks (and 404s) as list_recipients.
+
+    The checks and the first page happen before this returns, so a campaign the caller may not see, or a
+    database that is away, still gets its JSON answer instead of a broken download.
+    """
+    check_campaign_id(campaign_id)
+    row = runtime.store.get_campaign(campaign_id)
+    if row is None or (scope is not None and row["buzon"] not in scope):
+        raise _not_found(campaign_id)
+    page_size = EXPORT_PAGE_SIZE
+    first = runtime.store.export_page(campaign_id, status, 0, page_size)
+
+    def rows() -> Iterator[dict]:
+        yield from first
+        if len(first) == page_size:
+            try:
+                yield from runtime.store.iter_recipients_after(campaign_id, status, first[-1]["seq"], page_size)
+            except Exception as exc:
+                # The answer has begun: all that is left is to cut it short, which the client sees as a
+                # download that failed (the chunked body never ends), not as a complete file.
+                log.error("Export of campaign %s cut short (%s)", campaign_id, type(exc).__name__)
+                raise
+
+    return exports.csv_stream(rows(), separator, full_phones)
 
 
 def list_senders(store, scope: list[str] | None) -> dict:
