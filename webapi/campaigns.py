@@ -355,10 +355,13 @@ def export_results(
     first = runtime.store.export_page(campaign_id, status, 0, page_size)
 
     def rows() -> Iterator[dict]:
-        yield from first
-        if len(first) == page_size:
+        full, last_seq = len(first) == page_size, first[-1]["seq"] if first else 0
+        first.reverse()  # dropped as they are written, like the store's later pages
+        while first:
+            yield first.pop()
+        if full:
             try:
-                yield from runtime.store.iter_recipients_after(campaign_id, status, first[-1]["seq"], page_size)
+                yield from runtime.store.iter_recipients_after(campaign_id, status, last_seq, page_size)
             except Exception as exc:
                 # The answer has begun: all that is left is to cut it short, which the client sees as a
                 # download that failed (the chunked body never ends), not as a complete file.

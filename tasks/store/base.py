@@ -243,10 +243,12 @@ class Store:
         """Like iter_recipients, from the first recipient with seq above `after_seq`."""
         while True:
             page = self.export_page(campaign_id, status, after_seq, page_size)
-            yield from page
-            if len(page) < page_size:
+            full, after_seq = len(page) == page_size, page[-1]["seq"] if page else after_seq
+            page.reverse()  # handed out and dropped one by one: the next page is read with this one gone
+            while page:
+                yield page.pop()
+            if not full:
                 return
-            after_seq = page[-1]["seq"]
 
     def apply_statuses(self, statuses: list[dict]) -> dict:
         """Apply webhook statuses {wamid, status, ts, callback, error_code, error_detail}; returns counter deltas."""
