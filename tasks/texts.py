@@ -274,6 +274,9 @@ EXPORT_HEADER = (
 )
 EXPORT_SEPARATORS = {",": ",", ";": ";", "coma": ",", "punto-y-coma": ";", "tab": "\t"}
 
+# GET /metrics: served only with METRICS_TOKEN set, to a caller that sends it.
+METRICS_TOKEN_INVALID = "Falta el token de métricas o no es válido: envíe 'Authorization: Bearer <METRICS_TOKEN>'."
+
 # Probes: NOT_READY lists the parts that do not answer, separated by commas.
 NOT_READY = "El servicio no está listo: {problems}."
 NOT_READY_REDIS = "Redis no responde"

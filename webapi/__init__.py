@@ -11,7 +11,7 @@ from tasks.config import Settings, load_settings
 from tasks.logsetup import configure_handlers
 from tasks.queue import CeleryQueue, TaskQueue
 from tasks.runtime import build_runtime
-from webapi import access, audit, bodies, cli, headers, health, limits, openapi, views, webhooks
+from webapi import access, audit, bodies, cli, headers, health, limits, monitoring, openapi, views, webhooks
 from webapi.context import EXTENSION
 from webapi.errors import register_error_handlers
 
@@ -61,4 +61,5 @@ def create_app(
     app.register_blueprint(openapi.bp)
     app.register_blueprint(cli.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(monitoring.bp)
     return app

@@ -8,7 +8,7 @@ import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from tasks import texts
+from tasks import metrics, texts
 from tasks.errors import describe
 from tasks.pipeline import CampaignNotFound, InvalidTransition
 from tasks.runtime import Runtime
@@ -120,9 +120,14 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
             # With the same Idempotency-Key nothing is stored again, but the answer reports the file as before.
             contacts.finish()
     except ContactsError as exc:
+        metrics.UPLOADS.labels("refused").inc()
         raise ApiError(422, exc.message, exc.details) from None
     report = rejected_report(contacts)
     campaign_id = stored["id"]
+    metrics.UPLOADS.labels("created" if stored["created"] else "duplicate").inc()
+    if stored["created"]:
+        metrics.UPLOAD_ROWS.labels("accepted").inc(stored["total"])
+        metrics.UPLOAD_ROWS.labels("rejected").inc(len(report))
     if stored["created"]:
         try:
             runtime.pipeline.start(campaign_id)

@@ -9,7 +9,7 @@ import logging
 
 from flask import Blueprint, Response, jsonify, request
 
-from tasks import texts
+from tasks import metrics, texts
 from webapi.context import runtime
 from webapi.errors import ApiError
 
@@ -36,9 +36,24 @@ def verify():
     raise ApiError(403, texts.WEBHOOK_VERIFY_REFUSED)
 
 
+# The result label of wcq_webhook_notifications_received for each refusal.
+_REFUSALS = {400: "invalid", 401: "bad_signature", 413: "too_large", 503: "unavailable"}
+
+
 @bp.post("/whatsapp")
 def receive():
     """Check the signature over the raw body, keep the body for the worker, acknowledge at once."""
+    try:
+        answer = _receive()
+    except ApiError as exc:
+        metrics.WEBHOOKS_RECEIVED.labels(_REFUSALS.get(exc.status, "refused")).inc()
+        raise
+    metrics.WEBHOOKS_RECEIVED.labels("accepted").inc()
+    return answer
+
+
+def _receive():
+    """The checks and the push of `receive`."""
     settings = _settings()
     limit = settings.webhook_max_body_kb * 1024
     if request.content_length is not None and request.content_length > limit:
