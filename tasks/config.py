@@ -59,6 +59,8 @@ class Settings:
     rate_limit_uploads: str = "10/minute"
     rate_limit_actions: str = "60/minute"
     rate_limit_reads: str | None = None
+    metrics_token: str | None = None
+    metrics_port: int = 0
 
     @property
     def max_csv_bytes(self) -> int:
@@ -171,7 +173,17 @@ _PARSERS = {
     "rate_limit_uploads": lambda n, v: _rate(n, v),
     "rate_limit_actions": lambda n, v: _rate(n, v),
     "rate_limit_reads": lambda n, v: _rate(n, v) if v.strip() else None,
+    "metrics_token": lambda n, v: v.strip() or None,
+    "metrics_port": lambda n, v: _port(n, v),
 }
+
+
+def _port(name: str, raw: str) -> int:
+    """A TCP port, or 0 for none."""
+    value = _positive_int(name, raw, minimum=0)
+    if value > 65535:
+        raise ConfigError(f"{name}={value} is not a TCP port; use 1-65535, or 0 to turn it off")
+    return value
 
 
 def _origins(name: str, raw: str) -> tuple[str, ...]:

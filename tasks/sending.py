@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from enum import Enum
 
-from tasks import texts
+from tasks import metrics, texts
 from tasks.config import Settings
 from tasks.errors import ErrorKind, describe
 from tasks.logsetup import mask
@@ -38,6 +38,9 @@ _ANSWERED = (RecipientStatus.SENT, RecipientStatus.FAILED)
 # messages of its chunk whose slots fall within this horizon: one Redis call for several messages.
 # It is also how late a pause or cancel can be, and how early a mark may precede its request.
 MARK_AHEAD_S = 0.025
+# Observed once per attempt, in this process only (bound here: the send loop skips the attribute lookups).
+_SEND_SECONDS = metrics.SEND_SECONDS
+_LIMITER_WAIT = metrics.RATE_LIMITER_WAIT_SECONDS
 # Above 100 messages/s requests leave on a grid of this step, never before their slot (see ChunkSender._attempt).
 RELEASE_TICK_S = 0.010
 
@@ -261,6 +264,7 @@ class ChunkSender:
         """Claim, send and record one chunk for worker `owner`; the outcomes are in the store on return."""
         outcomes = self.send(campaign_id, batch_no, chunk_no, owner)
         moved = self.record(campaign_id, owner, outcomes)
+        metrics.count_outcomes(outcomes)
         return {
             "claimed": len(outcomes),
             "handed_back": sum(1 for o in outcomes if o["status"] == RecipientStatus.PENDING),
@@ -388,6 +392,7 @@ class ChunkSender:
             if time.monotonic() + wait > job.deadline:
                 # Too late for this task: the batch goes back to the queue and a later task sends it.
                 return Decision(Next.HAND_BACK, _outcome(message, RecipientStatus.PENDING, retries))
+            _LIMITER_WAIT.observe(wait if wait > 0 else 0.0)
             if wait > 0:
                 time.sleep(wait)
             # Checked right before the request (at most MARK_AHEAD_S earlier), so a pause or cancel
@@ -398,9 +403,11 @@ class ChunkSender:
             log.warning("message %s of campaign %s interrupted by %s", message.id, job.campaign_id, type(exc).__name__)
             return Decision(Next.HAND_BACK, _outcome(message, RecipientStatus.PENDING, retries))
         requested_at = time.time()
+        request_started = time.perf_counter()
         try:
             result = self.client.send(job.sender, payload)
         except Exception as exc:  # the request may have gone out: never resend blindly
+            _SEND_SECONDS.observe(time.perf_counter() - request_started)
             log.warning("message %s of campaign %s interrupted by %s", message.id, job.campaign_id, type(exc).__name__)
             return Decision(
                 Next.DONE,
@@ -411,6 +418,7 @@ class ChunkSender:
                     detail=texts.SEND_INTERRUPTED.format(error=type(exc).__name__),
                 ),
             )
+        _SEND_SECONDS.observe(time.perf_counter() - request_started)
         return self._judge(job, message, result, retries, requested_at)
 
     def _judge(
@@ -433,6 +441,7 @@ class ChunkSender:
         kind = result.kind
         if kind is ErrorKind.TRANSIENT:
             if result.error_code in _THROTTLE_PAUSE_S:
+                metrics.THROTTLED.labels(str(result.error_code)).inc()
                 # Every worker of this number waits through the shared schedule; the retry books a new slot.
                 self.limiter.penalize(pnid, _THROTTLE_PAUSE_S[result.error_code])
                 return Decision(Next.WAIT, wait_s=0.0)

@@ -258,6 +258,27 @@ RETRIED = "{total} mensajes vuelven a la cola ({detail})."
 RETRIED_COUNT = "{count} {status}"
 RETRIED_STATUS_NAMES = {"unknown": "desconocidos", "failed": "fallidos"}
 
+# The results export (GET /api/campanas/<id>/resultados.csv): its header row, one name per column, and the
+# separator choices of its `separador` option (a spreadsheet set to a Spanish locale expects ";").
+EXPORT_HEADER = (
+    "n",
+    "teléfono",
+    "estado",
+    "wamid",
+    "código de error",
+    "descripción del error",
+    "detalle del error",
+    "intentos",
+    "estado de entrega",
+    "enviado (UTC)",
+    "entregado (UTC)",
+    "leído (UTC)",
+)
+EXPORT_SEPARATORS = {",": ",", ";": ";", "coma": ",", "punto-y-coma": ";", "tab": "\t"}
+
+# GET /metrics: served only with METRICS_TOKEN set, to a caller that sends it.
+METRICS_TOKEN_INVALID = "Falta el token de métricas o no es válido: envíe 'Authorization: Bearer <METRICS_TOKEN>'."
+
 # Probes: NOT_READY lists the parts that do not answer, separated by commas.
 NOT_READY = "El servicio no está listo: {problems}."
 NOT_READY_REDIS = "Redis no responde"

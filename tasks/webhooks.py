@@ -8,7 +8,7 @@ import time
 
 import redis
 
-from tasks import keys
+from tasks import keys, metrics
 from tasks.state import LiveState
 from tasks.store.base import Store
 
@@ -143,12 +143,16 @@ class WebhookApplier:
                 self.inbox.put_back(self.owner)
                 raise
             self.inbox.applied(self.owner)  # stored (applying them again would change nothing)
+            metrics.WEBHOOK_BODIES.inc(len(bodies))
+            metrics.WEBHOOK_STATUSES.labels("applied").inc(result["applied"])
+            metrics.WEBHOOK_STATUSES.labels("orphan").inc(result["orphans"])
             self._apply_deltas(result["deltas"])
             report["bodies"] += len(bodies)
             report["statuses"] += len(statuses)
             report["applied"] += result["applied"]
             report["orphans"] += result["orphans"]
         rematched = self.store.rematch_orphans()
+        metrics.WEBHOOK_STATUSES.labels("rematched").inc(rematched["applied"])
         self._apply_deltas(rematched["deltas"])
         report["applied"] += rematched["applied"]
         return report

@@ -21,6 +21,7 @@ from celery.signals import (
     worker_shutdown,
 )
 
+from tasks import metrics
 from tasks.config import load_settings
 from tasks.heartbeat import Activity, Heartbeat
 from tasks.logsetup import configure_handlers
@@ -66,6 +67,9 @@ def connect(app: Celery) -> None:
         rt = runtime()
         _heartbeat = Heartbeat(rt.redis, rt.owner, rt.settings.worker_heartbeat_ttl_s, _activity)
         _heartbeat.start()
+        if rt.settings.metrics_port:
+            # This process's counters on a port of its own (one per worker process; see tasks.metrics).
+            metrics.serve(rt.settings.metrics_port)
 
     def on_shutdown(sender=None, **_kwargs) -> None:
         if _heartbeat is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -63,7 +64,10 @@ DOCUMENTED = (
     "RATE_LIMIT_UPLOADS",
     "RATE_LIMIT_ACTIONS",
     "RATE_LIMIT_READS",
+    "METRICS_TOKEN",
 )
+MONITORING_SERVICES = {"prometheus", "grafana"}
+MONITORING = ROOT / "monitoring"
 
 
 def _as_env(value) -> str:
@@ -150,7 +154,11 @@ def compose_default(value: str) -> str | None:
 
 
 @needs_compose
-@pytest.mark.parametrize("profile_args", [[], ["--profile", "sandbox"]], ids=["default", "sandbox"])
+@pytest.mark.parametrize(
+    "profile_args",
+    [[], ["--profile", "sandbox"], ["--profile", "monitoring"]],
+    ids=["default", "sandbox", "monitoring"],
+)
 def test_compose_accepts_the_file(profile_args):
     """docker-compose config validates the file, with and without the sandbox profile."""
     result = run_compose(*profile_args, "config", "-q", flower_auth="ops:secret")
@@ -166,9 +174,11 @@ def test_compose_refuses_flower_without_password():
 
 
 def test_services_exist(services):
-    """Redis, the app services and the sandbox are all defined, the sandbox only under its profile."""
-    assert {"redis"} | APP_SERVICES <= set(services)
+    """Redis, the app services, the sandbox and monitoring are all defined, the last two only under their profiles."""
+    assert {"redis"} | APP_SERVICES | MONITORING_SERVICES <= set(services)
     assert services["whatsapp-sandbox"]["profiles"] == ["sandbox"]
+    for name in MONITORING_SERVICES:
+        assert services[name]["profiles"] == ["monitoring"], name
     for name in {"redis"} | APP_SERVICES - {"whatsapp-sandbox"}:
         assert not services[name].get("profiles"), f"{name} must start without a profile"
 
@@ -388,3 +398,120 @@ def test_dockerfile_runs_as_non_root():
     assert re.search(r"pip install (--[\w-]+ )*\.", text)
     users = re.findall(r"^USER\s+(\S+)", text, re.M)
     assert users and users[-1] not in {"root", "0"}
+
+
+# ---- the monitoring profile ----------------------------------------------------------------------------
+
+
+def _prometheus_config() -> dict:
+    return yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+
+
+def _host_path(volume: str) -> Path:
+    """The repository path a ./relative bind mount of the compose file names."""
+    source = volume.split(":")[0]
+    assert source.startswith("./"), volume
+    return ROOT / source[2:]
+
+
+def test_monitoring_mounts_files_of_the_repository_read_only(services):
+    """Prometheus' scrape config and Grafana's provisioning and dashboard come from the repo, mounted read-only."""
+    mounted = {}
+    for name in MONITORING_SERVICES:
+        for volume in services[name]["volumes"]:
+            if str(volume).startswith("./"):
+                assert str(volume).endswith(":ro"), volume
+                assert _host_path(volume).exists(), volume
+                mounted[str(volume).split(":")[1]] = _host_path(volume)
+    assert mounted["/etc/prometheus/prometheus.yml"] == MONITORING / "prometheus.yml"
+    assert (mounted["/etc/grafana/provisioning"] / "datasources").is_dir()
+    assert (mounted["/var/lib/grafana/dashboards"] / "wcq.json").is_file()
+
+
+def test_prometheus_scrapes_the_api_with_the_token_and_every_worker_on_its_port(services):
+    """The API job sends METRICS_TOKEN from the file the service writes; the worker job finds every copy."""
+    jobs = {job["job_name"]: job for job in _prometheus_config()["scrape_configs"]}
+    api = jobs["wcq-api"]
+    assert api["metrics_path"] == "/metrics"
+    web_port = command_of(services["web"])[command_of(services["web"]).index("-b") + 1].rpartition(":")[2]
+    assert api["static_configs"][0]["targets"] == [f"web:{web_port}"]
+    token_file = api["authorization"]["credentials_file"]
+    prometheus = services["prometheus"]
+    (script,) = command_of(prometheus)[-1:]
+    assert f'"$$METRICS_TOKEN" > {token_file}' in script and "umask 077" in script
+    assert environment_of(prometheus)["METRICS_TOKEN"] == "${METRICS_TOKEN:-}"
+    assert "--config.file=/etc/prometheus/prometheus.yml" in script
+    (workers,) = jobs["wcq-workers"]["dns_sd_configs"]
+    assert workers["names"] == ["worker"] and workers["type"] == "A"
+    assert compose_default(environment_of(services["worker"])["METRICS_PORT"]) == str(workers["port"])
+
+
+def test_metrics_settings_reach_the_services_that_read_them(services):
+    """Web and workers get METRICS_TOKEN; the web its multiprocess directory; workers (only) METRICS_PORT."""
+    assert Settings().metrics_port == 0  # off unless set: local workers do not fight over one port
+    web = environment_of(services["web"])
+    assert web["PROMETHEUS_MULTIPROC_DIR"].startswith("/tmp/")
+    assert "METRICS_PORT" not in web
+    for name in APP_SERVICES - {"worker"}:
+        assert "METRICS_PORT" not in environment_of(services[name]), name
+    assert (ROOT / "gunicorn.conf.py").is_file()  # gunicorn reads it from /app, the image's working directory
+    assert "METRICS_PORT=9100" in ENV_EXAMPLE.read_text()
+
+
+def test_monitoring_ports_are_on_the_loopback_only(services):
+    """Prometheus has no login and Grafana starts with a default one: neither is published beyond the host."""
+    for name in MONITORING_SERVICES:
+        for port in services[name]["ports"]:
+            assert str(port).startswith("127.0.0.1:"), (name, port)
+        assert services[name]["healthcheck"]["test"], name
+    assert services["grafana"]["environment"]["GF_USERS_ALLOW_SIGN_UP"] == "false"
+
+
+def _dashboard_metric_names() -> set[str]:
+    dashboard = json.loads((MONITORING / "grafana" / "dashboards" / "wcq.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    assert exprs
+    return {name for expr in exprs for name in re.findall(r"\b(wcq_[a-z_]+)", expr)}
+
+
+def test_the_dashboard_uses_the_provisioned_datasource_and_only_real_metrics():
+    """Every panel queries the datasource provisioned next to it, and every wcq_ series it names exists."""
+    from prometheus_client import REGISTRY
+
+    import tasks.metrics as metrics
+
+    dashboard = json.loads((MONITORING / "grafana" / "dashboards" / "wcq.json").read_text())
+    provisioning = MONITORING / "grafana" / "provisioning"
+    datasources = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())
+    (source,) = datasources["datasources"]
+    assert source["url"] == "http://prometheus:9090"
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == source["uid"], panel["title"]
+    provider = yaml.safe_load((provisioning / "dashboards" / "wcq.yml").read_text())
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    # The live figures the API reads from Redis at scrape time, and every series the registry's families make
+    # (a counter's _total, a histogram's _bucket, _sum and _count) whether or not anything was counted yet.
+    known = {m.name for m in metrics.LiveCollector(_Queue(), _Queue()).collect()}
+    derived = set()
+    for family in REGISTRY.collect():
+        if family.name.startswith("wcq_"):
+            suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(family.type, [""])
+            derived |= {family.name + suffix for suffix in suffixes}
+    missing = _dashboard_metric_names() - known - derived
+    assert not missing, sorted(missing)
+
+
+class _Queue:
+    """A live state and inbox answering like a Redis with one campaign in flight."""
+
+    def queue_depth(self, _queue: str) -> int:
+        return 3
+
+    def active_campaigns(self) -> set[str]:
+        return {"promo"}
+
+    def in_flight(self, _campaign_id: str) -> int:
+        return 2
+
+    def size(self) -> int:
+        return 0

@@ -144,6 +144,25 @@ def test_a_large_upload_is_numbered_in_file_order_across_blocks(store):
     assert [m.parameters for m in claimed] == [{"nombre": 'Ñandú "4999" \\ 1'}, {"nombre": 'Ñandú "5000" \\ 2'}]
 
 
+def test_the_export_reads_every_recipient_in_keyset_pages(store):
+    store.create_campaign(_campaign(), _many_leads(12), lambda: {"rejected_rows": []})
+    claimed = store.claim_messages("promo", 1, 3, "w2")
+    store.record_outcomes(
+        [{"id": m.id, "status": "sent", "wamid": f"wamid.{m.seq}", "owner": "w2"} for m in claimed[:2]]
+        + [{"id": claimed[2].id, "status": "failed", "error_code": 131026, "error_detail": "x", "owner": "w2"}]
+    )
+    page = store.export_page("promo", None, 0, 5)
+    assert [r["seq"] for r in page] == [1, 2, 3, 4, 5]
+    assert (page[0]["status"], page[0]["wamid"], page[0]["attempts"]) == ("sent", "wamid.1", 1)
+    assert len(page[0]["sent_at"]) == 19 and page[0]["delivered_at"] is None
+    assert (page[2]["status"], page[2]["error_code"], page[2]["error_detail"]) == ("failed", 131026, "x")
+    assert [r["seq"] for r in store.export_page("promo", None, 10, 5)] == [11, 12]
+    assert store.export_page("promo", None, 12, 5) == []
+    assert [r["seq"] for r in store.iter_recipients("promo", page_size=5)] == list(range(1, 13))
+    assert [r["seq"] for r in store.iter_recipients("promo", "pending", page_size=4)] == list(range(4, 13))
+    assert list(store.iter_recipients("nadie")) == []
+
+
 def test_an_upload_rejected_after_several_blocks_stores_nothing(store):
     def leads():
         for i, lead in enumerate(_many_leads(12_001)):

@@ -11,7 +11,7 @@ from tasks.config import Settings, load_settings
 from tasks.logsetup import configure_handlers
 from tasks.queue import CeleryQueue, TaskQueue
 from tasks.runtime import build_runtime
-from webapi import access, audit, bodies, cli, console, headers, health, limits, openapi, views, webhooks
+from webapi import access, audit, bodies, cli, console, headers, health, limits, monitoring, openapi, views, webhooks
 from webapi.context import EXTENSION
 from webapi.errors import register_error_handlers
 from webapi.intake import WebhookIntake
@@ -63,6 +63,7 @@ def create_app(
     app.register_blueprint(cli.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(console.bp)
+    app.register_blueprint(monitoring.bp)
     # Status notifications (about three POSTs per message sent) are taken in front of Flask.
     app.wsgi_app = WebhookIntake(app.wsgi_app, runtime)  # type: ignore[method-assign]
     return app

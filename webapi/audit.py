@@ -11,8 +11,9 @@ from webapi.context import runtime
 
 log = logging.getLogger("webapi.audit")
 
-#: Action names of the views that change something; the action view says which one in its URL.
-_ACTIONS = {"api.create_campaign": "create", "api.retry_campaign": "retry"}
+#: Action names of the views that change something, and of the export (it hands out every phone number of
+#: a campaign); the action view says which one in its URL.
+_ACTIONS = {"api.create_campaign": "create", "api.retry_campaign": "retry", "api.export_results": "export"}
 _CAMPAIGN_ACTIONS = {"pausar": "pause", "reanudar": "resume", "cancelar": "cancel"}
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from tasks import texts
+from tasks import metrics, texts
 from tasks.errors import describe
 from tasks.pipeline import CampaignNotFound, InvalidTransition
 from tasks.runtime import Runtime
+from tasks.store.base import EXPORT_PAGE_SIZE
 from tasks.vocabulary import COUNTERS, SETTLED_RECIPIENT_STATUSES, CampaignStatus
+from webapi import exports
 from webapi.access import Caller
 from webapi.contacts import Contact, ContactsError, ContactStream, mask_value, open_csv, open_records
 from webapi.errors import MAX_ID_LENGTH, ApiError
@@ -124,9 +127,14 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
             # With the same Idempotency-Key nothing is stored again, but the answer reports the file as before.
             contacts.finish()
     except ContactsError as exc:
+        metrics.UPLOADS.labels("refused").inc()
         raise ApiError(422, exc.message, exc.details) from None
     report = rejected_report(contacts)
     campaign_id = stored["id"]
+    metrics.UPLOADS.labels("created" if stored["created"] else "duplicate").inc()
+    if stored["created"]:
+        metrics.UPLOAD_ROWS.labels("accepted").inc(stored["total"])
+        metrics.UPLOAD_ROWS.labels("rejected").inc(len(report))
     if stored["created"]:
         try:
             runtime.pipeline.start(campaign_id)
@@ -407,6 +415,43 @@ def list_recipients(
         "total": result["total"],
         "destinatarios": recipients,
     }
+
+
+def export_results(
+    runtime: Runtime,
+    campaign_id: str,
+    status: str | None,
+    separator: str,
+    scope: list[str] | None = None,
+    full_phones: bool = True,
+) -> Iterator[bytes]:
+    """Every recipient of a campaign as CSV bytes, streamed; the same checks (and 404s) as list_recipients.
+
+    The checks and the first page happen before this returns, so a campaign the caller may not see, or a
+    database that is away, still gets its JSON answer instead of a broken download.
+    """
+    check_campaign_id(campaign_id)
+    row = runtime.store.get_campaign(campaign_id)
+    if row is None or (scope is not None and row["buzon"] not in scope):
+        raise _not_found(campaign_id)
+    page_size = EXPORT_PAGE_SIZE
+    first = runtime.store.export_page(campaign_id, status, 0, page_size)
+
+    def rows() -> Iterator[dict]:
+        full, last_seq = len(first) == page_size, first[-1]["seq"] if first else 0
+        first.reverse()  # dropped as they are written, like the store's later pages
+        while first:
+            yield first.pop()
+        if full:
+            try:
+                yield from runtime.store.iter_recipients_after(campaign_id, status, last_seq, page_size)
+            except Exception as exc:
+                # The answer has begun: all that is left is to cut it short, which the client sees as a
+                # download that failed (the chunked body never ends), not as a complete file.
+                log.error("Export of campaign %s cut short (%s)", campaign_id, type(exc).__name__)
+                raise
+
+    return exports.csv_stream(rows(), separator, full_phones)
 
 
 def list_senders(store, scope: list[str] | None) -> dict:

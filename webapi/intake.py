@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from tasks import texts
+from tasks import metrics, texts
 from tasks.runtime import Runtime
 
 log = logging.getLogger("webapi.webhooks")
@@ -33,6 +33,9 @@ _HEADERS = [
     ("X-Frame-Options", "DENY"),
     ("Cache-Control", "no-store"),
 ]
+
+# The result label of wcq_webhook_notifications_received for each answer.
+_RESULTS = {"200": "accepted", "400": "invalid", "401": "bad_signature", "413": "too_large", "503": "unavailable"}
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
@@ -53,6 +56,7 @@ class WebhookIntake:
         if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
             return self.app(environ, start_response)
         status, body = self._receive(environ)
+        metrics.WEBHOOKS_RECEIVED.labels(_RESULTS.get(status[:3], "refused")).inc()
         start_response(status, [*_HEADERS, ("Content-Length", str(len(body)))])
         return [body]
 

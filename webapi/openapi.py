@@ -225,6 +225,29 @@ def build_spec() -> dict:
         },
     )
     spec.path(
+        path="/api/campanas/{campaign_id}/resultados.csv",
+        operations={
+            "get": {
+                "summary": "Resultados de una campaña en CSV (todos los destinatarios)",
+                "description": (
+                    "UTF-8 con BOM para que Excel lea los acentos; separador ',' o ';' (parámetro separador). "
+                    "Una columna por dato: n, teléfono (enmascarado para el rol viewer), estado, wamid, código "
+                    "y descripción del error, detalle, intentos, estado de entrega y las horas de envío, entrega "
+                    "y lectura en UTC. Una celda que empieza por =, +, -, @, tabulador o retorno lleva un "
+                    "apóstrofo delante, para que la hoja de cálculo no la ejecute como fórmula."
+                ),
+                "parameters": [campaign_id, {"in": "query", "schema": schemas.ExportQuerySchema}],
+                "responses": {
+                    "200": {
+                        "description": "El archivo CSV, enviado a medida que se lee",
+                        "content": {"text/csv": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(401, 403, 404, 422, 503),
+                },
+            }
+        },
+    )
+    spec.path(
         path="/api/buzones",
         operations={
             "get": {

@@ -392,6 +392,17 @@ class RecipientQuerySchema(CampaignListQuerySchema):
     por_pagina = fields.Integer(load_default=100, validate=_range(1, 1000))
 
 
+class ExportQuerySchema(ApiSchema):
+    """Options of GET /api/campanas/<id>/resultados.csv."""
+
+    estado = fields.String(load_default=None, validate=_one_of([str(s) for s in RecipientStatus]))
+    separador = fields.String(
+        load_default=",",
+        validate=_one_of(list(texts.EXPORT_SEPARATORS)),
+        metadata={"description": "Separador de columnas: ',' (por omisión), ';' (Excel en español) o 'tab'."},
+    )
+
+
 class RecipientSchema(Schema):
     """One recipient of a campaign."""
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from tasks import texts
-from webapi import campaigns, limits, schemas, system
+from webapi import campaigns, exports, limits, schemas, system
 from webapi.access import current_caller, requires
 from webapi.context import runtime
 from webapi.errors import ApiError
@@ -22,6 +22,7 @@ _campaign_created = schemas.CampaignCreatedSchema()
 _campaign_validated = schemas.CampaignValidatedSchema()
 _caller_schema = schemas.CallerSchema()
 _campaign_list = schemas.CampaignListSchema()
+_export_query = schemas.ExportQuerySchema()
 _list_query = schemas.CampaignListQuerySchema()
 _queue_status = schemas.QueueStatusSchema()
 _recipient_list = schemas.RecipientListSchema()
@@ -137,6 +138,31 @@ def list_recipients(campaign_id: str):
         full_phones=caller.can("operator"),
     )
     return jsonify(_recipient_list.dump(page))
+
+
+@bp.get("/campanas/<campaign_id>/resultados.csv")
+@requires("viewer")
+@limits.reads
+def export_results(campaign_id: str):
+    """Every recipient of a campaign as a CSV download, streamed; phones are masked below the operator role."""
+    query = _export_query.load(request.args.to_dict())
+    caller = current_caller()
+    body = campaigns.export_results(
+        runtime(),
+        campaign_id,
+        query["estado"],
+        texts.EXPORT_SEPARATORS[query["separador"]],
+        caller.scope,
+        full_phones=caller.can("operator"),
+    )
+    return Response(
+        body,
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="{exports.filename(campaign_id)}"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 @bp.get("/estado-sistema")

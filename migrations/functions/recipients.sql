@@ -1,4 +1,4 @@
--- Recipients of a campaign: counts, pages, cancelling and requeueing.
+-- Recipients of a campaign: counts, pages, the results export, cancelling and requeueing.
 
 CREATE OR REPLACE FUNCTION instancia_sofia.campaign_counts(p_campaign_id text)
 RETURNS jsonb LANGUAGE sql STABLE AS $$
@@ -37,6 +37,24 @@ RETURNS jsonb LANGUAGE sql STABLE AS $$
                   ORDER BY seq LIMIT p_limit OFFSET p_offset) r), '[]'::jsonb),
         'total', (SELECT count(*) FROM instancia_sofia.leads_activos
                   WHERE campaign_id = p_campaign_id AND (p_status IS NULL OR status = p_status)));
+$$;
+
+-- One keyset page of a campaign's recipients for the results export: the rows after seq p_after_seq, in
+-- seq order, at most p_limit of them (the caller asks again after the last seq it got; each page is one
+-- index range scan, however deep into the campaign). Times are UTC, written as spreadsheets read them.
+CREATE OR REPLACE FUNCTION instancia_sofia.export_recipients(
+    p_campaign_id text, p_status text, p_after_seq integer, p_limit integer)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT COALESCE(jsonb_agg(jsonb_build_object(
+               'seq', seq, 'phone', phone, 'status', status, 'wamid', wamid,
+               'error_code', error_code, 'error_detail', error_detail, 'attempts', attempts,
+               'delivery_status', delivery_status,
+               'sent_at', to_char(sent_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),
+               'delivered_at', to_char(delivered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),
+               'read_at', to_char(read_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')) ORDER BY seq), '[]'::jsonb)
+    FROM (SELECT * FROM instancia_sofia.leads_activos
+          WHERE campaign_id = p_campaign_id AND seq > p_after_seq AND (p_status IS NULL OR status = p_status)
+          ORDER BY seq LIMIT p_limit) r;
 $$;
 
 CREATE OR REPLACE FUNCTION instancia_sofia.cancel_pending(p_campaign_id text)

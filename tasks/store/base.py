@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,9 @@ class StoreUnavailable(StoreError):
     "try again later" (the API's 503) or leave the work for later (a worker's batch goes back to the queue).
     """
 
+
+#: Recipients per call of the results export: a page of about 1 MB of JSON, read in a few milliseconds.
+EXPORT_PAGE_SIZE = 5000
 
 #: How long a health check waits for the database: it reports an outage, it does not ride it out.
 PING_WAIT_S = 1.0
@@ -48,6 +51,7 @@ RETRY_SAFE = frozenset(
         "pending_batches",
         "sending_batches",
         "list_recipients",
+        "export_recipients",
         "delivery_counts",
         "rematch_orphans",
         "list_api_keys",
@@ -219,6 +223,32 @@ class Store:
     def list_recipients(self, campaign_id: str, status: str | None, limit: int, offset: int) -> dict:
         """A page of recipients {recipients: [...], total: n}, optionally only those in `status`."""
         return self._call("list_recipients", p_campaign_id=campaign_id, p_status=status, p_limit=limit, p_offset=offset)
+
+    def export_page(self, campaign_id: str, status: str | None, after_seq: int, limit: int) -> list[dict]:
+        """Up to `limit` recipients with seq above `after_seq`, in seq order (times as UTC text)."""
+        return self._call(
+            "export_recipients", p_campaign_id=campaign_id, p_status=status, p_after_seq=after_seq, p_limit=limit
+        )
+
+    def iter_recipients(
+        self, campaign_id: str, status: str | None = None, page_size: int = EXPORT_PAGE_SIZE
+    ) -> Iterator[dict]:
+        """Every recipient of the campaign in seq order, read a keyset page at a time: only one page is held,
+        and each page is an index range scan however far into the campaign it starts."""
+        return self.iter_recipients_after(campaign_id, status, 0, page_size)
+
+    def iter_recipients_after(
+        self, campaign_id: str, status: str | None, after_seq: int, page_size: int = EXPORT_PAGE_SIZE
+    ) -> Iterator[dict]:
+        """Like iter_recipients, from the first recipient with seq above `after_seq`."""
+        while True:
+            page = self.export_page(campaign_id, status, after_seq, page_size)
+            full, after_seq = len(page) == page_size, page[-1]["seq"] if page else after_seq
+            page.reverse()  # handed out and dropped one by one: the next page is read with this one gone
+            while page:
+                yield page.pop()
+            if not full:
+                return
 
     def apply_statuses(self, statuses: list[dict]) -> dict:
         """Apply webhook statuses {wamid, status, ts, callback, error_code, error_detail}; returns counter deltas."""
