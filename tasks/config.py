@@ -34,6 +34,7 @@ class Settings:
     redis_url: str = "redis://localhost:6379/0"
     debug: bool = False
     instance_id: str = "instance-1"
+    log_format: str = "text"  # LOG_FORMAT: text (the operators' line) or json (one object per line)
     max_csv_size_mb: int = 50
     max_json_body_mb: int = 5
     max_messages_per_campaign: int = 100_000
@@ -148,6 +149,7 @@ _PARSERS = {
     "redis_url": lambda n, v: _url(n, v, {"redis", "rediss", "unix"}),
     "debug": _bool,
     "instance_id": lambda n, v: v.strip() or "instance-1",
+    "log_format": lambda n, v: _choice(n, v.strip().lower(), ("text", "json")),
     "max_csv_size_mb": lambda n, v: _positive_int(n, v),
     "max_json_body_mb": lambda n, v: _positive_int(n, v),
     "max_messages_per_campaign": lambda n, v: _positive_int(n, v),

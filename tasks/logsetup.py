@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import time
 
 _TOKEN = re.compile(r"(Bearer\s+|access_token[\"'=:\s]+)[A-Za-z0-9._\-]+", re.IGNORECASE)
 _PHONE = re.compile(r"(?<![\w.])\+?(\d{4,})(\d{4})(?!\d)")
@@ -57,14 +59,47 @@ class RedactingFormatter(logging.Formatter):
 _PLAIN = logging.Formatter()
 
 
-def formatter(instance_id: str) -> logging.Formatter:
-    """`[instance-1] 2026-01-08 10:30:10 - message`."""
+# Context a log call may pass in `extra`, copied into the JSON object when present.
+CONTEXT_FIELDS = ("campaign", "batch", "phone", "worker")
+
+
+class JsonFormatter(RedactingFormatter):
+    """One JSON object per line: time, level, instance, logger, message, and the call's context."""
+
+    def __init__(self, instance_id: str):
+        super().__init__()
+        self.instance_id = instance_id
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one masked JSON line."""
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "instance": self.instance_id,
+            "logger": record.name,
+            "message": mask(record.getMessage()),
+        }
+        for name in CONTEXT_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                entry[name] = mask(str(value)) if name == "phone" else value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = mask(record.exc_text)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def formatter(instance_id: str, log_format: str = "text") -> logging.Formatter:
+    """`[instance-1] 2026-01-08 10:30:10 - message`, or with LOG_FORMAT=json one JSON object per line."""
+    if log_format == "json":
+        return JsonFormatter(instance_id)
     return RedactingFormatter(f"[{instance_id}] %(asctime)s - %(message)s", datefmt=DATE_FORMAT)
 
 
-def configure_handlers(logger: logging.Logger, instance_id: str) -> None:
+def configure_handlers(logger: logging.Logger, instance_id: str, log_format: str = "text") -> None:
     """Give every handler of `logger` our format and the masking filter."""
     for handler in logger.handlers:
-        handler.setFormatter(formatter(instance_id))
+        handler.setFormatter(formatter(instance_id, log_format))
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())

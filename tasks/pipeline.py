@@ -157,7 +157,16 @@ class Pipeline:
             fields = self.state.fields(campaign_id)
             if fields:
                 batches = batch_count(int(fields["total"]), int(fields["batch_size"]))
-                log.info(texts.LOG_BATCH_DONE, batch_no, batches, sent, sent + failed, failed, campaign_id)
+                log.info(
+                    texts.LOG_BATCH_DONE,
+                    batch_no,
+                    batches,
+                    sent,
+                    sent + failed,
+                    failed,
+                    campaign_id,
+                    extra={"campaign": campaign_id, "batch": batch_no},
+                )
             self._check_error_rate(campaign_id, failed, sent + failed)
         handed_back = sum(r["handed_back"] for r in reports)
         self.state.batch_done(campaign_id, batch_no, requeue=handed_back > 0)
@@ -223,7 +232,9 @@ class Pipeline:
                 # The store is exact; Redis may have missed increments around a crash.
                 self.state.set_counts(campaign_id, {k: counts[k] for k in SETTLED_RECIPIENT_STATUSES})
                 self._set_status(campaign_id, CampaignStatus.COMPLETED)
-                log.info(texts.LOG_COMPLETED, campaign_id, counts["sent"], counts["failed"])
+                log.info(
+                    texts.LOG_COMPLETED, campaign_id, counts["sent"], counts["failed"], extra={"campaign": campaign_id}
+                )
                 return CampaignStatus.COMPLETED
             if self.state.in_flight(campaign_id) == 0 and self.state.queued(campaign_id) == 0:
                 # Messages are pending but nothing will send them: rebuild the queue from the store.
@@ -260,7 +271,7 @@ class Pipeline:
         if not result["changed"]:
             raise InvalidTransition(texts.CANNOT_ACT.format(status=result["status"], action="pausar"))
         if reason:
-            log.warning(texts.LOG_PAUSED, campaign_id, reason)
+            log.warning(texts.LOG_PAUSED, campaign_id, reason, extra={"campaign": campaign_id})
         return CampaignStatus.PAUSED
 
     def resume(self, campaign_id: str) -> str:

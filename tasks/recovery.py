@@ -130,7 +130,8 @@ class Sweeper:
                     if batch_no not in busy:
                         self.state.batch_done(campaign_id, batch_no, requeue=True)
                         report["requeued_batches"] += 1
-                        log.warning(texts.LOG_STALE_BATCH, campaign_id, batch_no)
+                        context = {"campaign": campaign_id, "batch": batch_no}
+                        log.warning(texts.LOG_STALE_BATCH, campaign_id, batch_no, extra=context)
         self.pipeline.settle(campaign_id)
 
     def _recover(
@@ -155,7 +156,15 @@ class Sweeper:
             report["unknown"] += claims["unknown"]
             report["released"] += claims["pending"]
             report["settled"] += settled
-            log.warning(texts.LOG_DEAD_WORKER_CLAIMS, campaign_id, owner, claims["unknown"], claims["pending"], settled)
+            log.warning(
+                texts.LOG_DEAD_WORKER_CLAIMS,
+                campaign_id,
+                owner,
+                claims["unknown"],
+                claims["pending"],
+                settled,
+                extra={"campaign": campaign_id, "worker": owner},
+            )
         self.state.end_sends(campaign_id, claims.get("ids") or [], {owner})  # their marks and answers have served
         if not older_than:
             self.state.forget_owner(campaign_id, owner)

@@ -400,7 +400,13 @@ class ChunkSender:
             if not job.marks.begin(message.id):
                 return Decision(Next.HAND_BACK, _outcome(message, RecipientStatus.PENDING, retries))
         except Exception as exc:
-            log.warning("message %s of campaign %s interrupted by %s", message.id, job.campaign_id, type(exc).__name__)
+            log.warning(
+                "message %s of campaign %s interrupted by %s",
+                message.id,
+                job.campaign_id,
+                type(exc).__name__,
+                extra={"campaign": job.campaign_id, "phone": message.phone},
+            )
             return Decision(Next.HAND_BACK, _outcome(message, RecipientStatus.PENDING, retries))
         requested_at = time.time()
         request_started = time.perf_counter()
@@ -408,7 +414,13 @@ class ChunkSender:
             result = self.client.send(job.sender, payload)
         except Exception as exc:  # the request may have gone out: never resend blindly
             _SEND_SECONDS.observe(time.perf_counter() - request_started)
-            log.warning("message %s of campaign %s interrupted by %s", message.id, job.campaign_id, type(exc).__name__)
+            log.warning(
+                "message %s of campaign %s interrupted by %s",
+                message.id,
+                job.campaign_id,
+                type(exc).__name__,
+                extra={"campaign": job.campaign_id, "phone": message.phone},
+            )
             return Decision(
                 Next.DONE,
                 _outcome(

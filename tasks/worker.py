@@ -101,7 +101,8 @@ def connect(app: Celery) -> None:
 
 def _format_worker_logs(logger: logging.Logger) -> None:
     """Give worker logs the operators' format and mask phone numbers and tokens."""
-    configure_handlers(logger, load_settings().instance_id)
+    settings = load_settings()
+    configure_handlers(logger, settings.instance_id, settings.log_format)
     # A line per task received and succeeded (with its result) costs real CPU at 1,000 messages/s and
     # buries the batch lines operators read; Flower shows every task anyway. Errors still log.
     for name in ("celery.app.trace", "celery.worker.strategy"):

@@ -49,7 +49,7 @@ def create_app(
     app.extensions[EXTENSION] = runtime
     app.json.sort_keys = False  # type: ignore[attr-defined]  # the default provider has both
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
-    configure_handlers(app.logger, settings.instance_id)
+    configure_handlers(app.logger, settings.instance_id, settings.log_format)
     register_error_handlers(app)
     # JSON bodies are checked before anything reads them (a body nested too deep must not reach a parser).
     bodies.register(app)

@@ -86,3 +86,41 @@ def test_a_database_error_in_the_api_logs_no_whole_phone(client, app):
     log = out.getvalue()
     assert "Traceback" in log and "refuse_one_number" in log and "********0002" in log, log[-3000:]
     assert not WHOLE_PHONE.search(log), WHOLE_PHONE.findall(log)
+
+
+def test_log_format_json_gives_one_masked_object_per_line_with_the_call_context():
+    import io
+    import json
+    import logging
+
+    from tasks.logsetup import configure_handlers
+
+    logger = logging.getLogger("wcq.test.json")
+    stream = io.StringIO()
+    logger.handlers = [logging.StreamHandler(stream)]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    configure_handlers(logger, "instance-7", "json")
+    logger.info(
+        "Batch %s/%s completado para 584141234567 (Bearer abc.def)",
+        2,
+        9,
+        extra={"campaign": "promo", "batch": 2, "phone": "584141234567"},
+    )
+    logger.info("sin contexto")
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert (first["instance"], first["campaign"], first["batch"], first["level"]) == ("instance-7", "promo", 2, "INFO")
+    assert first["phone"] == "********4567" and "584141234567" not in json.dumps(first)
+    assert "abc.def" not in first["message"] and first["message"].startswith("Batch 2/9 completado")
+    assert second["message"] == "sin contexto" and "campaign" not in second
+
+
+def test_log_format_setting_is_text_or_json():
+    import pytest
+
+    from tasks.config import ConfigError, load_settings
+
+    assert load_settings({"LOG_FORMAT": "JSON"}, dotenv=False).log_format == "json"
+    assert load_settings({}, dotenv=False).log_format == "text"
+    with pytest.raises(ConfigError):
+        load_settings({"LOG_FORMAT": "xml"}, dotenv=False)
