@@ -24,9 +24,8 @@ WORKER_ACTIVITY = PREFIX + "workers:activity:"
 SWEEP_LOCK = PREFIX + "sweep:lock"
 SWEEP_LAST_PASS = PREFIX + "sweep:last_pass"
 
-# tasks.webhooks: verified notification bodies waiting for a worker, and the one drain task scheduled.
+# tasks.webhooks: verified notification bodies waiting for a worker.
 WEBHOOK_INBOX = PREFIX + "webhooks:inbox"
-WEBHOOK_SCHEDULED = PREFIX + "webhooks:scheduled"
 # tasks.webhooks: the bodies a worker has taken and not applied yet, one list per worker (a dead worker's go back).
 WEBHOOK_TAKEN = PREFIX + "webhooks:taken:"
 

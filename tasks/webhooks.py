@@ -46,27 +46,20 @@ class WebhookInbox:
         self._give_back = client.register_script(_GIVE_BACK)
 
     def push(self, raw_body: bytes) -> bool:
-        """Keep a verified notification body; True when a drain task should be scheduled now."""
-        pipe = self.redis.pipeline()
-        pipe.rpush(keys.WEBHOOK_INBOX, raw_body)
-        # One drain task at a time: the flag stays set until that task finds the inbox empty (see
-        # `take`), so a burst of notifications costs one task, and none is left waiting. A drain task
-        # lost with its worker leaves the flag set: the sweeper schedules another (see `Sweeper`).
-        pipe.set(keys.WEBHOOK_SCHEDULED, "1", nx=True, ex=60)
-        return bool(pipe.execute()[1])
+        """Keep a verified notification body; True when a drain task should be scheduled now.
+
+        One command per notification: a drain is asked for when this body found the inbox empty. A
+        drain takes bodies until the inbox is empty, so a burst costs one task, and a body pushed after
+        it emptied the inbox finds it empty and asks for the next. A drain task lost with its worker is
+        made up for by the sweeper (see `Sweeper`) and by beat's periodic drain.
+        """
+        return int(self.redis.rpush(keys.WEBHOOK_INBOX, raw_body)) == 1
 
     def take(self, count: int, owner: str) -> list[str] | None:
         """Up to `count` bodies, oldest first, kept under `owner` until `applied`; None once the inbox is
-        empty and no body can be stranded."""
+        empty."""
         bodies = self._take(keys=[keys.WEBHOOK_INBOX, keys.WEBHOOK_TAKEN + owner], args=[count])
-        if bodies:
-            return bodies
-        # Clear the flag, then look once more: a body pushed before this look is drained here, one
-        # pushed after it finds the flag clear and schedules a new task.
-        self.redis.delete(keys.WEBHOOK_SCHEDULED)
-        if self.redis.llen(keys.WEBHOOK_INBOX) and self.redis.set(keys.WEBHOOK_SCHEDULED, "1", nx=True, ex=60):
-            return []
-        return None
+        return bodies or None
 
     def applied(self, owner: str) -> None:
         """The bodies `owner` took are in the store."""

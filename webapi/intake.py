@@ -36,6 +36,8 @@ _HEADERS = [
 
 # The result label of wcq_webhook_notifications_received for each answer.
 _RESULTS = {"200": "accepted", "400": "invalid", "401": "bad_signature", "413": "too_large", "503": "unavailable"}
+_COUNTERS = {code: metrics.WEBHOOKS_RECEIVED.labels(result) for code, result in _RESULTS.items()}
+_REFUSED = metrics.WEBHOOKS_RECEIVED.labels("refused")
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
@@ -56,7 +58,7 @@ class WebhookIntake:
         if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
             return self.app(environ, start_response)
         status, body = self._receive(environ)
-        metrics.WEBHOOKS_RECEIVED.labels(_RESULTS.get(status[:3], "refused")).inc()
+        (_COUNTERS.get(status[:3]) or _REFUSED).inc()
         start_response(status, [*_HEADERS, ("Content-Length", str(len(body)))])
         return [body]
 
