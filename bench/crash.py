@@ -21,7 +21,6 @@ from bench.harness import (
     Bench,
     CpuMeter,
     ServiceOptions,
-    ServiceProcess,
     contacts_csv,
     markdown_table,
     print_machine_info,
@@ -55,12 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         env = bench.service_env(options)
         env.update(SWEEP_INTERVAL_S="1", STALE_BATCH_S="5", WORKER_HEARTBEAT_TTL_S="4", WHATSAPP_APP_SECRET=APP_SECRET)
         steady, victim = bench.start_workers(2, env, options.concurrency)
-        beat = ServiceProcess(
-            "beat",
-            [sys.executable, "-m", "celery", "-A", "tasks", "beat", "-s", str(bench.log_dir / "beat-schedule")],
-            env,
-            bench.log_dir,
-        )
+        beat = bench.start_beat(env)
         api = bench.start_api(env)
         if args.webhooks:
             sandbox.configure(webhook_url=api.url + "/webhooks/whatsapp", app_secret=APP_SECRET)

@@ -633,6 +633,11 @@ class Bench:
         self.say(f"{count} worker(s) ready (gevent, -c {concurrency})")
         return started
 
+    def start_beat(self, env: dict[str, str]) -> ServiceProcess:
+        """Start `celery -A tasks beat` (the sweeper) with a schedule file in the log folder; stop it yourself."""
+        command = [sys.executable, "-m", "celery", "-A", "tasks", "beat", "-s", str(self.log_dir / "beat-schedule")]
+        return ServiceProcess("beat", command, env, self.log_dir)
+
     def _worker_ready(self, process: ServiceProcess) -> bool:
         """A worker is ready once its heartbeat is in Redis or Celery has logged that it is ready."""
         if self._redis.exists(keys.WORKER + process.hostname):

@@ -21,7 +21,6 @@ from bench.harness import (
     Bench,
     CpuMeter,
     ServiceOptions,
-    ServiceProcess,
     contacts_csv,
     markdown_table,
     print_machine_info,
@@ -67,12 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         env = bench.service_env(options)
         env.update(WHATSAPP_APP_SECRET=APP_SECRET)
         bench.start_workers(2, env, options.concurrency)
-        beat = ServiceProcess(
-            "beat",
-            [sys.executable, "-m", "celery", "-A", "tasks", "beat", "-s", str(bench.log_dir / "beat-schedule")],
-            env,
-            bench.log_dir,
-        )
+        beat = bench.start_beat(env)
         api = bench.start_api(env, workers=args.api_workers)
         if not args.no_webhooks:
             sandbox.configure(

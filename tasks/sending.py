@@ -400,13 +400,7 @@ class ChunkSender:
             if not job.marks.begin(message.id):
                 return Decision(Next.HAND_BACK, _outcome(message, RecipientStatus.PENDING, retries))
         except Exception as exc:
-            log.warning(
-                "message %s of campaign %s interrupted by %s",
-                message.id,
-                job.campaign_id,
-                type(exc).__name__,
-                extra={"campaign": job.campaign_id, "phone": message.phone},
-            )
+            _log_interrupted(job, message, exc)
             return Decision(Next.HAND_BACK, _outcome(message, RecipientStatus.PENDING, retries))
         requested_at = time.time()
         request_started = time.perf_counter()
@@ -414,13 +408,7 @@ class ChunkSender:
             result = self.client.send(job.sender, payload)
         except Exception as exc:  # the request may have gone out: never resend blindly
             _SEND_SECONDS.observe(time.perf_counter() - request_started)
-            log.warning(
-                "message %s of campaign %s interrupted by %s",
-                message.id,
-                job.campaign_id,
-                type(exc).__name__,
-                extra={"campaign": job.campaign_id, "phone": message.phone},
-            )
+            _log_interrupted(job, message, exc)
             return Decision(
                 Next.DONE,
                 _outcome(
@@ -511,6 +499,17 @@ class ChunkSender:
                 self.campaigns.pause(campaign_id, reason, unless_resumed_after=since or None)
         except Exception:  # another message already moved it; that is fine
             pass
+
+
+def _log_interrupted(job: _Job, message: ClaimedMessage, exc: Exception) -> None:
+    """A send cut short by an exception (the phone is masked by the log handlers)."""
+    log.warning(
+        "message %s of campaign %s interrupted by %s",
+        message.id,
+        job.campaign_id,
+        type(exc).__name__,
+        extra={"campaign": job.campaign_id, "phone": message.phone},
+    )
 
 
 def _outcome(

@@ -104,6 +104,11 @@ def build_spec() -> dict:
         "description": "CSV de contactos (UTF-8, separado por , o ;).",
     }
     multipart["required"] = ["archivo_csv", *multipart.get("required", [])]
+    # crear-campana and validar-campana take the same input.
+    campaign_body = {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": multipart}, "application/json": {"schema": "CampaignRequest"}},
+    }
     spec.path(
         path="/api/crear-campana",
         operations={
@@ -118,13 +123,7 @@ def build_spec() -> dict:
                         "description": "Repetir la subida con la misma clave devuelve la misma campaña.",
                     }
                 ],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "multipart/form-data": {"schema": multipart},
-                        "application/json": {"schema": "CampaignRequest"},
-                    },
-                },
+                "requestBody": campaign_body,
                 "responses": {
                     "201": _json("CampaignCreated", "Campaña creada y en cola"),
                     **_errors(400, 401, 403, 413, 422, 429, 503),
@@ -139,13 +138,7 @@ def build_spec() -> dict:
                 "summary": "Revisar un CSV como lo leería crear-campana, sin guardar ni enviar nada",
                 "description": "Columna de teléfono detectada, primeras filas como se enviarían, cantidades y "
                 "filas rechazadas con su número y motivo. Mismas entradas y permisos que crear-campana.",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "multipart/form-data": {"schema": multipart},
-                        "application/json": {"schema": "CampaignRequest"},
-                    },
-                },
+                "requestBody": campaign_body,
                 "responses": {
                     "200": _json("CampaignValidated", "Lo que se enviaría"),
                     **_errors(400, 401, 403, 413, 422, 429, 503),
