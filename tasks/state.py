@@ -188,9 +188,7 @@ class LiveState:
         """The campaign's live status."""
         return self.redis.hget(_PREFIX + campaign_id, "status")
 
-    def set_status(
-        self, campaign_id: str, status: str, reason: str | None = None, version: int = 0, **stamps: str
-    ) -> bool:
+    def set_status(self, campaign_id: str, status: str, reason: str | None, version: int, **stamps: str) -> bool:
         """Record a status change the store has accepted as its `version`; an older one than Redis holds
         (its write arrived late) changes nothing. Returns whether it landed."""
         final = "1" if status in FINAL_CAMPAIGN_STATUSES else "0"

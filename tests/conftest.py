@@ -29,6 +29,13 @@ _LANE_REDIS_DBS = [(9, 8, 10), (4, 5, 6), (1, 2, 3), (13, 14, 15)]
 if len(_LANE_REDIS_DBS) <= _LANE_INDEX:
     raise RuntimeError(f"at most {len(_LANE_REDIS_DBS)} parallel test processes (pytest -n) are supported")
 _RUN_DB, _FAST_DB, _STACK_DB = _LANE_REDIS_DBS[_LANE_INDEX]
+_OVERRIDE_NAMES = ("TEST_DB_NAME", "TEST_REDIS_URL", "TEST_FAST_REDIS_URL", "TEST_STACK_REDIS_URL")
+_OVERRIDES = [name for name in _OVERRIDE_NAMES if name in os.environ]
+if _OVERRIDES and int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    raise RuntimeError(
+        f"{', '.join(_OVERRIDES)} name one database or Redis db for the whole run, which parallel test processes "
+        "would share and flush under each other: unset them, or run in one process (TEST_PROCESSES=0, pytest -n 0)"
+    )
 TEST_DB = os.environ.get("TEST_DB_NAME", "wcq_test" + (f"_{_LANE}" if _LANE else ""))
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{_RUN_DB}")
 TEST_FAST_REDIS_URL = os.environ.get("TEST_FAST_REDIS_URL", f"redis://127.0.0.1:6379/{_FAST_DB}")

@@ -16,23 +16,20 @@ import hmac
 import json
 import logging
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 
 from tasks import metrics, texts
 from tasks.runtime import Runtime
+from webapi.errors import error_body
+from webapi.headers import SECURITY_HEADERS
 
 log = logging.getLogger("webapi.webhooks")
 
 PATH = "/webhooks/whatsapp"
 _OK = b'{"success":true}\n'
 # The headers every API answer carries (webapi/headers.py), for these answers too.
-_HEADERS = [
-    ("Content-Type", "application/json"),
-    ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
-    ("X-Frame-Options", "DENY"),
-    ("Cache-Control", "no-store"),
-]
+_HEADERS = [("Content-Type", "application/json"), *SECURITY_HEADERS.items()]
 
 # The result label of wcq_webhook_notifications_received for each answer.
 _RESULTS = {"200": "accepted", "400": "invalid", "401": "bad_signature", "413": "too_large", "503": "unavailable"}
@@ -97,7 +94,6 @@ class WebhookIntake:
 
 
 def _error(status: int, message: str) -> tuple[str, bytes]:
-    """An error answer in the API's shape."""
-    reason = {400: "BAD REQUEST", 401: "UNAUTHORIZED", 413: "REQUEST ENTITY TOO LARGE", 503: "SERVICE UNAVAILABLE"}
-    body = json.dumps({"success": False, "message": message, "details": {}}, ensure_ascii=False).encode()
-    return f"{status} {reason[status]}", body
+    """An error answer in the API's shape (webapi.errors)."""
+    body = json.dumps(error_body(message), ensure_ascii=False).encode()
+    return f"{status} {HTTPStatus(status).phrase}", body

@@ -58,25 +58,7 @@ BEGIN
             WHEN s.status = 'failed' AND COALESCE(l.delivery_status, 'sent') = 'sent' THEN 'failed'
             ELSE NULL END;
         IF v_new IS NULL THEN
-            -- A repeat, or older news than what we know; it still settles a message left unknown before
-            -- this check existed (WhatsApp reported on it, so it went out).
-            IF l.status = 'unknown' AND l.delivery_status IS NOT NULL THEN
-                v_status := CASE WHEN l.delivery_status = 'failed' THEN 'failed' ELSE 'sent' END;
-                v_deltas := instancia_sofia.bump(v_deltas, l.campaign_id, 'unknown', -1);
-                v_deltas := instancia_sofia.bump(v_deltas, l.campaign_id, v_status, 1);
-                IF v_status = 'failed' THEN
-                    v_deltas := instancia_sofia.bump(v_deltas, l.campaign_id,
-                                                     'e:' || COALESCE(l.error_code::text, 'network'), 1);
-                END IF;
-                UPDATE instancia_sofia.leads_activos
-                SET status = v_status,
-                    sent_at = CASE WHEN v_status = 'sent' THEN COALESCE(sent_at, v_at) ELSE sent_at END,
-                    error_detail = CASE WHEN v_status = 'sent' THEN NULL ELSE error_detail END,
-                    updated_at = now()
-                WHERE id = l.id;
-                v_applied := v_applied + 1;
-            END IF;
-            CONTINUE;
+            CONTINUE;  -- a repeat, or older news than what we know
         END IF;
         v_applied := v_applied + 1;
         v_was_delivered := COALESCE(l.delivery_status IN ('delivered', 'read'), false);
