@@ -3,7 +3,7 @@
 from kombu import Queue
 
 from tasks.config import Settings
-from tasks.queue import PROCESS_WEBHOOKS, SWEEP
+from tasks.queue import PROCESS_WEBHOOKS, START_DUE, SWEEP
 from tasks.vocabulary import CAMPAIGNS_QUEUE, WEBHOOKS_QUEUE
 
 task_serializer = "json"
@@ -60,5 +60,12 @@ def from_settings(settings: Settings) -> dict:
             },
             # Drains status notifications even if the API could not schedule it (and rematches orphans).
             "webhooks": {"task": PROCESS_WEBHOOKS, "schedule": 5.0, "options": {"expires": 5.0}},
+            # Starts scheduled campaigns at their time and waiting ones when they may send again; two beats
+            # by mistake start each once (the store's transition is conditional, see wake_campaign).
+            "start_due": {
+                "task": START_DUE,
+                "schedule": settings.scheduler_interval_s,
+                "options": {"expires": settings.scheduler_interval_s},
+            },
         },
     }

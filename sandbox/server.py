@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .portfolios import PortfolioLimits, capability_notification, post_notification
 from .settings import SandboxSettings
 from .webhooks import StatusWebhooks
 
@@ -274,6 +275,7 @@ class Sandbox:
         """Start with the given settings, which reset(config=True) returns to."""
         self.startup_settings = settings
         self.webhooks = webhooks or StatusWebhooks()
+        self.portfolios = PortfolioLimits()
         self.started = time.monotonic()
         self._use(settings)
         self.reset()
@@ -282,6 +284,7 @@ class Sandbox:
         """Install settings and the values derived from them that the hot path reads."""
         self.settings = settings
         self.webhooks.use_settings(settings)
+        self.portfolios.use_settings(settings)
         self._latency = (settings.latency_min_ms / 1000.0, settings.latency_max_ms / 1000.0)
         self._expected_auth = {number: f"Bearer {token}" for number, token in settings.tokens.items()}
         # Buckets hold the old caps; starting them afresh is what a reconfigured number would do.
@@ -302,6 +305,7 @@ class Sandbox:
         if config:
             self._use(self.startup_settings)
         self.webhooks.reset()
+        self.portfolios.reset()
         self._buckets.clear()
         self.log: deque[dict[str, Any]] = deque(maxlen=self.settings.message_log_limit)
         self.next_index = 0
@@ -354,6 +358,10 @@ class Sandbox:
                 failure = settings.recipient_errors.get(message["wa_id"])
                 if failure:
                     raise ApiError(failure)
+            if settings.portfolios:
+                refused = self.portfolios.admit(phone_number_id, message["wa_id"])
+                if refused:
+                    raise ApiError(refused, "The business portfolio's daily messaging limit has been reached.")
         except ApiError as error:
             if timed_out:
                 return _timeout_answer(delay)
@@ -530,6 +538,33 @@ async def get_health(request: web.Request) -> web.Response:
     return _json({"status": "ok", "down": sandbox.settings.down, "uptime_s": uptime})
 
 
+async def get_portfolios(request: web.Request) -> web.Response:
+    """GET /_sandbox/portfolios: each portfolio's limit, unique recipients counted and messages refused."""
+    return _json(request.app[SANDBOX].portfolios.to_json())
+
+
+async def post_portfolio_limit(request: web.Request) -> web.Response:
+    """POST /_sandbox/portfolios/{id}/limit {"limit": n}: Meta changes the portfolio's limit, and says so in a
+    signed business_capability_update notification (answer: the notification and its HTTP status)."""
+    sandbox = request.app[SANDBOX]
+    portfolio_id = request.match_info["portfolio_id"]
+    body = await _json_body(request)
+    current = sandbox.settings.portfolios.get(portfolio_id)
+    if current is None or not isinstance(body, dict):
+        return _json(
+            {"error": f"unknown portfolio {portfolio_id!r}, or no JSON object"}, 404 if current is None else 400
+        )
+    try:
+        sandbox.configure(
+            {"portfolios": {**sandbox.settings.portfolios, portfolio_id: {**current, "limit": body.get("limit")}}}
+        )
+    except ValueError as exc:
+        return _json({"error": str(exc)}, 400)
+    notification = capability_notification(current["waba_id"] or portfolio_id, int(body["limit"]))
+    status = await post_notification(sandbox.settings, notification)
+    return _json({"notification": notification, "webhook_status": status})
+
+
 def create_app(settings: SandboxSettings | None = None, webhooks: StatusWebhooks | None = None) -> web.Application:
     """Build the sandbox aiohttp application."""
     app = web.Application()
@@ -549,4 +584,6 @@ def create_app(settings: SandboxSettings | None = None, webhooks: StatusWebhooks
     app.router.add_get("/_sandbox/health", get_health)
     app.router.add_get("/_sandbox/webhooks", get_webhooks)
     app.router.add_post("/_sandbox/webhooks/flush", post_webhooks_flush)
+    app.router.add_get("/_sandbox/portfolios", get_portfolios)
+    app.router.add_post("/_sandbox/portfolios/{portfolio_id}/limit", post_portfolio_limit)
     return app

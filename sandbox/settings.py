@@ -82,6 +82,10 @@ class SandboxSettings:
     # then its statuses are dropped.
     webhook_retries: int = 3
     webhook_timeout_s: float = 5.0
+    # ---- business portfolios (sandbox/portfolios.py) ----
+    # portfolio id -> {"limit": unique recipients per 24 h (-1: unlimited), "numbers": [phone_number_id, ...],
+    # "waba_id": the account its business_capability_update notifications name}.
+    portfolios: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def apply(self, changes: Mapping[str, Any], *, runtime: bool = False) -> SandboxSettings:
         """Return a copy with the given JSON-typed changes validated and applied, or raise ValueError."""
@@ -220,6 +224,29 @@ def _templates(value: Any) -> TemplateSpec:
     return _mapping(value, lambda languages: _mapping(languages, _template_language))
 
 
+def _portfolios(value: Any) -> dict[str, dict[str, Any]]:
+    """Check the portfolios: id -> {limit, numbers, waba_id}; a number belongs to one portfolio at most."""
+
+    def one(spec: Any) -> dict[str, Any]:
+        if not isinstance(spec, Mapping):
+            raise TypeError(f"expected a JSON object, got {spec!r}")
+        limit = _integer(spec.get("limit", -1), minimum=-1)
+        if limit == 0:
+            raise ValueError("limit 0 would refuse everything; use -1 for unlimited")
+        numbers = spec.get("numbers") or []
+        if not isinstance(numbers, list) or not all(isinstance(n, str) and n for n in numbers):
+            raise TypeError("numbers must be a list of phone_number_id strings")
+        return {"limit": limit, "numbers": list(numbers), "waba_id": str(spec.get("waba_id") or "")}
+
+    portfolios = _mapping(value, one)
+    owners: dict[str, str] = {}
+    for pid, spec in portfolios.items():
+        for number in spec["numbers"]:
+            if owners.setdefault(number, pid) != pid:
+                raise ValueError(f"number {number} is in two portfolios")
+    return portfolios
+
+
 _CHECKS: dict[str, Callable[[Any], Any]] = {
     "host": _text,
     "port": lambda v: _integer(v, minimum=0, maximum=65535),
@@ -254,6 +281,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "webhook_concurrency": lambda v: _integer(v, minimum=1, maximum=256),
     "webhook_retries": lambda v: _integer(v, minimum=0, maximum=20),
     "webhook_timeout_s": lambda v: _number(v, strict_min=True),
+    "portfolios": _portfolios,
 }
 # Every field needs a check here, so a new option cannot slip in unvalidated.
 assert set(_CHECKS) == {f.name for f in dataclasses.fields(SandboxSettings)}

@@ -62,6 +62,14 @@ class Settings:
     rate_limit_reads: str | None = None
     metrics_token: str | None = None
     metrics_port: int = 0
+    # Scheduling, quiet hours and portfolio limits (see tasks/scheduling.py and tasks/portfolio.py).
+    send_window: str = ""  # SEND_WINDOW: a campaign's default horario_envio, e.g. 08:00-20:00; empty: always
+    default_time_zone: str = "America/Caracas"  # DEFAULT_TIME_ZONE: zona_horaria when a campaign gives none
+    scheduler_interval_s: float = 1.0  # SCHEDULER_INTERVAL_S: how often beat starts the campaigns that are due
+    max_schedule_days: int = 90  # MAX_SCHEDULE_DAYS: how far ahead programar_para may be
+    # MESSAGING_LIMIT_TIERS: the daily limits a portfolio may have (0 stands for unlimited).
+    messaging_limit_tiers: tuple[int, ...] = (250, 2000, 10000, 100000, 0)
+    messaging_limit_window_s: int = 86400  # MESSAGING_LIMIT_WINDOW_S: the moving window of the count
 
     @property
     def max_csv_bytes(self) -> int:
@@ -177,7 +185,51 @@ _PARSERS = {
     "rate_limit_reads": lambda n, v: _rate(n, v) if v.strip() else None,
     "metrics_token": lambda n, v: v.strip() or None,
     "metrics_port": lambda n, v: _port(n, v),
+    "send_window": lambda n, v: _send_window(n, v),
+    "default_time_zone": lambda n, v: _time_zone(n, v),
+    "scheduler_interval_s": _positive_float,
+    "max_schedule_days": lambda n, v: _positive_int(n, v),
+    "messaging_limit_tiers": lambda n, v: _tiers(n, v),
+    "messaging_limit_window_s": lambda n, v: _positive_int(n, v, minimum=60),
 }
+
+
+def _send_window(name: str, raw: str) -> str:
+    """A sending window like 08:00-20:00 (or empty for always)."""
+    from tasks.scheduling import SendWindow
+
+    try:
+        window = SendWindow.parse(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{name}={raw!r} is not a sending window; write it like 08:00-20:00, or leave it empty"
+        ) from None
+    return window.text if window else ""
+
+
+def _time_zone(name: str, raw: str) -> str:
+    """An IANA time zone name such as America/Caracas."""
+    from tasks.scheduling import zone
+
+    try:
+        return zone(raw.strip()).key
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an IANA time zone such as America/Caracas") from None
+
+
+def _tiers(name: str, raw: str) -> tuple[int, ...]:
+    """Daily limits separated by commas; 'unlimited' (or 0) is the tier without a limit."""
+    tiers = []
+    for item in (part.strip().lower() for part in raw.split(",")):
+        if not item:
+            continue
+        if item in ("unlimited", "ilimitado", "0", "-1"):
+            tiers.append(0)
+            continue
+        tiers.append(_positive_int(name, item))
+    if not tiers:
+        raise ConfigError(f"{name} is empty; list the tiers like 250,2000,10000,100000,unlimited")
+    return tuple(tiers)
 
 
 def _port(name: str, raw: str) -> int:

@@ -32,3 +32,9 @@ def sweep() -> dict:
 def process_webhooks() -> dict:
     """Apply the status notifications the API queued (no arguments: bodies hold phone numbers)."""
     return runtime().webhooks.process_inbox()
+
+
+@shared_task(name=queue.START_DUE, ignore_result=True)
+def start_due() -> list[str]:
+    """Periodic (celery beat): start the scheduled and waiting campaigns whose time has come."""
+    return runtime().pipeline.wake_due()

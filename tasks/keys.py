@@ -37,3 +37,6 @@ RATE_LIMITS = PREFIX + "limit"
 
 # tasks.state: the run of transient failures of each sender number (an outage shows as a long run).
 NUMBER_FAILURES = PREFIX + "failures:"
+
+# tasks.portfolio: the recipients each business portfolio messaged in the moving 24 h (hashed numbers).
+PORTFOLIO_RECIPIENTS = PREFIX + "portfolio:"

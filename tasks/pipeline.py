@@ -11,11 +11,13 @@ from datetime import UTC, datetime
 from tasks import texts
 from tasks.config import Settings
 from tasks.queue import TaskQueue
+from tasks.scheduling import CampaignClock, local_text
 from tasks.state import LiveState
 from tasks.store.base import Store
 from tasks.vocabulary import (
     FINAL_CAMPAIGN_STATUSES,
     SETTLED_RECIPIENT_STATUSES,
+    TIMED_CAMPAIGN_STATUSES,
     CampaignStatus,
     ChunkReport,
     Outcome,
@@ -130,8 +132,78 @@ class Pipeline:
         row = self.campaign(campaign_id)
         batches = list(range(1, batch_count(row["total"], row["batch_size"]) + 1))
         self.state.init_campaign(row, batches, max_in_flight=self.max_in_flight(row["buzon"], row["batch_size"]))
+        if row["status"] == CampaignStatus.SCHEDULED:
+            return  # beat's scheduler starts it at its time (wake)
         self._set_status(campaign_id, CampaignStatus.RUNNING)
-        self.dispatch(campaign_id)
+        if not self.hold_if_closed(campaign_id):
+            self.dispatch(campaign_id)
+
+    # --- scheduled and waiting campaigns ---------------------------------------------------------
+
+    def hold_if_closed(self, campaign_id: str) -> bool:
+        """Make a campaign that has just been (re)started wait when its sending window is closed now."""
+        clock = CampaignClock.of(self.state.fields(campaign_id))
+        until = clock.closed_until()
+        if until is None:
+            return False
+        self.wait(campaign_id, clock.waiting_reason(until), until)
+        return True
+
+    def wait(self, campaign_id: str, reason: str, until: datetime) -> bool:
+        """Hold a started campaign until `until`: it hands out nothing, chunks in flight hand theirs back (as
+        for a pause), and beat's scheduler starts it again then. Returns whether the status changed."""
+        self.ensure_live_state(campaign_id)
+        result = self.store.wait_campaign(campaign_id, reason, until.isoformat())
+        if result["status"] is None:
+            raise CampaignNotFound(campaign_id)
+        if result["changed"]:
+            self._publish(campaign_id, CampaignStatus.WAITING, reason, result, resume_at=until.isoformat())
+            log.info(texts.LOG_WAITING, campaign_id, reason, extra={"campaign": campaign_id})
+        return bool(result["changed"])
+
+    def wake(self, campaign_id: str) -> bool:
+        """Start a scheduled or waiting campaign whose time has come; False when another caller did (or it
+        is not due), so two schedulers running at once start it once."""
+        fields = self.ensure_live_state(campaign_id)
+        result = self.store.wake_campaign(campaign_id)
+        if not result["changed"]:
+            return False
+        self._publish(campaign_id, CampaignStatus.RUNNING, None, result)
+        log.info(texts.LOG_WOKEN, campaign_id, result.get("from"), extra={"campaign": campaign_id})
+        if not self.hold_if_closed(campaign_id):
+            self.state.requeue(campaign_id, self.store.pending_batches(campaign_id, int(fields["batch_size"])))
+            self.settle(campaign_id)
+        return True
+
+    def wake_due(self) -> list[str]:
+        """Start every scheduled or waiting campaign whose time has come (beat, every SCHEDULER_INTERVAL_S)."""
+        woken = []
+        for campaign_id in self.store.due_campaigns():
+            try:
+                if self.wake(campaign_id):
+                    woken.append(campaign_id)
+            except CampaignNotFound:
+                continue
+        return woken
+
+    def reschedule(self, campaign_id: str, at: datetime) -> str:
+        """Move the start of a campaign that is still scheduled; returns the new `motivo`."""
+        fields = self.ensure_live_state(campaign_id)
+        reason = texts.SCHEDULED_FOR.format(at=local_text(at, CampaignClock.of(fields).tz))
+        result = self.store.reschedule_campaign(campaign_id, at.isoformat(), reason)
+        if result["status"] is None:
+            raise CampaignNotFound(campaign_id)
+        if not result["changed"]:
+            raise InvalidTransition(texts.RESCHEDULE_NOT_SCHEDULED.format(status=result["status"]))
+        self._publish(
+            campaign_id,
+            CampaignStatus.SCHEDULED,
+            reason,
+            result,
+            scheduled_for=at.isoformat(),
+            resume_at=at.isoformat(),
+        )
+        return reason
 
     def dispatch(self, campaign_id: str) -> int:
         """Send chords for queued batches while fewer than the allowed number are in flight."""
@@ -250,13 +322,20 @@ class Pipeline:
         if result["status"] is None:
             raise CampaignNotFound(campaign_id)
         if result["changed"]:
-            stamps = {"finished_at": _now()} if status in FINAL_CAMPAIGN_STATUSES else {}
-            if status == CampaignStatus.RUNNING:
-                stamps["resumed_at"] = repr(time.time())
-                if not self.state.fields(campaign_id).get("started_at"):
-                    stamps["started_at"] = _now()
-            self.state.set_status(campaign_id, status, reason, int(result.get("version") or 0), **stamps)
+            self._publish(campaign_id, status, reason, result)
         return result
+
+    def _publish(self, campaign_id: str, status: str, reason: str | None, result: dict, **stamps: str) -> None:
+        """Write to Redis a status change the store accepted (as `result`'s version), with its stamps."""
+        if status in FINAL_CAMPAIGN_STATUSES:
+            stamps["finished_at"] = _now()
+        if status not in TIMED_CAMPAIGN_STATUSES:
+            stamps["resume_at"] = ""  # the store cleared it with the change
+        if status == CampaignStatus.RUNNING:
+            stamps["resumed_at"] = repr(time.time())
+            if not self.state.fields(campaign_id).get("started_at"):
+                stamps["started_at"] = _now()
+        self.state.set_status(campaign_id, status, reason, int(result.get("version") or 0), **stamps)
 
     def pause(self, campaign_id: str, reason: str | None = None, *, unless_resumed_after: float | None = None) -> str:
         """Stop handing out messages; chunks in flight hand theirs back.
@@ -278,11 +357,13 @@ class Pipeline:
         """Continue a paused campaign where it stopped."""
         fields = self.ensure_live_state(campaign_id)
         current = self.campaign(campaign_id)["status"]
-        if current not in (CampaignStatus.PAUSED, CampaignStatus.QUEUED):
+        if current not in (CampaignStatus.PAUSED, CampaignStatus.QUEUED, CampaignStatus.WAITING):
             raise InvalidTransition(texts.CANNOT_ACT.format(status=current, action="reanudar"))
         result = self._set_status(campaign_id, CampaignStatus.RUNNING)
         if not result["changed"]:
             raise InvalidTransition(texts.CANNOT_ACT.format(status=result["status"], action="reanudar"))
+        if self.hold_if_closed(campaign_id):
+            return CampaignStatus.WAITING
         self.state.requeue(campaign_id, self.store.pending_batches(campaign_id, int(fields["batch_size"])))
         return self.settle(campaign_id) or CampaignStatus.RUNNING
 
@@ -309,6 +390,9 @@ class Pipeline:
             self.state.init_errors(campaign_id, self.store.failure_breakdown(campaign_id))
         if fields.get("status") != CampaignStatus.RUNNING:
             self._set_status(campaign_id, CampaignStatus.RUNNING)
+            if self.hold_if_closed(campaign_id):
+                log.info(texts.LOG_RETRIED, campaign_id, sum(moved.values()))
+                return moved
         self.state.requeue(campaign_id, self.store.pending_batches(campaign_id, int(fields["batch_size"])))
         self.settle(campaign_id)
         log.info(texts.LOG_RETRIED, campaign_id, sum(moved.values()))

@@ -13,6 +13,7 @@ from celery import Celery, chord
 SEND_CHUNK = "campaigns.send_chunk"
 FINISH_BATCH = "campaigns.finish_batch"
 SWEEP = "campaigns.sweep"
+START_DUE = "campaigns.start_due"
 PROCESS_WEBHOOKS = "webhooks.process"
 
 

@@ -17,6 +17,7 @@ from redis.retry import Retry
 from tasks.config import Settings
 from tasks.heartbeat import new_owner_id
 from tasks.pipeline import Pipeline, PipelinePolicy
+from tasks.portfolio import MessagingBudget
 from tasks.queue import TaskQueue
 from tasks.ratelimit import SendRateLimiter
 from tasks.recovery import Sweeper
@@ -43,6 +44,7 @@ class Runtime:
     sweeper: Sweeper
     inbox: WebhookInbox
     webhooks: WebhookApplier
+    budget: MessagingBudget  # the portfolios' daily limits, shared by every worker
 
     def close(self) -> None:
         """Release connections (tests and CLI commands that build a runtime of their own)."""
@@ -87,7 +89,10 @@ def build_runtime(
     owner = new_owner_id()
     pipeline = Pipeline(store, state, queue, PipelinePolicy.from_settings(settings))
     whatsapp = WhatsAppClient(settings.api_whatsapp_url, settings.whatsapp_api_version, settings.http_timeout_s)
-    sender = ChunkSender(store, state, pipeline, whatsapp, SendRateLimiter(client), SendPolicy.from_settings(settings))
+    budget = MessagingBudget(client, store, settings.messaging_limit_window_s)
+    sender = ChunkSender(
+        store, state, pipeline, whatsapp, SendRateLimiter(client), SendPolicy.from_settings(settings), budget
+    )
     inbox = WebhookInbox(client)
     sweeper = Sweeper(
         store,
@@ -113,4 +118,5 @@ def build_runtime(
         sweeper=sweeper,
         inbox=inbox,
         webhooks=WebhookApplier(store, state, inbox, owner),
+        budget=budget,
     )

@@ -9,6 +9,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum
 
 from tasks import metrics, texts
@@ -16,7 +17,9 @@ from tasks.config import Settings
 from tasks.errors import ErrorKind, describe
 from tasks.logsetup import mask
 from tasks.pipeline import Pipeline, chunk_range
+from tasks.portfolio import MessagingBudget, limit_text
 from tasks.ratelimit import SendRateLimiter
+from tasks.scheduling import CampaignClock, local_text
 from tasks.state import LiveState
 from tasks.store.base import ClaimedMessage, Sender, Store, StoreError, StoreUnavailable
 from tasks.vocabulary import CampaignStatus, ChunkReport, Outcome, RecipientStatus
@@ -145,6 +148,7 @@ class CampaignSpec:
     language: str
     batch_size: int
     chunk_size: int
+    clock: CampaignClock = CampaignClock.ALWAYS  # its time zone and sending window
 
 
 @dataclass(frozen=True)
@@ -192,6 +196,7 @@ class Decision:
     stop_as: str | None = None  # with STOP or an account error: the campaign status to move to
     since: float = 0.0  # when the request that brought the error left (wall clock)
     reason: str | None = None
+    until: datetime | None = None  # with stop_as WAITING: when the campaign may send again
 
 
 @dataclass(slots=True)
@@ -205,6 +210,8 @@ class _Job:
     tick: float
     deadline: float
     marks: _SendMarks
+    closes_at: float = math.inf  # wall clock: its sending window closes then, and nothing leaves after it
+    held: bool = False  # one of its messages already made the campaign wait
 
 
 class ChunkSender:
@@ -218,6 +225,7 @@ class ChunkSender:
         client: WhatsAppClient,
         limiter: SendRateLimiter,
         policy: SendPolicy,
+        budget: MessagingBudget | None = None,
     ):
         self.store = store
         self.state = state
@@ -225,6 +233,7 @@ class ChunkSender:
         self.client = client
         self.limiter = limiter
         self.policy = policy
+        self.budget = budget  # the portfolios' daily limits (None: not enforced)
         self._specs: dict[str, CampaignSpec] = {}
         self._senders: dict[str, tuple[float, Sender]] = {}
         self._failing: set[str] = set()
@@ -238,7 +247,13 @@ class ChunkSender:
         if spec is None:
             f = self.campaigns.ensure_live_state(campaign_id)
             spec = CampaignSpec(
-                int(f["total"]), f["buzon"], f["template"], f["language"], int(f["batch_size"]), int(f["chunk_size"])
+                int(f["total"]),
+                f["buzon"],
+                f["template"],
+                f["language"],
+                int(f["batch_size"]),
+                int(f["chunk_size"]),
+                CampaignClock.of(f),
             )
             self._specs[campaign_id] = spec
         return spec
@@ -299,6 +314,15 @@ class ChunkSender:
         if self.state.status(campaign_id) != CampaignStatus.RUNNING:
             return []
         spec = self.spec(campaign_id)
+        closes_at = math.inf
+        if spec.clock.window is not None:
+            # Outside its window the campaign waits, and nothing is claimed: the chunk sends nothing.
+            now = datetime.now(UTC)
+            opens = spec.clock.closed_until(now)
+            if opens is not None:
+                self._wait(campaign_id, spec.clock.waiting_reason(opens), opens)
+                return []
+            closes_at = spec.clock.closes_at(now).timestamp()  # type: ignore[union-attr]  # a window is set
         first, last = chunk_range(spec.total, spec.batch_size, spec.chunk_size, batch_no, chunk_no)
         claimed = self.store.claim_messages(campaign_id, first, last, owner)
         if not claimed:
@@ -310,6 +334,9 @@ class ChunkSender:
         except StoreError as exc:
             self._stop(campaign_id, CampaignStatus.PAUSED, texts.PAUSE_NO_CREDENTIALS.format(error=exc))
             return [_outcome(m, RecipientStatus.PENDING) for m in claimed]
+        claimed, over_limit = self._within_budget(campaign_id, spec, sender, claimed)
+        if not claimed:
+            return over_limit
 
         mps = sender.messages_per_second or self.policy.default_mps
         # One round trip books a slot for every message of the chunk on the number's shared schedule.
@@ -329,7 +356,7 @@ class ChunkSender:
             ledger,
             {m.id: start + wait for m, wait in zip(claimed, slots, strict=True)},
         )
-        job = _Job(campaign_id, spec, sender, mps, tick, deadline, marks)
+        job = _Job(campaign_id, spec, sender, mps, tick, deadline, marks, closes_at)
 
         def send(item: tuple[ClaimedMessage, float]) -> Outcome:
             message, wait = item
@@ -351,7 +378,40 @@ class ChunkSender:
                 self.state.record_activity(campaign_id, answered)
             except Exception:  # only the live messages/s figure misses these
                 pass
-        return outcomes
+        return [*outcomes, *over_limit] if over_limit else outcomes
+
+    def _within_budget(
+        self, campaign_id: str, spec: CampaignSpec, sender: Sender, claimed: list[ClaimedMessage]
+    ) -> tuple[list[ClaimedMessage], list[Outcome]]:
+        """Split the claimed messages into those the portfolio's daily limit lets out now and those handed
+        back (the campaign then waits until the oldest place frees up)."""
+        if self.budget is None or sender.portfolio_id is None or sender.messaging_limit is None:
+            return claimed, []
+        try:
+            reservation = self.budget.reserve(sender.portfolio_id, sender.messaging_limit, [m.phone for m in claimed])
+        except Exception as exc:  # Redis or the store away: nothing is sent without a place
+            log.warning("campaign %s: portfolio budget unavailable (%s)", campaign_id, type(exc).__name__)
+            return [], [_outcome(m, RecipientStatus.PENDING) for m in claimed]
+        allowed = [m for m, ok in zip(claimed, reservation.granted, strict=True) if ok]
+        if len(allowed) == len(claimed):
+            return claimed, []
+        until = datetime.fromtimestamp(reservation.free_at, UTC)
+        reason = texts.WAIT_PORTFOLIO.format(
+            portfolio=sender.portfolio_id,
+            limit=limit_text(sender.messaging_limit),
+            until=local_text(until, spec.clock.tz),
+        )
+        self._wait(campaign_id, reason, until)
+        return allowed, [
+            _outcome(m, RecipientStatus.PENDING) for m, ok in zip(claimed, reservation.granted, strict=True) if not ok
+        ]
+
+    def _wait(self, campaign_id: str, reason: str, until: datetime) -> None:
+        """Make the campaign wait until `until` (whichever chunk noticed first; a failure only logs)."""
+        try:
+            self.campaigns.wait(campaign_id, reason, until)
+        except Exception as exc:
+            log.warning("campaign %s could not be set waiting (%s)", campaign_id, type(exc).__name__)
 
     def _deliver(self, job: _Job, message: ClaimedMessage, slot_at: float) -> Outcome:
         """Send one message at its booked slot (retries book new ones) until its outcome is known."""
@@ -380,7 +440,10 @@ class ChunkSender:
                 resends += 1
                 time.sleep(decision.wait_s)
                 continue
-            if decision.stop_as is not None:
+            if decision.stop_as == CampaignStatus.WAITING:
+                assert decision.until is not None  # a wait always says until when
+                self._wait(job.campaign_id, decision.reason or "", decision.until)
+            elif decision.stop_as is not None:
                 self._stop(job.campaign_id, decision.stop_as, decision.reason or "", decision.since)
             assert decision.outcome is not None  # every step but WAIT settles the message
             return decision.outcome
@@ -392,6 +455,8 @@ class ChunkSender:
             if time.monotonic() + wait > job.deadline:
                 # Too late for this task: the batch goes back to the queue and a later task sends it.
                 return Decision(Next.HAND_BACK, _outcome(message, RecipientStatus.PENDING, retries))
+            if job.closes_at != math.inf and time.time() + max(wait, 0.0) >= job.closes_at:
+                return self._window_closed(job, message, retries)  # its slot falls after the closing time
             _LIMITER_WAIT.observe(wait if wait > 0 else 0.0)
             if wait > 0:
                 time.sleep(wait)
@@ -399,6 +464,8 @@ class ChunkSender:
             # takes effect at once.
             if not job.marks.begin(message.id):
                 return Decision(Next.HAND_BACK, _outcome(message, RecipientStatus.PENDING, retries))
+            if job.closes_at != math.inf and time.time() >= job.closes_at:
+                return self._window_closed(job, message, retries)  # the last check before the request
         except Exception as exc:
             _log_interrupted(job, message, exc)
             return Decision(Next.HAND_BACK, _outcome(message, RecipientStatus.PENDING, retries))
@@ -420,6 +487,19 @@ class ChunkSender:
             )
         _SEND_SECONDS.observe(time.perf_counter() - request_started)
         return self._judge(job, message, result, retries, requested_at)
+
+    def _window_closed(self, job: _Job, message: ClaimedMessage, retries: int) -> Decision:
+        """The sending window closed before this message could leave: hand it back, the campaign waits."""
+        outcome = _outcome(message, RecipientStatus.PENDING, retries)
+        if job.held:
+            return Decision(Next.HAND_BACK, outcome)
+        job.held = True  # the chunk's other messages hand back without asking the store again
+        clock = job.spec.clock
+        opens = clock.closed_until(datetime.fromtimestamp(job.closes_at, UTC))
+        assert opens is not None  # at its closing time the window is closed
+        return Decision(
+            Next.HAND_BACK, outcome, stop_as=CampaignStatus.WAITING, reason=clock.waiting_reason(opens), until=opens
+        )
 
     def _judge(
         self, job: _Job, message: ClaimedMessage, result: SendResult, retries: int, requested_at: float = 0.0

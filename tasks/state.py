@@ -166,6 +166,11 @@ class LiveState:
             "status_version": campaign.get("status_version") or 0,
             "title": campaign.get("title") or "",
             "created_by": campaign.get("created_by") or "",
+            # When and how it may send (tasks.scheduling): fixed at upload, except resume_at.
+            "time_zone": campaign.get("time_zone") or "",
+            "send_window": campaign.get("send_window") or "",
+            "scheduled_for": campaign.get("scheduled_for") or "",
+            "resume_at": campaign.get("resume_at") or "",
         }
         for name in COUNTERS:
             fields[name] = counts.get(name) or 0

@@ -416,3 +416,47 @@ SEND_NO_CONNECTION = "no se pudo conectar con WhatsApp"
 SEND_TIMED_OUT = "WhatsApp no respondió a tiempo; el mensaje puede haberse entregado"
 SEND_CONNECTION_CUT = "la conexión se cortó antes de la respuesta ({error}); el mensaje puede haberse entregado"
 SEND_NO_MESSAGE_ID = "respuesta de WhatsApp sin id de mensaje"
+
+# --- scheduling, quiet hours and the portfolio's daily limit ----------------------------------------------------
+
+# crear-campana / validar-campana fields programar_para, zona_horaria and horario_envio.
+TIME_ZONE_UNKNOWN = (
+    "La zona horaria '{zone}' no existe. Use un nombre IANA como America/Caracas, America/Bogota o Europe/Madrid."
+)
+SCHEDULE_UNREADABLE = (
+    "No se entiende la fecha '{value}'. Use ISO 8601, por ejemplo 2026-01-08T09:30:00-04:00, o sin desfase "
+    "(2026-01-08T09:30) para la hora local de zona_horaria."
+)
+SCHEDULE_IN_PAST = "La fecha {at} ya pasó. Indique una fecha futura o deje programar_para vacío para enviar ahora."
+SCHEDULE_TOO_FAR = "La fecha {at} está a más de {days} días. Programe la campaña dentro de ese plazo."
+WINDOW_UNREADABLE = (
+    "El horario de envío '{value}' no se entiende. Escríbalo como HH:MM-HH:MM (por ejemplo 08:00-20:00, o "
+    "20:00-08:00 para una franja que cruza la medianoche); vacío envía a cualquier hora."
+)
+WINDOW_EMPTY = "El horario de envío '{value}' abre y cierra a la misma hora. Indique dos horas distintas."
+# The reprogramar route.
+CAMPAIGN_RESCHEDULED = "Campaña reprogramada para el {at}"
+RESCHEDULE_REFUSED = "No se puede reprogramar: {reason}"
+RESCHEDULE_NOT_SCHEDULED = "la campaña está '{status}'; solo se reprograma una campaña que aún no empezó"
+# The `motivo` of a scheduled or waiting campaign ({at} and {until} in the campaign's time zone).
+SCHEDULED_FOR = "Programada para el {at}"
+WAIT_WINDOW = "Fuera del horario de envío ({window}, {zone}): continúa el {until}"
+WAIT_PORTFOLIO = (
+    "Se alcanzó el límite diario del portafolio '{portfolio}' ({limit} destinatarios únicos en 24 horas): "
+    "continúa el {until}, cuando se libera cupo"
+)
+# The date format of those texts: day/month/year and the local time (seconds only when not zero).
+DATETIME_FORMAT = "%d/%m/%Y %H:%M"
+DATETIME_FORMAT_SECONDS = "%d/%m/%Y %H:%M:%S"
+# Appended to the creation and validation answers.
+CAMPAIGN_SCHEDULED_NOTE = "; empieza el {at}"
+DAYS_ESTIMATE_NOTE = (
+    "Con el límite diario del portafolio '{portfolio}' ({limit} destinatarios únicos en 24 horas, {available} "
+    "disponibles ahora) la campaña tardará unos {days} días."
+)
+UNLIMITED = "ilimitado"
+
+# Log lines.
+LOG_WAITING = "Campaña %s en espera: %s"
+LOG_WOKEN = "Campaña %s arranca (%s)"
+LOG_PORTFOLIO_LIMIT = "Portafolio %s: nuevo límite diario %s (notificación de WhatsApp)"

@@ -14,7 +14,9 @@ class CampaignStatus(StrEnum):
     """Where a campaign is in its life; the store decides which transitions are allowed."""
 
     QUEUED = "queued"
+    SCHEDULED = "scheduled"  # stored with a start time; beat starts it then
     RUNNING = "running"
+    WAITING = "waiting"  # started, holding until a time (quiet hours, the portfolio's daily limit)
     PAUSED = "paused"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
@@ -45,6 +47,9 @@ SETTLED_RECIPIENT_STATUSES = (
 )
 # Statuses an operator may send again; retrying unknown ones may deliver twice.
 RETRYABLE_RECIPIENT_STATUSES = (RecipientStatus.UNKNOWN, RecipientStatus.FAILED)
+
+# A campaign in one of these resumes by itself at its `resume_at` (tasks.scheduling wakes it).
+TIMED_CAMPAIGN_STATUSES = frozenset({CampaignStatus.SCHEDULED, CampaignStatus.WAITING})
 
 # Counters kept per campaign in Redis (increment-only, rebuilt from the store after a loss).
 COUNTERS = ("sent", "failed", "cancelled", "unknown", "retries", "delivered", "read")

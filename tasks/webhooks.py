@@ -8,7 +8,7 @@ import time
 
 import redis
 
-from tasks import keys, metrics
+from tasks import keys, metrics, portfolio
 from tasks.state import LiveState
 from tasks.store.base import Store
 
@@ -125,13 +125,17 @@ class WebhookApplier:
             if bodies is None:
                 break
             statuses = []
+            capabilities = []
             for raw in bodies:
                 try:
-                    statuses.extend(statuses_of(json.loads(raw)))
+                    body = json.loads(raw)
+                    statuses.extend(statuses_of(body))
+                    capabilities.extend(portfolio.capability_updates(body))
                 except (ValueError, AttributeError, TypeError):
                     log.warning("ignored a webhook body that is not a notification")
             try:
                 result = self.store.apply_statuses(statuses)
+                portfolio.apply_capability_updates(self.store, capabilities)
             except Exception:
                 self.inbox.put_back(self.owner)
                 raise

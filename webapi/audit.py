@@ -13,7 +13,12 @@ log = logging.getLogger("webapi.audit")
 
 #: Action names of the views that change something, and of the export (it hands out every phone number of
 #: a campaign); the action view says which one in its URL.
-_ACTIONS = {"api.create_campaign": "create", "api.retry_campaign": "retry", "api.export_results": "export"}
+_ACTIONS = {
+    "api.create_campaign": "create",
+    "api.retry_campaign": "retry",
+    "api.export_results": "export",
+    "api.reschedule_campaign": "reschedule",
+}
 _CAMPAIGN_ACTIONS = {"pausar": "pause", "reanudar": "resume", "cancelar": "cancel"}
 
 

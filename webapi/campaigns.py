@@ -6,12 +6,14 @@ import logging
 import re
 import unicodedata
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from tasks import metrics, texts
 from tasks.errors import describe
 from tasks.pipeline import CampaignNotFound, InvalidTransition
+from tasks.portfolio import estimate_days, limit_text
 from tasks.runtime import Runtime
+from tasks.scheduling import SendWindow, local_text, parse_start, zone
 from tasks.store.base import EXPORT_PAGE_SIZE
 from tasks.vocabulary import COUNTERS, SETTLED_RECIPIENT_STATUSES, CampaignStatus
 from webapi import exports
@@ -99,11 +101,68 @@ def check_sender(store, form: dict, caller: Caller) -> None:
         )
 
 
+def campaign_timing(runtime: Runtime, form: dict) -> dict:
+    """The campaign's time zone, sending window and start (None: now) from the form, or a 422 saying what to fix."""
+    s = runtime.settings
+    zone_name = (form.get("zona_horaria") or "").strip() or s.default_time_zone
+    try:
+        tz = zone(zone_name)
+    except ValueError:
+        raise ApiError(422, texts.TIME_ZONE_UNKNOWN.format(zone=zone_name[:100]), {"field": "zona_horaria"}) from None
+    window_text = s.send_window if form.get("horario_envio") is None else form["horario_envio"]
+    try:
+        window = SendWindow.parse(window_text)
+    except ValueError as exc:
+        raise ApiError(422, str(exc), {"field": "horario_envio"}) from None
+    start = None
+    if (form.get("programar_para") or "").strip():
+        start = check_start(runtime, form["programar_para"], tz)
+    return {"tz": tz, "time_zone": tz.key, "send_window": window.text if window else "", "start": start}
+
+
+def check_start(runtime: Runtime, value: str, tz) -> datetime:
+    """programar_para as an aware time in the future (within MAX_SCHEDULE_DAYS), or a 422."""
+    try:
+        start = parse_start(value, tz)
+    except ValueError as exc:
+        raise ApiError(422, str(exc), {"field": "programar_para"}) from None
+    now = datetime.now(UTC)
+    if start <= now:
+        raise ApiError(422, texts.SCHEDULE_IN_PAST.format(at=local_text(start, tz)), {"field": "programar_para"})
+    days = runtime.settings.max_schedule_days
+    if start > now + timedelta(days=days):
+        raise ApiError(
+            422, texts.SCHEDULE_TOO_FAR.format(at=local_text(start, tz), days=days), {"field": "programar_para"}
+        )
+    return start.astimezone(UTC)
+
+
+def daily_limit(runtime: Runtime, buzon: str, total: int) -> tuple[int, dict | None, str | None]:
+    """How many days `total` recipients take at the buzón's portfolio limit now, the limit's figures, and a
+    note when it takes more than one day."""
+    sender = runtime.store.get_sender(buzon)
+    if sender is None or sender.portfolio_id is None:
+        return 1, None, None
+    limit = sender.messaging_limit
+    used = runtime.budget.used(sender.portfolio_id) if limit is not None else 0
+    available = None if limit is None else max(0, limit - used)
+    figures = {"portafolio": sender.portfolio_id, "limite": limit, "usados_24h": used, "disponibles": available}
+    days = estimate_days(total, limit, used)
+    note = None
+    if days > 1:
+        note = texts.DAYS_ESTIMATE_NOTE.format(
+            portfolio=sender.portfolio_id, limit=limit_text(limit), available=limit_text(available), days=days
+        )
+    return days, figures, note
+
+
 def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str | None, caller: Caller) -> dict:
     """Validate, store and start a campaign; nothing is stored or enqueued when any step fails."""
     store = runtime.store
     check_sender(store, form, caller)
+    timing = campaign_timing(runtime, form)
     contacts = open_contacts(runtime, form, upload)
+    start = timing["start"]
     campaign = {
         "id": slugify(form["titulo_campana"]),
         "title": form["titulo_campana"],
@@ -115,6 +174,10 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
         "chunk_size": min(runtime.settings.chunk_size, runtime.settings.batch_size),
         "idempotency_key": idempotency_key,
         "created_by": caller.label,
+        "time_zone": timing["time_zone"],
+        "send_window": timing["send_window"],
+        "scheduled_for": start.isoformat() if start else None,
+        "status_reason": texts.SCHEDULED_FOR.format(at=local_text(start, timing["tz"])) if start else None,
     }
     # Rows are validated while they are copied into the store, so a 50 MB file is never held in memory;
     # a problem found half-way (too many contacts, none valid) rolls the whole campaign back.
@@ -143,20 +206,30 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
             store.delete_campaign(campaign_id)
             raise ApiError(503, texts.QUEUE_UNAVAILABLE, {"error": type(exc).__name__}) from exc
         message = texts.CAMPAIGN_CREATED.format(total=stored["total"])
+        if start:
+            message += texts.CAMPAIGN_SCHEDULED_NOTE.format(at=local_text(start, timing["tz"]))
     else:
         message = texts.CAMPAIGN_ALREADY_CREATED
     if report:
         message += texts.ROWS_EXCLUDED.format(count=len(report))
+    days, figures, days_note = daily_limit(runtime, form["buzon"], stored["total"])
+    live = runtime.state.fields(campaign_id)
     return {
         "success": True,
         "message": message + ".",
         "campaign_id": campaign_id,
         "total_messages": stored["total"],
-        "status": runtime.state.status(campaign_id) or "queued",
+        "status": live.get("status") or "queued",
         "duplicate_request": not stored["created"],
         "total_rechazados": len(report),
         "rechazados": report,
-        "notas": contacts.notes,
+        "notas": [*contacts.notes, *([days_note] if days_note else [])],
+        "motivo": live.get("reason") or None,
+        "programada_para": live.get("scheduled_for") or None,
+        "zona_horaria": live.get("time_zone") or timing["time_zone"],
+        "horario_envio": live.get("send_window", timing["send_window"]),
+        "dias_estimados": days,
+        "limite_diario": figures,
     }
 
 
@@ -169,6 +242,7 @@ def parameter_labels(contacts: ContactStream, named: bool) -> list[str]:
 def validate_campaign(runtime: Runtime, form: dict, upload, caller: Caller, full_phones: bool = True) -> dict:
     """Read an upload exactly as create_campaign does and say what would be sent, storing and sending nothing."""
     check_sender(runtime.store, form, caller)
+    timing = campaign_timing(runtime, form)
     contacts = open_contacts(runtime, form, upload)
     named = form["parametros_nombrados"]
     labels = parameter_labels(contacts, named)
@@ -198,6 +272,8 @@ def validate_campaign(runtime: Runtime, form: dict, upload, caller: Caller, full
     message = texts.CAMPAIGN_VALIDATED.format(total=contacts.accepted)
     if report:
         message += texts.ROWS_EXCLUDED.format(count=len(report))
+    days, figures, days_note = daily_limit(runtime, form["buzon"], contacts.accepted)
+    start = timing["start"]
     return {
         "success": True,
         "message": message + ".",
@@ -213,7 +289,12 @@ def validate_campaign(runtime: Runtime, form: dict, upload, caller: Caller, full
         "total_rechazados": len(report),
         "filas": rows,
         "rechazados": report[:MAX_REJECTED_STORED],
-        "notas": contacts.notes,
+        "notas": [*contacts.notes, *([days_note] if days_note else [])],
+        "programada_para": start.isoformat() if start else None,
+        "zona_horaria": timing["time_zone"],
+        "horario_envio": timing["send_window"],
+        "dias_estimados": days,
+        "limite_diario": figures,
     }
 
 
@@ -291,6 +372,10 @@ def summarize(campaign_id: str, fields: dict[str, str], rate: float, error_rows:
         "titulo": fields.get("title") or None,
         "status": fields.get("status"),
         "motivo": fields.get("reason") or None,
+        "programada_para": fields.get("scheduled_for") or None,
+        "reanuda_en": fields.get("resume_at") or None,
+        "zona_horaria": fields.get("time_zone") or None,
+        "horario_envio": fields.get("send_window") if "send_window" in fields else None,
         "pending": pending,
         "progress": progress,
         **counts,
@@ -362,6 +447,29 @@ def act_on_campaign(runtime: Runtime, campaign_id: str, action: str, scope: list
         "message": message + ".",
         "campaign_id": campaign_id,
         "status": runtime.state.status(campaign_id),
+    }
+
+
+def reschedule_campaign(runtime: Runtime, campaign_id: str, value: str, scope: list[str] | None = None) -> dict:
+    """Move the start of a campaign that has not started yet."""
+    check_campaign_id(campaign_id)
+    check_scope(runtime, campaign_id, scope)
+    try:
+        fields = runtime.pipeline.ensure_live_state(campaign_id)
+        tz = zone(fields.get("time_zone") or runtime.settings.default_time_zone)
+        start = check_start(runtime, value, tz)
+        reason = runtime.pipeline.reschedule(campaign_id, start)
+    except CampaignNotFound:
+        raise _not_found(campaign_id) from None
+    except InvalidTransition as exc:
+        raise ApiError(409, texts.RESCHEDULE_REFUSED.format(reason=exc), {"campaign_id": campaign_id}) from None
+    return {
+        "success": True,
+        "message": texts.CAMPAIGN_RESCHEDULED.format(at=local_text(start, tz)) + ".",
+        "campaign_id": campaign_id,
+        "status": runtime.state.status(campaign_id),
+        "programada_para": start.isoformat(),
+        "motivo": reason,
     }
 
 

@@ -1,4 +1,5 @@
-"""Operator commands: `flask --app webapi db upgrade`, `buzon add ...`, `apikey create ...`, `user set ...`."""
+"""Operator commands: `flask --app webapi db upgrade`, `buzon add ...`, `portfolio set ...`, `apikey create ...`,
+`user set ...`."""
 
 from __future__ import annotations
 
@@ -64,6 +65,53 @@ def list_buzones() -> None:
     """List registered buzones (without tokens)."""
     for row in runtime().store.list_senders():
         click.echo(f"{row['buzon']}\t{row['phone_number_id']}\t{row['messages_per_second'] or 'default'} msg/s")
+
+
+@bp.cli.group("portfolio")
+def portfolio() -> None:
+    """Business portfolios: the daily messaging limit their buzones share."""
+
+
+@portfolio.command("set")
+@click.argument("portfolio_id")
+@click.option(
+    "--limit",
+    "limit",
+    required=True,
+    help="Unique recipients per moving 24 h: one of MESSAGING_LIMIT_TIERS (250, 2000, 10000, 100000) or unlimited.",
+)
+@click.option("--waba", "waba_ids", multiple=True, help="A WhatsApp Business Account id of the portfolio (repeat).")
+@click.option("--buzon", "buzones", multiple=True, help="Put this buzón in the portfolio (repeat for several).")
+def set_portfolio(portfolio_id: str, limit: str, waba_ids: tuple[str, ...], buzones: tuple[str, ...]) -> None:
+    """Register or change a portfolio, its limit and its accounts, and put buzones in it."""
+    rt = runtime()
+    tiers = rt.settings.messaging_limit_tiers
+    value = 0 if limit.strip().lower() in ("unlimited", "ilimitado", "-1") else None
+    if value is None:
+        try:
+            value = int(limit)
+        except ValueError:
+            raise click.BadParameter(f"{limit!r} is not a number or 'unlimited'", param_hint="--limit") from None
+    if value not in tiers:
+        shown = ", ".join("unlimited" if t == 0 else str(t) for t in tiers)
+        raise click.BadParameter(f"{limit} is not a tier; use one of {shown}", param_hint="--limit")
+    store = rt.store
+    row = store.upsert_portfolio(portfolio_id, value or None, list(waba_ids) or None)
+    for name in buzones:
+        if not store.set_sender_portfolio(name, portfolio_id):
+            raise click.ClickException(f"Buzón '{name}' is not registered; add it with `buzon add` first.")
+    details = {"limit": row["messaging_limit"], "waba_ids": row["waba_ids"], "buzones": list(buzones)}
+    record_command(store, _operator(), "portfolio.set", details)
+    shown_limit = row["messaging_limit"] or "unlimited"
+    click.echo(f"Portfolio '{row['id']}': {shown_limit} unique recipients per 24 h.")
+
+
+@portfolio.command("list")
+def list_portfolios() -> None:
+    """List portfolios with their limit, accounts and buzones."""
+    for row in runtime().store.list_portfolios():
+        limit = row["messaging_limit"] or "unlimited"
+        click.echo(f"{row['id']}\t{limit}\t{','.join(row['waba_ids'])}\t{','.join(row['buzones'])}")
 
 
 def _operator() -> str:

@@ -87,6 +87,8 @@ def build_spec() -> dict:
         "CampaignAction",
         "RetryRequest",
         "RetryResult",
+        "RescheduleRequest",
+        "RescheduleResult",
         "RecipientList",
         "Error",
         "SenderList",
@@ -203,6 +205,20 @@ def build_spec() -> dict:
                 "parameters": [campaign_id],
                 "requestBody": {"required": False, "content": {"application/json": {"schema": "RetryRequest"}}},
                 "responses": {"200": _json("RetryResult", "Reencolados"), **_errors(401, 403, 404, 409, 422, 429, 503)},
+            }
+        },
+    )
+    spec.path(
+        path="/api/programar-campana/{campaign_id}",
+        operations={
+            "post": {
+                "summary": "Cambiar la hora de inicio de una campaña programada (aún 'scheduled')",
+                "parameters": [campaign_id],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": "RescheduleRequest"}}},
+                "responses": {
+                    "200": _json("RescheduleResult", "Reprogramada"),
+                    **_errors(400, 401, 403, 404, 409, 422, 429, 503),
+                },
             }
         },
     )

@@ -157,6 +157,52 @@ class CampaignRequestSchema(ApiSchema):
     contactos = ContactList(
         load_default=None, metadata={"description": "Solo con cuerpo JSON: lista de contactos en lugar de archivo_csv."}
     )
+    programar_para = Text(
+        load_default=None,
+        validate=_length(maximum=60),
+        metadata={
+            "description": "Cuándo empezar (ISO 8601): con desfase (2026-01-08T09:30:00-04:00) o sin él, en la "
+            "hora local de zona_horaria. Vacío: ahora. Hasta entonces la campaña queda 'scheduled'."
+        },
+    )
+    zona_horaria = Text(
+        load_default=None,
+        validate=_length(maximum=100),
+        metadata={
+            "description": "Zona horaria IANA de la campaña (por omisión DEFAULT_TIME_ZONE, America/Caracas): "
+            "en ella se leen programar_para sin desfase y horario_envio."
+        },
+    )
+    horario_envio = Text(
+        load_default=None,
+        validate=_length(maximum=40),
+        metadata={
+            "description": "Franja diaria en la que se envía, HH:MM-HH:MM (20:00-08:00 cruza la medianoche; se "
+            "admiten segundos). Sin el campo: SEND_WINDOW; vacío: a cualquier hora. Fuera de ella la campaña "
+            "queda 'waiting' y sigue sola al abrir."
+        },
+    )
+
+
+class RescheduleRequestSchema(ApiSchema):
+    """Body of POST /api/programar-campana/<id>."""
+
+    programar_para = Text(
+        required=True,
+        validate=_length(1, 60),
+        metadata={"description": "Nueva fecha de inicio (ISO 8601; sin desfase, en la zona horaria de la campaña)."},
+    )
+
+
+class DailyLimitSchema(Schema):
+    """The portfolio's daily messaging limit as it stands before the campaign starts."""
+
+    portafolio = fields.String(metadata={"description": "Portafolio comercial (business portfolio) del buzón."})
+    limite = fields.Integer(
+        allow_none=True, metadata={"description": "Destinatarios únicos por 24 horas móviles; null: ilimitado."}
+    )
+    usados_24h = fields.Integer(metadata={"description": "Destinatarios únicos ya contados en las últimas 24 horas."})
+    disponibles = fields.Integer(allow_none=True, metadata={"description": "Lugares libres ahora; null: ilimitado."})
 
 
 class RejectedRowSchema(Schema):
@@ -179,6 +225,14 @@ class CampaignCreatedSchema(Schema):
     total_rechazados = fields.Integer()
     rechazados = fields.List(fields.Nested(RejectedRowSchema))
     notas = fields.List(fields.String())
+    motivo = fields.String(allow_none=True, metadata={"description": "Hasta cuándo espera, si no empieza ya."})
+    programada_para = fields.String(allow_none=True, metadata={"description": "Inicio programado (ISO 8601)."})
+    zona_horaria = fields.String()
+    horario_envio = fields.String(metadata={"description": "Franja de envío; vacío: a cualquier hora."})
+    dias_estimados = fields.Integer(
+        metadata={"description": "Días que tardará con el límite diario actual del portafolio del buzón (1 si cabe)."}
+    )
+    limite_diario = fields.Nested(DailyLimitSchema, allow_none=True)
 
 
 class ParameterColumnSchema(Schema):
@@ -219,6 +273,13 @@ class CampaignValidatedSchema(Schema):
     )
     rechazados = fields.List(fields.Nested(RejectedRowSchema))
     notas = fields.List(fields.String())
+    programada_para = fields.String(allow_none=True, metadata={"description": "Inicio que se programaría."})
+    zona_horaria = fields.String()
+    horario_envio = fields.String()
+    dias_estimados = fields.Integer(
+        metadata={"description": "Días que tardaría con el límite diario actual del portafolio del buzón (1 si cabe)."}
+    )
+    limite_diario = fields.Nested(DailyLimitSchema, allow_none=True)
 
 
 class CallerSchema(Schema):
@@ -251,8 +312,20 @@ class QueueStatusSchema(Schema):
     success = fields.Boolean()
     campaign_id = fields.String()
     titulo = fields.String()
-    status = fields.String(metadata={"description": "queued, running, paused, cancelled, completed o failed"})
-    motivo = fields.String(allow_none=True, metadata={"description": "Por qué se pausó o falló."})
+    status = fields.String(
+        metadata={"description": "queued, scheduled, running, waiting, paused, cancelled, completed o failed"}
+    )
+    motivo = fields.String(
+        allow_none=True, metadata={"description": "Por qué se pausó, falló, está programada o espera (y hasta cuándo)."}
+    )
+    programada_para = fields.String(allow_none=True, metadata={"description": "Inicio programado (ISO 8601)."})
+    reanuda_en = fields.String(
+        allow_none=True, metadata={"description": "Con scheduled o waiting: cuándo empieza o sigue (ISO 8601)."}
+    )
+    zona_horaria = fields.String(allow_none=True)
+    horario_envio = fields.String(
+        allow_none=True, metadata={"description": "Franja de envío; vacío: a cualquier hora."}
+    )
     total = fields.Integer()
     pending = fields.Integer()
     sent = fields.Integer()
@@ -364,6 +437,13 @@ class CampaignActionSchema(Schema):
     message = fields.String()
     campaign_id = fields.String()
     status = fields.String()
+
+
+class RescheduleResultSchema(CampaignActionSchema):
+    """Answer of POST /api/programar-campana/<id>."""
+
+    programada_para = fields.String(metadata={"description": "Nuevo inicio (ISO 8601)."})
+    motivo = fields.String()
 
 
 class RetryRequestSchema(ApiSchema):

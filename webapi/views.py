@@ -28,6 +28,8 @@ _queue_status = schemas.QueueStatusSchema()
 _recipient_list = schemas.RecipientListSchema()
 _recipient_query = schemas.RecipientQuerySchema()
 _request_schema = schemas.CampaignRequestSchema()
+_reschedule_request = schemas.RescheduleRequestSchema()
+_reschedule_result = schemas.RescheduleResultSchema()
 _retry_request = schemas.RetryRequestSchema()
 _retry_result = schemas.RetryResultSchema()
 _system_status = schemas.SystemStatusSchema()
@@ -108,6 +110,17 @@ def campaign_action(action: str, campaign_id: str):
     """Pause, resume or cancel a campaign."""
     result = campaigns.act_on_campaign(runtime(), campaign_id, action, current_caller().scope)
     return jsonify(_campaign_action.dump(result))
+
+
+@bp.post("/programar-campana/<campaign_id>")
+@requires("operator")
+@limits.actions
+def reschedule_campaign(campaign_id: str):
+    """Move the start time of a campaign that is still scheduled."""
+    body = request.get_json(silent=True) if request.is_json else None
+    options = _reschedule_request.load(body or request.form.to_dict() or {})
+    result = campaigns.reschedule_campaign(runtime(), campaign_id, options["programar_para"], current_caller().scope)
+    return jsonify(_reschedule_result.dump(result))
 
 
 @bp.post("/reintentar-campana/<campaign_id>")

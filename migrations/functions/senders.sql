@@ -14,11 +14,15 @@ RETURNS jsonb LANGUAGE sql AS $$
                                  'messages_per_second', s.messages_per_second);
 $$;
 
+-- With the buzón's portfolio and that portfolio's messaging limit (NULL: unlimited, or no portfolio).
 CREATE OR REPLACE FUNCTION instancia_sofia.get_sender(p_buzon text)
 RETURNS jsonb LANGUAGE sql STABLE AS $$
-    SELECT jsonb_build_object('buzon', buzon, 'phone_number_id', phone_number_id, 'access_token', access_token,
-                              'messages_per_second', messages_per_second)
-    FROM instancia_sofia.instancias_inputs WHERE buzon = p_buzon;
+    SELECT jsonb_build_object('buzon', s.buzon, 'phone_number_id', s.phone_number_id, 'access_token', s.access_token,
+                              'messages_per_second', s.messages_per_second, 'portfolio_id', s.portfolio_id,
+                              'messaging_limit', p.messaging_limit)
+    FROM instancia_sofia.instancias_inputs s
+    LEFT JOIN instancia_sofia.portfolios p ON p.id = s.portfolio_id
+    WHERE s.buzon = p_buzon;
 $$;
 
 -- Every buzón without its token, for operators.

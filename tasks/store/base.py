@@ -59,6 +59,11 @@ RETRY_SAFE = frozenset(
         "upsert_api_user",
         "get_api_user",
         "list_audit",
+        "due_campaigns",
+        "list_portfolios",
+        "upsert_portfolio",
+        "set_sender_portfolio",
+        "portfolio_recent_recipients",
     }
 )
 
@@ -71,6 +76,8 @@ class Sender:
     phone_number_id: str
     access_token: str
     messages_per_second: int | None
+    portfolio_id: str | None = None  # the business portfolio whose daily messaging limit this number shares
+    messaging_limit: int | None = None  # that portfolio's unique recipients per 24 h; None: unlimited
 
     def __repr__(self) -> str:
         return f"Sender(buzon={self.buzon!r}, phone_number_id={self.phone_number_id!r}, access_token='***')"
@@ -203,6 +210,45 @@ class Store:
     def set_campaign_status(self, campaign_id: str, status: str, reason: str | None = None) -> dict:
         """Move a campaign to `status` if that transition is allowed; returns {changed, status}."""
         return self._call("set_campaign_status", p_campaign_id=campaign_id, p_status=status, p_reason=reason)
+
+    def wait_campaign(self, campaign_id: str, reason: str, until: str) -> dict:
+        """Hold a started campaign until `until` (ISO time); returns {changed, status, version}."""
+        return self._call("wait_campaign", p_campaign_id=campaign_id, p_reason=reason, p_until=until)
+
+    def wake_campaign(self, campaign_id: str) -> dict:
+        """Start a scheduled or waiting campaign whose time has come; only one caller gets changed=true."""
+        return self._call("wake_campaign", p_campaign_id=campaign_id)
+
+    def due_campaigns(self) -> list[str]:
+        """Ids of scheduled and waiting campaigns whose time has come."""
+        return self._call("due_campaigns")
+
+    def reschedule_campaign(self, campaign_id: str, at: str, reason: str) -> dict:
+        """Move the start of a still scheduled campaign to `at` (ISO time); returns {changed, status, version}."""
+        return self._call("reschedule_campaign", p_campaign_id=campaign_id, p_at=at, p_reason=reason)
+
+    def upsert_portfolio(self, portfolio_id: str, messaging_limit: int | None, waba_ids: list[str] | None) -> dict:
+        """Register or change a business portfolio (a limit of None is unlimited)."""
+        return self._call("upsert_portfolio", p_id=portfolio_id, p_limit=messaging_limit, p_waba_ids=waba_ids)
+
+    def set_sender_portfolio(self, buzon: str, portfolio_id: str | None) -> bool:
+        """Put a buzón in a portfolio (None takes it out); False when the buzón is not registered."""
+        return self._call("set_sender_portfolio", p_buzon=buzon, p_portfolio_id=portfolio_id)["updated"]
+
+    def list_portfolios(self) -> list[dict]:
+        """Every portfolio with its limit, accounts and buzones."""
+        return self._call("list_portfolios")
+
+    def apply_capability_updates(self, updates: list[dict]) -> dict:
+        """Apply business_capability_update notifications [{waba_id, limit}]; returns {changed: [{id,
+        messaging_limit}]}."""
+        if not updates:
+            return {"changed": []}
+        return self._call("apply_capability_updates", p_updates=updates)
+
+    def portfolio_recent_recipients(self, portfolio_id: str, window_s: int) -> list[list]:
+        """[[phone, epoch seconds], ...] the portfolio's buzones messaged within the window (a Redis rebuild)."""
+        return self._call("portfolio_recent_recipients", p_portfolio_id=portfolio_id, p_window_s=window_s)
 
     def cancel_pending(self, campaign_id: str) -> int:
         """Mark every still pending recipient cancelled; returns how many."""
