@@ -21,7 +21,6 @@ from .settings import SandboxSettings
 
 #: The answer to a message beyond the portfolio's limit.
 LIMIT_ERROR = 131048
-WINDOW_S = 86400.0
 
 
 class PortfolioLimits:
@@ -30,12 +29,14 @@ class PortfolioLimits:
     def __init__(self) -> None:
         self._numbers: dict[str, str] = {}
         self._limits: dict[str, int] = {}
+        self._window_s = 86400.0
         self.reset()
 
     def use_settings(self, settings: SandboxSettings) -> None:
         """Read which number belongs to which portfolio, and each portfolio's limit (-1: unlimited)."""
         self._numbers = {number: pid for pid, spec in settings.portfolios.items() for number in spec["numbers"]}
         self._limits = {pid: int(spec["limit"]) for pid, spec in settings.portfolios.items()}
+        self._window_s = settings.portfolio_window_s
 
     def reset(self) -> None:
         """Forget every recipient counted and every refusal."""
@@ -51,7 +52,7 @@ class PortfolioLimits:
         now = time.time() if now is None else now
         seen = self._seen.setdefault(portfolio, {})
         if wa_id not in seen and limit >= 0:
-            cutoff = now - WINDOW_S
+            cutoff = now - self._window_s
             for recipient in [r for r, at in seen.items() if at <= cutoff]:
                 del seen[recipient]
             if len(seen) >= limit:

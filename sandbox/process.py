@@ -116,6 +116,14 @@ class SandboxHandle:
             raise TimeoutError(f"webhooks still pending after {timeout:g} s: {result}")
         return result
 
+    def portfolios(self) -> dict[str, Any]:
+        """Each portfolio's limit, unique recipients counted and messages refused beyond the limit."""
+        return self._admin("GET", "portfolios")
+
+    def change_portfolio_limit(self, portfolio_id: str, limit: int) -> dict[str, Any]:
+        """Change a portfolio's limit as Meta does, which posts a business_capability_update notification."""
+        return self._admin("POST", f"portfolios/{portfolio_id}/limit", {"limit": limit})
+
     def reset(self, config: bool = False) -> None:
         """Clear the message log and counters; with config=True also restore the startup options."""
         self._admin("POST", "reset", {"config": config})

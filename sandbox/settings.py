@@ -86,6 +86,8 @@ class SandboxSettings:
     # portfolio id -> {"limit": unique recipients per 24 h (-1: unlimited), "numbers": [phone_number_id, ...],
     # "waba_id": the account its business_capability_update notifications name}.
     portfolios: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The moving window of the portfolio count, in seconds (24 h; shorter only to rehearse it quickly).
+    portfolio_window_s: float = 86400.0
 
     def apply(self, changes: Mapping[str, Any], *, runtime: bool = False) -> SandboxSettings:
         """Return a copy with the given JSON-typed changes validated and applied, or raise ValueError."""
@@ -282,6 +284,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "webhook_retries": lambda v: _integer(v, minimum=0, maximum=20),
     "webhook_timeout_s": lambda v: _number(v, strict_min=True),
     "portfolios": _portfolios,
+    "portfolio_window_s": lambda v: _number(v, strict_min=True),
 }
 # Every field needs a check here, so a new option cannot slip in unvalidated.
 assert set(_CHECKS) == {f.name for f in dataclasses.fields(SandboxSettings)}

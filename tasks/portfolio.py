@@ -4,9 +4,11 @@ buzón (phone number) of the portfolio, kept in Redis and shared by all workers.
 The count's rule: every template message we send counts its recipient, because we do not know whether the
 recipient has an open customer-service window (only messages inside such a window are free of the limit,
 and a campaign's recipients normally have none). A recipient counts once however many messages it gets,
-until 24 hours after the latest one. A recipient is counted when its message is claimed for sending, before
-the request, so two workers can never both take the last place; a claimed message that is then handed
-back (quiet hours, a pause) keeps its place, which errs on the side of never exceeding the limit.
+until 24 hours after the latest one. A recipient takes its place when its message is claimed for sending,
+before the request, so two workers can never both take the last place; once the chunk's requests are
+answered its time moves to then, so a place frees up 24 hours after the request at the earliest. A claimed
+message that is then handed back (quiet hours, a pause) keeps its place, erring on the side of never
+exceeding the limit.
 
 Numbers are kept as short hashes, never in clear. Redis losing the count is noticed (a sentinel member is
 missing) and the count is rebuilt from the store before the next reservation.
@@ -68,6 +70,15 @@ for i = 1, #ARGV, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1
 """
 
+# Moves the time of recipients already counted to now (Redis' clock): called once a chunk's requests are
+# answered, so a place frees up a window after the request, never before WhatsApp counted it.
+_TOUCH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+for i = 1, #ARGV do redis.call('ZADD', KEYS[1], 'XX', now, ARGV[i]) end
+return #ARGV
+"""
+
 # Places used now (after dropping expired ones), or -1 when the set is gone.
 _USED = """
 if redis.call('ZSCORE', KEYS[1], '~') == false then return -1 end
@@ -101,6 +112,7 @@ class MessagingBudget:
         self._reserve = client.register_script(_RESERVE)
         self._seed = client.register_script(_SEED)
         self._used = client.register_script(_USED)
+        self._touch = client.register_script(_TOUCH)
 
     def reserve(self, portfolio_id: str, limit: int, phones: Iterable[str]) -> Reservation:
         """Take a place for each recipient while the portfolio has places left."""
@@ -112,6 +124,12 @@ class MessagingBudget:
             result = self._reserve(keys=[key], args=[limit, self.window_s, *members])
         *flags, used, free_at = result
         return Reservation([bool(int(f)) for f in flags], int(used), float(free_at))
+
+    def touch(self, portfolio_id: str, phones: Iterable[str]) -> None:
+        """Count these recipients (already holding places) from now: their requests have just left."""
+        members = [recipient_key(p) for p in phones]
+        if members:
+            self._touch(keys=[keys.PORTFOLIO_RECIPIENTS + portfolio_id], args=members)
 
     def used(self, portfolio_id: str) -> int:
         """Unique recipients the portfolio messaged in the moving window."""

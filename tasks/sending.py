@@ -334,8 +334,10 @@ class ChunkSender:
         except StoreError as exc:
             self._stop(campaign_id, CampaignStatus.PAUSED, texts.PAUSE_NO_CREDENTIALS.format(error=exc))
             return [_outcome(m, RecipientStatus.PENDING) for m in claimed]
-        claimed, over_limit = self._within_budget(campaign_id, spec, sender, claimed)
+        claimed, over_limit, budget_wait = self._within_budget(campaign_id, spec, sender, claimed)
         if not claimed:
+            if budget_wait:
+                self._wait(campaign_id, *budget_wait)
             return over_limit
 
         mps = sender.messages_per_second or self.policy.default_mps
@@ -372,6 +374,15 @@ class ChunkSender:
             outcomes = _GreenPool(len(claimed)).map(send, zip(claimed, slots, strict=True))
         else:
             outcomes = [send(item) for item in zip(claimed, slots, strict=True)]
+        if self.budget is not None and sender.portfolio_id is not None and sender.messaging_limit is not None:
+            requested = {o["id"] for o in outcomes if o["status"] != RecipientStatus.PENDING}
+            try:
+                self.budget.touch(sender.portfolio_id, [m.phone for m in claimed if m.id in requested])
+            except Exception:  # their places keep the claim's time, a moment early
+                pass
+        if budget_wait:
+            # Only now: the places this chunk was given are sent first, then the campaign waits.
+            self._wait(campaign_id, *budget_wait)
         answered = sum(1 for o in outcomes if o["status"] in _ANSWERED)
         if answered:
             try:
@@ -382,29 +393,29 @@ class ChunkSender:
 
     def _within_budget(
         self, campaign_id: str, spec: CampaignSpec, sender: Sender, claimed: list[ClaimedMessage]
-    ) -> tuple[list[ClaimedMessage], list[Outcome]]:
+    ) -> tuple[list[ClaimedMessage], list[Outcome], tuple[str, datetime] | None]:
         """Split the claimed messages into those the portfolio's daily limit lets out now and those handed
-        back (the campaign then waits until the oldest place frees up)."""
+        back; with the latter, the reason and time the campaign waits for (until the oldest place frees up)."""
         if self.budget is None or sender.portfolio_id is None or sender.messaging_limit is None:
-            return claimed, []
+            return claimed, [], None
         try:
             reservation = self.budget.reserve(sender.portfolio_id, sender.messaging_limit, [m.phone for m in claimed])
         except Exception as exc:  # Redis or the store away: nothing is sent without a place
             log.warning("campaign %s: portfolio budget unavailable (%s)", campaign_id, type(exc).__name__)
-            return [], [_outcome(m, RecipientStatus.PENDING) for m in claimed]
+            return [], [_outcome(m, RecipientStatus.PENDING) for m in claimed], None
         allowed = [m for m, ok in zip(claimed, reservation.granted, strict=True) if ok]
         if len(allowed) == len(claimed):
-            return claimed, []
+            return claimed, [], None
         until = datetime.fromtimestamp(reservation.free_at, UTC)
         reason = texts.WAIT_PORTFOLIO.format(
             portfolio=sender.portfolio_id,
             limit=limit_text(sender.messaging_limit),
             until=local_text(until, spec.clock.tz),
         )
-        self._wait(campaign_id, reason, until)
-        return allowed, [
+        back = [
             _outcome(m, RecipientStatus.PENDING) for m, ok in zip(claimed, reservation.granted, strict=True) if not ok
         ]
+        return allowed, back, (reason, until)
 
     def _wait(self, campaign_id: str, reason: str, until: datetime) -> None:
         """Make the campaign wait until `until` (whichever chunk noticed first; a failure only logs)."""
