@@ -47,7 +47,7 @@ def store(request, contract_db, postgrest):
         conn.execute(
             "TRUNCATE instancia_sofia.campaigns, instancia_sofia.leads_activos, "
             "instancia_sofia.instancias_inputs, instancia_sofia.api_keys, instancia_sofia.api_users, "
-            "instancia_sofia.audit_log CASCADE"
+            "instancia_sofia.audit_log, instancia_sofia.portfolios CASCADE"
         )
     s = PostgresStore(contract_db) if request.param == "postgres" else SupabaseStore(postgrest.url, DUMMY_KEY)
     s.upsert_sender("ventas", "111", "secret-token", 50)
@@ -445,3 +445,71 @@ def test_audit_entries_are_listed_newest_first_with_filters(store):
     assert store.list_audit(None, "2999-01-01T00:00:00+00:00", None, 10, 0) == ([], 0)
     assert store.list_audit(None, None, "2000-01-01T00:00:00+00:00", 10, 0) == ([], 0)
     assert len(store.list_audit(None, None, None, 1, 1)[0]) == 1
+
+
+def test_a_scheduled_campaign_is_woken_once_when_due_and_can_be_rescheduled(store):
+    from datetime import UTC, datetime, timedelta
+
+    soon = datetime.now(UTC) + timedelta(seconds=1)
+    row = store.create_campaign(
+        _campaign(scheduled_for=soon.isoformat(), time_zone="America/Bogota", send_window="08:00-20:00"), LEADS
+    )
+    campaign = store.get_campaign(row["id"])
+    assert (campaign["status"], campaign["time_zone"], campaign["send_window"]) == (
+        "scheduled",
+        "America/Bogota",
+        "08:00-20:00",
+    )
+    assert "promo" in store.open_campaigns() and store.due_campaigns() == []
+    later = datetime.now(UTC) + timedelta(hours=1)
+    assert store.reschedule_campaign("promo", later.isoformat(), "Programada")["changed"]
+    assert datetime.fromisoformat(store.get_campaign("promo")["resume_at"]) == later
+    assert not store.wake_campaign("promo")["changed"]  # not due
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    store.reschedule_campaign("promo", past.isoformat(), "Programada")
+    assert store.due_campaigns() == ["promo"]
+    first, second = store.wake_campaign("promo"), store.wake_campaign("promo")
+    assert (first["changed"], first["status"], second["changed"]) == (True, "running", False)
+    assert not store.reschedule_campaign("promo", later.isoformat(), "x")["changed"]  # it has started
+
+
+def test_a_waiting_campaign_keeps_its_latest_reason_and_time_and_wakes_then(store):
+    from datetime import UTC, datetime, timedelta
+
+    store.create_campaign(_campaign(), LEADS)
+    store.set_campaign_status("promo", "running")
+    until = datetime.now(UTC) + timedelta(minutes=5)
+    waited = store.wait_campaign("promo", "Fuera del horario", until.isoformat())
+    assert (waited["changed"], waited["status"]) == (True, "waiting")
+    assert not store.wait_campaign("promo", "Fuera del horario", until.isoformat())["changed"]  # the same: no change
+    assert store.wait_campaign("promo", "Límite diario", until.isoformat())["changed"]
+    assert store.get_campaign("promo")["status_reason"] == "Límite diario"
+    assert store.set_campaign_status("promo", "paused")["changed"]
+    assert store.get_campaign("promo")["resume_at"] is None
+    store.set_campaign_status("promo", "running")
+    store.wait_campaign("promo", "ya", (datetime.now(UTC) - timedelta(seconds=1)).isoformat())
+    assert store.wake_campaign("promo")["changed"]
+
+
+def test_portfolios_give_their_buzones_a_limit_that_capability_updates_change(store):
+    from datetime import UTC, datetime, timedelta
+
+    assert store.get_sender("ventas").portfolio_id is None
+    store.upsert_portfolio("pf", 250, ["waba-1"])
+    assert store.set_sender_portfolio("ventas", "pf") and not store.set_sender_portfolio("nadie", "pf")
+    sender = store.get_sender("ventas")
+    assert (sender.portfolio_id, sender.messaging_limit) == ("pf", 250)
+    store.create_campaign(_campaign(), LEADS)
+    store.set_campaign_status("promo", "running")
+    store.wait_campaign("promo", "Límite diario", (datetime.now(UTC) + timedelta(hours=20)).isoformat())
+    changed = store.apply_capability_updates([{"waba_id": "waba-1", "limit": 2000}, {"waba_id": "other", "limit": 5}])
+    assert changed == {"changed": [{"id": "pf", "messaging_limit": 2000}]}
+    assert store.due_campaigns() == ["promo"]  # a raised limit lets it try again now
+    assert store.get_sender("ventas").messaging_limit == 2000
+    store.apply_capability_updates([{"waba_id": "waba-1", "limit": None}])
+    [listed] = store.list_portfolios()
+    assert (listed["messaging_limit"], listed["limit_source"], listed["buzones"]) == (None, "webhook", ["ventas"])
+    claimed = store.claim_messages("promo", 1, 2, "w1")
+    store.record_outcomes([{"id": m.id, "status": "sent", "wamid": f"wamid.{m.id}", "owner": "w1"} for m in claimed])
+    recent = store.portfolio_recent_recipients("pf", 86400)
+    assert sorted(phone for phone, _ in recent) == sorted(m.phone for m in claimed)
