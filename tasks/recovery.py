@@ -17,8 +17,8 @@ from tasks.webhooks import WebhookInbox
 
 log = logging.getLogger("tasks.recovery")
 
-# Campaigns whose batches may still be in flight (a paused or cancelled one hands claimed messages back).
-_MOVING = (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.CANCELLED)
+# Campaigns whose batches may still be in flight (a paused, waiting or cancelled one hands claimed messages back).
+_MOVING = (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.WAITING, CampaignStatus.CANCELLED)
 
 
 class Sweeper:

@@ -156,3 +156,44 @@ def test_operator_prepares_launches_watches_pauses_and_resumes(browser, make_sta
         assert view.errors == []
     finally:
         view.context.close()
+
+
+def test_scheduled_and_waiting_campaigns_show_until_when(browser, make_stack, clean, api_keys):
+    from datetime import UTC, datetime, timedelta
+
+    from tests.conftest import upload
+
+    stack = make_stack()
+    folder = ARTIFACTS / "espera"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    at = datetime.now(UTC) + timedelta(hours=2)
+    assert upload(stack.api, make_csv(5), title="Mañana", programar_para=at.isoformat()).status_code == 201
+    closed = (datetime.now(UTC) + timedelta(hours=3)).astimezone().strftime("%H:%M")
+    opens = (datetime.now(UTC) + timedelta(hours=1)).astimezone().strftime("%H:%M")
+    waiting = upload(
+        stack.api, make_csv(5, start=4142000000), title="Noche", horario_envio=f"{opens}-{closed}", zona_horaria="UTC"
+    )
+    assert waiting.json()["status"] == "waiting", waiting.text
+    view = Page(browser, 1280, folder)
+    page, expect = view.page, playwright_api.expect
+    try:
+        page.goto(stack.api.url + "/")
+        page.locator("#clave").fill(api_keys["operator"])
+        page.keyboard.press("Enter")
+        expect(page.get_by_test_id("usuario")).to_have_text("tests-operator")
+        page.get_by_role("link", name="Campañas", exact=True).click()
+        rows = page.locator("#lista tbody tr")
+        expect(rows.filter(has_text="Mañana")).to_contain_text("programada")
+        expect(rows.filter(has_text="Mañana")).to_contain_text("Programada para el")
+        expect(rows.filter(has_text="Noche")).to_contain_text("en espera")
+        expect(rows.filter(has_text="Noche")).to_contain_text("Fuera del horario de envío")
+        view.shot("lista")
+        page.get_by_role("link", name="Mañana").click()
+        expect(page.get_by_test_id("estado")).to_have_text("programada")
+        expect(page.get_by_test_id("motivo")).to_contain_text("Programada para el")
+        expect(page.get_by_role("button", name="Cancelar")).to_be_enabled()
+        view.shot("programada")
+        assert view.errors == []
+    finally:
+        view.context.close()

@@ -26,7 +26,9 @@
 
   const STATUS_NAMES = {
     queued: "en cola",
+    scheduled: "programada",
     running: "enviando",
+    waiting: "en espera",
     paused: "pausada",
     cancelled: "cancelada",
     completed: "completada",
@@ -400,7 +402,14 @@
         a.href = `#/campana/${encodeURIComponent(c.id)}`;
         a.textContent = c.titulo || c.id;
         td.appendChild(a);
-        cell(tr, STATUS_NAMES[c.status] || c.status);
+        const shown = cell(tr, STATUS_NAMES[c.status] || c.status);
+        if (["scheduled", "waiting"].includes(c.status) && c.motivo) {
+          // Until when it waits, under its status (a scheduled start, quiet hours, the daily limit).
+          const why = document.createElement("small");
+          why.className = "espera";
+          why.textContent = c.motivo;
+          shown.appendChild(why);
+        }
         cell(tr, `${c.progress} %`);
         cell(tr, fmt(c.sent));
         cell(tr, fmt(c.failed));
@@ -509,7 +518,7 @@
     const allowed = Boolean(state.caller && state.caller.puede_operar);
     const open = !["cancelled", "completed"].includes(s.status);
     const enable = {
-      pausar: ["queued", "running"].includes(s.status),
+      pausar: ["queued", "running", "waiting"].includes(s.status),
       reanudar: s.status === "paused" || s.status === "failed",
       cancelar: open,
       "reintentar-fallidos": s.status !== "cancelled" && s.failed > 0,
