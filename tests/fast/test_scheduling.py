@@ -284,3 +284,18 @@ def test_a_capability_notification_changes_the_limit_and_wakes_the_campaigns_wai
     with psycopg.connect(fast_settings.database_url) as conn:
         row = conn.execute("SELECT messaging_limit FROM instancia_sofia.portfolios WHERE id = 'pf-test'").fetchone()
     assert row == (None,)
+
+
+def test_the_portfolio_count_survives_redis_losing_it(client, rt, queue, fast_sandbox):
+    use_portfolio(rt, fast_sandbox, 10, 86400.0)
+    assert create(client, "antes", 6, buzon="cartera").status_code == 201
+    queue.run_all(rt)
+    assert rt.budget.used("pf-test") == 6
+    rt.redis.flushdb()  # Redis restarted empty: the count is rebuilt from what the store says was sent
+    assert rt.budget.used("pf-test") == 6
+    body = {"titulo_campana": "despues", "plantilla": "promo_enero", "buzon": "cartera"}
+    later = client.post("/api/crear-campana", json={**body, "contactos": contacts(8, start=4149000000)}).json
+    assert later["limite_diario"]["disponibles"] == 4 and later["dias_estimados"] == 2
+    queue.run_all(rt)
+    assert stored_statuses(rt, "despues") == {"sent": 4, "pending": 4}
+    assert fast_sandbox.portfolios()["pf-test"]["refused"] == 0
