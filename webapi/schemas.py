@@ -569,8 +569,8 @@ class AuditEntrySchema(Schema):
     actor_kind = fields.String(metadata={"description": "user, key, cli, open (AUTH_DISABLED) o anonymous"})
     action = fields.String(
         metadata={
-            "description": "create, pause, resume, cancel, retry, access (rechazo 401/"
-            "403), apikey.create, apikey.revoke, user.set o buzon.add"
+            "description": "create, pause, resume, cancel, retry, reschedule, access (rechazo 401/"
+            "403), apikey.create, apikey.revoke, user.set, buzon.add o portfolio.set"
         }
     )
     campaign_id = fields.String(allow_none=True)
