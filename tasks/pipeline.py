@@ -27,6 +27,11 @@ from tasks.vocabulary import (
 log = logging.getLogger("tasks.pipeline")
 
 
+# Why a campaign waits: outside its sending window, or its portfolio's daily budget is used up.
+WAIT_WINDOW = "window"
+WAIT_BUDGET = "budget"
+
+
 class CampaignNotFound(LookupError):
     """No campaign has that id."""
 
@@ -149,15 +154,19 @@ class Pipeline:
         self.wait(campaign_id, clock.waiting_reason(until), until)
         return True
 
-    def wait(self, campaign_id: str, reason: str, until: datetime) -> bool:
+    def wait(self, campaign_id: str, reason: str, until: datetime, kind: str = WAIT_WINDOW) -> bool:
         """Hold a started campaign until `until`: it hands out nothing, chunks in flight hand theirs back (as
-        for a pause), and beat's scheduler starts it again then. Returns whether the status changed."""
+        for a pause), and beat's scheduler starts it again then. Returns whether the status changed.
+
+        With kind WAIT_BUDGET (its portfolio's daily limit) the messages already given a place still go out.
+        """
         self.ensure_live_state(campaign_id)
         result = self.store.wait_campaign(campaign_id, reason, until.isoformat())
         if result["status"] is None:
             raise CampaignNotFound(campaign_id)
         if result["changed"]:
-            self._publish(campaign_id, CampaignStatus.WAITING, reason, result, resume_at=until.isoformat())
+            stamps = {"resume_at": until.isoformat(), "wait_kind": kind}
+            self._publish(campaign_id, CampaignStatus.WAITING, reason, result, **stamps)
             log.info(texts.LOG_WAITING, campaign_id, reason, extra={"campaign": campaign_id})
         return bool(result["changed"])
 

@@ -16,7 +16,7 @@ from tasks import metrics, texts
 from tasks.config import Settings
 from tasks.errors import ErrorKind, describe
 from tasks.logsetup import mask
-from tasks.pipeline import Pipeline, chunk_range
+from tasks.pipeline import WAIT_BUDGET, WAIT_WINDOW, Pipeline, chunk_range
 from tasks.portfolio import MessagingBudget, limit_text
 from tasks.ratelimit import SendRateLimiter
 from tasks.scheduling import CampaignClock, local_text
@@ -337,7 +337,7 @@ class ChunkSender:
         claimed, over_limit, budget_wait = self._within_budget(campaign_id, spec, sender, claimed)
         if not claimed:
             if budget_wait:
-                self._wait(campaign_id, *budget_wait)
+                self._wait(campaign_id, *budget_wait, kind=WAIT_BUDGET)
             return over_limit
 
         mps = sender.messages_per_second or self.policy.default_mps
@@ -381,8 +381,8 @@ class ChunkSender:
             except Exception:  # their places keep the claim's time, a moment early
                 pass
         if budget_wait:
-            # Only now: the places this chunk was given are sent first, then the campaign waits.
-            self._wait(campaign_id, *budget_wait)
+            # After its own sends; other chunks' messages that hold places go out while it waits.
+            self._wait(campaign_id, *budget_wait, kind=WAIT_BUDGET)
         answered = sum(1 for o in outcomes if o["status"] in _ANSWERED)
         if answered:
             try:
@@ -417,10 +417,10 @@ class ChunkSender:
         ]
         return allowed, back, (reason, until)
 
-    def _wait(self, campaign_id: str, reason: str, until: datetime) -> None:
+    def _wait(self, campaign_id: str, reason: str, until: datetime, kind: str = WAIT_WINDOW) -> None:
         """Make the campaign wait until `until` (whichever chunk noticed first; a failure only logs)."""
         try:
-            self.campaigns.wait(campaign_id, reason, until)
+            self.campaigns.wait(campaign_id, reason, until, kind)
         except Exception as exc:
             log.warning("campaign %s could not be set waiting (%s)", campaign_id, type(exc).__name__)
 

@@ -46,13 +46,17 @@ return redis.call('SCARD', KEYS[3])
 # marked in this campaign before, the number of answers, the answers as (id, outcome) pairs, the ids to
 # mark. Marks only mean something while the sentinel stands beside them: a worker that finds its sentinel
 # gone (Redis lost its data) gets -1 and marks again everything it may have sent; recovery treats an owner
-# without a sentinel as "may have sent anything".
+# without a sentinel as "may have sent anything". A campaign waiting for its portfolio's budget still lets
+# out the messages already given a place (no chunk claims new ones while it waits).
 _BEGIN_SEND = """
 local answers = tonumber(ARGV[3])
 if answers > 0 then
   redis.call('HSET', KEYS[3], unpack(ARGV, 4, 3 + 2 * answers))
 end
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'running' and (status ~= 'waiting' or redis.call('HGET', KEYS[1], 'wait_kind') ~= 'budget') then
+  return 0
+end
 if ARGV[2] == '1' and redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then return -1 end
 redis.call('SADD', KEYS[2], ARGV[1], unpack(ARGV, 4 + 2 * answers))
 return 1

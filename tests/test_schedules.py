@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from tests.conftest import APP_SECRET, SENDERS, Worker, make_csv, status, upload, wait_for, wait_status
 
@@ -36,9 +37,7 @@ def test_two_beats_by_mistake_start_a_scheduled_campaign_once_and_on_time(make_s
         second_beat.stop()
 
 
-def test_the_portfolio_limit_holds_until_meta_raises_it_and_whatsapp_never_refuses(
-    make_stack, clean, store, sandbox
-):
+def test_the_portfolio_limit_holds_until_meta_raises_it_and_whatsapp_never_refuses(make_stack, clean, store, sandbox):
     pnid = SENDERS["soporte"][0]
     store.upsert_portfolio("pf-e2e", 20, ["waba-e2e"])
     store.set_sender_portfolio("soporte", "pf-e2e")
@@ -78,3 +77,27 @@ def test_the_portfolio_limit_holds_until_meta_raises_it_and_whatsapp_never_refus
     finally:
         store.set_sender_portfolio("soporte", None)
         sandbox.reset(config=True)
+
+
+def test_quiet_hours_hold_a_running_campaign_and_beat_resumes_it_at_the_opening(make_stack, clean, sandbox):
+    stack = make_stack()
+    stack.start_worker("w1")
+    caracas = ZoneInfo("America/Caracas")
+    now = datetime.now(UTC)
+    closes = (now + timedelta(seconds=5)).replace(microsecond=0)
+    opens = closes + timedelta(seconds=5)
+    # Open now, closed for five seconds from `closes`: 400 messages at 40/s cannot all go out before it.
+    window = f"{opens.astimezone(caracas):%H:%M:%S}-{closes.astimezone(caracas):%H:%M:%S}"
+    created = upload(stack.api, make_csv(400), title="Franja", buzon="lento", horario_envio=window)
+    assert created.status_code == 201 and created.json()["status"] == "running", created.text
+
+    held = wait_status(stack.api, "franja", {"waiting"}, timeout=30)
+    assert "Fuera del horario de envío" in held["motivo"] and datetime.fromisoformat(held["reanuda_en"]) == opens
+    state = wait_status(stack.api, "franja", {"completed"}, timeout=90)
+    assert state["sent"] == 400
+    accepted = sandbox.messages()
+    sent = Counter(m["to"] for m in accepted)
+    assert len(sent) == 400 and set(sent.values()) == {1}
+    during = [m for m in accepted if closes.timestamp() + 0.05 <= m["received_at"] < opens.timestamp()]
+    assert during == []  # nothing left while the window was closed
+    assert any(m["received_at"] >= opens.timestamp() for m in accepted)  # and the rest went out after it opened
