@@ -638,3 +638,34 @@ def test_stop_is_fast_with_work_pending_and_in_flight() -> None:
         handle.stop()
     finally:
         stuck.close()
+
+
+def test_a_portfolio_limit_refuses_new_recipients_past_it_and_a_raise_is_notified_signed(
+    sandbox: SandboxHandle, receiver: Receiver
+) -> None:
+    # Both numbers share one portfolio of three unique recipients per moving 24 h.
+    sandbox.configure(
+        portfolios={"pf": {"limit": 3, "numbers": [PHONE, OTHER_PHONE], "waba_id": "waba-pf"}},
+        delivered_share=0.0,
+        read_share=0.0,
+    )
+    for to in ("584141000001", "584141000002"):
+        assert send(sandbox, to).status_code == 200
+    assert send(sandbox, "584141000003", phone=OTHER_PHONE, token=OTHER_TOKEN).status_code == 200
+    assert send(sandbox, "584141000001").status_code == 200  # counted already: no new place needed
+    refused = send(sandbox, "584141000004", phone=OTHER_PHONE, token=OTHER_TOKEN)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == 131048
+    assert sandbox.portfolios() == {"pf": {"limit": 3, "unique_recipients": 3, "refused": 1}}
+
+    receiver.requests.clear()
+    answer = sandbox.change_portfolio_limit("pf", 2000)
+    assert answer["webhook_status"] == 200
+    [posted] = [r for r in receiver.requests if b"business_capability_update" in r.body]
+    digest = hmac.new(SECRET.encode(), posted.body, hashlib.sha256).hexdigest()
+    assert posted.headers["x-hub-signature-256"] == f"sha256={digest}"
+    [entry] = posted.payload()["entry"]
+    assert entry["id"] == "waba-pf"
+    assert entry["changes"][0]["value"]["max_daily_conversations_per_business"] == 2000
+    assert send(sandbox, "584141000004", phone=OTHER_PHONE, token=OTHER_TOKEN).status_code == 200
+    with pytest.raises(ValueError, match="two portfolios"):
+        sandbox.configure(portfolios={"a": {"limit": 250, "numbers": [PHONE]}, "b": {"limit": 250, "numbers": [PHONE]}})
