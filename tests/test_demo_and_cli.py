@@ -122,3 +122,28 @@ def test_startup_refuses_a_bad_setting_naming_the_variable(service_env):
         timeout=60,
     )
     assert run.returncode != 0 and "BATCH_SIZE='abc' is not a whole number" in run.stderr
+
+
+def test_cli_puts_buzones_in_a_portfolio_with_a_tier_and_refuses_other_limits(service_env, store):
+    def flask(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "webapi", "portfolio", *args],
+            cwd=ROOT,
+            env=service_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    try:
+        refused = flask("set", "pf-cli", "--limit", "300", "--buzon", "malo")
+        assert refused.returncode != 0 and "250, 2000, 10000, 100000, unlimited" in refused.stderr
+        made = flask("set", "pf-cli", "--limit", "2000", "--waba", "waba-cli", "--buzon", "malo")
+        assert made.returncode == 0, made.stderr
+        assert (store.get_sender("malo").portfolio_id, store.get_sender("malo").messaging_limit) == ("pf-cli", 2000)
+        assert flask("set", "pf-cli", "--limit", "unlimited").returncode == 0
+        assert "pf-cli\tunlimited\twaba-cli\tmalo" in flask("list").stdout
+        unknown = flask("set", "pf-cli", "--limit", "250", "--buzon", "nadie")
+        assert unknown.returncode != 0 and "not registered" in unknown.stderr
+    finally:
+        store.set_sender_portfolio("malo", None)
