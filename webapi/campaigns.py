@@ -8,6 +8,8 @@ import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import redis
+
 from tasks import metrics, texts
 from tasks.errors import describe
 from tasks.pipeline import CampaignNotFound, InvalidTransition
@@ -144,14 +146,20 @@ def daily_limit(runtime: Runtime, buzon: str, total: int) -> tuple[int, dict | N
     if sender is None or sender.portfolio_id is None:
         return 1, None, None
     limit = sender.messaging_limit
-    used = runtime.budget.used(sender.portfolio_id) if limit is not None else 0
-    available = None if limit is None else max(0, limit - used)
+    try:
+        used: int | None = runtime.budget.used(sender.portfolio_id) if limit is not None else 0
+    except redis.RedisError:  # the count cannot be read now: the estimate assumes the whole limit is free
+        used = None
+    available = None if limit is None or used is None else max(0, limit - used)
     figures = {"portafolio": sender.portfolio_id, "limite": limit, "usados_24h": used, "disponibles": available}
-    days = estimate_days(total, limit, used)
+    days = estimate_days(total, limit, used or 0)
     note = None
     if days > 1:
         note = texts.DAYS_ESTIMATE_NOTE.format(
-            portfolio=sender.portfolio_id, limit=limit_text(limit), available=limit_text(available), days=days
+            portfolio=sender.portfolio_id,
+            limit=limit_text(limit),
+            available=limit_text(available) if available is not None else "?",
+            days=days,
         )
     return days, figures, note
 

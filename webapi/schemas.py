@@ -201,7 +201,10 @@ class DailyLimitSchema(Schema):
     limite = fields.Integer(
         allow_none=True, metadata={"description": "Destinatarios únicos por 24 horas móviles; null: ilimitado."}
     )
-    usados_24h = fields.Integer(metadata={"description": "Destinatarios únicos ya contados en las últimas 24 horas."})
+    usados_24h = fields.Integer(
+        allow_none=True,
+        metadata={"description": "Destinatarios únicos ya contados en las últimas 24 horas (null: no se pudo leer)."},
+    )
     disponibles = fields.Integer(allow_none=True, metadata={"description": "Lugares libres ahora; null: ilimitado."})
 
 
