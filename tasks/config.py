@@ -51,6 +51,7 @@ class Settings:
     whatsapp_verify_token: str | None = None
     whatsapp_app_secret: str | None = None
     webhook_max_body_kb: int = 2048
+    webhook_receiver_port: int = 5001  # WEBHOOK_RECEIVER_PORT: `python -m webapi.receiver` listens here
     cors_origins: tuple[str, ...] = ()
     supabase_jwt_secret: str | None = None
     supabase_anon_key: str | None = None
@@ -166,6 +167,7 @@ _PARSERS = {
     "whatsapp_verify_token": lambda n, v: v.strip() or None,
     "whatsapp_app_secret": lambda n, v: v.strip() or None,
     "webhook_max_body_kb": lambda n, v: _positive_int(n, v),
+    "webhook_receiver_port": lambda n, v: _port(n, v),
     "cors_origins": lambda n, v: _origins(n, v),
     "supabase_jwt_secret": lambda n, v: v.strip() or None,
     "supabase_anon_key": lambda n, v: v.strip() or None,

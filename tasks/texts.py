@@ -303,6 +303,8 @@ WEBHOOK_BAD_SIGNATURE = "Firma X-Hub-Signature-256 ausente o incorrecta."
 WEBHOOK_NOT_JSON = "El cuerpo no es JSON válido."
 WEBHOOK_NOT_OBJECT = "El cuerpo debe ser un objeto JSON de notificación de WhatsApp."
 WEBHOOK_NOT_RECORDED = "No se pudo registrar la notificación; se reintentará."
+WEBHOOK_BAD_REQUEST = "La petición HTTP no es válida."
+RECEIVER_ROUTE_NOT_FOUND = "Este servidor sólo recibe las notificaciones de WhatsApp, en /webhooks/whatsapp."
 
 # --- access: sign-in, roles, origins and limits ---------------------------------------------------------------
 

@@ -55,6 +55,11 @@ class WebhookInbox:
         """
         return int(self.redis.rpush(keys.WEBHOOK_INBOX, raw_body)) == 1
 
+    def push_many(self, raw_bodies: list[bytes]) -> bool:
+        """Keep several verified bodies in one command, in their order; True when they found the inbox empty
+        (a drain should be scheduled), as `push`."""
+        return int(self.redis.rpush(keys.WEBHOOK_INBOX, *raw_bodies)) == len(raw_bodies)
+
     def take(self, count: int, owner: str) -> list[str] | None:
         """Up to `count` bodies, oldest first, kept under `owner` until `applied`; None once the inbox is
         empty."""
