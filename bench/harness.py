@@ -596,9 +596,9 @@ class Bench:
         return env
 
     def start_workers(
-        self, count: int, env: dict[str, str], concurrency: int = 200, timeout: float = 60
+        self, count: int, env: dict[str, str], concurrency: int = 200, timeout: float = 60, queues: str | None = None
     ) -> list[ServiceProcess]:
-        """Start count gevent worker processes, as deployed, and wait until each one consumes."""
+        """Start count gevent worker processes, as deployed, and wait until each one consumes (`queues`: -Q)."""
         host = socket.gethostname()
         started = []
         for _ in range(count):
@@ -615,6 +615,7 @@ class Bench:
                 "gevent",
                 "-c",
                 str(concurrency),
+                *(["-Q", queues] if queues else []),
                 "-E",
                 "-n",
                 name,

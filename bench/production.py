@@ -1,33 +1,41 @@
 """The whole production load: a campaign at the cap while WhatsApp posts every status of every message.
 
 ``python -m bench.production`` sends 30,000 messages at a 1,000/s cap (100 ms latency) on two gevent workers
-with beat, the API under gunicorn (``-k gevent -w 2``), while the sandbox posts sent, delivered and read for
-every accepted message to ``/webhooks/whatsapp`` as WhatsApp does: signed, one status per POST, over
+(``-Q campaigns``) with beat, a webhook worker (``-Q webhooks -c 4``), the API under gunicorn (``-k gevent
+-w 2``) and the notification receiver, as compose runs them, while the sandbox posts sent, delivered and read
+for every accepted message to the receiver's ``/webhooks/whatsapp`` (``--intake api``: the API's) as WhatsApp
+does: signed, one status per POST, over
 keep-alive connections, each status 50–500 ms after the previous one. It prints the sustained msg/s at the
 sandbox, 130429 answers, the notification lag (last send to last status applied), notifications refused or
-lost, and the CPU per message sent of each process group: ours (API, workers, beat), Redis and PostgreSQL,
-and the sandbox apart.
+lost, and the CPU per message sent of each process group: ours (API with the receiver, workers, beat), Redis
+and PostgreSQL, and the sandbox apart.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 
 import psycopg
 
 from bench.harness import (
+    ApiClient,
     Bench,
     CpuMeter,
     ServiceOptions,
+    ServiceProcess,
     contacts_csv,
+    free_port,
     markdown_table,
     print_machine_info,
     process_tree,
     run_cli,
     sandbox_delivery,
 )
+from bench.status_reads import LoadResult, paced_load
+from tasks.vocabulary import CAMPAIGNS_QUEUE, WEBHOOKS_QUEUE
 
 APP_SECRET = "bench-app-secret"
 
@@ -45,6 +53,45 @@ def applied_statuses(dsn: str, campaign_id: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+class StatusReads:
+    """GET /api/estado-cola/<id> at a steady rate for most of the campaign, from a thread of its own."""
+
+    def __init__(self, api: ApiClient, campaign_id: str, rate: float, duration_s: float):
+        self.result: LoadResult | None = None
+        self._thread = threading.Thread(target=self._run, args=(api, campaign_id, rate, duration_s), daemon=True)
+        if rate > 0:
+            self._thread.start()
+
+    def _run(self, api: ApiClient, campaign_id: str, rate: float, duration_s: float) -> None:
+        headers = {k: str(v) for k, v in api.session.headers.items() if k.lower() in {"x-api-key", "authorization"}}
+        self.result = paced_load(f"{api.url}/api/estado-cola/{campaign_id}", rate, duration_s, 16, headers)
+
+    def join(self) -> None:
+        """Wait for the reads to finish."""
+        if self._thread.is_alive():
+            self._thread.join()
+
+
+def start_receiver(bench: Bench, env: dict[str, str]) -> tuple[ServiceProcess, str]:
+    """The notification receiver (webapi/receiver.py) on a free port, once it answers."""
+    import requests
+
+    port = free_port()
+    command = [sys.executable, "-m", "webapi.receiver", "--host", "127.0.0.1", "--port", str(port)]
+    process = ServiceProcess("receiver", command, env, bench.log_dir)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            requests.get(url + "/healthz", timeout=2)
+            return process, url
+        except requests.RequestException:
+            process.check()
+            if time.monotonic() > deadline:
+                raise RuntimeError("the receiver did not start") from None
+            time.sleep(0.1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the campaign under the notification stream and print one table."""
     parser = argparse.ArgumentParser(
@@ -56,6 +103,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-workers", type=int, default=2, help="gunicorn workers of the API (default 2)")
     parser.add_argument("--no-webhooks", action="store_true", help="the same campaign without notifications")
     parser.add_argument("--webhook-concurrency", type=int, default=64, help="notification POSTs in flight")
+    parser.add_argument(
+        "--intake",
+        choices=("receiver", "api"),
+        default="receiver",
+        help="where the notifications go: the receiver process (default, as compose runs it) or the API's route",
+    )
+    parser.add_argument(
+        "--status-rps", type=float, default=100.0, help="estado-cola reads per second while it sends (0: none)"
+    )
+    parser.add_argument(
+        "--shared-workers",
+        action="store_true",
+        help="no webhook worker: the two workers send and drain (as without -Q), instead of sending only",
+    )
     ServiceOptions.add_arguments(parser)
     args = parser.parse_args(argv)
     options = ServiceOptions.from_arguments(args)
@@ -65,12 +126,16 @@ def main(argv: list[str] | None = None) -> int:
         bench.register_buzon(args.cap)
         env = bench.service_env(options)
         env.update(WHATSAPP_APP_SECRET=APP_SECRET)
-        bench.start_workers(2, env, options.concurrency)
+        separate = not args.shared_workers and not args.no_webhooks
+        bench.start_workers(2, env, options.concurrency, queues=CAMPAIGNS_QUEUE if separate else None)
+        if separate:
+            bench.start_workers(1, env, 4, queues=WEBHOOKS_QUEUE)
         beat = bench.start_beat(env)
         api = bench.start_api(env, workers=args.api_workers)
+        receiver = start_receiver(bench, env) if args.intake == "receiver" and not args.no_webhooks else None
         if not args.no_webhooks:
             sandbox.configure(
-                webhook_url=api.url + "/webhooks/whatsapp",
+                webhook_url=(receiver[1] if receiver else api.url) + "/webhooks/whatsapp",
                 app_secret=APP_SECRET,
                 delivered_share=1.0,
                 read_share=1.0,
@@ -81,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         api_pid = api.process.pid if api.process else 0
         groups = {
-            "API": CpuMeter(lambda: process_tree(api_pid)),
+            "API": CpuMeter(lambda: process_tree(api_pid) + ([receiver[0].pid] if receiver else [])),
             "workers": CpuMeter(bench.worker_pids),
             "beat": CpuMeter(lambda: process_tree(beat.pid)),
             "Redis": CpuMeter(lambda: [p] if (p := bench.redis_server_pid()) else []),
@@ -93,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             _, created = api.create_campaign(contacts_csv(args.messages), f"bench production {time.time_ns()}")
             campaign_id = created["campaign_id"]
+            reads = StatusReads(api, campaign_id, args.status_rps, 0.8 * args.messages / args.cap)
             final = api.wait_finished(campaign_id, 600)
+            reads.join()
             delivery = sandbox_delivery(sandbox)
             lag_s = 0.0
             if not args.no_webhooks:
@@ -107,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             delivered, read = applied_statuses(bench.dsn, campaign_id)
         finally:
             beat.stop()
+            if receiver:
+                receiver[0].stop()
     sent = max(1, final["sent"])
     ours = cpu["API"] + cpu["workers"] + cpu["beat"]
 
@@ -133,6 +202,24 @@ def main(argv: list[str] | None = None) -> int:
             ],
         )
     )
+    if reads.result:
+        result = reads.result
+        print()
+        print(
+            markdown_table(
+                ["estado-cola during the run", "requests", "answered/s", "errors", "p50 ms", "p99 ms"],
+                [
+                    [
+                        f"{args.status_rps:g}/s open loop",
+                        result.requested,
+                        f"{result.achieved_rps:.1f}",
+                        sum(result.errors.values()),
+                        f"{1000 * result.percentile(50):.1f}",
+                        f"{1000 * result.percentile(99):.1f}",
+                    ]
+                ],
+            )
+        )
     print()
     print(
         markdown_table(
