@@ -530,13 +530,15 @@ class Bench:
             conn.execute("TRUNCATE instancia_sofia.campaigns, instancia_sofia.leads_activos")
         self._redis.flushdb()
 
-    def register_buzon(self, mps: int, buzon: str = BUZON) -> None:
-        """Register (or update) the bench buzón with the given messages/s."""
+    def register_buzon(
+        self, mps: int, buzon: str = BUZON, phone_number_id: str = PHONE_NUMBER_ID, token: str = TOKEN
+    ) -> None:
+        """Register (or update) a bench buzón (by default the bench number's) with the given messages/s."""
         from tasks.store.postgres import PostgresStore
 
         store = PostgresStore(self.dsn, max_size=1)
         try:
-            store.upsert_sender(buzon, PHONE_NUMBER_ID, TOKEN, int(mps))
+            store.upsert_sender(buzon, phone_number_id, token, int(mps))
         finally:
             store.close()
 

@@ -21,9 +21,13 @@ import time
 import psycopg
 
 from bench.harness import (
+    BUZON,
+    PHONE_NUMBER_ID,
+    TOKEN,
     ApiClient,
     Bench,
     CpuMeter,
+    Delivery,
     ServiceOptions,
     ServiceProcess,
     contacts_csv,
@@ -51,6 +55,21 @@ def applied_statuses(dsn: str, campaign_id: str) -> tuple[int, int]:
         ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
+
+
+# (buzón, phone number id, token) of each sender number a run may use.
+NUMBERS = [(BUZON, PHONE_NUMBER_ID, TOKEN), ("bench2", "100000000009002", "bench-token-2")]
+
+
+def combined(deliveries: list[Delivery]) -> Delivery:
+    """What the sandbox accepted from every number together: the aggregate rate is over the union of times."""
+    return Delivery(
+        accepted=sum(d.accepted for d in deliveries),
+        distinct=sum(d.distinct for d in deliveries),
+        first_at=min((d.first_at for d in deliveries if d.first_at), default=None),
+        last_at=max((d.last_at for d in deliveries if d.last_at), default=None),
+        rejected={code: sum(d.rejected.get(code, 0) for d in deliveries) for d in deliveries for code in d.rejected},
+    )
 
 
 class StatusReads:
@@ -110,6 +129,13 @@ def main(argv: list[str] | None = None) -> int:
         help="where the notifications go: the receiver process (default, as compose runs it) or the API's route",
     )
     parser.add_argument(
+        "--numbers",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="sender numbers, each with a campaign of --messages at its own --cap, all at once (default 1)",
+    )
+    parser.add_argument(
         "--status-rps", type=float, default=100.0, help="estado-cola reads per second while it sends (0: none)"
     )
     parser.add_argument(
@@ -123,7 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     print_machine_info()
     with Bench() as bench:
         sandbox = bench.start_sandbox(args.cap, args.latency_ms)
-        bench.register_buzon(args.cap)
+        numbers = NUMBERS[: args.numbers]
+        sandbox.configure(
+            tokens={number: token for _, number, token in numbers},
+            mps={number: float(args.cap) for _, number, _ in numbers},
+        )
+        for buzon, number, token in numbers:
+            bench.register_buzon(args.cap, buzon, number, token)
         env = bench.service_env(options)
         env.update(WHATSAPP_APP_SECRET=APP_SECRET)
         separate = not args.shared_workers and not args.no_webhooks
@@ -156,22 +188,30 @@ def main(argv: list[str] | None = None) -> int:
         for meter in groups.values():
             meter.start()
         try:
-            _, created = api.create_campaign(contacts_csv(args.messages), f"bench production {time.time_ns()}")
-            campaign_id = created["campaign_id"]
-            reads = StatusReads(api, campaign_id, args.status_rps, 0.8 * args.messages / args.cap)
-            final = api.wait_finished(campaign_id, 600)
+            csv = contacts_csv(args.messages)
+            campaign_ids = [
+                api.create_campaign(csv, f"bench production {buzon} {time.time_ns()}", buzon=buzon)[1]["campaign_id"]
+                for buzon, _, _ in numbers
+            ]
+            reads = StatusReads(api, campaign_ids[0], args.status_rps, 0.8 * args.messages / args.cap)
+            finals = [api.wait_finished(campaign_id, 600) for campaign_id in campaign_ids]
             reads.join()
-            delivery = sandbox_delivery(sandbox)
+            deliveries = [sandbox_delivery(sandbox, number) for _, number, _ in numbers]
+            delivery = combined(deliveries)
             lag_s = 0.0
             if not args.no_webhooks:
                 # Every accepted message gets delivered and read: wait until the store has them all.
                 deadline = time.monotonic() + 300
-                while applied_statuses(bench.dsn, campaign_id)[1] < delivery.accepted and time.monotonic() < deadline:
+                while sum(applied_statuses(bench.dsn, c)[1] for c in campaign_ids) < delivery.accepted:
+                    if time.monotonic() > deadline:
+                        break
                     time.sleep(0.2)
                 lag_s = time.time() - (delivery.last_at or time.time())
             cpu = {name: meter.stop() for name, meter in groups.items()}
             hooks = sandbox.webhooks(since=10**12)["counters"] if not args.no_webhooks else {}
-            delivered, read = applied_statuses(bench.dsn, campaign_id)
+            applied = [applied_statuses(bench.dsn, c) for c in campaign_ids]
+            delivered, read = sum(a[0] for a in applied), sum(a[1] for a in applied)
+            final = {"sent": sum(f["sent"] for f in finals)}
         finally:
             beat.stop()
             if receiver:
@@ -185,10 +225,23 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         markdown_table(
-            ["messages", "cap", "webhooks", "sent", "msg/s", "130429", "lag s", "delivered", "read", "posts failed"],
+            [
+                "numbers",
+                "messages",
+                "cap",
+                "webhooks",
+                "sent",
+                "msg/s",
+                "130429",
+                "lag s",
+                "delivered",
+                "read",
+                "posts failed",
+            ],
             [
                 [
-                    args.messages,
+                    args.numbers,
+                    args.messages * args.numbers,
                     args.cap,
                     "no" if args.no_webhooks else "yes",
                     final["sent"],
@@ -217,6 +270,17 @@ def main(argv: list[str] | None = None) -> int:
                         f"{1000 * result.percentile(50):.1f}",
                         f"{1000 * result.percentile(99):.1f}",
                     ]
+                ],
+            )
+        )
+    if len(deliveries) > 1:
+        print()
+        print(
+            markdown_table(
+                ["number", "accepted", "msg/s", "130429"],
+                [
+                    [n, d.accepted, f"{d.rate:.1f}", d.rate_limited]
+                    for (_, n, _), d in zip(numbers, deliveries, strict=True)
                 ],
             )
         )
