@@ -21,7 +21,17 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ROOT, SENDERS, TEST_STACK_REDIS_URL, Stack, make_csv, store_rows, upload, wait_for
+from tests.conftest import (
+    APP_SECRET,
+    ROOT,
+    SENDERS,
+    TEST_STACK_REDIS_URL,
+    Stack,
+    make_csv,
+    store_rows,
+    upload,
+    wait_for,
+)
 from tests.support.supabase_auth import SupabaseAuthStandIn, User
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -185,7 +195,7 @@ def pages(browser, request):
 
 
 @pytest.mark.parametrize("width", [1280, 360])
-def test_operator_prepares_launches_watches_pauses_and_resumes(pages, stack, api_keys, width):
+def test_operator_prepares_launches_watches_pauses_and_resumes(pages, stack, sandbox, api_keys, width):
     view = pages(width)
     page, expect = view.page, playwright_api.expect
     page.goto(stack.api.url + "/")
@@ -219,6 +229,15 @@ def test_operator_prepares_launches_watches_pauses_and_resumes(pages, stack, api
     view.fits()
     view.shot("revision")
 
+    # WhatsApp reports every message delivered and about half of them read.
+    sandbox.configure(
+        webhook_url=stack.api.url + "/webhooks/whatsapp",
+        app_secret=APP_SECRET,
+        delivered_share=1.0,
+        read_share=0.5,
+        webhook_delay_ms=[20, 200],
+    )
+
     # Launch with a double click: one campaign (the Idempotency-Key of the prepared file).
     page.get_by_role("button", name="Lanzar campaña").dblclick()
     campaign_id = re.sub(r"[^a-z0-9]+", "-", title.lower())
@@ -249,6 +268,9 @@ def test_operator_prepares_launches_watches_pauses_and_resumes(pages, stack, api
     expect(page.get_by_test_id("progreso")).to_have_text("100 %", timeout=90_000)
     expect(page.get_by_test_id("estado")).to_have_text("completada", timeout=30_000)
     expect(page.get_by_test_id("enviados")).to_contain_text("400")
+    expect(page.locator("#c-entregados")).to_have_text("400 100 %", timeout=30_000)
+    count, share, _ = page.locator("#c-leidos").inner_text().split()  # "201 50,3 %"
+    assert 100 < int(count) < 300 and abs(float(share.replace(",", ".")) - int(count) / 4) <= 0.1, (count, share)
     expect(page.get_by_role("button", name="Pausar")).to_be_disabled()
     view.fits()
     view.shot("completada")
@@ -519,3 +541,29 @@ def test_keyboard_alone_signs_in_prepares_launches_pauses_and_cancels(pages, sta
     sent = sandbox.messages(SENDERS["lento"][0])
     assert 0 < len(sent) < 400
     assert {(m["template"], m["language"]) for m in sent} == {("promo_enero", "es_MX")}
+
+
+def test_a_campaign_whatsapp_stops_shows_why_and_resumes(pages, stack, sandbox, api_keys):
+    view = pages(360)
+    page, expect = view.page, playwright_api.expect
+    view.sign_in_with_key(stack.api.url + "/", api_keys["operator"], "tests-operator")
+    # WhatsApp answers that the business account is locked: the campaign pauses with the reason in Spanish.
+    pnid = SENDERS["malo"][0]
+    sandbox.configure(forced_errors={pnid: 131031})
+    campaign_id = _upload(stack, 30, 4144000000, "Cuenta bloqueada", "malo")
+    page.goto(f"{stack.api.url}/#/campana/{campaign_id}")
+    expect(page.get_by_test_id("estado")).to_have_text("pausada", timeout=30_000)
+    expect(page.get_by_test_id("motivo")).to_have_text(
+        "Motivo: La cuenta de WhatsApp Business está bloqueada (131031)."
+    )
+    view.fits()
+    view.shot("pausada-por-whatsapp")
+
+    # Once the account is fixed the operator resumes it and every message goes out.
+    sandbox.configure(forced_errors={})
+    _confirm(view, "Reanudar", "Reanudar la campaña")
+    expect(page.locator("#c-resultado")).to_contain_text("Campaña reanudada")
+    expect(page.get_by_test_id("estado")).to_have_text("completada", timeout=30_000)
+    expect(page.get_by_test_id("enviados")).to_have_text(re.compile(r"^30 "))
+    expect(page.get_by_test_id("motivo")).to_be_hidden()
+    assert len(sandbox.messages(pnid)) == 30
