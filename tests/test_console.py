@@ -567,3 +567,26 @@ def test_a_campaign_whatsapp_stops_shows_why_and_resumes(pages, stack, sandbox, 
     expect(page.get_by_test_id("enviados")).to_have_text(re.compile(r"^30 "))
     expect(page.get_by_test_id("motivo")).to_be_hidden()
     assert len(sandbox.messages(pnid)) == 30
+
+
+def test_an_expired_session_is_renewed_when_the_api_refuses_it(pages, stack, supabase_auth):
+    view = pages(1280)
+    view.allow(r"status of 401")  # the browser's own line for the API's answer to the expired token
+    page, expect = view.page, playwright_api.expect
+    answers: list[tuple[str, int]] = []
+    page.on(
+        "response",
+        lambda r: r.url.endswith("/api/yo") and answers.append((r.request.headers["authorization"], r.status)),
+    )
+    seen = len(supabase_auth.grants)
+    supabase_auth.expired_sessions = 1  # as if the laptop slept past the token's expiry and its refresh
+    page.goto(stack.api.url + "/")
+    form = page.locator("#form-email")
+    form.get_by_label("Correo electrónico").fill(OPERATOR.email)
+    form.get_by_label("Contraseña").fill(OPERATOR.password)
+    form.get_by_role("button", name="Entrar", exact=True).click()
+    expect(page.get_by_test_id("usuario")).to_have_text(OPERATOR.email)
+    expect(page.locator("#aviso")).to_be_hidden()
+    password, refresh = supabase_auth.grants[seen : seen + 2]
+    assert (password.grant_type, refresh.grant_type, refresh.error) == ("password", "refresh_token", None)
+    assert answers == [(f"Bearer {password.access_token}", 401), (f"Bearer {refresh.access_token}", 200)]
