@@ -127,14 +127,16 @@
         body: JSON.stringify(body),
       });
     } catch {
-      throw new AuthFailure("No se pudo contactar al servicio de inicio de sesión. Revise la conexión e intente de nuevo.");
+      throw new AuthFailure(
+        "No se pudo contactar al servicio de inicio de sesión. Revise la conexión e intente de nuevo.",
+      );
     }
     const data = await res.json().catch(() => ({}));
     if (!res.ok || !data.access_token) {
       const code = data.error_code || data.error || (res.status === 429 ? "over_request_rate_limit" : "");
-      throw new AuthFailure(
-        AUTH_ERRORS[code] || `No se pudo iniciar sesión (error ${code || res.status}). Intente de nuevo o consulte al administrador.`,
-      );
+      const other =
+        `No se pudo iniciar sesión (error ${code || res.status}). ` + "Intente de nuevo o consulte al administrador.";
+      throw new AuthFailure(AUTH_ERRORS[code] || other);
     }
     const now = Math.floor(Date.now() / 1000);
     const expiresAt = data.expires_at || now + (data.expires_in || 3600);
@@ -820,7 +822,8 @@
     show($("form-email"), Boolean(state.config.supabase_url && state.config.supabase_anon_key));
     const saved = loadCredential();
     if (saved) {
-      if (saved.kind === "session" && (saved.refresh_at || saved.expires_at - REFRESH_MARGIN_S) <= Date.now() / 1000) {
+      const refreshAt = saved.refresh_at || saved.expires_at - REFRESH_MARGIN_S;
+      if (saved.kind === "session" && refreshAt <= Date.now() / 1000) {
         state.credential = saved;
         await refreshSession();
         if (state.credential) signIn(state.credential);
