@@ -52,8 +52,8 @@ BAD_ROWS = b"12,Corto,Plan 1\n584141000000,Repetido,Plan 2\n584141000001,,Plan 3
 CSV = make_csv(400) + BAD_ROWS
 ANON_KEY = "anon-key-of-the-test-project"
 OPERATOR = User("ana.operadora@example.test", "clave-correcta-1", {"wcq_role": "operator"})
-# Access tokens live 6 s, so a test sees the console renew them (at three quarters of their life).
-TOKEN_LIFETIME_S = 6
+# Access tokens live 8 s, so a test sees the console renew them (at three quarters of their life).
+TOKEN_LIFETIME_S = 8
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt-get install chromium)"
@@ -408,7 +408,7 @@ def test_email_sign_in_renews_the_session_and_signs_out(pages, stack, supabase_a
     expect(page.get_by_test_id("estado")).to_have_text("completada", timeout=30_000)
     view.shot("sesion-correo")
 
-    # The page polls the campaign every 1.5 s; the first token expires after 6 s, and it goes on working.
+    # The page polls the campaign every 1.5 s; the first token expires after 8 s, and it goes on working.
     (first,) = [g for g in supabase_auth.grants[seen:] if g.grant_type == "password"]
 
     def refreshes():
