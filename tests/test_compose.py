@@ -544,3 +544,54 @@ class _Queue:
 
     def size(self) -> int:
         return 0
+
+
+def _series_labels() -> dict[str, set[str]]:
+    """Every wcq_ series the code exports, with the labels a query may use on it (Prometheus adds job and instance)."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    import tasks.metrics as metrics
+
+    target = {"job", "instance"}
+    labels = {m.name: set(target) for m in metrics.LiveCollector(_Queue(), _Queue()).collect()}
+    for metric in vars(metrics).values():
+        if not isinstance(metric, MetricWrapperBase):
+            continue
+        own = target | set(metric._labelnames)
+        if metric._type == "counter":
+            labels[metric._name + "_total"] = own
+        elif metric._type == "histogram":
+            labels |= {metric._name + "_bucket": own | {"le"}, metric._name + "_sum": own, metric._name + "_count": own}
+        else:
+            labels[metric._name] = own
+    return labels
+
+
+def test_the_dashboard_filters_and_groups_by_labels_its_metrics_carry():
+    """A panel that groups or filters by a label the series lacks shows nothing: every label, and every value it
+    matches (outcomes, jobs), is one the code and the scrape configuration produce."""
+    from tasks.vocabulary import RecipientStatus
+
+    labels = _series_labels()
+    dashboard = json.loads((MONITORING / "grafana" / "dashboards" / "wcq.json").read_text())
+    jobs = {job["job_name"] for job in _prometheus_config()["scrape_configs"]}
+    outcomes = {s.value for s in RecipientStatus} | {"handed_back"}
+    checked = 0
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"]
+            series = re.findall(r"\b(wcq_[a-z_]+)", expr)
+            grouped = {label.strip() for group in re.findall(r"\bby \(([^)]*)\)", expr) for label in group.split(",")}
+            for name in series:
+                assert grouped <= labels[name], (panel["title"], expr, grouped - labels[name])
+            for selector in re.findall(r"\{([^}]*)\}", expr):
+                for label, _, value in re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"', selector):
+                    for name in series:
+                        assert label in labels[name], (panel["title"], expr, label)
+                    wanted = set(value.split("|"))
+                    if label == "outcome":
+                        assert wanted <= outcomes, (panel["title"], wanted - outcomes)
+                    if label == "job":
+                        assert wanted <= jobs, (panel["title"], wanted - jobs)
+                    checked += 1
+    assert checked >= 2  # the failures panel's outcomes and the worker CPU panel's job
