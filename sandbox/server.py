@@ -18,8 +18,8 @@ from typing import Any
 from aiohttp import web
 
 from .settings import SandboxSettings
-from .templates import TemplateMismatch, catalogue, check_send, read_components
 from .template_listing import add_listing_route
+from .templates import TemplateMismatch, catalogue, check_send, read_components
 from .webhooks import StatusWebhooks
 
 # code -> (HTTP status, error.message). Meta answers 400 for nearly every error, 130429 included, so

@@ -102,7 +102,11 @@ def add_listing_route(app: web.Application, key: web.AppKey, error_answer: Error
         delay = uniform(settings.latency_min_ms, settings.latency_max_ms) / 1000.0
         try:
             body = listing(
-                sandbox, request.match_info["waba_id"], request.headers.get("Authorization"), request.query, str(request.url)
+                sandbox,
+                request.match_info["waba_id"],
+                request.headers.get("Authorization"),
+                request.query,
+                str(request.url),
             )
             status, raw = 200, json.dumps(body).encode()
         except ListingError as error:
