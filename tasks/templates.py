@@ -22,6 +22,7 @@ HEADER_TYPES = ("text", *MEDIA_HEADER_TYPES)
 BUTTON_SUB_TYPES = ("url", "quick_reply")
 
 Component = dict[str, Any]
+RowComponent = Callable[[list[str]], Component]
 
 
 def header_component(kind: str, value: str, filename: str | None = None, name: str | None = None) -> Component:
@@ -56,9 +57,9 @@ class PayloadBuilder:
         self.column_set = frozenset(self.columns)
         self.body_count: int = int(plan.get("body_count") or 0)
         # Components before the body (the header) and after it (buttons, by index): a dict when constant,
-        # a function of the recipient's plan values otherwise.
-        self.before: list[Component | Callable[[dict[str, str]], Component]] = []
-        self.after: list[Component | Callable[[dict[str, str]], Component]] = []
+        # otherwise a function of the recipient's values of the plan's columns (a list, in column order).
+        self.before: list[Component | RowComponent] = []
+        self.after: list[Component | RowComponent] = []
         header = plan.get("header")
         if header:
             self.before.append(self._header(header))
@@ -66,35 +67,54 @@ class PayloadBuilder:
             self.after.append(self._button(button))
         self.rich = bool(self.before or self.after or self.columns)
 
-    @staticmethod
-    def _header(spec: dict[str, Any]) -> Component | Callable[[dict[str, str]], Component]:
+    def _header(self, spec: dict[str, Any]) -> Component | RowComponent:
         """The header component, or how to build it from a recipient's values."""
         kind, column, name = spec["type"], spec.get("column"), spec.get("parameter_name")
-        filename_column, filename = spec.get("filename_column"), spec.get("filename")
+        filename_column, filename, value = spec.get("filename_column"), spec.get("filename"), spec.get("value") or ""
         if column is None and filename_column is None:
-            return header_component(kind, spec["value"], filename, name)
-        return lambda row: header_component(
+            return header_component(kind, value, filename, name)
+        at = self.columns.index(column) if column else None
+        if filename_column is None and at is not None:
+            # The usual case, a link or a text per row: one literal per message.
+            if kind == "text":
+                named = {"parameter_name": name} if name else {}
+                return lambda v: {"type": "header", "parameters": [{"type": "text", "text": v[at], **named}]}
+            shown = {"filename": filename} if kind == "document" and filename else {}
+            return lambda v: {"type": "header", "parameters": [{"type": kind, kind: {"link": v[at], **shown}}]}
+        name_at = self.columns.index(filename_column) if filename_column else None
+        return lambda v: header_component(
             kind,
-            row[column] if column else spec["value"],
-            (row.get(filename_column) if filename_column else filename) or None,
+            v[at] if at is not None else value,
+            (v[name_at] if name_at is not None else filename) or None,
             name,
         )
 
-    @staticmethod
-    def _button(spec: dict[str, Any]) -> Component | Callable[[dict[str, str]], Component]:
+    def _button(self, spec: dict[str, Any]) -> Component | RowComponent:
         """A button component, or how to build it from a recipient's values."""
         sub_type, index, column = spec["sub_type"], spec["index"], spec.get("column")
         if column is None:
             return button_component(sub_type, index, spec["value"])
-        return lambda row: button_component(sub_type, index, row[column])
+        at, position = self.columns.index(column), str(index)
+        if sub_type == "url":
+            return lambda v: {
+                "type": "button",
+                "sub_type": "url",
+                "index": position,
+                "parameters": [{"type": "text", "text": v[at]}],
+            }
+        return lambda v: {
+            "type": "button",
+            "sub_type": "quick_reply",
+            "index": position,
+            "parameters": [{"type": "payload", "payload": v[at]}],
+        }
 
     def payload(self, to: str, parameters: list | dict, callback_data: str | None = None) -> dict:
         """The message body for one recipient."""
         if not self.rich:
             return template_payload(to, self.template, self.language["code"], parameters, callback_data)
-        columns = self.columns
         if isinstance(parameters, dict):
-            row = {c: parameters.get(c, "") for c in columns}
+            values = [parameters.get(c, "") for c in self.columns]
             body = [
                 {"type": "text", "text": str(v), "parameter_name": k}
                 for k, v in parameters.items()
@@ -102,12 +122,12 @@ class PayloadBuilder:
             ]
         else:
             n = self.body_count
-            row = dict(zip(columns, parameters[n:], strict=False))
+            values = parameters[n:]
             body = [{"type": "text", "text": str(v)} for v in parameters[:n]]
-        components = [c if type(c) is dict else c(row) for c in self.before]  # type: ignore[operator]
+        components = [c if type(c) is dict else c(values) for c in self.before]  # type: ignore[operator]
         if body:
             components.append({"type": "body", "parameters": body})
-        components += [c if type(c) is dict else c(row) for c in self.after]  # type: ignore[operator]
+        components += [c if type(c) is dict else c(values) for c in self.after]  # type: ignore[operator]
         template: dict[str, object] = {"name": self.template, "language": self.language}
         if components:
             template["components"] = components

@@ -307,3 +307,26 @@ def test_the_json_body_takes_the_same_fields(client, waba, catalogue):
     assert answer.json["plantilla_whatsapp"]["verificada"] is True
     bad = client.post("/api/validar-campana", json={**body, "botones": [{"indice": "cero", "tipo": "url"}]})
     assert bad.status_code in (400, 422) and "'botones'" in json.dumps(bad.json, ensure_ascii=False)
+
+
+def test_a_document_per_row_with_an_optional_filename_column(app, client, queue, waba, catalogue):
+    csv = (
+        b"telefono,numero,encabezado,encabezado_nombre_archivo\n"
+        b"584141000000,F-1,https://cdn.example.com/1.pdf,Factura 1.pdf\n"
+        b"584141000001,F-2,https://cdn.example.com/2.pdf,\n"
+    )
+    answer = post(client, "/api/crear-campana", csv, plantilla="factura", parametros_nombrados="true")
+    assert answer.status_code == 201, answer.json
+    assert answer.json["total_rechazados"] == 0
+    queue.run_all(app.extensions["campaigns"])
+    sent = sent_components(catalogue)
+    assert sent["584141000000"][0]["parameters"] == [
+        {"type": "document", "document": {"link": "https://cdn.example.com/1.pdf", "filename": "Factura 1.pdf"}}
+    ]
+    assert sent["584141000001"][0]["parameters"] == [
+        {"type": "document", "document": {"link": "https://cdn.example.com/2.pdf"}}
+    ]
+    assert sent["584141000001"][1] == {
+        "type": "body",
+        "parameters": [{"type": "text", "text": "F-2", "parameter_name": "numero"}],
+    }
