@@ -63,6 +63,8 @@ class Settings:
     rate_limit_reads: str | None = None
     metrics_token: str | None = None
     metrics_port: int = 0
+    template_cache_s: float = 60.0  # TEMPLATE_CACHE_S: how long a template listing is reused (0: never)
+    template_check_timeout_s: float = 5.0  # TEMPLATE_CHECK_TIMEOUT_S: wait for the Graph API's listing
 
     @property
     def max_csv_bytes(self) -> int:
@@ -179,6 +181,8 @@ _PARSERS = {
     "rate_limit_reads": lambda n, v: _rate(n, v) if v.strip() else None,
     "metrics_token": lambda n, v: v.strip() or None,
     "metrics_port": lambda n, v: _port(n, v),
+    "template_cache_s": _non_negative_float,
+    "template_check_timeout_s": _positive_float,
 }
 
 

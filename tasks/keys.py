@@ -37,3 +37,6 @@ RATE_LIMITS = PREFIX + "limit"
 
 # tasks.state: the run of transient failures of each sender number (an outage shows as a long run).
 NUMBER_FAILURES = PREFIX + "failures:"
+
+# webapi.templates: a WABA's listing of one template name (its items only, never the token), kept briefly.
+TEMPLATES = PREFIX + "templates:"

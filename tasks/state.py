@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 
@@ -166,6 +167,8 @@ class LiveState:
             "status_version": campaign.get("status_version") or 0,
             "title": campaign.get("title") or "",
             "created_by": campaign.get("created_by") or "",
+            # Header and button parameters (tasks/templates.py), read once per worker with the other fixed fields.
+            "template_plan": json.dumps(campaign["template_plan"]) if campaign.get("template_plan") else "",
         }
         for name in COUNTERS:
             fields[name] = counts.get(name) or 0

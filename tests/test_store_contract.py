@@ -79,7 +79,28 @@ def test_senders_round_trip_and_listing_hides_tokens(store):
     store.upsert_sender("ventas", "222", "new-token")
     assert store.get_sender("ventas").phone_number_id == "222"
     assert store.get_sender("nadie") is None
-    assert store.list_senders() == [{"buzon": "ventas", "phone_number_id": "222", "messages_per_second": None}]
+    assert store.list_senders() == [
+        {"buzon": "ventas", "phone_number_id": "222", "messages_per_second": None, "waba_id": None}
+    ]
+
+
+def test_a_sender_keeps_its_waba_id_and_a_campaign_its_template_plan(store):
+    store.upsert_sender("ventas", "111", "secret-token", 50, "102290129340398")
+    assert store.get_sender("ventas").waba_id == "102290129340398"
+    assert store.list_senders()[0]["waba_id"] == "102290129340398"
+    plan = {
+        "header": {"type": "image", "value": None, "column": "encabezado", "filename": None, "filename_column": None},
+        "buttons": [{"index": 0, "sub_type": "url", "value": "abc", "column": None}],
+        "columns": ["encabezado"],
+        "body_count": 1,
+    }
+    store.create_campaign(_campaign(template_plan=plan), LEADS[:1])
+    store.create_campaign(_campaign(id="simple"), LEADS[:1])
+    assert store.get_campaign("promo")["template_plan"] == plan
+    assert store.get_campaign("simple")["template_plan"] is None
+    # Registering the buzón again without the id forgets it (the command replaces the whole row).
+    store.upsert_sender("ventas", "111", "secret-token", 50)
+    assert store.get_sender("ventas").waba_id is None
 
 
 def test_campaign_ids_are_unique_and_idempotency_keys_return_the_first(store):

@@ -353,6 +353,7 @@
     $("rev-columna").textContent = data.columna_telefono;
     $("rev-total").textContent = fmt(data.total_messages);
     $("rev-rechazadas").textContent = fmt(data.total_rechazados);
+    $("rev-plantilla").textContent = templateSummary(data.plantilla_whatsapp);
     const notes = $("rev-notas");
     notes.textContent = "";
     for (const n of data.notas) {
@@ -384,6 +385,16 @@
       rejected.appendChild(tr);
     }
     show($("rev-rechazos"), data.rechazados.length > 0);
+  }
+
+  // The template as WhatsApp lists it: category and quality, or why it was not checked (see the notes).
+  const CATEGORIES = { marketing: "Marketing", utility: "Utilidad", authentication: "Autenticación" };
+  const QUALITY = { GREEN: "alta", YELLOW: "media", RED: "baja", UNKNOWN: "sin calificar" };
+  function templateSummary(info) {
+    if (!info || !info.verificada) return "sin comprobar (ver notas)";
+    const category = CATEGORIES[info.categoria] || info.categoria || "?";
+    const quality = QUALITY[info.calidad] || info.calidad || "?";
+    return `${category} · calidad ${quality} (${info.calidad})`;
   }
 
   function updateLaunch() {
