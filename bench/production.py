@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         api_pid = api.process.pid if api.process else 0
         groups = {
-            "API": CpuMeter(lambda: process_tree(api_pid) + ([receiver[0].pid] if receiver else [])),
+            "API": CpuMeter(lambda: process_tree(api_pid)),
+            "receiver": CpuMeter(lambda: [receiver[0].pid] if receiver else []),
             "workers": CpuMeter(bench.worker_pids),
             "beat": CpuMeter(lambda: process_tree(beat.pid)),
             "Redis": CpuMeter(lambda: [p] if (p := bench.redis_server_pid()) else []),
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             if receiver:
                 receiver[0].stop()
     sent = max(1, final["sent"])
-    ours = cpu["API"] + cpu["workers"] + cpu["beat"]
+    ours = cpu["API"] + cpu["receiver"] + cpu["workers"] + cpu["beat"]
 
     def per_msg(seconds: float) -> str:
         """Milliseconds of CPU per message sent."""
@@ -287,12 +288,23 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         markdown_table(
-            ["CPU ms/msg", "ours (API+workers+beat)", "API", "workers", "beat", "Redis", "PostgreSQL", "sandbox"],
+            [
+                "CPU ms/msg",
+                "ours (API+receiver+workers+beat)",
+                "API",
+                "receiver",
+                "workers",
+                "beat",
+                "Redis",
+                "PostgreSQL",
+                "sandbox",
+            ],
             [
                 [
                     "",
                     per_msg(ours),
                     per_msg(cpu["API"]),
+                    per_msg(cpu["receiver"]),
                     per_msg(cpu["workers"]),
                     per_msg(cpu["beat"]),
                     per_msg(cpu["Redis"]),
