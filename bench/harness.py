@@ -530,13 +530,15 @@ class Bench:
             conn.execute("TRUNCATE instancia_sofia.campaigns, instancia_sofia.leads_activos")
         self._redis.flushdb()
 
-    def register_buzon(self, mps: int, buzon: str = BUZON) -> None:
-        """Register (or update) the bench buzón with the given messages/s."""
+    def register_buzon(
+        self, mps: int, buzon: str = BUZON, phone_number_id: str = PHONE_NUMBER_ID, token: str = TOKEN
+    ) -> None:
+        """Register (or update) a bench buzón (by default the bench number's) with the given messages/s."""
         from tasks.store.postgres import PostgresStore
 
         store = PostgresStore(self.dsn, max_size=1)
         try:
-            store.upsert_sender(buzon, PHONE_NUMBER_ID, TOKEN, int(mps))
+            store.upsert_sender(buzon, phone_number_id, token, int(mps))
         finally:
             store.close()
 
@@ -596,9 +598,9 @@ class Bench:
         return env
 
     def start_workers(
-        self, count: int, env: dict[str, str], concurrency: int = 200, timeout: float = 60
+        self, count: int, env: dict[str, str], concurrency: int = 200, timeout: float = 60, queues: str | None = None
     ) -> list[ServiceProcess]:
-        """Start count gevent worker processes, as deployed, and wait until each one consumes."""
+        """Start count gevent worker processes, as deployed, and wait until each one consumes (`queues`: -Q)."""
         host = socket.gethostname()
         started = []
         for _ in range(count):
@@ -615,6 +617,7 @@ class Bench:
                 "gevent",
                 "-c",
                 str(concurrency),
+                *(["-Q", queues] if queues else []),
                 "-E",
                 "-n",
                 name,

@@ -1,6 +1,7 @@
 """The notification intake against its floor: our `POST /webhooks/whatsapp` and a bare "return 200" app.
 
-``python -m bench.intake`` runs each under the same server as deployed (gunicorn ``-k gevent -w 2``), one
+``python -m bench.intake`` runs each under the same server as deployed (gunicorn ``-k gevent -w 2``), then
+the notification receiver (``python -m webapi.receiver``) and that server answering 200 unchecked, one
 after the other, and POSTs signed one-status notifications at a steady rate (default 2,000/s for 15 s) over
 keep-alive connections; it prints, for each, the server's CPU per POST (all its processes), p50/p99
 latency and errors, and the ratio of ours to the floor. Ours also verifies the signature, checks the JSON
@@ -31,16 +32,17 @@ from tasks import keys
 
 
 def serve(bench: Bench, app: str, env: dict[str, str], workers: int) -> tuple[ServiceProcess, str]:
-    """Start gunicorn with `app` and wait until it answers."""
+    """Start `app` (a WSGI app under gunicorn, or "receiver": webapi/receiver.py) and wait until it answers."""
     import requests
 
     port = free_port()
-    process = ServiceProcess(
-        f"gunicorn-{app.split(':')[0]}",
-        [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers), "-b", f"127.0.0.1:{port}", app],
-        env,
-        bench.log_dir,
-    )
+    if app == "receiver":
+        command = [sys.executable, "-m", "webapi.receiver", "--host", "127.0.0.1", "--port", str(port)]
+    elif app == "bare receiver":
+        command = [sys.executable, "-m", "bench.bare_app", str(port)]
+    else:
+        command = [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers), "-b", f"127.0.0.1:{port}", app]
+    process = ServiceProcess(f"intake-{app.split(':')[0]}", command, env, bench.log_dir)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -74,7 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         bench.start_sandbox(cap=1_000, latency_ms=0)
         env = bench.service_env(ServiceOptions(extra_env={"WHATSAPP_APP_SECRET": SECRET}))
         results = {}
-        for label, app in (("bare return 200", "bench.bare_app:app"), ("ours", "webapi:create_app()")):
+        servers = (
+            ("bare return 200", "bench.bare_app:app"),
+            ("ours: the API's route", "webapi:create_app()"),
+            ("bare receiver", "bare receiver"),
+            ("ours: the receiver", "receiver"),
+        )
+        for label, app in servers:
             process, url = serve(bench, app, env, args.workers)
             try:
                 cpu = CpuMeter(lambda process=process: process_tree(process.pid))
@@ -96,7 +104,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             bench._redis.delete(keys.WEBHOOK_INBOX)  # the bodies ours kept: nothing drains them here
     print(markdown_table(["server", "POSTs", "errors", "CPU ms/POST", "p50 ms", "p99 ms"], rows))
-    print(f"\nours / floor: {results['ours'] / max(1e-9, results['bare return 200']):.2f}x")
+    floor = max(1e-9, results["bare return 200"])
+    print(f"\nthe API's route / bare WSGI app under gunicorn: {results[servers[1][0]] / floor:.2f}x")
+    print(f"the receiver / bare WSGI app under gunicorn: {results[servers[3][0]] / floor:.2f}x")
+    print(f"the receiver / bare receiver: {results[servers[3][0]] / max(1e-9, results['bare receiver']):.2f}x")
     return 0
 
 

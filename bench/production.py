@@ -1,33 +1,45 @@
 """The whole production load: a campaign at the cap while WhatsApp posts every status of every message.
 
 ``python -m bench.production`` sends 30,000 messages at a 1,000/s cap (100 ms latency) on two gevent workers
-with beat, the API under gunicorn (``-k gevent -w 2``), while the sandbox posts sent, delivered and read for
-every accepted message to ``/webhooks/whatsapp`` as WhatsApp does: signed, one status per POST, over
+(``-Q campaigns``) with beat, a webhook worker (``-Q webhooks -c 4``), the API under gunicorn (``-k gevent
+-w 2``) and the notification receiver, as compose runs them, while the sandbox posts sent, delivered and read
+for every accepted message to the receiver's ``/webhooks/whatsapp`` (``--intake api``: the API's) as WhatsApp
+does: signed, one status per POST, over
 keep-alive connections, each status 50–500 ms after the previous one. It prints the sustained msg/s at the
 sandbox, 130429 answers, the notification lag (last send to last status applied), notifications refused or
-lost, and the CPU per message sent of each process group: ours (API, workers, beat), Redis and PostgreSQL,
-and the sandbox apart.
+lost, and the CPU per message sent of each process group: ours (API with the receiver, workers, beat), Redis
+and PostgreSQL, and the sandbox apart.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 
 import psycopg
 
 from bench.harness import (
+    BUZON,
+    PHONE_NUMBER_ID,
+    TOKEN,
+    ApiClient,
     Bench,
     CpuMeter,
+    Delivery,
     ServiceOptions,
+    ServiceProcess,
     contacts_csv,
+    free_port,
     markdown_table,
     print_machine_info,
     process_tree,
     run_cli,
     sandbox_delivery,
 )
+from bench.status_reads import LoadResult, paced_load
+from tasks.vocabulary import CAMPAIGNS_QUEUE, WEBHOOKS_QUEUE
 
 APP_SECRET = "bench-app-secret"
 
@@ -45,6 +57,60 @@ def applied_statuses(dsn: str, campaign_id: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+# (buzón, phone number id, token) of each sender number a run may use.
+NUMBERS = [(BUZON, PHONE_NUMBER_ID, TOKEN), ("bench2", "100000000009002", "bench-token-2")]
+
+
+def combined(deliveries: list[Delivery]) -> Delivery:
+    """What the sandbox accepted from every number together: the aggregate rate is over the union of times."""
+    return Delivery(
+        accepted=sum(d.accepted for d in deliveries),
+        distinct=sum(d.distinct for d in deliveries),
+        first_at=min((d.first_at for d in deliveries if d.first_at), default=None),
+        last_at=max((d.last_at for d in deliveries if d.last_at), default=None),
+        rejected={code: sum(d.rejected.get(code, 0) for d in deliveries) for d in deliveries for code in d.rejected},
+    )
+
+
+class StatusReads:
+    """GET /api/estado-cola/<id> at a steady rate for most of the campaign, from a thread of its own."""
+
+    def __init__(self, api: ApiClient, campaign_id: str, rate: float, duration_s: float):
+        self.result: LoadResult | None = None
+        self._thread = threading.Thread(target=self._run, args=(api, campaign_id, rate, duration_s), daemon=True)
+        if rate > 0:
+            self._thread.start()
+
+    def _run(self, api: ApiClient, campaign_id: str, rate: float, duration_s: float) -> None:
+        headers = {k: str(v) for k, v in api.session.headers.items() if k.lower() in {"x-api-key", "authorization"}}
+        self.result = paced_load(f"{api.url}/api/estado-cola/{campaign_id}", rate, duration_s, 16, headers)
+
+    def join(self) -> None:
+        """Wait for the reads to finish."""
+        if self._thread.is_alive():
+            self._thread.join()
+
+
+def start_receiver(bench: Bench, env: dict[str, str]) -> tuple[ServiceProcess, str]:
+    """The notification receiver (webapi/receiver.py) on a free port, once it answers."""
+    import requests
+
+    port = free_port()
+    command = [sys.executable, "-m", "webapi.receiver", "--host", "127.0.0.1", "--port", str(port)]
+    process = ServiceProcess("receiver", command, env, bench.log_dir)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            requests.get(url + "/healthz", timeout=2)
+            return process, url
+        except requests.RequestException:
+            process.check()
+            if time.monotonic() > deadline:
+                raise RuntimeError("the receiver did not start") from None
+            time.sleep(0.1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the campaign under the notification stream and print one table."""
     parser = argparse.ArgumentParser(
@@ -56,21 +122,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-workers", type=int, default=2, help="gunicorn workers of the API (default 2)")
     parser.add_argument("--no-webhooks", action="store_true", help="the same campaign without notifications")
     parser.add_argument("--webhook-concurrency", type=int, default=64, help="notification POSTs in flight")
+    parser.add_argument(
+        "--intake",
+        choices=("receiver", "api"),
+        default="receiver",
+        help="where the notifications go: the receiver process (default, as compose runs it) or the API's route",
+    )
+    parser.add_argument(
+        "--numbers",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="sender numbers, each with a campaign of --messages at its own --cap, all at once (default 1)",
+    )
+    parser.add_argument(
+        "--status-rps", type=float, default=100.0, help="estado-cola reads per second while it sends (0: none)"
+    )
+    parser.add_argument(
+        "--shared-workers",
+        action="store_true",
+        help="no webhook worker: the two workers send and drain (as without -Q), instead of sending only",
+    )
     ServiceOptions.add_arguments(parser)
     args = parser.parse_args(argv)
     options = ServiceOptions.from_arguments(args)
     print_machine_info()
     with Bench() as bench:
         sandbox = bench.start_sandbox(args.cap, args.latency_ms)
-        bench.register_buzon(args.cap)
+        numbers = NUMBERS[: args.numbers]
+        sandbox.configure(
+            tokens={number: token for _, number, token in numbers},
+            mps={number: float(args.cap) for _, number, _ in numbers},
+        )
+        for buzon, number, token in numbers:
+            bench.register_buzon(args.cap, buzon, number, token)
         env = bench.service_env(options)
         env.update(WHATSAPP_APP_SECRET=APP_SECRET)
-        bench.start_workers(2, env, options.concurrency)
+        separate = not args.shared_workers and not args.no_webhooks
+        bench.start_workers(2, env, options.concurrency, queues=CAMPAIGNS_QUEUE if separate else None)
+        if separate:
+            bench.start_workers(1, env, 4, queues=WEBHOOKS_QUEUE)
         beat = bench.start_beat(env)
         api = bench.start_api(env, workers=args.api_workers)
+        receiver = start_receiver(bench, env) if args.intake == "receiver" and not args.no_webhooks else None
         if not args.no_webhooks:
             sandbox.configure(
-                webhook_url=api.url + "/webhooks/whatsapp",
+                webhook_url=(receiver[1] if receiver else api.url) + "/webhooks/whatsapp",
                 app_secret=APP_SECRET,
                 delivered_share=1.0,
                 read_share=1.0,
@@ -82,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         api_pid = api.process.pid if api.process else 0
         groups = {
             "API": CpuMeter(lambda: process_tree(api_pid)),
+            "receiver": CpuMeter(lambda: [receiver[0].pid] if receiver else []),
             "workers": CpuMeter(bench.worker_pids),
             "beat": CpuMeter(lambda: process_tree(beat.pid)),
             "Redis": CpuMeter(lambda: [p] if (p := bench.redis_server_pid()) else []),
@@ -91,24 +189,36 @@ def main(argv: list[str] | None = None) -> int:
         for meter in groups.values():
             meter.start()
         try:
-            _, created = api.create_campaign(contacts_csv(args.messages), f"bench production {time.time_ns()}")
-            campaign_id = created["campaign_id"]
-            final = api.wait_finished(campaign_id, 600)
-            delivery = sandbox_delivery(sandbox)
+            csv = contacts_csv(args.messages)
+            campaign_ids = [
+                api.create_campaign(csv, f"bench production {buzon} {time.time_ns()}", buzon=buzon)[1]["campaign_id"]
+                for buzon, _, _ in numbers
+            ]
+            reads = StatusReads(api, campaign_ids[0], args.status_rps, 0.8 * args.messages / args.cap)
+            finals = [api.wait_finished(campaign_id, 600) for campaign_id in campaign_ids]
+            reads.join()
+            deliveries = [sandbox_delivery(sandbox, number) for _, number, _ in numbers]
+            delivery = combined(deliveries)
             lag_s = 0.0
             if not args.no_webhooks:
                 # Every accepted message gets delivered and read: wait until the store has them all.
                 deadline = time.monotonic() + 300
-                while applied_statuses(bench.dsn, campaign_id)[1] < delivery.accepted and time.monotonic() < deadline:
+                while sum(applied_statuses(bench.dsn, c)[1] for c in campaign_ids) < delivery.accepted:
+                    if time.monotonic() > deadline:
+                        break
                     time.sleep(0.2)
                 lag_s = time.time() - (delivery.last_at or time.time())
             cpu = {name: meter.stop() for name, meter in groups.items()}
             hooks = sandbox.webhooks(since=10**12)["counters"] if not args.no_webhooks else {}
-            delivered, read = applied_statuses(bench.dsn, campaign_id)
+            applied = [applied_statuses(bench.dsn, c) for c in campaign_ids]
+            delivered, read = sum(a[0] for a in applied), sum(a[1] for a in applied)
+            final = {"sent": sum(f["sent"] for f in finals)}
         finally:
             beat.stop()
+            if receiver:
+                receiver[0].stop()
     sent = max(1, final["sent"])
-    ours = cpu["API"] + cpu["workers"] + cpu["beat"]
+    ours = cpu["API"] + cpu["receiver"] + cpu["workers"] + cpu["beat"]
 
     def per_msg(seconds: float) -> str:
         """Milliseconds of CPU per message sent."""
@@ -116,10 +226,23 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         markdown_table(
-            ["messages", "cap", "webhooks", "sent", "msg/s", "130429", "lag s", "delivered", "read", "posts failed"],
+            [
+                "numbers",
+                "messages",
+                "cap",
+                "webhooks",
+                "sent",
+                "msg/s",
+                "130429",
+                "lag s",
+                "delivered",
+                "read",
+                "posts failed",
+            ],
             [
                 [
-                    args.messages,
+                    args.numbers,
+                    args.messages * args.numbers,
                     args.cap,
                     "no" if args.no_webhooks else "yes",
                     final["sent"],
@@ -133,15 +256,55 @@ def main(argv: list[str] | None = None) -> int:
             ],
         )
     )
+    if reads.result:
+        result = reads.result
+        print()
+        print(
+            markdown_table(
+                ["estado-cola during the run", "requests", "answered/s", "errors", "p50 ms", "p99 ms"],
+                [
+                    [
+                        f"{args.status_rps:g}/s open loop",
+                        result.requested,
+                        f"{result.achieved_rps:.1f}",
+                        sum(result.errors.values()),
+                        f"{1000 * result.percentile(50):.1f}",
+                        f"{1000 * result.percentile(99):.1f}",
+                    ]
+                ],
+            )
+        )
+    if len(deliveries) > 1:
+        print()
+        print(
+            markdown_table(
+                ["number", "accepted", "msg/s", "130429"],
+                [
+                    [n, d.accepted, f"{d.rate:.1f}", d.rate_limited]
+                    for (_, n, _), d in zip(numbers, deliveries, strict=True)
+                ],
+            )
+        )
     print()
     print(
         markdown_table(
-            ["CPU ms/msg", "ours (API+workers+beat)", "API", "workers", "beat", "Redis", "PostgreSQL", "sandbox"],
+            [
+                "CPU ms/msg",
+                "ours (API+receiver+workers+beat)",
+                "API",
+                "receiver",
+                "workers",
+                "beat",
+                "Redis",
+                "PostgreSQL",
+                "sandbox",
+            ],
             [
                 [
                     "",
                     per_msg(ours),
                     per_msg(cpu["API"]),
+                    per_msg(cpu["receiver"]),
                     per_msg(cpu["workers"]),
                     per_msg(cpu["beat"]),
                     per_msg(cpu["Redis"]),

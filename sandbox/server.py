@@ -19,11 +19,14 @@ from aiohttp import web
 
 from .portfolios import PortfolioLimits, capability_notification, post_notification
 from .settings import SandboxSettings
+from .template_listing import add_listing_route
+from .templates import TemplateMismatch, catalogue, check_send, read_components
 from .webhooks import StatusWebhooks
 
 # code -> (HTTP status, error.message). Meta answers 400 for nearly every error, 130429 included, so
 # the sandbox does too: clients must decide on error.code, never on the HTTP status.
 ERRORS: dict[int, tuple[int, str]] = {
+    2: (503, "Service temporarily unavailable"),
     4: (400, "(#4) Application request limit reached"),
     10: (403, "(#10) Application does not have permission for this action"),
     100: (
@@ -137,11 +140,13 @@ def parse_message(raw: bytes) -> dict[str, Any]:
     kind = _require(body, "type", str, "")
     template_name = language = text = None
     parameters: list[dict[str, str]] = []
+    sent = None
     if kind == "template":
         template = _require(body, "template", dict, "")
         template_name = _require(template, "name", str, "template.")
         language = _require(_require(template, "language", dict, "template."), "code", str, "template.language.")
-        parameters = _body_parameters(template.get("components"))
+        sent = read_components(template.get("components"))
+        parameters = sent.body
     elif kind == "text":
         text = _require(_require(body, "text", dict, ""), "body", str, "text.")
     else:
@@ -155,71 +160,10 @@ def parse_message(raw: bytes) -> dict[str, Any]:
         "parameters": parameters,
         "text": text,
         "biz_opaque_callback_data": callback_data,
+        # Headers and buttons as received, for tests that check the exact shape (kept only when present).
+        "components": body["template"]["components"] if sent is not None and sent.rich else None,
+        "_sent": sent,
     }
-
-
-def _body_parameters(components: Any) -> list[dict[str, str]]:
-    """Check template.components and return the body parameters as [{text, parameter_name?}]."""
-    if components is None:
-        return []
-    if not isinstance(components, list):
-        raise ApiError(131009, "The parameter template.components must be a list.")
-    result: list[dict[str, str]] = []
-    seen_body = False
-    for component in components:
-        if not isinstance(component, dict):
-            raise ApiError(131009, "Each template component must be an object.")
-        component_type = _require(component, "type", str, "template.components[].")
-        # Header and button components pass through unchecked: campaigns only fill the body.
-        if component_type.lower() != "body":
-            continue
-        if seen_body:
-            raise ApiError(131009, "The template has more than one body component.")
-        seen_body = True
-        parameters = component.get("parameters", [])
-        if not isinstance(parameters, list):
-            raise ApiError(131009, "The parameter template.components[].parameters must be a list.")
-        for parameter in parameters:
-            if not isinstance(parameter, dict):
-                raise ApiError(131009, "Each body parameter must be an object.")
-            where = "template.components[].parameters[]."
-            if _require(parameter, "type", str, where) != "text":
-                raise ApiError(131009, "Only body parameters of type 'text' are supported.")
-            entry = {"text": _require(parameter, "text", str, where)}
-            name = parameter.get("parameter_name")
-            if name is not None:
-                if not isinstance(name, str) or not name:
-                    raise ApiError(131009, f"The parameter {where}parameter_name must be a string.")
-                entry["parameter_name"] = name
-            result.append(entry)
-    return result
-
-
-def check_template(
-    templates: dict[str, dict[str, Any]], name: str, language: str, parameters: list[dict[str, str]]
-) -> None:
-    """Raise 132001/132012/132000 when a message does not fit the configured template catalogue."""
-    languages = templates.get(name)
-    expected = None if languages is None else languages.get(language)
-    if expected is None:
-        raise ApiError(132001, f"template name ({name}) does not exist in {language}")
-    names = [p.get("parameter_name") for p in parameters]
-    if isinstance(expected, int):
-        if any(names):
-            raise ApiError(132012, "This template takes positional parameters, without parameter_name.")
-        if len(parameters) != expected:
-            raise ApiError(
-                132000,
-                f"body: number of localizable_params ({len(parameters)}) does not match "
-                f"the expected number of params ({expected})",
-            )
-    else:
-        if not all(names):
-            raise ApiError(132012, "This template takes named parameters; every parameter needs parameter_name.")
-        if sorted(names) != sorted(expected):
-            raise ApiError(
-                132000, f"body: parameters {sorted(names)} do not match the expected parameters {sorted(expected)}"
-            )
 
 
 class TokenBucket:
@@ -287,6 +231,7 @@ class Sandbox:
         self.portfolios.use_settings(settings)
         self._latency = (settings.latency_min_ms / 1000.0, settings.latency_max_ms / 1000.0)
         self._expected_auth = {number: f"Bearer {token}" for number, token in settings.tokens.items()}
+        self.templates = catalogue(settings.templates)
         # Buckets hold the old caps; starting them afresh is what a reconfigured number would do.
         self._buckets: dict[str, TokenBucket] = {}
 
@@ -311,6 +256,7 @@ class Sandbox:
         self.next_index = 0
         self.totals = Counters()
         self.by_number: dict[str, Counters] = {}
+        self.listing_requests = 0  # GET .../message_templates (sandbox/template_listing.py)
 
     def answer(self, phone_number_id: str, authorization: str | None, raw: bytes) -> tuple[int, bytes, float]:
         """Decide the answer to one message POST: HTTP status, body, and how long to wait before sending it."""
@@ -352,8 +298,10 @@ class Sandbox:
             if settings.error_5xx_share and random() < settings.error_5xx_share:
                 raise ApiError(choice((131000, 131016)), "Injected server error.")
             message = parse_message(raw)
-            if settings.templates and message["type"] == "template":
-                check_template(settings.templates, message["template"], message["language"], message["parameters"])
+            sent = message.pop("_sent")
+            if self.templates and sent is not None:
+                template = self.templates.get((message["template"], message["language"]))
+                check_send(template, message["template"], message["language"], sent)
             if settings.recipient_errors:
                 failure = settings.recipient_errors.get(message["wa_id"])
                 if failure:
@@ -362,7 +310,7 @@ class Sandbox:
                 refused = self.portfolios.admit(phone_number_id, message["wa_id"])
                 if refused:
                     raise ApiError(refused, "The business portfolio's daily messaging limit has been reached.")
-        except ApiError as error:
+        except (ApiError, TemplateMismatch) as error:
             if timed_out:
                 return _timeout_answer(delay)
             return self._reject(counters, error, delay)
@@ -384,7 +332,7 @@ class Sandbox:
         scheme, _, value = authorization.strip().partition(" ")
         return scheme.lower() == _AUTH_SCHEME and secrets.compare_digest(value.strip(), token)
 
-    def _reject(self, counters: Counters, error: ApiError, delay: float) -> tuple[int, bytes, float]:
+    def _reject(self, counters: Counters, error: ApiError | TemplateMismatch, delay: float) -> tuple[int, bytes, float]:
         """Count a rejection and build its answer."""
         code = error.code
         counters.rejected[code] = counters.rejected.get(code, 0) + 1
@@ -428,6 +376,7 @@ class Sandbox:
         """Return the counters, overall and per phone_number_id."""
         result = self.totals.to_json()
         result["by_phone_number_id"] = {number: c.to_json() for number, c in self.by_number.items()}
+        result["template_listings"] = self.listing_requests
         return result
 
 
@@ -584,6 +533,7 @@ def create_app(settings: SandboxSettings | None = None, webhooks: StatusWebhooks
     app.router.add_get("/_sandbox/health", get_health)
     app.router.add_get("/_sandbox/webhooks", get_webhooks)
     app.router.add_post("/_sandbox/webhooks/flush", post_webhooks_flush)
+    add_listing_route(app, SANDBOX, error_answer)
     app.router.add_get("/_sandbox/portfolios", get_portfolios)
     app.router.add_post("/_sandbox/portfolios/{portfolio_id}/limit", post_portfolio_limit)
     return app

@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from .templates import check_entry
+
 # Fields that shape the listening socket or the log buffer; changing them needs a restart.
 STARTUP_ONLY = frozenset({"host", "port", "message_log_limit"})
 
-TemplateSpec = dict[str, dict[str, "int | list[str]"]]
+TemplateSpec = dict[str, dict[str, "int | list[str] | dict[str, Any]"]]
 
 
 @dataclass(frozen=True)
@@ -31,8 +33,9 @@ class SandboxSettings:
     mps: dict[str, float] = field(default_factory=dict)
     # phone_number_id -> access token; an unregistered phone_number_id answers error 100.
     tokens: dict[str, str] = field(default_factory=dict)
-    # template name -> {language code -> positional parameter count, or list of parameter names}.
-    # Empty means every template is accepted.
+    # template name -> {language code -> positional parameter count, list of parameter names, or a template
+    # as the Graph API lists it: {status, category, quality_score, components} (see sandbox/templates.py)}.
+    # Empty means every template is accepted. The templates are listed under waba_id.
     templates: TemplateSpec = field(default_factory=dict)
     # Share (0..1) of message POSTs answered with HTTP 500/503 (codes 131000/131016).
     error_5xx_share: float = 0.0
@@ -211,19 +214,9 @@ def _delay_range(value: Any) -> tuple[float, float]:
     return (low, high)
 
 
-def _template_language(value: Any) -> int | list[str]:
-    """Check one language entry of a template: a positional count or a list of parameter names."""
-    if isinstance(value, list):
-        names = [_text(name) for name in value]
-        if len(set(names)) != len(names):
-            raise ValueError(f"duplicate parameter names in {names!r}")
-        return names
-    return _integer(value, minimum=0)
-
-
 def _templates(value: Any) -> TemplateSpec:
-    """Check the template catalogue: name -> {language code -> count or names}."""
-    return _mapping(value, lambda languages: _mapping(languages, _template_language))
+    """Check the template catalogue: name -> {language code -> count, names or template object}."""
+    return _mapping(value, lambda languages: _mapping(languages, check_entry))
 
 
 def _portfolios(value: Any) -> dict[str, dict[str, Any]]:

@@ -18,7 +18,9 @@ from random import choice, random, uniform
 from typing import Any
 
 import aiohttp
+import httptools
 
+from .poster import KeepAlivePoster
 from .settings import SandboxSettings
 
 SENT, DELIVERED, READ, FAILED = "sent", "delivered", "read", "failed"
@@ -214,6 +216,7 @@ class StatusWebhooks:
         """Start switched off, with default settings, until the sandbox installs its own."""
         self._runner: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._poster: KeepAlivePoster | None = None  # the notification POSTs' connections (sandbox/poster.py)
         self._wake = asyncio.Event()
         # When the loop will next look at the heap on its own; an earlier new status must wake it.
         self._wake_at = math.inf
@@ -370,6 +373,9 @@ class StatusWebhooks:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._poster is not None:
+            await self._poster.close()
+            self._poster = None
 
     # ---- the delivery loop ----------------------------------------------------------------------------
 
@@ -545,18 +551,16 @@ class StatusWebhooks:
             return None
         post.attempts += 1
         self.counters.attempts += 1
+        if self._poster is None or self._poster.url != settings.webhook_url:
+            if self._poster is not None:
+                await self._poster.close()
+            self._poster = KeepAlivePoster(settings.webhook_url, _USER_AGENT)
         try:
-            async with self._session.post(
-                settings.webhook_url,
-                data=post.body,
-                headers=post.headers,
-                timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_s),
-            ) as response:
-                await response.read()
-                if 200 <= response.status < 300:
-                    return True
-                self.counters.last_error = f"HTTP {response.status}"
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            status = await self._poster.post(post.body, post.headers, settings.webhook_timeout_s)
+            if 200 <= status < 300:
+                return True
+            self.counters.last_error = f"HTTP {status}"
+        except (TimeoutError, OSError, ValueError, httptools.HttpParserError) as exc:
             self.counters.last_error = f"{type(exc).__name__}: {exc}"
         return False
 

@@ -51,6 +51,7 @@ class Settings:
     whatsapp_verify_token: str | None = None
     whatsapp_app_secret: str | None = None
     webhook_max_body_kb: int = 2048
+    webhook_receiver_port: int = 5001  # WEBHOOK_RECEIVER_PORT: `python -m webapi.receiver` listens here
     cors_origins: tuple[str, ...] = ()
     supabase_jwt_secret: str | None = None
     supabase_anon_key: str | None = None
@@ -70,6 +71,8 @@ class Settings:
     # MESSAGING_LIMIT_TIERS: the daily limits a portfolio may have (0 stands for unlimited).
     messaging_limit_tiers: tuple[int, ...] = (250, 2000, 10000, 100000, 0)
     messaging_limit_window_s: int = 86400  # MESSAGING_LIMIT_WINDOW_S: the moving window of the count
+    template_cache_s: float = 60.0  # TEMPLATE_CACHE_S: how long a template listing is reused (0: never)
+    template_check_timeout_s: float = 5.0  # TEMPLATE_CHECK_TIMEOUT_S: wait for the Graph API's listing
 
     @property
     def max_csv_bytes(self) -> int:
@@ -174,6 +177,7 @@ _PARSERS = {
     "whatsapp_verify_token": lambda n, v: v.strip() or None,
     "whatsapp_app_secret": lambda n, v: v.strip() or None,
     "webhook_max_body_kb": lambda n, v: _positive_int(n, v),
+    "webhook_receiver_port": lambda n, v: _port(n, v),
     "cors_origins": lambda n, v: _origins(n, v),
     "supabase_jwt_secret": lambda n, v: v.strip() or None,
     "supabase_anon_key": lambda n, v: v.strip() or None,
@@ -191,6 +195,8 @@ _PARSERS = {
     "max_schedule_days": lambda n, v: _positive_int(n, v),
     "messaging_limit_tiers": lambda n, v: _tiers(n, v),
     "messaging_limit_window_s": lambda n, v: _positive_int(n, v, minimum=60),
+    "template_cache_s": _non_negative_float,
+    "template_check_timeout_s": _positive_float,
 }
 
 

@@ -26,6 +26,8 @@ SWEEP_LAST_PASS = PREFIX + "sweep:last_pass"
 
 # tasks.webhooks: verified notification bodies waiting for a worker.
 WEBHOOK_INBOX = PREFIX + "webhooks:inbox"
+# Set while a drain task is on its way or running; pushes that find the inbox empty ask for one only without it.
+WEBHOOK_DRAIN = PREFIX + "webhooks:drain"
 # tasks.webhooks: the bodies a worker has taken and not applied yet, one list per worker (a dead worker's go back).
 WEBHOOK_TAKEN = PREFIX + "webhooks:taken:"
 
@@ -40,3 +42,5 @@ NUMBER_FAILURES = PREFIX + "failures:"
 
 # tasks.portfolio: the recipients each business portfolio messaged in the moving 24 h (hashed numbers).
 PORTFOLIO_RECIPIENTS = PREFIX + "portfolio:"
+# webapi.templates: a WABA's listing of one template name (its items only, never the token), kept briefly.
+TEMPLATES = PREFIX + "templates:"

@@ -11,6 +11,7 @@ from typing import Protocol
 from celery import Celery, chord
 
 SEND_CHUNK = "campaigns.send_chunk"
+SEND_BATCH = "campaigns.send_batch"
 FINISH_BATCH = "campaigns.finish_batch"
 SWEEP = "campaigns.sweep"
 START_DUE = "campaigns.start_due"
@@ -28,13 +29,22 @@ class TaskQueue(Protocol):
 
 
 class CeleryQueue:
-    """A batch is one chord on the Redis broker: `send_chunk` × chunks, then `finish_batch`."""
+    """A batch is one chord on the Redis broker: `send_chunk` × chunks, then `finish_batch`; a batch of one
+    chunk is one `send_batch` task, which finishes the batch itself."""
 
     def __init__(self, app: Celery):
         self.app = app
 
     def enqueue_batch(self, campaign_id: str, batch_no: int, chunks: int) -> None:
-        """Send the chord; task arguments are ids only (no phone numbers, no tokens)."""
+        """Send the chord; task arguments are ids only (no phone numbers, no tokens).
+
+        With one chunk (BATCH_SIZE = CHUNK_SIZE, the default) a chord would only add cost: the chunk's
+        result stored and counted in Redis, and a second task to publish, run and report. A redelivered
+        `send_batch` claims nothing already settled and finishes the batch as the callback would.
+        """
+        if chunks == 1:
+            self.app.send_task(SEND_BATCH, args=(campaign_id, batch_no))
+            return
         header = [self.app.signature(SEND_CHUNK, args=(campaign_id, batch_no, chunk_no)) for chunk_no in range(chunks)]
         chord(header, app=self.app)(self.app.signature(FINISH_BATCH, args=(campaign_id, batch_no)))
 

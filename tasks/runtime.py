@@ -117,6 +117,6 @@ def build_runtime(
         sender=sender,
         sweeper=sweeper,
         inbox=inbox,
-        webhooks=WebhookApplier(store, state, inbox, owner),
+        webhooks=WebhookApplier(store, state, inbox, owner, queue.schedule_webhooks),
         budget=budget,
     )

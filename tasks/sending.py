@@ -22,8 +22,9 @@ from tasks.ratelimit import SendRateLimiter
 from tasks.scheduling import CampaignClock, local_text
 from tasks.state import LiveState
 from tasks.store.base import ClaimedMessage, Sender, Store, StoreError, StoreUnavailable
+from tasks.templates import PayloadBuilder
 from tasks.vocabulary import CampaignStatus, ChunkReport, Outcome, RecipientStatus
-from tasks.whatsapp import SendResult, WhatsAppClient, template_payload
+from tasks.whatsapp import SendResult, WhatsAppClient
 
 try:  # the workers run on gevent; plain Python (scripts) sends one by one
     from gevent.pool import Pool as _GreenPool
@@ -148,6 +149,8 @@ class CampaignSpec:
     language: str
     batch_size: int
     chunk_size: int
+    # The message bodies of this campaign, with its header and button components built once.
+    payloads: PayloadBuilder | None = None
     clock: CampaignClock = CampaignClock.ALWAYS  # its time zone and sending window
 
 
@@ -246,6 +249,7 @@ class ChunkSender:
         spec = self._specs.get(campaign_id)
         if spec is None:
             f = self.campaigns.ensure_live_state(campaign_id)
+            plan = json.loads(f["template_plan"]) if f.get("template_plan") else None
             spec = CampaignSpec(
                 int(f["total"]),
                 f["buzon"],
@@ -253,6 +257,7 @@ class ChunkSender:
                 f["language"],
                 int(f["batch_size"]),
                 int(f["chunk_size"]),
+                PayloadBuilder(f["template"], f["language"], plan),
                 CampaignClock.of(f),
             )
             self._specs[campaign_id] = spec
@@ -426,13 +431,8 @@ class ChunkSender:
 
     def _deliver(self, job: _Job, message: ClaimedMessage, slot_at: float) -> Outcome:
         """Send one message at its booked slot (retries book new ones) until its outcome is known."""
-        payload = template_payload(
-            message.phone,
-            job.spec.template,
-            job.spec.language,
-            message.parameters,
-            callback_data=f"{job.campaign_id}/{message.id}",
-        )
+        payloads = job.spec.payloads or PayloadBuilder(job.spec.template, job.spec.language)
+        payload = payloads.payload(message.phone, message.parameters, f"{job.campaign_id}/{message.id}")
         resends = 0  # attempts after the first, whatever the cause (stored as the message's retries)
         spent = 0  # of those, the transient errors that count against MAX_RETRIES (throttling does not)
         while True:

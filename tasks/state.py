@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 
@@ -175,6 +176,8 @@ class LiveState:
             "send_window": campaign.get("send_window") or "",
             "scheduled_for": campaign.get("scheduled_for") or "",
             "resume_at": campaign.get("resume_at") or "",
+            # Header and button parameters (tasks/templates.py), read once per worker with the other fixed fields.
+            "template_plan": json.dumps(campaign["template_plan"]) if campaign.get("template_plan") else "",
         }
         for name in COUNTERS:
             fields[name] = counts.get(name) or 0

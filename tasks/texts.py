@@ -303,6 +303,8 @@ WEBHOOK_BAD_SIGNATURE = "Firma X-Hub-Signature-256 ausente o incorrecta."
 WEBHOOK_NOT_JSON = "El cuerpo no es JSON válido."
 WEBHOOK_NOT_OBJECT = "El cuerpo debe ser un objeto JSON de notificación de WhatsApp."
 WEBHOOK_NOT_RECORDED = "No se pudo registrar la notificación; se reintentará."
+WEBHOOK_BAD_REQUEST = "La petición HTTP no es válida."
+RECEIVER_ROUTE_NOT_FOUND = "Este servidor sólo recibe las notificaciones de WhatsApp, en /webhooks/whatsapp."
 
 # --- access: sign-in, roles, origins and limits ---------------------------------------------------------------
 
@@ -460,3 +462,113 @@ UNLIMITED = "ilimitado"
 LOG_WAITING = "Campaña %s en espera: %s"
 LOG_WOKEN = "Campaña %s arranca (%s)"
 LOG_PORTFOLIO_LIMIT = "Portafolio %s: nuevo límite diario %s (notificación de WhatsApp)"
+# --- templates: the template check of crear-campana / validar-campana and rich templates (webapi/templates.py) ---
+
+# Notes (`notas`) when the template was not checked, or its quality is at risk.
+NOTE_TEMPLATE_NOT_CHECKED_NO_WABA = (
+    "La plantilla no se comprobó con WhatsApp: el buzón '{buzon}' no tiene WABA id (regístrelo con "
+    "'buzon add ... --waba-id' para comprobar plantilla, idioma y parámetros antes de enviar)"
+)
+NOTE_TEMPLATE_NOT_CHECKED_UNAVAILABLE = (
+    "La plantilla no se pudo comprobar con WhatsApp ({cause}); se siguió sin esa comprobación: si la plantilla "
+    "no coincide, el primer envío detiene la campaña"
+)
+NOTE_TEMPLATE_QUALITY = (
+    "La calidad de la plantilla es {quality}: WhatsApp puede retener o pausar sus envíos; revise su contenido"
+)
+# The {cause} of NOTE_TEMPLATE_NOT_CHECKED_UNAVAILABLE.
+TEMPLATE_CAUSE_TIMEOUT = "WhatsApp no respondió en {seconds:g} s"
+TEMPLATE_CAUSE_NETWORK = "no se pudo conectar con WhatsApp: {error}"
+TEMPLATE_CAUSE_ERROR = "WhatsApp respondió HTTP {status}, error {code}"
+TEMPLATE_CAUSE_UNREADABLE = "respuesta de WhatsApp ilegible"
+
+# Refusals (422) of the template check.
+TEMPLATE_LISTING_REFUSED = (
+    "WhatsApp no dejó leer las plantillas de la cuenta {waba_id} del buzón '{buzon}' (error {code}: {detail}). "
+    "Corrija el token o el WABA id del buzón con 'buzon add ... --waba-id'"
+)
+TEMPLATE_NOT_FOUND = (
+    "La plantilla '{name}' no existe en la cuenta de WhatsApp del buzón. Revise el nombre (como en WhatsApp "
+    "Manager, en minúsculas y con guiones bajos)"
+)
+TEMPLATE_LANGUAGE_NOT_FOUND = (
+    "La plantilla '{name}' no existe en el idioma '{language}'. Idiomas disponibles: {languages}. Indique uno de "
+    "ellos en 'idioma'"
+)
+TEMPLATE_NOT_APPROVED = "La plantilla '{name}' ({language}) está en estado {status} y no se puede enviar: {hint}"
+TEMPLATE_STATUS_HINTS = {
+    "PENDING": "espere a que WhatsApp la apruebe",
+    "REJECTED": "WhatsApp la rechazó; corríjala en WhatsApp Manager o use otra",
+    "PAUSED": "WhatsApp la pausó por baja calidad; espere a que se reactive o use otra",
+    "DISABLED": "WhatsApp la deshabilitó por baja calidad; use otra plantilla",
+    "IN_APPEAL": "está en apelación; espere la decisión de WhatsApp",
+}
+TEMPLATE_STATUS_HINT_OTHER = "use una plantilla aprobada (APPROVED)"
+TEMPLATE_NO_PARAMETERS = "ninguno"
+TEMPLATE_NO_COLUMNS = "ninguna"
+TEMPLATE_NONE = "ninguna"
+TEMPLATE_WANTS_NAMED = (
+    "La plantilla '{name}' usa parámetros con nombre ({expected}): envíe parametros_nombrados=true con una "
+    "columna por parámetro, llamada como él"
+)
+TEMPLATE_WANTS_POSITIONAL = (
+    "La plantilla '{name}' usa parámetros posicionales ({expected}): envíe parametros_nombrados=false, con las "
+    "columnas en ese orden"
+)
+TEMPLATE_BODY_COUNT = (
+    "La plantilla '{name}' espera {expected} parámetros en el cuerpo ({placeholders}) y el archivo trae {count} "
+    "columnas de parámetros ({columns}). Agregue o quite columnas para que coincidan"
+)
+TEMPLATE_BODY_NAMES = (
+    "Las columnas no coinciden con los parámetros de la plantilla '{name}' ({placeholders}): faltan {missing}; "
+    "sobran {extra}. Renombre las columnas como los parámetros"
+)
+
+# Header and buttons: what the template needs and what the file or the request supply.
+HEADER_KIND_NAMES = {"text": "texto", "image": "imagen", "video": "video", "document": "documento"}
+BUTTON_KIND_NAMES = {"url": "url", "quick_reply": "respuesta_rapida"}
+HEADER_GIVEN_TWICE = (
+    "El encabezado viene a la vez de la columna '{column}' y de encabezado_valor: use solo uno de los dos"
+)
+HEADER_LOCATION_UNSUPPORTED = (
+    "La plantilla '{name}' tiene un encabezado de ubicación, que este servicio todavía no puede llenar: use otra"
+)
+HEADER_MISSING = (
+    "La plantilla '{name}' necesita un encabezado de tipo {kind}: agregue una columna 'encabezado' (un valor "
+    "por fila) o envíe encabezado_valor para toda la campaña"
+)
+HEADER_NOT_EXPECTED = (
+    "La plantilla '{name}' no tiene encabezado variable: quite la columna 'encabezado' o el campo encabezado_valor"
+)
+HEADER_KIND_MISMATCH = "El encabezado de la plantilla '{name}' es de tipo {kind}, no {asked}: corrija encabezado_tipo"
+HEADER_KIND_NEEDED = (
+    "Indique encabezado_tipo (texto, imagen, video o documento) para el encabezado: el buzón no tiene WABA id y "
+    "no se puede saber de la plantilla"
+)
+HEADER_VALUE_NEEDED = "Se indicó encabezado_tipo sin valor: agregue una columna 'encabezado' o envíe encabezado_valor"
+HEADER_LINK_INVALID = "encabezado_valor '{value}' no es un enlace https:// válido (WhatsApp descarga el archivo de ahí)"
+FILENAME_NOT_DOCUMENT = "El nombre de archivo solo se usa con un encabezado de tipo documento"
+FILENAME_GIVEN_TWICE = (
+    "El nombre de archivo viene a la vez de la columna '{column}' y de encabezado_nombre_archivo: use solo uno"
+)
+BUTTON_GIVEN_TWICE = "El botón {index} recibe valor dos veces (dos columnas, o columna y 'botones'): use solo uno"
+BUTTON_NO_SUCH = "La plantilla '{name}' tiene {count} botones (índices desde 0): no hay botón {index}"
+BUTTON_KIND_MISMATCH = "El botón {index} de la plantilla es de tipo {kind}, no se le puede dar un valor de tipo {asked}"
+BUTTON_URL_FIXED = "El botón {index} tiene una URL fija, sin variable: quite su columna o su valor en 'botones'"
+BUTTON_UNSUPPORTED = "El botón {index} de la plantilla es de tipo {kind}, que este servicio todavía no puede llenar"
+BUTTON_MISSING = (
+    "La plantilla '{name}' necesita el final de la URL del botón {index}: agregue una columna 'boton_{index}_url' "
+    'o envíe \'botones\' con {{"indice": {index}, "tipo": "url", "valor": ...}}'
+)
+# The `botones` form field, and the columns of the file.
+BUTTONS_NOT_JSON = '\'botones\' debe ser una lista JSON como [{"indice": 0, "tipo": "url", "valor": "abc"}]'
+BUTTONS_ENTRY_INVALID = (
+    "El elemento {position} de 'botones' debe tener 'indice' (0 a 9), 'tipo' (url o respuesta_rapida) y 'valor' "
+    "(texto no vacío)"
+)
+RICH_COLUMN_REPEATED = "Estas columnas llenan lo mismo (encabezado o botón): {columns}. Deje solo una"
+ROW_LINK_INVALID = "el enlace de '{column}' no es una dirección https:// válida"
+# How validar-campana names the header and button values of a row (its `parametro`).
+PREVIEW_HEADER = "encabezado"
+PREVIEW_FILENAME = "encabezado (nombre de archivo)"
+PREVIEW_BUTTON = "botón {index} ({kind})"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 
 import redis
 
@@ -19,14 +20,31 @@ _STATUSES = ("sent", "delivered", "read", "failed")
 
 # Moves up to ARGV[1] bodies from the front of the inbox to the taking worker's list, in one step: a
 # worker that dies before applying them leaves them there, and the sweeper puts them back.
+# An empty inbox ends the drain in the same step (its flag goes): a body pushed after that asks for the next.
 _TAKE = """
 local bodies = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
 if #bodies > 0 then
   redis.call('LTRIM', KEYS[1], #bodies, -1)
   redis.call('RPUSH', KEYS[2], unpack(bodies))
+else
+  redis.call('DEL', KEYS[3])
 end
 return bodies
 """
+
+# Appends bodies; returns 1 when a drain must be asked for: they found the inbox empty and no drain is on its
+# way (while one runs it takes them with its next step). The flag outlives a lost drain task by DRAIN_FLAG_S
+# at most; the sweeper asks for a drain whenever bodies wait, flag or not.
+_PUSH = """
+local n = redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
+if n == #ARGV - 1 and redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[1])) then
+  return 1
+end
+return 0
+"""
+
+#: Seconds a drain's flag lasts if its task is lost (a drain runs for at most 20 s).
+DRAIN_FLAG_S = 60
 
 # Returns a worker's taken bodies to the front of the inbox, in their order.
 _GIVE_BACK = """
@@ -44,21 +62,27 @@ class WebhookInbox:
         self.redis = client
         self._take = client.register_script(_TAKE)
         self._give_back = client.register_script(_GIVE_BACK)
+        self._push = client.register_script(_PUSH)
 
     def push(self, raw_body: bytes) -> bool:
         """Keep a verified notification body; True when a drain task should be scheduled now.
 
-        One command per notification: a drain is asked for when this body found the inbox empty. A
-        drain takes bodies until the inbox is empty, so a burst costs one task, and a body pushed after
-        it emptied the inbox finds it empty and asks for the next. A drain task lost with its worker is
-        made up for by the sweeper (see `Sweeper`) and by beat's periodic drain.
+        One call per notification: a drain is asked for when this body found the inbox empty and no drain
+        is on its way or running (a running one takes bodies until the inbox is empty, and its last, empty
+        take clears its flag in the same step). So a steady stream costs one drain task at a time, not one
+        per time a drain caught up. A drain task lost with its worker is made up for by the sweeper (see
+        `Sweeper`) and by beat's periodic drain.
         """
-        return int(self.redis.rpush(keys.WEBHOOK_INBOX, raw_body)) == 1
+        return self.push_many([raw_body])
+
+    def push_many(self, raw_bodies: list[bytes]) -> bool:
+        """Keep several verified bodies in one call, in their order; True when a drain should be scheduled."""
+        return int(self._push(keys=[keys.WEBHOOK_INBOX, keys.WEBHOOK_DRAIN], args=[DRAIN_FLAG_S, *raw_bodies])) == 1
 
     def take(self, count: int, owner: str) -> list[str] | None:
         """Up to `count` bodies, oldest first, kept under `owner` until `applied`; None once the inbox is
         empty."""
-        bodies = self._take(keys=[keys.WEBHOOK_INBOX, keys.WEBHOOK_TAKEN + owner], args=[count])
+        bodies = self._take(keys=[keys.WEBHOOK_INBOX, keys.WEBHOOK_TAKEN + owner, keys.WEBHOOK_DRAIN], args=[count])
         return bodies or None
 
     def applied(self, owner: str) -> None:
@@ -110,11 +134,19 @@ def statuses_of(body: dict) -> list[dict]:
 class WebhookApplier:
     """Drains the inbox in batches, applies the statuses to the store and moves the campaigns' counters."""
 
-    def __init__(self, store: Store, state: LiveState, inbox: WebhookInbox, owner: str):
+    def __init__(
+        self,
+        store: Store,
+        state: LiveState,
+        inbox: WebhookInbox,
+        owner: str,
+        schedule: Callable[[], None] | None = None,
+    ):
         self.store = store
         self.state = state
         self.inbox = inbox
         self.owner = owner  # this worker: the bodies it takes are kept under its name until applied
+        self.schedule = schedule  # asks for the next drain when this one runs out of time
 
     def process_inbox(self, max_bodies: int = 200, budget_s: float = 20.0) -> dict:
         """Apply what is queued, for at most `budget_s` seconds."""
@@ -148,6 +180,10 @@ class WebhookApplier:
             report["statuses"] += len(statuses)
             report["applied"] += result["applied"]
             report["orphans"] += result["orphans"]
+        else:
+            # Out of time with bodies left: this drain's flag still stands, so no push asks for the next one.
+            if self.schedule is not None:
+                self.schedule()
         rematched = self.store.rematch_orphans()
         metrics.WEBHOOK_STATUSES.labels("rematched").inc(rematched["applied"])
         self._apply_deltas(rematched["deltas"])

@@ -25,7 +25,7 @@ from tasks import metrics
 from tasks.config import load_settings
 from tasks.heartbeat import Activity, Heartbeat
 from tasks.logsetup import configure_handlers
-from tasks.queue import SEND_CHUNK, CeleryQueue
+from tasks.queue import SEND_BATCH, SEND_CHUNK, CeleryQueue
 from tasks.runtime import Runtime, build_runtime
 
 _current: Runtime | None = None
@@ -50,8 +50,8 @@ def _build(app: Celery) -> None:
 
 
 def messages_sent(task_name: str | None, state: str | None, retval) -> int:
-    """How many messages a finished task had accepted by WhatsApp (only a chunk sends any)."""
-    if task_name != SEND_CHUNK or state != "SUCCESS" or not isinstance(retval, dict):
+    """How many messages a finished task had accepted by WhatsApp (only chunks and one-chunk batches send)."""
+    if task_name not in (SEND_CHUNK, SEND_BATCH) or state != "SUCCESS" or not isinstance(retval, dict):
         return 0
     return int(retval.get("sent") or 0)  # the chunk's report: what it recorded as sent
 

@@ -18,7 +18,9 @@ import yaml
 
 import celeryconfig
 from tasks.config import Settings
+from tasks.queue import PROCESS_WEBHOOKS
 from tasks.sending import SendPolicy
+from tasks.vocabulary import CAMPAIGNS_QUEUE, WEBHOOKS_QUEUE
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -26,7 +28,7 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 RAILWAY_DOC = ROOT / "docs" / "deploy-railway.md"
 
-APP_SERVICES = {"web", "worker", "beat", "flower", "whatsapp-sandbox"}
+APP_SERVICES = {"web", "worker", "webhook-worker", "receiver", "beat", "flower", "whatsapp-sandbox"}
 DOCUMENTED = (
     "API_WHATSAPP_URL",
     "WHATSAPP_API_VERSION",
@@ -56,6 +58,7 @@ DOCUMENTED = (
     "WHATSAPP_VERIFY_TOKEN",
     "WHATSAPP_APP_SECRET",
     "WEBHOOK_MAX_BODY_KB",
+    "WEBHOOK_RECEIVER_PORT",
     "CORS_ORIGINS",
     "SUPABASE_JWT_SECRET",
     "JWKS_CACHE_S",
@@ -226,6 +229,32 @@ def test_worker_runs_gevent_with_events_and_scales(services):
     assert int(command[command.index("-c") + 1]) > 1
     assert "container_name" not in worker
     assert not worker.get("ports")
+
+
+def test_sending_and_notification_workers_take_their_own_queues(services):
+    """Sending workers consume only the campaigns queue; the webhook workers only the drains', sized by a variable."""
+    worker = command_of(services["worker"])
+    assert worker[worker.index("-Q") + 1] == CAMPAIGNS_QUEUE
+    kind, arguments = services["webhook-worker"]["command"][:2], services["webhook-worker"]["command"][2]
+    assert kind == ["/bin/sh", "-c"] and arguments.startswith("exec celery -A tasks worker -P gevent ")
+    drains = shlex.split(arguments[len("exec ") :])
+    assert drains[drains.index("-Q") + 1] == WEBHOOKS_QUEUE
+    assert drains[drains.index("-c") + 1] == "$${WEBHOOK_WORKER_CONCURRENCY:-4}"
+    assert compose_default(environment_of(services["webhook-worker"])["WEBHOOK_WORKER_CONCURRENCY"]) == "4"
+    assert celeryconfig.task_routes[PROCESS_WEBHOOKS]["queue"] == WEBHOOKS_QUEUE
+    node = drains[drains.index("-n") + 1]
+    assert f"-d {node.replace('%h', '$$HOSTNAME')} " in " ".join(services["webhook-worker"]["healthcheck"]["test"])
+
+
+def test_the_receiver_takes_the_notifications_on_its_port(services):
+    """The receiver runs webapi.receiver on all interfaces, published on WEBHOOK_RECEIVER_PORT, health on /healthz."""
+    receiver = services["receiver"]
+    command = command_of(receiver)
+    assert command[:3] == ["python", "-m", "webapi.receiver"]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    assert receiver["ports"] == ["${WEBHOOK_RECEIVER_PORT:-5001}:${WEBHOOK_RECEIVER_PORT:-5001}"]
+    assert "/healthz" in " ".join(receiver["healthcheck"]["test"])
+    assert "WEBHOOK_RECEIVER_PORT" in " ".join(receiver["healthcheck"]["test"])
 
 
 def test_long_running_services_restart(services):
@@ -515,3 +544,54 @@ class _Queue:
 
     def size(self) -> int:
         return 0
+
+
+def _series_labels() -> dict[str, set[str]]:
+    """Every wcq_ series the code exports, with the labels a query may use on it (Prometheus adds job and instance)."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    import tasks.metrics as metrics
+
+    target = {"job", "instance"}
+    labels = {m.name: set(target) for m in metrics.LiveCollector(_Queue(), _Queue()).collect()}
+    for metric in vars(metrics).values():
+        if not isinstance(metric, MetricWrapperBase):
+            continue
+        own = target | set(metric._labelnames)
+        if metric._type == "counter":
+            labels[metric._name + "_total"] = own
+        elif metric._type == "histogram":
+            labels |= {metric._name + "_bucket": own | {"le"}, metric._name + "_sum": own, metric._name + "_count": own}
+        else:
+            labels[metric._name] = own
+    return labels
+
+
+def test_the_dashboard_filters_and_groups_by_labels_its_metrics_carry():
+    """A panel that groups or filters by a label the series lacks shows nothing: every label, and every value it
+    matches (outcomes, jobs), is one the code and the scrape configuration produce."""
+    from tasks.vocabulary import RecipientStatus
+
+    labels = _series_labels()
+    dashboard = json.loads((MONITORING / "grafana" / "dashboards" / "wcq.json").read_text())
+    jobs = {job["job_name"] for job in _prometheus_config()["scrape_configs"]}
+    outcomes = {s.value for s in RecipientStatus} | {"handed_back"}
+    checked = 0
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"]
+            series = re.findall(r"\b(wcq_[a-z_]+)", expr)
+            grouped = {label.strip() for group in re.findall(r"\bby \(([^)]*)\)", expr) for label in group.split(",")}
+            for name in series:
+                assert grouped <= labels[name], (panel["title"], expr, grouped - labels[name])
+            for selector in re.findall(r"\{([^}]*)\}", expr):
+                for label, _, value in re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"', selector):
+                    for name in series:
+                        assert label in labels[name], (panel["title"], expr, label)
+                    wanted = set(value.split("|"))
+                    if label == "outcome":
+                        assert wanted <= outcomes, (panel["title"], wanted - outcomes)
+                    if label == "job":
+                        assert wanted <= jobs, (panel["title"], wanted - jobs)
+                    checked += 1
+    assert checked >= 2  # the failures panel's outcomes and the worker CPU panel's job

@@ -79,6 +79,8 @@ def test_cli_registers_a_buzon_without_echoing_its_token(service_env):
             "555000111",
             "--mps",
             "120",
+            "--waba-id",
+            "102290129340398",
         ],
         cwd=ROOT,
         env=env,
@@ -95,7 +97,7 @@ def test_cli_registers_a_buzon_without_echoing_its_token(service_env):
         text=True,
         timeout=60,
     )
-    assert "cobranzas\t555000111\t120 msg/s" in listing.stdout
+    assert "cobranzas\t555000111\t120 msg/s\t102290129340398" in listing.stdout
     assert "EAAG-secret-token" not in add.stdout + add.stderr + listing.stdout
 
 

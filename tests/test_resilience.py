@@ -45,8 +45,13 @@ def test_two_workers_share_the_numbers_cap_without_throttling_errors(make_stack,
     assert_each_recipient_at_most_once(sandbox, pnid)
 
 
-def test_killed_workers_lose_nothing_and_send_nothing_twice(make_stack, sandbox):
-    stack = make_stack()
+@pytest.mark.parametrize(
+    "layout",
+    [{}, {"BATCH_SIZE": "50", "CHUNK_SIZE": "50"}],
+    ids=["chords of chunks", "one-chunk batches"],
+)
+def test_killed_workers_lose_nothing_and_send_nothing_twice(make_stack, sandbox, layout):
+    stack = make_stack(**layout)
     stack.start_worker("steady")
     stack.start_worker("victim")
     pnid = SENDERS["medio"][0]

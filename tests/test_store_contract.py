@@ -79,7 +79,28 @@ def test_senders_round_trip_and_listing_hides_tokens(store):
     store.upsert_sender("ventas", "222", "new-token")
     assert store.get_sender("ventas").phone_number_id == "222"
     assert store.get_sender("nadie") is None
-    assert store.list_senders() == [{"buzon": "ventas", "phone_number_id": "222", "messages_per_second": None}]
+    assert store.list_senders() == [
+        {"buzon": "ventas", "phone_number_id": "222", "messages_per_second": None, "waba_id": None}
+    ]
+
+
+def test_a_sender_keeps_its_waba_id_and_a_campaign_its_template_plan(store):
+    store.upsert_sender("ventas", "111", "secret-token", 50, "102290129340398")
+    assert store.get_sender("ventas").waba_id == "102290129340398"
+    assert store.list_senders()[0]["waba_id"] == "102290129340398"
+    plan = {
+        "header": {"type": "image", "value": None, "column": "encabezado", "filename": None, "filename_column": None},
+        "buttons": [{"index": 0, "sub_type": "url", "value": "abc", "column": None}],
+        "columns": ["encabezado"],
+        "body_count": 1,
+    }
+    store.create_campaign(_campaign(template_plan=plan), LEADS[:1])
+    store.create_campaign(_campaign(id="simple"), LEADS[:1])
+    assert store.get_campaign("promo")["template_plan"] == plan
+    assert store.get_campaign("simple")["template_plan"] is None
+    # Registering the buzón again without the id forgets it (the command replaces the whole row).
+    store.upsert_sender("ventas", "111", "secret-token", 50)
+    assert store.get_sender("ventas").waba_id is None
 
 
 def test_campaign_ids_are_unique_and_idempotency_keys_return_the_first(store):
@@ -316,6 +337,43 @@ def _status(wamid, status, ts, **extra) -> dict:
         "error_detail": None,
         **extra,
     }
+
+
+def test_a_batch_folds_each_messages_statuses_as_if_applied_in_order(store):
+    """One batch holding several statuses of a message ends where applying them one by one would."""
+    _sent(store, 4)
+    result = store.apply_statuses(
+        [
+            _status("w0", "failed", 100, error_code=131026, error_detail="gone"),
+            _status("w0", "delivered", 105),  # a later delivered overrules the failure
+            _status("w1", "read", 110),
+            _status("w1", "sent", 100),
+            _status("w1", "delivered", 104),
+            _status("w1", "delivered", 104),  # Meta's repeat
+            _status("w2", "delivered", 100),
+            _status("w2", "failed", 101, error_code=131026),  # older news than delivered: ignored
+            _status("w3", "failed", 100, error_code=131049, error_detail="ecosystem"),
+        ]
+    )
+    assert result["deltas"] == {
+        "promo": {"delivered": 3, "read": 1, "sent": -1, "failed": 1, "e:131049": 1},
+    }
+    assert result["orphans"] == 0
+    rows = {r["wamid"]: r for r in store.list_recipients("promo", None, 10, 0)["recipients"]}
+    assert (rows["w0"]["status"], rows["w0"]["delivery_status"], rows["w0"]["error_code"]) == (
+        "sent",
+        "delivered",
+        None,
+    )
+    assert (rows["w1"]["status"], rows["w1"]["delivery_status"]) == ("sent", "read")
+    assert rows["w1"]["delivered_at"] < rows["w1"]["read_at"]
+    assert (rows["w2"]["status"], rows["w2"]["delivery_status"]) == ("sent", "delivered")
+    assert (rows["w3"]["status"], rows["w3"]["delivery_status"], rows["w3"]["error_code"]) == (
+        "failed",
+        "failed",
+        131049,
+    )
+    assert store.apply_statuses([_status("w1", "read", 110), _status("w0", "sent", 90)])["applied"] == 0
 
 
 def test_statuses_apply_forward_only_and_idempotently(store):

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
-from flask import Flask
+if TYPE_CHECKING:
+    from flask import Flask
 
-from tasks.celery_app import create_celery_app
-from tasks.config import Settings, load_settings
-from tasks.logsetup import configure_handlers
-from tasks.queue import CeleryQueue, TaskQueue
-from tasks.runtime import build_runtime
-from webapi import access, audit, bodies, cli, console, headers, health, limits, monitoring, openapi, views, webhooks
-from webapi.context import EXTENSION
-from webapi.errors import register_error_handlers
-from webapi.intake import WebhookIntake
+    from tasks.config import Settings
+    from tasks.queue import TaskQueue
+
+# The package imports nothing heavy itself: `python -m webapi.receiver` must install gevent's monkey
+# patches before Flask, Celery, requests or Redis are imported. create_app imports what it builds.
 
 #: Seconds an API request waits for a database that is away before it answers 503.
 API_DATABASE_WAIT_S = 2.0
@@ -28,6 +26,31 @@ def create_app(
     Batches go to the workers through Celery unless `queue` says otherwise (in-process tests drive the
     pipeline themselves, with settings of their own).
     """
+    from flask import Flask
+
+    from tasks.celery_app import create_celery_app
+    from tasks.config import load_settings
+    from tasks.logsetup import configure_handlers
+    from tasks.queue import CeleryQueue
+    from tasks.runtime import build_runtime
+    from webapi import (
+        access,
+        audit,
+        bodies,
+        cli,
+        console,
+        headers,
+        health,
+        limits,
+        monitoring,
+        openapi,
+        views,
+        webhooks,
+    )
+    from webapi.context import EXTENSION
+    from webapi.errors import register_error_handlers
+    from webapi.intake import WebhookIntake
+
     app = Flask(__name__)
     settings = settings or load_settings()
     # The whole request may carry the file plus form fields; the file's own size is checked precisely later.

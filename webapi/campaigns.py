@@ -16,12 +16,13 @@ from tasks.pipeline import CampaignNotFound, InvalidTransition
 from tasks.portfolio import estimate_days, limit_text
 from tasks.runtime import Runtime
 from tasks.scheduling import SendWindow, local_text, parse_start, zone
-from tasks.store.base import EXPORT_PAGE_SIZE
+from tasks.store.base import EXPORT_PAGE_SIZE, Sender
 from tasks.vocabulary import COUNTERS, SETTLED_RECIPIENT_STATUSES, CampaignStatus
 from webapi import exports
 from webapi.access import Caller
-from webapi.contacts import Contact, ContactsError, ContactStream, mask_value, open_csv, open_records
+from webapi.contacts import Contact, ContactsError, ContactStream, RichColumn, mask_value, open_csv, open_records
 from webapi.errors import MAX_ID_LENGTH, ApiError
+from webapi.templates import TemplateReview, review_template
 
 log = logging.getLogger("webapi")
 
@@ -84,8 +85,8 @@ def rejected_report(contacts: ContactStream) -> list[dict]:
     return [{"fila": r.row, "valor": r.value, "motivo": r.reason} for r in contacts.rejected]
 
 
-def check_sender(store, form: dict, caller: Caller) -> None:
-    """Refuse a buzón the caller may not use (403) or that is not registered (422)."""
+def check_sender(store, form: dict, caller: Caller) -> Sender:
+    """Refuse a buzón the caller may not use (403) or that is not registered (422); return its credentials."""
     if not caller.may_use(form["buzon"]):
         allowed = caller.scope or []
         raise ApiError(
@@ -93,7 +94,8 @@ def check_sender(store, form: dict, caller: Caller) -> None:
             texts.SENDER_NOT_ALLOWED.format(buzon=form["buzon"], allowed=", ".join(allowed) or texts.NO_SENDERS),
             {"field": "buzon", "buzones": allowed},
         )
-    if store.get_sender(form["buzon"]) is None:
+    sender = store.get_sender(form["buzon"])
+    if sender is None:
         # Only the buzones this caller may use: the full list would tell anyone every sender of the company.
         known = [s["buzon"] for s in list_senders(store, caller.scope)["buzones"]]
         raise ApiError(
@@ -101,6 +103,18 @@ def check_sender(store, form: dict, caller: Caller) -> None:
             texts.SENDER_UNKNOWN.format(buzon=form["buzon"], known=", ".join(known) or texts.NO_SENDERS),
             {"field": "buzon", "buzones": known},
         )
+    return sender
+
+
+def review_upload(runtime: Runtime, sender: Sender, form: dict, contacts: ContactStream) -> TemplateReview:
+    """Check the template and plan its header and buttons before any row is read; a refusal closes the upload."""
+    try:
+        review = review_template(runtime, sender, form, contacts)
+    except BaseException:
+        contacts.close()
+        raise
+    contacts.require_links(review.link_columns)
+    return review
 
 
 def campaign_timing(runtime: Runtime, form: dict) -> dict:
@@ -167,9 +181,10 @@ def daily_limit(runtime: Runtime, buzon: str, total: int) -> tuple[int, dict | N
 def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str | None, caller: Caller) -> dict:
     """Validate, store and start a campaign; nothing is stored or enqueued when any step fails."""
     store = runtime.store
-    check_sender(store, form, caller)
+    sender = check_sender(store, form, caller)
     timing = campaign_timing(runtime, form)
     contacts = open_contacts(runtime, form, upload)
+    review = review_upload(runtime, sender, form, contacts)
     start = timing["start"]
     campaign = {
         "id": slugify(form["titulo_campana"]),
@@ -182,6 +197,7 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
         "chunk_size": min(runtime.settings.chunk_size, runtime.settings.batch_size),
         "idempotency_key": idempotency_key,
         "created_by": caller.label,
+        "template_plan": review.plan,
         "time_zone": timing["time_zone"],
         "send_window": timing["send_window"],
         "scheduled_for": start.isoformat() if start else None,
@@ -231,7 +247,8 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
         "duplicate_request": not stored["created"],
         "total_rechazados": len(report),
         "rechazados": report,
-        "notas": [*contacts.notes, *([days_note] if days_note else [])],
+        "notas": review.notes + contacts.notes + ([days_note] if days_note else []),
+        "plantilla_whatsapp": review.info,
         "motivo": live.get("reason") or None,
         "programada_para": live.get("scheduled_for") or None,
         "zona_horaria": live.get("time_zone") or timing["time_zone"],
@@ -249,11 +266,13 @@ def parameter_labels(contacts: ContactStream, named: bool) -> list[str]:
 
 def validate_campaign(runtime: Runtime, form: dict, upload, caller: Caller, full_phones: bool = True) -> dict:
     """Read an upload exactly as create_campaign does and say what would be sent, storing and sending nothing."""
-    check_sender(runtime.store, form, caller)
+    sender = check_sender(runtime.store, form, caller)
     timing = campaign_timing(runtime, form)
     contacts = open_contacts(runtime, form, upload)
+    review = review_upload(runtime, sender, form, contacts)
     named = form["parametros_nombrados"]
     labels = parameter_labels(contacts, named)
+    rich_labels = [(rich_label(c), c.name) for c in contacts.rich_columns]
     preview: list[Contact] = []
     try:
         with contacts:
@@ -263,9 +282,14 @@ def validate_campaign(runtime: Runtime, form: dict, upload, caller: Caller, full
     except ContactsError as exc:
         raise ApiError(422, exc.message, exc.details) from None
     rows = []
+    body_count = len(contacts.parameter_columns)
     for contact in preview:
         params = contact.params
-        values = [params.get(c, "") for c in contacts.parameter_columns] if isinstance(params, dict) else params
+        if isinstance(params, dict):
+            values = [params.get(c, "") for c in contacts.parameter_columns]
+            rich_values = [params.get(c, "") for _, c in rich_labels]
+        else:
+            values, rich_values = params[:body_count], params[body_count:]
         rows.append(
             {
                 "fila": contact.row,
@@ -273,6 +297,10 @@ def validate_campaign(runtime: Runtime, form: dict, upload, caller: Caller, full
                 "parametros": [
                     {"parametro": label, "columna": column, "valor": value}
                     for label, column, value in zip(labels, contacts.parameter_columns, values, strict=False)
+                ]
+                + [
+                    {"parametro": label, "columna": column, "valor": value}
+                    for (label, column), value in zip(rich_labels, rich_values, strict=False)
                 ],
             }
         )
@@ -288,7 +316,7 @@ def validate_campaign(runtime: Runtime, form: dict, upload, caller: Caller, full
         "columna_telefono": contacts.phone_column,
         "columnas_parametros": [
             {"parametro": label, "columna": column}
-            for label, column in zip(labels, contacts.parameter_columns, strict=False)
+            for label, column in [*zip(labels, contacts.parameter_columns, strict=False), *rich_labels]
         ],
         "parametros_nombrados": named,
         "codificacion": contacts.encoding,
@@ -297,13 +325,23 @@ def validate_campaign(runtime: Runtime, form: dict, upload, caller: Caller, full
         "total_rechazados": len(report),
         "filas": rows,
         "rechazados": report[:MAX_REJECTED_STORED],
-        "notas": [*contacts.notes, *([days_note] if days_note else [])],
+        "notas": review.notes + contacts.notes + ([days_note] if days_note else []),
+        "plantilla_whatsapp": review.info,
         "programada_para": start.isoformat() if start else None,
         "zona_horaria": timing["time_zone"],
         "horario_envio": timing["send_window"],
         "dias_estimados": days,
         "limite_diario": figures,
     }
+
+
+def rich_label(column: RichColumn) -> str:
+    """How validar-campana names what a header or button column fills."""
+    if column.kind == "header":
+        return texts.PREVIEW_HEADER
+    if column.kind == "filename":
+        return texts.PREVIEW_FILENAME
+    return texts.PREVIEW_BUTTON.format(index=column.index, kind=texts.BUTTON_KIND_NAMES[column.kind])
 
 
 def describe_caller(caller: Caller) -> dict:

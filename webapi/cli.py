@@ -52,11 +52,17 @@ def buzon() -> None:
     help="Access token (or WHATSAPP_ACCESS_TOKEN; prompted when absent, so it stays out of shell history).",
 )
 @click.option("--mps", type=click.IntRange(min=1), default=None, help="Messages per second allowed for this number.")
-def add_buzon(name: str, phone_number_id: str, token: str, mps: int | None) -> None:
+@click.option(
+    "--waba-id",
+    default=None,
+    help="WhatsApp Business Account id of the number: uploads then check their template against it.",
+)
+def add_buzon(name: str, phone_number_id: str, token: str, mps: int | None, waba_id: str | None) -> None:
     """Register or update a buzón's credentials."""
     store = runtime().store
-    row = store.upsert_sender(name, phone_number_id, token, mps)
-    record_command(store, _operator(), "buzon.add", {"phone_number_id": phone_number_id, "mps": mps}, buzon=name)
+    row = store.upsert_sender(name, phone_number_id, token, mps, waba_id)
+    details = {"phone_number_id": phone_number_id, "mps": mps, "waba_id": waba_id}
+    record_command(store, _operator(), "buzon.add", details, buzon=name)
     click.echo(f"Buzón '{row['buzon']}' registered for phone number id {row['phone_number_id']}.")
 
 
@@ -64,7 +70,8 @@ def add_buzon(name: str, phone_number_id: str, token: str, mps: int | None) -> N
 def list_buzones() -> None:
     """List registered buzones (without tokens)."""
     for row in runtime().store.list_senders():
-        click.echo(f"{row['buzon']}\t{row['phone_number_id']}\t{row['messages_per_second'] or 'default'} msg/s")
+        mps = row["messages_per_second"] or "default"
+        click.echo(f"{row['buzon']}\t{row['phone_number_id']}\t{mps} msg/s\t{row.get('waba_id') or '-'}")
 
 
 @bp.cli.group("portfolio")

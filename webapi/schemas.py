@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 
@@ -129,6 +130,44 @@ def _bad_text_in(contact: dict) -> str | None:
     return None
 
 
+class ButtonValues(Text):
+    """`botones`: campaign-wide button values, a JSON list as text (multipart) or a list (JSON body).
+
+    Each item is {"indice": 0..9, "tipo": "url" | "respuesta_rapida", "valor": text}: the end of a URL
+    button's address, or the payload a quick-reply button sends back.
+    """
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            text = super()._deserialize(value, attr, data, **kwargs)
+            if not text.strip():
+                return None
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ValidationError(texts.BUTTONS_NOT_JSON) from None
+        if not isinstance(value, list):
+            raise ValidationError(texts.BUTTONS_NOT_JSON)
+        buttons = []
+        for position, item in enumerate(value, start=1):
+            index = item.get("indice") if isinstance(item, dict) else None
+            kind = item.get("tipo") if isinstance(item, dict) else None
+            text_value = item.get("valor") if isinstance(item, dict) else None
+            if (
+                not isinstance(index, int)
+                or isinstance(index, bool)
+                or not 0 <= index <= 9
+                or kind not in ("url", "respuesta_rapida")
+                or not isinstance(text_value, str)
+                or not text_value.strip()
+                or _BAD_CHARACTER.search(text_value)
+                or len(text_value) > 2000
+            ):
+                raise ValidationError(texts.BUTTONS_ENTRY_INVALID.format(position=position))
+            buttons.append({"indice": index, "tipo": kind, "valor": text_value.strip()})
+        return buttons
+
+
 class CampaignRequestSchema(ApiSchema):
     """The form fields (multipart) or JSON body of POST /api/crear-campana."""
 
@@ -156,6 +195,38 @@ class CampaignRequestSchema(ApiSchema):
     )
     contactos = ContactList(
         load_default=None, metadata={"description": "Solo con cuerpo JSON: lista de contactos en lugar de archivo_csv."}
+    )
+    encabezado_tipo = Text(
+        load_default=None,
+        validate=_one_of(["texto", "imagen", "video", "documento"]),
+        metadata={
+            "description": "Tipo del encabezado variable: texto, imagen, video o documento. Con WABA id en el "
+            "buzón se toma de la plantilla; sin él es obligatorio si hay encabezado."
+        },
+    )
+    encabezado_valor = Text(
+        load_default=None,
+        validate=_length(1, 2000),
+        metadata={
+            "description": "Encabezado de toda la campaña: el texto, o el enlace https:// de la imagen, video o "
+            "documento. Por fila: una columna 'encabezado' en su lugar."
+        },
+    )
+    encabezado_nombre_archivo = Text(
+        load_default=None,
+        validate=_length(1, 240),
+        metadata={
+            "description": "Nombre con el que se muestra un documento de encabezado (opcional). Por fila: "
+            "columna 'encabezado_nombre_archivo'."
+        },
+    )
+    botones = ButtonValues(
+        load_default=None,
+        metadata={
+            "description": 'Valores de botones para toda la campaña, lista JSON: [{"indice": 0, "tipo": "url", '
+            '"valor": "final-de-la-url"}, {"indice": 1, "tipo": "respuesta_rapida", "valor": "BAJA"}]. Por '
+            "fila: columnas 'boton_<índice>_url' o 'boton_<índice>_respuesta' (índice desde 0)."
+        },
     )
     programar_para = Text(
         load_default=None,
@@ -216,6 +287,18 @@ class RejectedRowSchema(Schema):
     motivo = fields.String()
 
 
+class WhatsAppTemplateSchema(Schema):
+    """The template as WhatsApp lists it, when the buzón's WABA id let it be checked."""
+
+    verificada = fields.Boolean(metadata={"description": "true si se comprobó con WhatsApp (ver notas si no)."})
+    nombre = fields.String()
+    idioma = fields.String()
+    estado = fields.String(allow_none=True, metadata={"description": "APPROVED (las demás se rechazan)."})
+    categoria = fields.String(allow_none=True, metadata={"description": "marketing, utility o authentication"})
+    calidad = fields.String(allow_none=True, metadata={"description": "GREEN, YELLOW, RED o UNKNOWN"})
+    id = fields.String(allow_none=True, metadata={"description": "Id de la plantilla en WhatsApp."})
+
+
 class CampaignCreatedSchema(Schema):
     """Answer to a successful upload (the fields the existing front end reads, plus the rejected rows)."""
 
@@ -236,6 +319,7 @@ class CampaignCreatedSchema(Schema):
         metadata={"description": "Días que tardará con el límite diario actual del portafolio del buzón (1 si cabe)."}
     )
     limite_diario = fields.Nested(DailyLimitSchema, allow_none=True)
+    plantilla_whatsapp = fields.Nested(WhatsAppTemplateSchema)
 
 
 class ParameterColumnSchema(Schema):
@@ -283,6 +367,7 @@ class CampaignValidatedSchema(Schema):
         metadata={"description": "Días que tardaría con el límite diario actual del portafolio del buzón (1 si cabe)."}
     )
     limite_diario = fields.Nested(DailyLimitSchema, allow_none=True)
+    plantilla_whatsapp = fields.Nested(WhatsAppTemplateSchema)
 
 
 class CallerSchema(Schema):
@@ -520,6 +605,7 @@ class SenderSchema(Schema):
     buzon = fields.String()
     phone_number_id = fields.String()
     messages_per_second = fields.Integer(allow_none=True)
+    waba_id = fields.String(allow_none=True, metadata={"description": "Cuenta de WhatsApp Business (plantillas)."})
 
 
 class SenderListSchema(Schema):

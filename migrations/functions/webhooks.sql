@@ -9,104 +9,126 @@ RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
         to_jsonb(COALESCE((p_deltas #>> ARRAY[p_campaign, p_key])::integer, 0) + p_n));
 $$;
 
--- Applies status notifications in timestamp order, idempotently and only forward
--- (sent < delivered < read; failed is final unless a later delivered or read proves otherwise).
+-- Applies status notifications idempotently and only forward (sent < delivered < read; failed is final
+-- unless a delivered or read proves otherwise), set-wise: every status of a batch is matched to its row in
+-- one join, each row's statuses are folded into the furthest news they carry, and the rows change in one
+-- UPDATE. Folding gives what applying them one by one in timestamp order would: a read beats a delivered,
+-- either beats a failed, and the earliest timestamp of each kind is the one kept.
 -- Returns {"deltas": {campaign: {sent, failed, unknown, delivered, read, "e:<code>"}}, "applied", "orphans"}.
 CREATE OR REPLACE FUNCTION instancia_sofia.apply_statuses(p_statuses jsonb)
-RETURNS jsonb LANGUAGE plpgsql AS $$
-DECLARE
-    s record;
-    l instancia_sofia.leads_activos%ROWTYPE;
-    v_at timestamptz;
-    v_new text;
-    v_status text;
-    v_deltas jsonb := '{}'::jsonb;
-    v_applied integer := 0;
-    v_orphans integer := 0;
-    v_was_delivered boolean;
-BEGIN
-    -- Lock every row these statuses touch first, in id order (as record_outcomes does): never a deadlock.
-    PERFORM 1 FROM instancia_sofia.leads_activos t
-    WHERE t.wamid IN (SELECT x.wamid FROM jsonb_to_recordset(p_statuses) AS x(wamid text) WHERE x.wamid IS NOT NULL)
-       OR t.id IN (SELECT split_part(x.callback, '/', 2)::bigint FROM jsonb_to_recordset(p_statuses) AS x(callback text)
-                   WHERE x.callback ~ '^[^/]+/[0-9]+$')
-    ORDER BY t.id FOR UPDATE;
-    FOR s IN
-        SELECT * FROM jsonb_to_recordset(p_statuses)
+RETURNS jsonb LANGUAGE sql AS $$
+    WITH given AS (
+        SELECT x.wamid, x.status, to_timestamp(COALESCE(x.ts, extract(epoch FROM now())::bigint)) AS at,
+               x.callback, x.error_code, x.error_detail,
+               CASE WHEN x.callback ~ '^[^/]+/[0-9]{1,18}$' THEN split_part(x.callback, '/', 2)::bigint END AS cb_id,
+               CASE WHEN x.callback ~ '^[^/]+/[0-9]{1,18}$' THEN split_part(x.callback, '/', 1) END AS cb_campaign
+        FROM jsonb_to_recordset(p_statuses)
             AS x(wamid text, status text, ts bigint, callback text, error_code integer, error_detail text)
-        ORDER BY ts, CASE status WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3 ELSE 4 END
-    LOOP
-        v_at := to_timestamp(COALESCE(s.ts, extract(epoch FROM now())::bigint));
-        SELECT * INTO l FROM instancia_sofia.leads_activos WHERE wamid = s.wamid FOR UPDATE;
-        IF NOT FOUND AND s.callback ~ '^[^/]+/[0-9]+$' THEN
-            SELECT * INTO l FROM instancia_sofia.leads_activos
-            WHERE id = split_part(s.callback, '/', 2)::bigint AND campaign_id = split_part(s.callback, '/', 1)
-            FOR UPDATE;
-        END IF;
-        IF NOT FOUND THEN
-            INSERT INTO instancia_sofia.webhook_orphans (wamid, callback_data, status, status_at, error_code, error_detail)
-            VALUES (s.wamid, s.callback, s.status, v_at, s.error_code, s.error_detail);
-            v_orphans := v_orphans + 1;
-            CONTINUE;
-        END IF;
-
-        -- Forward only: which delivery status this notification leaves the message in.
-        v_new := CASE
-            WHEN s.status = 'sent' AND l.delivery_status IS NULL THEN 'sent'
-            WHEN s.status = 'delivered' AND COALESCE(l.delivery_status, 'sent') IN ('sent', 'failed') THEN 'delivered'
-            WHEN s.status = 'read' AND COALESCE(l.delivery_status, 'sent') <> 'read' THEN 'read'
-            WHEN s.status = 'failed' AND COALESCE(l.delivery_status, 'sent') = 'sent' THEN 'failed'
-            ELSE NULL END;
-        IF v_new IS NULL THEN
-            CONTINUE;  -- a repeat, or older news than what we know
-        END IF;
-        v_applied := v_applied + 1;
-        v_was_delivered := COALESCE(l.delivery_status IN ('delivered', 'read'), false);
-        IF v_new IN ('delivered', 'read') AND NOT v_was_delivered THEN
-            v_deltas := instancia_sofia.bump(v_deltas, l.campaign_id, 'delivered', 1);
-        END IF;
-        IF v_new = 'read' THEN
-            v_deltas := instancia_sofia.bump(v_deltas, l.campaign_id, 'read', 1);
-        END IF;
-
-        -- What the notification says about our own send status.
-        v_status := l.status;
-        IF v_new = 'failed' AND l.status IN ('sent', 'unknown') THEN
-            v_status := 'failed';
-        ELSIF v_new <> 'failed' AND l.status IN ('unknown', 'pending') THEN
-            v_status := 'sent';   -- proof it went out: never send it again
-        ELSIF v_new <> 'failed' AND l.status = 'failed' AND l.delivery_status = 'failed' THEN
-            v_status := 'sent';   -- a later delivered/read overrules the failure
-        END IF;
-        IF v_status <> l.status THEN
-            IF l.status <> 'pending' THEN
-                v_deltas := instancia_sofia.bump(v_deltas, l.campaign_id, l.status, -1);
-            END IF;
-            v_deltas := instancia_sofia.bump(v_deltas, l.campaign_id, v_status, 1);
-            IF v_status = 'failed' THEN
-                v_deltas := instancia_sofia.bump(v_deltas, l.campaign_id, 'e:' || COALESCE(s.error_code::text, 'network'), 1);
-            ELSIF l.status = 'failed' THEN
-                v_deltas := instancia_sofia.bump(v_deltas, l.campaign_id, 'e:' || COALESCE(l.error_code::text, 'network'), -1);
-            END IF;
-        END IF;
-
-        UPDATE instancia_sofia.leads_activos
-        SET delivery_status = v_new,
-            status = v_status,
-            wamid = COALESCE(wamid, s.wamid),
-            delivered_at = CASE WHEN v_new IN ('delivered', 'read') THEN COALESCE(delivered_at, v_at) ELSE delivered_at END,
-            read_at = CASE WHEN v_new = 'read' THEN v_at ELSE read_at END,
-            sent_at = CASE WHEN v_status = 'sent' THEN COALESCE(sent_at, v_at) ELSE sent_at END,
-            error_code = CASE WHEN v_new = 'failed' THEN s.error_code
-                              WHEN v_status = 'sent' THEN NULL ELSE error_code END,
-            error_detail = CASE WHEN v_new = 'failed' THEN s.error_detail
-                                WHEN v_status = 'sent' THEN NULL ELSE error_detail END,
+        WHERE x.status IN ('sent', 'delivered', 'read', 'failed')
+    ),
+    matched AS (
+        -- Each status with the row it is about: by wamid, else by our callback data (<campaign>/<row id>).
+        SELECT g.*, COALESCE(
+                   (SELECT l.id FROM instancia_sofia.leads_activos l WHERE l.wamid = g.wamid),
+                   (SELECT l.id FROM instancia_sofia.leads_activos l WHERE l.id = g.cb_id AND l.campaign_id = g.cb_campaign)
+               ) AS row_id
+        FROM given g
+    ),
+    orphaned AS (
+        -- A status for a message we do not know yet is kept until its wamid shows up (rematch_orphans).
+        INSERT INTO instancia_sofia.webhook_orphans (wamid, callback_data, status, status_at, error_code, error_detail)
+        SELECT wamid, callback, status, at, error_code, error_detail FROM matched WHERE row_id IS NULL
+        RETURNING 1
+    ),
+    news AS (
+        -- What each row's statuses say, folded.
+        SELECT row_id,
+               min(wamid) AS wamid,
+               min(at) FILTER (WHERE status = 'sent') AS sent_at,
+               bool_or(status = 'delivered') AS delivered,
+               min(at) FILTER (WHERE status IN ('delivered', 'read')) AS delivered_at,
+               min(at) FILTER (WHERE status = 'read') AS read_at,
+               min(at) FILTER (WHERE status = 'failed') AS failed_at,
+               (array_agg(error_code ORDER BY at) FILTER (WHERE status = 'failed'))[1] AS error_code,
+               (array_agg(error_detail ORDER BY at) FILTER (WHERE status = 'failed'))[1] AS error_detail
+        FROM matched WHERE row_id IS NOT NULL GROUP BY row_id
+    ),
+    old AS (
+        -- The rows as they are, locked in id order (as record_outcomes locks them): never a deadlock.
+        SELECT l.id, l.campaign_id, l.status, l.delivery_status, l.error_code
+        FROM instancia_sofia.leads_activos l WHERE l.id IN (SELECT row_id FROM news)
+        ORDER BY l.id FOR UPDATE
+    ),
+    judged AS (
+        SELECT o.*, n.wamid AS news_wamid, n.sent_at, n.delivered_at, n.read_at,
+               n.error_code AS news_code, n.error_detail AS news_detail,
+               CASE
+                   WHEN n.read_at IS NOT NULL AND COALESCE(o.delivery_status, 'sent') <> 'read' THEN 'read'
+                   WHEN n.delivered_at IS NOT NULL AND COALESCE(o.delivery_status, 'sent') IN ('sent', 'failed')
+                       THEN 'delivered'
+                   WHEN n.failed_at IS NOT NULL AND COALESCE(o.delivery_status, 'sent') = 'sent' THEN 'failed'
+                   WHEN n.sent_at IS NOT NULL AND o.delivery_status IS NULL THEN 'sent'
+               END AS new_delivery,
+               -- How many kinds of news were news to the row (the "applied" figure).
+               (CASE WHEN n.sent_at IS NOT NULL AND o.delivery_status IS NULL THEN 1 ELSE 0 END
+                + CASE WHEN n.delivered AND COALESCE(o.delivery_status, 'sent') IN ('sent', 'failed') THEN 1 ELSE 0 END
+                + CASE WHEN n.read_at IS NOT NULL AND COALESCE(o.delivery_status, 'sent') <> 'read' THEN 1 ELSE 0 END
+                + CASE WHEN n.failed_at IS NOT NULL AND COALESCE(o.delivery_status, 'sent') = 'sent'
+                            AND (n.delivered_at IS NULL OR n.failed_at < n.delivered_at) THEN 1 ELSE 0 END) AS news_count
+        FROM old o JOIN news n ON n.row_id = o.id
+    ),
+    decided AS (
+        SELECT j.*,
+               CASE
+                   WHEN j.new_delivery = 'failed' AND j.status IN ('sent', 'unknown') THEN 'failed'
+                   WHEN j.new_delivery <> 'failed' AND j.status IN ('unknown', 'pending') THEN 'sent'
+                   WHEN j.new_delivery <> 'failed' AND j.status = 'failed' AND j.delivery_status = 'failed' THEN 'sent'
+                   ELSE j.status
+               END AS new_status
+        FROM judged j WHERE j.new_delivery IS NOT NULL
+    ),
+    changed AS (
+        UPDATE instancia_sofia.leads_activos l
+        SET delivery_status = d.new_delivery,
+            status = d.new_status,
+            wamid = COALESCE(l.wamid, d.news_wamid),
+            delivered_at = CASE WHEN d.new_delivery IN ('delivered', 'read')
+                                THEN COALESCE(l.delivered_at, d.delivered_at) ELSE l.delivered_at END,
+            read_at = CASE WHEN d.new_delivery = 'read' THEN d.read_at ELSE l.read_at END,
+            sent_at = CASE WHEN d.new_status = 'sent'
+                           THEN COALESCE(l.sent_at, d.sent_at, d.delivered_at) ELSE l.sent_at END,
+            error_code = CASE WHEN d.new_delivery = 'failed' THEN d.news_code
+                              WHEN d.new_status = 'sent' THEN NULL ELSE l.error_code END,
+            error_detail = CASE WHEN d.new_delivery = 'failed' THEN d.news_detail
+                                WHEN d.new_status = 'sent' THEN NULL ELSE l.error_detail END,
             delivery_updated_at = now(),
             updated_at = now()
-        WHERE id = l.id;
-    END LOOP;
-    RETURN jsonb_build_object('deltas', v_deltas, 'applied', v_applied, 'orphans', v_orphans);
-END;
+        FROM decided d
+        WHERE l.id = d.id
+        RETURNING d.campaign_id, d.status, d.delivery_status, d.error_code, d.new_status, d.new_delivery,
+                  d.news_code, d.news_count
+    ),
+    moves AS (
+        -- Each counter a changed row moves, as (campaign, key, n).
+        SELECT campaign_id, 'delivered' AS key, 1 AS n FROM changed
+        WHERE new_delivery IN ('delivered', 'read') AND NOT COALESCE(delivery_status IN ('delivered', 'read'), false)
+        UNION ALL SELECT campaign_id, 'read', 1 FROM changed WHERE new_delivery = 'read'
+        UNION ALL SELECT campaign_id, status, -1 FROM changed WHERE new_status <> status AND status <> 'pending'
+        UNION ALL SELECT campaign_id, new_status, 1 FROM changed WHERE new_status <> status
+        UNION ALL SELECT campaign_id, 'e:' || COALESCE(news_code::text, 'network'), 1 FROM changed
+        WHERE new_status <> status AND new_status = 'failed'
+        UNION ALL SELECT campaign_id, 'e:' || COALESCE(error_code::text, 'network'), -1 FROM changed
+        WHERE new_status <> status AND new_status <> 'failed' AND status = 'failed'
+    ),
+    totals AS (
+        SELECT campaign_id, jsonb_object_agg(key, n) AS counts
+        FROM (SELECT campaign_id, key, sum(n)::integer AS n FROM moves GROUP BY campaign_id, key) k
+        WHERE n <> 0 GROUP BY campaign_id
+    )
+    SELECT jsonb_build_object(
+        'deltas', COALESCE((SELECT jsonb_object_agg(campaign_id, counts) FROM totals), '{}'::jsonb),
+        'applied', COALESCE((SELECT sum(news_count)::integer FROM changed), 0),
+        'orphans', (SELECT count(*)::integer FROM orphaned));
 $$;
 
 -- Re-applies orphan statuses whose wamid has since been stored (their message's result came later).

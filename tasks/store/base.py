@@ -78,6 +78,8 @@ class Sender:
     messages_per_second: int | None
     portfolio_id: str | None = None  # the business portfolio whose daily messaging limit this number shares
     messaging_limit: int | None = None  # that portfolio's unique recipients per 24 h; None: unlimited
+    # The WhatsApp Business Account the number belongs to; with it, uploads check their template first.
+    waba_id: str | None = None
 
     def __repr__(self) -> str:
         return f"Sender(buzon={self.buzon!r}, phone_number_id={self.phone_number_id!r}, access_token='***')"
@@ -116,15 +118,21 @@ class Store:
             return False
 
     def upsert_sender(
-        self, buzon: str, phone_number_id: str, access_token: str, messages_per_second: int | None = None
+        self,
+        buzon: str,
+        phone_number_id: str,
+        access_token: str,
+        messages_per_second: int | None = None,
+        waba_id: str | None = None,
     ) -> dict:
-        """Register or replace a buzón's credentials."""
+        """Register or replace a buzón's credentials (and its WhatsApp Business Account id, if known)."""
         return self._call(
             "upsert_sender",
             p_buzon=buzon,
             p_phone_number_id=phone_number_id,
             p_access_token=access_token,
             p_messages_per_second=messages_per_second,
+            p_waba_id=waba_id,
         )
 
     def get_sender(self, buzon: str) -> Sender | None:

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from tasks import keys, texts
 from tasks.heartbeat import PREFIX, SENT_WINDOW_S, Activity, Heartbeat, forget_worker
-from tasks.queue import FINISH_BATCH, SEND_CHUNK
+from tasks.queue import FINISH_BATCH, SEND_BATCH, SEND_CHUNK
 from tasks.worker import messages_sent
 from tests.fast.inline import InlineQueue
 from webapi import create_app
@@ -82,6 +82,7 @@ def test_messages_sent_count_over_the_last_minute_only():
 def test_only_chunks_that_succeeded_count_their_sent_messages():
     report = {"claimed": 4, "handed_back": 1, "sent": 2, "failed": 1}
     assert messages_sent(SEND_CHUNK, "SUCCESS", report) == 2
+    assert messages_sent(SEND_BATCH, "SUCCESS", report) == 2
     assert messages_sent(SEND_CHUNK, "FAILURE", report) == 0
     assert messages_sent(FINISH_BATCH, "SUCCESS", None) == 0
     assert messages_sent(SEND_CHUNK, "SUCCESS", {"claimed": 0, "handed_back": 0, "sent": 0, "failed": 0}) == 0

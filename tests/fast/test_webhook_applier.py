@@ -91,3 +91,21 @@ def test_one_drain_task_is_asked_for_a_burst(rt):
     assert rt.inbox.push(notification()) is False  # the drain already scheduled takes this one too
     rt.webhooks.process_inbox()
     assert rt.inbox.push(notification()) is True
+
+
+def test_a_running_drain_is_not_asked_for_again_and_one_out_of_time_asks_for_the_next(rt, queue):
+    assert rt.inbox.push(notification()) is True  # the inbox was empty and no drain was on its way
+    assert rt.inbox.take(10, rt.owner) is not None  # a drain took everything and is applying it
+    rt.inbox.applied(rt.owner)
+    # The inbox is empty again while that drain runs: its next take will find these, no new task needed.
+    assert rt.inbox.push(notification()) is False
+    assert rt.inbox.push_many([notification(), notification()]) is False
+    assert rt.inbox.take(10, rt.owner) is not None and rt.inbox.take(10, rt.owner) is None  # done: flag cleared
+    assert rt.inbox.push(notification()) is True
+    # A drain that runs out of time with bodies left asks for the next one itself.
+    asked = queue.webhook_drains
+    rt.webhooks.process_inbox(budget_s=0)
+    assert queue.webhook_drains == asked + 1 and rt.inbox.size() == 1
+    rt.webhooks.process_inbox()
+    assert queue.webhook_drains == asked + 1 and rt.inbox.size() == 0
+    assert rt.inbox.push(notification()) is True

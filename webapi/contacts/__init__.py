@@ -7,9 +7,10 @@ bytes are) and `sources` (the CSV and JSON entry points). Nothing here knows abo
 
 from __future__ import annotations
 
+from webapi.contacts.columns import RichColumn
 from webapi.contacts.errors import ContactsError
 from webapi.contacts.phones import InvalidPhone, mask_value, normalize_phone
-from webapi.contacts.rows import Contact, RejectedRow
+from webapi.contacts.rows import Contact, RejectedRow, is_https_link
 from webapi.contacts.sources import DEFAULT_MAX_PARAM_LENGTH, open_csv, open_records
 from webapi.contacts.stream import ContactStream, ParsedContacts
 
@@ -21,6 +22,8 @@ __all__ = [
     "InvalidPhone",
     "ParsedContacts",
     "RejectedRow",
+    "RichColumn",
+    "is_https_link",
     "mask_value",
     "normalize_phone",
     "open_csv",

@@ -25,6 +25,36 @@ _WEAK_PHONE_WORDS = frozenset({"numero", "number"})
 _FILLER_WORDS = frozenset({"de", "del", "num", "nro", "nr", "no", "n"})
 
 
+# Columns that fill a rich template's header and buttons instead of its body (README, "Plantillas"):
+# "encabezado", "encabezado_nombre_archivo", "boton_<índice>_url" and "boton_<índice>_respuesta", compared
+# like other header names (case, accents, spaces or "_" alike); the index counts the template's buttons
+# from 0, as the Cloud API does.
+HEADER_COLUMN = ("encabezado",)
+FILENAME_COLUMN = ("encabezado", "nombre", "archivo")
+_BUTTON_KINDS = {"url": "url", "respuesta": "quick_reply"}
+
+
+@dataclass(frozen=True)
+class RichColumn:
+    """A column that fills a header or button parameter: its name, what it fills, and the button index."""
+
+    name: str
+    kind: str  # header, filename, url or quick_reply
+    index: int | None = None  # the button's index, for url and quick_reply
+
+
+def rich_column(name: str) -> RichColumn | None:
+    """What a column fills by its name, or None for a body parameter (or the phone)."""
+    words = tuple(_name_words(name))
+    if words == HEADER_COLUMN:
+        return RichColumn(name, "header")
+    if words == FILENAME_COLUMN:
+        return RichColumn(name, "filename")
+    if len(words) == 3 and words[0] == "boton" and words[1].isdigit() and words[2] in _BUTTON_KINDS:
+        return RichColumn(name, _BUTTON_KINDS[words[2]], int(words[1]))
+    return None
+
+
 @dataclass(frozen=True)
 class Columns:
     """The resolved layout of the input: all column names, which one is the phone, and notes for the operator."""
@@ -32,11 +62,13 @@ class Columns:
     names: list[str]
     phone_index: int
     notes: list[str]
+    rich: tuple[RichColumn, ...] = ()
 
     @property
     def parameter_names(self) -> list[str]:
-        """Every column except the phone, in input order."""
-        return [n for i, n in enumerate(self.names) if i != self.phone_index]
+        """The body parameter columns: every column except the phone and the rich ones, in input order."""
+        rich = {c.name for c in self.rich}
+        return [n for i, n in enumerate(self.names) if i != self.phone_index and n not in rich]
 
 
 def fold(name: str) -> str:
@@ -140,6 +172,14 @@ def resolve_columns(names: list[str], phone_column: str | None, named_params: bo
             )
     phone_index = matches[0]
 
+    rich = tuple(c for i, n in enumerate(names) if i != phone_index and (c := rich_column(n)) is not None)
+    filled = [(c.kind, c.index) for c in rich]
+    repeated_rich = sorted({c.name for c in rich if filled.count((c.kind, c.index)) > 1})
+    if repeated_rich:
+        raise ContactsError(
+            texts.RICH_COLUMN_REPEATED.format(columns=", ".join(repeated_rich)),
+            {"columns": names, "repeated": repeated_rich},
+        )
     if named_params:
         params = [n for i, n in enumerate(names) if i != phone_index]
         repeated = sorted({n for n in params if params.count(n) > 1})
@@ -147,4 +187,4 @@ def resolve_columns(names: list[str], phone_column: str | None, named_params: bo
             raise ContactsError(
                 texts.REPEATED_COLUMNS.format(columns=", ".join(repeated)), {"columns": names, "repeated": repeated}
             )
-    return Columns(names, phone_index, notes)
+    return Columns(names, phone_index, notes, rich)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 from tasks import texts
 from webapi.contacts.columns import Columns
@@ -15,6 +16,8 @@ from webapi.contacts.phones import InvalidPhone, mask_value, normalize_in_region
 # Control characters (tab and line ends aside) and lone surrogates cannot be stored in PostgreSQL text or
 # sent to WhatsApp. CSV files are checked for them as a whole; JSON strings can carry them as \u escapes.
 _UNUSABLE_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+# No media host needs a longer link; one this long is most likely several cells run together.
+_MAX_LINK_LENGTH = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,13 @@ class RowDecider:
         self.phone_name = columns.names[columns.phone_index]
         self.param_names = columns.parameter_names
         self.name_set = frozenset(columns.names)
+        # Header and button columns are split from the body parameters and stored after them.
+        others = [n for i, n in enumerate(columns.names) if i != columns.phone_index]
+        self.rich_names = [c.name for c in columns.rich]
+        self.rich_positions = [others.index(n) for n in self.rich_names]
+        self.body_positions = [i for i, n in enumerate(others) if n not in set(self.rich_names)]
+        self.optional_rich = {i for i, c in enumerate(columns.rich) if c.kind == "filename"}
+        self.link_positions: frozenset[int] = frozenset()  # rich columns holding https links (see require_links)
         self.region = region
         self.named_params = named_params
         self.first_row_of_phone: dict[str, int] = {}
@@ -136,6 +146,13 @@ class RowDecider:
             phone = normalize_in_region(phone_raw, self.region)
         except InvalidPhone as exc:
             return RejectedRow(row, mask_value(phone_raw), exc.reason)
+        rich: list[str] = []
+        if self.rich_positions:
+            rich = [params[i] for i in self.rich_positions]
+            params = [params[i] for i in self.body_positions]
+            problem = self._rich_problem(rich)
+            if problem is not None:
+                return RejectedRow(row, mask_value(phone_raw), problem)
         if "" in params:
             empty = [name for name, value in zip(self.param_names, params, strict=False) if not value]
             # WhatsApp refuses a template whose text parameter is empty, so the row could never be delivered.
@@ -146,4 +163,27 @@ class RowDecider:
         if first is not None:
             return RejectedRow(row, mask_value(phone_raw), texts.ROW_DUPLICATE.format(first=first))
         self.first_row_of_phone[phone] = row
-        return Contact(row, phone, dict(zip(self.param_names, params, strict=False)) if self.named_params else params)
+        if self.named_params:
+            named = dict(zip(self.param_names, params, strict=False))
+            if rich:
+                named.update(zip(self.rich_names, rich, strict=True))
+            return Contact(row, phone, named)
+        return Contact(row, phone, params + rich if rich else params)
+
+    def _rich_problem(self, values: list[str]) -> str | None:
+        """Why a row's header or button values cannot be sent: an empty one, or a link that is not https."""
+        for i, value in enumerate(values):
+            if not value:
+                if i not in self.optional_rich:
+                    return texts.ROW_PARAM_EMPTY.format(columns=f"'{self.rich_names[i]}'")
+            elif i in self.link_positions and not is_https_link(value):
+                return texts.ROW_LINK_INVALID.format(column=self.rich_names[i])
+        return None
+
+
+def is_https_link(value: str) -> bool:
+    """Whether a value is an https:// address WhatsApp can fetch media from (a host, no spaces)."""
+    if len(value) > _MAX_LINK_LENGTH or any(ch.isspace() for ch in value):
+        return False
+    parts = urlsplit(value)
+    return parts.scheme == "https" and bool(parts.hostname) and "." in (parts.hostname or "")

@@ -55,6 +55,7 @@ class ContactStream:
         """Keep what the iteration needs; `resources` is closed when the iteration ends or `close()` is called."""
         self.phone_column = decider.phone_name
         self.parameter_columns = columns.parameter_names
+        self.rich_columns = columns.rich  # header and button columns (webapi/contacts/columns.py)
         self.encoding = encoding
         self.delimiter = delimiter
         self.notes = [*columns.notes, *notes]
@@ -72,6 +73,11 @@ class ContactStream:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def require_links(self, names: Iterable[str]) -> None:
+        """Reject rows whose value in these rich columns is not an https link (call before reading rows)."""
+        wanted = set(names)
+        self._decider.link_positions = frozenset(i for i, n in enumerate(self._decider.rich_names) if n in wanted)
 
     def close(self) -> None:
         """Release the input (the caller's stream stays open)."""

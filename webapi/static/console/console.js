@@ -10,7 +10,7 @@
 
   const $ = (id) => document.getElementById(id);
   const state = {
-    credential: null, // {kind: "key", key} or {kind: "session", access_token, refresh_token, expires_at}
+    credential: null, // {kind: "key", key} or {kind: "session", access_token, refresh_token, expires_at, refresh_at}
     config: { supabase_url: null, supabase_anon_key: null },
     caller: null,
     refreshTimer: null,
@@ -108,24 +108,48 @@
     return c.kind === "key" ? { "X-API-Key": c.key } : { Authorization: `Bearer ${c.access_token}` };
   }
 
+  // Supabase Auth's error codes (error_code, or error in older versions) in the operator's words.
+  const AUTH_ERRORS = {
+    invalid_credentials: "Correo o contraseña incorrectos. Revíselos e intente de nuevo.",
+    invalid_grant: "Correo o contraseña incorrectos. Revíselos e intente de nuevo.",
+    email_not_confirmed: "Su correo todavía no está confirmado: abra el enlace que le enviaron e intente de nuevo.",
+    user_banned: "Su usuario está bloqueado; consulte al administrador.",
+    over_request_rate_limit: "Demasiados intentos seguidos; espere un minuto e intente de nuevo.",
+  };
+
+  class AuthFailure extends Error {}
+
   async function supabaseToken(grant, body) {
     const { supabase_url: url, supabase_anon_key: anon } = state.config;
-    const res = await fetch(`${url}/auth/v1/token?grant_type=${grant}`, {
-      method: "POST",
-      headers: { apikey: anon, "Content-Type": "application/json" },
-      body: JSON.stringify(body),
-    });
+    let res;
+    try {
+      res = await fetch(`${url}/auth/v1/token?grant_type=${grant}`, {
+        method: "POST",
+        headers: { apikey: anon, "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    } catch {
+      throw new AuthFailure(
+        "No se pudo contactar al servicio de inicio de sesión. Revise la conexión e intente de nuevo.",
+      );
+    }
     const data = await res.json().catch(() => ({}));
     if (!res.ok || !data.access_token) {
-      const reason = data.error_description || data.msg || data.error || `HTTP ${res.status}`;
-      throw new Error(`No se pudo iniciar sesión: ${reason}`);
+      const code = data.error_code || data.error || (res.status === 429 ? "over_request_rate_limit" : "");
+      const other =
+        `No se pudo iniciar sesión (error ${code || res.status}). ` + "Intente de nuevo o consulte al administrador.";
+      throw new AuthFailure(AUTH_ERRORS[code] || other);
     }
-    const expiresAt = data.expires_at || Math.floor(Date.now() / 1000) + (data.expires_in || 3600);
+    const now = Math.floor(Date.now() / 1000);
+    const expiresAt = data.expires_at || now + (data.expires_in || 3600);
+    // Renewed a minute before it expires, or earlier in the token's life when it lives only minutes.
+    const margin = Math.min(REFRESH_MARGIN_S, (expiresAt - now) / 4);
     return {
       kind: "session",
       access_token: data.access_token,
       refresh_token: data.refresh_token,
       expires_at: expiresAt,
+      refresh_at: expiresAt - margin,
       email: (data.user && data.user.email) || body.email || null,
     };
   }
@@ -134,7 +158,8 @@
     clearTimeout(state.refreshTimer);
     const c = state.credential;
     if (!c || c.kind !== "session" || !c.refresh_token) return;
-    const wait = Math.max(5, c.expires_at - REFRESH_MARGIN_S - Date.now() / 1000);
+    const refreshAt = c.refresh_at || c.expires_at - REFRESH_MARGIN_S;
+    const wait = Math.max(1, refreshAt - Date.now() / 1000);
     state.refreshTimer = setTimeout(refreshSession, wait * 1000);
   }
 
@@ -142,10 +167,21 @@
     const c = state.credential;
     if (!c || c.kind !== "session") return;
     try {
-      saveCredential(await supabaseToken("refresh_token", { refresh_token: c.refresh_token }));
+      const renewed = await supabaseToken("refresh_token", { refresh_token: c.refresh_token });
+      if (state.credential === c) saveCredential({ ...renewed, email: renewed.email || c.email });
     } catch (err) {
-      signOut(`La sesión no se pudo renovar; inicie sesión de nuevo. (${err.message})`);
+      if (state.credential === c) signOut(`La sesión no se pudo renovar; inicie sesión de nuevo. ${err.message}`);
     }
+  }
+
+  function endSupabaseSession(c) {
+    // Supabase's sign-out: the session's refresh token stops working. Best effort; the page forgets it anyway.
+    const { supabase_url: url, supabase_anon_key: anon } = state.config;
+    if (!url || !c || c.kind !== "session") return;
+    fetch(`${url}/auth/v1/logout`, {
+      method: "POST",
+      headers: { apikey: anon, Authorization: `Bearer ${c.access_token}` },
+    }).catch(() => {});
   }
 
   // ------------------------------------------------------------------ API calls
@@ -167,6 +203,12 @@
       throw new ApiFailure(0, { message: "No se pudo contactar al servidor. Revise la conexión e intente de nuevo." });
     }
     const body = await res.json().catch(() => null);
+    const c = state.credential;
+    if (res.status === 401 && c && c.kind === "session" && !options.renewed) {
+      // A timer that fired late (a sleeping laptop) leaves an expired token: renew it once and ask again.
+      await refreshSession();
+      if (state.credential && state.credential !== c) return api(path, { ...options, renewed: true });
+    }
     if (res.status === 401) {
       signOut((body && body.message) || "Su credencial ya no es válida; inicie sesión de nuevo.");
       throw new ApiFailure(401, body);
@@ -196,10 +238,12 @@
     notice("");
     if (canOperate) loadSenders();
     route();
+    $("principal").focus(); // the next Tab goes into the page, not back to the hidden sign-in forms
   }
 
   function signOut(message) {
     stopPolling();
+    endSupabaseSession(state.credential);
     saveCredential(null);
     state.caller = null;
     show($("quien"), false);
@@ -311,6 +355,7 @@
     $("rev-columna").textContent = data.columna_telefono;
     $("rev-total").textContent = fmt(data.total_messages);
     $("rev-rechazadas").textContent = fmt(data.total_rechazados);
+    $("rev-plantilla").textContent = templateSummary(data.plantilla_whatsapp);
     const notes = $("rev-notas");
     notes.textContent = "";
     for (const n of data.notas) {
@@ -342,6 +387,16 @@
       rejected.appendChild(tr);
     }
     show($("rev-rechazos"), data.rechazados.length > 0);
+  }
+
+  // The template as WhatsApp lists it: category and quality, or why it was not checked (see the notes).
+  const CATEGORIES = { marketing: "Marketing", utility: "Utilidad", authentication: "Autenticación" };
+  const QUALITY = { GREEN: "alta", YELLOW: "media", RED: "baja", UNKNOWN: "sin calificar" };
+  function templateSummary(info) {
+    if (!info || !info.verificada) return "sin comprobar (ver notas)";
+    const category = CATEGORIES[info.categoria] || info.categoria || "?";
+    const quality = QUALITY[info.calidad] || info.calidad || "?";
+    return `${category} · calidad ${quality} (${info.calidad})`;
   }
 
   function updateLaunch() {
@@ -556,7 +611,7 @@
       ctx.moveTo(pad.left, y);
       ctx.lineTo(pad.left + w, y);
       ctx.stroke();
-      ctx.fillText(((max * (2 - i)) / 2).toFixed(0), 4, y + 4);
+      ctx.fillText(((max * (2 - i)) / 2).toLocaleString("es", { maximumFractionDigits: 1 }), 4, y + 4);
     }
     if (samples.length > 1) {
       const t0 = samples[0].t;
@@ -732,6 +787,8 @@
         signIn(session);
       } catch (err) {
         notice(err.message, "error");
+        $("password").select();
+        $("password").focus();
       }
     });
     $("salir").addEventListener("click", () => signOut());
@@ -785,7 +842,8 @@
     show($("form-email"), Boolean(state.config.supabase_url && state.config.supabase_anon_key));
     const saved = loadCredential();
     if (saved) {
-      if (saved.kind === "session" && saved.expires_at - Date.now() / 1000 < REFRESH_MARGIN_S) {
+      const refreshAt = saved.refresh_at || saved.expires_at - REFRESH_MARGIN_S;
+      if (saved.kind === "session" && refreshAt <= Date.now() / 1000) {
         state.credential = saved;
         await refreshSession();
         if (state.credential) signIn(state.credential);
