@@ -63,6 +63,10 @@ class Settings:
     rate_limit_reads: str | None = None
     metrics_token: str | None = None
     metrics_port: int = 0
+    # PAUSE_ON_LOW_QUALITY: a number whose quality drops to the lowest rating has its campaigns paused.
+    pause_on_low_quality: bool = True
+    # RATE_CARD_FILE: prices per message by category and country calling code (CSV or JSON; docs/rate-card.csv).
+    rate_card_file: str | None = None
 
     @property
     def max_csv_bytes(self) -> int:
@@ -179,6 +183,8 @@ _PARSERS = {
     "rate_limit_reads": lambda n, v: _rate(n, v) if v.strip() else None,
     "metrics_token": lambda n, v: v.strip() or None,
     "metrics_port": lambda n, v: _port(n, v),
+    "pause_on_low_quality": _bool,
+    "rate_card_file": lambda n, v: v.strip() or None,
 }
 
 

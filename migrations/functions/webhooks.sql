@@ -11,7 +11,10 @@ $$;
 
 -- Applies status notifications in timestamp order, idempotently and only forward
 -- (sent < delivered < read; failed is final unless a later delivered or read proves otherwise).
--- Returns {"deltas": {campaign: {sent, failed, unknown, delivered, read, "e:<code>"}}, "applied", "orphans"}.
+-- The first pricing a message's notifications carry is kept on its row; a billable one counts once under
+-- "b:<category>:<first 3 digits of the phone>" (enough to tell the country calling code, for the rate card).
+-- Returns {"deltas": {campaign: {sent, failed, unknown, delivered, read, "e:<code>", "b:<category>:<prefix>"}},
+-- "applied", "orphans"}.
 CREATE OR REPLACE FUNCTION instancia_sofia.apply_statuses(p_statuses jsonb)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
@@ -24,6 +27,7 @@ DECLARE
     v_applied integer := 0;
     v_orphans integer := 0;
     v_was_delivered boolean;
+    v_priced boolean;
 BEGIN
     -- Lock every row these statuses touch first, in id order (as record_outcomes does): never a deadlock.
     PERFORM 1 FROM instancia_sofia.leads_activos t
@@ -33,7 +37,8 @@ BEGIN
     ORDER BY t.id FOR UPDATE;
     FOR s IN
         SELECT * FROM jsonb_to_recordset(p_statuses)
-            AS x(wamid text, status text, ts bigint, callback text, error_code integer, error_detail text)
+            AS x(wamid text, status text, ts bigint, callback text, error_code integer, error_detail text,
+                 pricing_category text, pricing_type text, pricing_model text, billable boolean)
         ORDER BY ts, CASE status WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3 ELSE 4 END
     LOOP
         v_at := to_timestamp(COALESCE(s.ts, extract(epoch FROM now())::bigint));
@@ -44,8 +49,10 @@ BEGIN
             FOR UPDATE;
         END IF;
         IF NOT FOUND THEN
-            INSERT INTO instancia_sofia.webhook_orphans (wamid, callback_data, status, status_at, error_code, error_detail)
-            VALUES (s.wamid, s.callback, s.status, v_at, s.error_code, s.error_detail);
+            INSERT INTO instancia_sofia.webhook_orphans (wamid, callback_data, status, status_at, error_code, error_detail,
+                                                         pricing_category, pricing_type, pricing_model, billable)
+            VALUES (s.wamid, s.callback, s.status, v_at, s.error_code, s.error_detail,
+                    s.pricing_category, s.pricing_type, s.pricing_model, s.billable);
             v_orphans := v_orphans + 1;
             CONTINUE;
         END IF;
@@ -57,7 +64,18 @@ BEGIN
             WHEN s.status = 'read' AND COALESCE(l.delivery_status, 'sent') <> 'read' THEN 'read'
             WHEN s.status = 'failed' AND COALESCE(l.delivery_status, 'sent') = 'sent' THEN 'failed'
             ELSE NULL END;
+        -- Pricing is kept whatever the status says about delivery (a late "sent" may be the one carrying it).
+        v_priced := s.pricing_category IS NOT NULL AND l.pricing_category IS NULL;
+        IF v_priced AND s.billable THEN
+            v_deltas := instancia_sofia.bump(v_deltas, l.campaign_id, 'b:' || s.pricing_category || ':' || left(l.phone, 3), 1);
+        END IF;
         IF v_new IS NULL THEN
+            IF v_priced THEN
+                UPDATE instancia_sofia.leads_activos
+                SET pricing_category = s.pricing_category, pricing_type = s.pricing_type,
+                    pricing_model = s.pricing_model, billable = s.billable, updated_at = now()
+                WHERE id = l.id;
+            END IF;
             CONTINUE;  -- a repeat, or older news than what we know
         END IF;
         v_applied := v_applied + 1;
@@ -101,6 +119,10 @@ BEGIN
                               WHEN v_status = 'sent' THEN NULL ELSE error_code END,
             error_detail = CASE WHEN v_new = 'failed' THEN s.error_detail
                                 WHEN v_status = 'sent' THEN NULL ELSE error_detail END,
+            pricing_category = CASE WHEN v_priced THEN s.pricing_category ELSE pricing_category END,
+            pricing_type = CASE WHEN v_priced THEN s.pricing_type ELSE pricing_type END,
+            pricing_model = CASE WHEN v_priced THEN s.pricing_model ELSE pricing_model END,
+            billable = CASE WHEN v_priced THEN s.billable ELSE billable END,
             delivery_updated_at = now(),
             updated_at = now()
         WHERE id = l.id;
@@ -122,7 +144,7 @@ BEGIN
         USING instancia_sofia.leads_activos l
         WHERE l.wamid = o.wamid
         RETURNING o.wamid, o.status, extract(epoch FROM o.status_at)::bigint AS ts, o.callback_data AS callback,
-                  o.error_code, o.error_detail)
+                  o.error_code, o.error_detail, o.pricing_category, o.pricing_type, o.pricing_model, o.billable)
     SELECT jsonb_agg(to_jsonb(m)) INTO v_matched FROM m;
     IF v_matched IS NOT NULL THEN
         v_result := instancia_sofia.apply_statuses(v_matched);
@@ -131,13 +153,20 @@ BEGIN
 END;
 $$;
 
--- Delivered and read counts and the latest of each timestamp, from the rows.
+-- Delivered, read and held counts and the latest of each timestamp, from the rows; with the billable
+-- messages under the same "b:<category>:<prefix>" keys apply_statuses counts them by.
 CREATE OR REPLACE FUNCTION instancia_sofia.delivery_counts(p_campaign_id text)
 RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
         'delivered', count(*) FILTER (WHERE delivery_status IN ('delivered', 'read')),
         'read', count(*) FILTER (WHERE delivery_status = 'read'),
+        'held', count(*) FILTER (WHERE message_status IS NOT NULL),
         'last_delivered_at', max(delivered_at),
         'last_read_at', max(read_at))
+        || COALESCE((SELECT jsonb_object_agg(key, n) FROM (
+               SELECT 'b:' || pricing_category || ':' || left(phone, 3) AS key, count(*) AS n
+               FROM instancia_sofia.leads_activos
+               WHERE campaign_id = p_campaign_id AND billable AND pricing_category IS NOT NULL
+               GROUP BY 1) b), '{}'::jsonb)
     FROM instancia_sofia.leads_activos WHERE campaign_id = p_campaign_id;
 $$;
