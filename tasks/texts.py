@@ -441,6 +441,7 @@ RESUME_TEMPLATE_BLOCKED = (
 )
 TEMPLATE_STATUS_NAMES = {"PAUSED": "pausada", "DISABLED": "deshabilitada"}
 LOG_SIGNAL_PAUSED = "Campaña %s pausada por un aviso de WhatsApp (%s %s)"
+WARNING_LOW_QUALITY = "WhatsApp marcó la calidad del número del buzón '{buzon}' como baja (FLAGGED, {since})."
 
 # The cost estimate of validar-campana and estado-cola (rate card from RATE_CARD_FILE).
 NOTE_COST_CATEGORY_TEMPLATE = "El costo estimado usa la categoría '{category}' que informó WhatsApp para la plantilla."

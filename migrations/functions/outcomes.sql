@@ -28,7 +28,7 @@ RETURNS jsonb LANGUAGE sql AS $$
             error_detail = CASE WHEN l.delivery_status = 'failed' AND o.status IN ('sent', 'unknown')
                                 THEN l.error_detail ELSE o.error_detail END,
             sent_at = CASE WHEN o.status = 'sent' THEN COALESCE(l.sent_at, now()) ELSE l.sent_at END,
-            message_status = COALESCE(o.message_status, l.message_status),
+            message_status = CASE WHEN o.status = 'sent' THEN o.message_status ELSE l.message_status END,
             updated_at = now()
         FROM o
         WHERE l.id = o.id AND l.id IN (SELECT id FROM locked)
