@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from .settings import SandboxSettings
+from .signals import add_signal_routes, blocked_template, message_status
 from .webhooks import StatusWebhooks
 
 # code -> (HTTP status, error.message). Meta answers 400 for nearly every error, 130429 included, so
@@ -350,6 +351,10 @@ class Sandbox:
             message = parse_message(raw)
             if settings.templates and message["type"] == "template":
                 check_template(settings.templates, message["template"], message["language"], message["parameters"])
+            if settings.template_statuses and message["type"] == "template":
+                blocked = blocked_template(settings, message["template"], message["language"])
+                if blocked:
+                    raise ApiError(*blocked)
             if settings.recipient_errors:
                 failure = settings.recipient_errors.get(message["wa_id"])
                 if failure:
@@ -364,7 +369,7 @@ class Sandbox:
         body = {
             "messaging_product": "whatsapp",
             "contacts": [{"input": record["to"], "wa_id": record["wa_id"]}],
-            "messages": [{"id": record["wamid"], "message_status": "accepted"}],
+            "messages": [{"id": record["wamid"], "message_status": message_status(settings, record)}],
         }
         return 200, _encode_json(body).encode(), delay
 
@@ -549,4 +554,5 @@ def create_app(settings: SandboxSettings | None = None, webhooks: StatusWebhooks
     app.router.add_get("/_sandbox/health", get_health)
     app.router.add_get("/_sandbox/webhooks", get_webhooks)
     app.router.add_post("/_sandbox/webhooks/flush", post_webhooks_flush)
+    add_signal_routes(app, SANDBOX)
     return app

@@ -107,7 +107,9 @@ def signals_of(body: dict, known_numbers: dict[str, tuple[str, str | None]], pau
                     number = _text(metadata.get("phone_number_id"), 64)
                     display = _digits(metadata.get("display_phone_number"))
                     if number and display and known_numbers.get(number) != (display, waba_id):
-                        found.append({"kind": "number", "phone_number_id": number, "display": display, "waba_id": waba_id})
+                        found.append(
+                            {"kind": "number", "phone_number_id": number, "display": display, "waba_id": waba_id}
+                        )
                 continue
             if field not in _FIELDS:
                 continue
@@ -214,4 +216,3 @@ class AccountSignals:
             return False  # already paused or finished
         log.warning(texts.LOG_SIGNAL_PAUSED, item["campaign_id"], item["event"], what)
         return True
-

@@ -72,7 +72,9 @@ def _price(raw: object, where: str) -> Decimal:
     except InvalidOperation:
         value = Decimal(-1)
     if not value.is_finite() or value < 0:
-        raise RateCardError(texts.RATE_CARD_BAD_ROW.format(row=where, problem=texts.RATE_CARD_BAD_PRICE.format(value=raw)))
+        raise RateCardError(
+            texts.RATE_CARD_BAD_ROW.format(row=where, problem=texts.RATE_CARD_BAD_PRICE.format(value=raw))
+        )
     return value
 
 

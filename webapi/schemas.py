@@ -393,7 +393,9 @@ class BeatStatusSchema(Schema):
 class SignalSchema(Schema):
     """The latest notification of one kind WhatsApp sent about a number or an account."""
 
-    evento = fields.String(allow_none=True, metadata={"description": "FLAGGED, UNFLAGGED, DOWNGRADE, tipo de alerta..."})
+    evento = fields.String(
+        allow_none=True, metadata={"description": "FLAGGED, UNFLAGGED, DOWNGRADE, tipo de alerta..."}
+    )
     detalle = fields.Dict(metadata={"description": "Los demás campos del aviso (current_limit, alert_severity...)."})
     waba_id = fields.String(allow_none=True)
     fecha = fields.String(allow_none=True)
@@ -519,7 +521,9 @@ class RecipientSchema(Schema):
     read_at = fields.String(allow_none=True)
     message_status = fields.String(
         allow_none=True,
-        metadata={"description": "held_for_quality_assessment o paused si WhatsApp retuvo el envío; null si lo aceptó."},
+        metadata={
+            "description": "held_for_quality_assessment o paused si WhatsApp retuvo el envío; null si lo aceptó."
+        },
     )
     pricing_category = fields.String(
         allow_none=True, metadata={"description": "Categoría cobrada según los webhooks (marketing, utility...)."}

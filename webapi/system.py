@@ -63,7 +63,9 @@ def _signals(runtime: Runtime, scope: list[str] | None, warnings: list[str]) -> 
     for sender in senders:
         quality = sender.get("calidad") or {}
         if (quality.get("evento") or "").upper() == "FLAGGED":
-            warnings.append(texts.WARNING_LOW_QUALITY.format(buzon=sender["buzon"], since=str(quality.get("fecha"))[:19]))
+            warnings.append(
+                texts.WARNING_LOW_QUALITY.format(buzon=sender["buzon"], since=str(quality.get("fecha"))[:19])
+            )
     return {
         "buzones": senders,
         "plantillas": overview["plantillas"],
