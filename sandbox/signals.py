@@ -137,14 +137,15 @@ def quality_change(sandbox: Any, options: dict) -> dict:
 def account_alert(sandbox: Any, options: dict) -> dict:
     """Build an account_alerts notification."""
     settings: SandboxSettings = sandbox.settings
+    alert_type = _text(options, "alert_type", required=True)
     value = {
         "entity_type": _text(options, "entity_type", default="WABA"),
         "entity_id": _text(options, "entity_id", default=settings.waba_id),
         "alert_info": {
             "alert_severity": _text(options, "alert_severity", default="WARNING"),
             "alert_status": _text(options, "alert_status", default="ACTIVE"),
-            "alert_type": _text(options, "alert_type", required=True),
-            "alert_description": _text(options, "alert_description", default=""),
+            "alert_type": alert_type,
+            "alert_description": _text(options, "alert_description", default=f"{alert_type} (sandbox alert)"),
         },
     }
     return _notification(settings, "account_alerts", value, _timestamp(options))
