@@ -68,10 +68,11 @@ def _detail(value: dict, skip: tuple[str, ...]) -> dict:
 def _timestamp(entry: dict, value: dict) -> int:
     """When the notification happened: its `timestamp`, else the entry's `time`, else now."""
     for raw in (value.get("timestamp"), entry.get("time")):
-        try:
-            return int(raw)
-        except (TypeError, ValueError):
-            continue
+        if isinstance(raw, (int, str)) and not isinstance(raw, bool):
+            try:
+                return int(raw)
+            except ValueError:
+                continue
     return int(time.time())
 
 
@@ -144,7 +145,8 @@ def signals_of(body: dict, known_numbers: dict[str, tuple[str, str | None]], pau
                         }
                     )
             elif field == ALERTS:
-                info = value.get("alert_info") if isinstance(value.get("alert_info"), dict) else {}
+                raw_info = value.get("alert_info")
+                info: dict = raw_info if isinstance(raw_info, dict) else {}
                 subject = _text(value.get("entity_id"), 64) or waba_id
                 if subject:
                     found.append(
