@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from tasks.runtime import build_runtime
+from tasks.sending import decode_answer, encode_answer
 from tests.conftest import SENDERS, make_csv
 from tests.fast.conftest import APP_SECRET
 from tests.fast.helpers import live, new_campaign
@@ -383,3 +384,11 @@ def test_estado_cola_shows_the_running_cost_of_billable_messages(priced_app, fas
         }
     finally:
         other.extensions["campaigns"].close()
+
+
+def test_a_held_answer_is_kept_whole_for_crash_recovery():
+    # What a worker keeps in Redis until the store has its outcomes: recovery must not lose the hold.
+    outcome = {"id": 7, "status": "sent", "wamid": "wamid.X", "retries": 1, "message_status": "paused", "owner": "w"}
+    assert decode_answer(7, encode_answer(outcome), "w") == outcome
+    plain = {"id": 8, "status": "sent", "wamid": "wamid.Y", "retries": 0}
+    assert encode_answer(plain) == "0 wamid.Y", "an accepted send keeps its compact form"
