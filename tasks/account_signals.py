@@ -193,6 +193,9 @@ class AccountSignals:
         """Record the signals, then pause the campaigns they name; returns {recorded, paused}."""
         if not signals:
             return {"recorded": 0, "paused": 0}
+        # A batch of a number's first status notifications names it once per body: once is enough.
+        numbers = {s["phone_number_id"]: s for s in signals if s["kind"] == "number"}
+        signals = [s for s in signals if s["kind"] != "number"] + list(numbers.values())
         result = self.store.apply_signals(signals)
         for signal in signals:
             if signal["kind"] == "number":
