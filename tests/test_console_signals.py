@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import APP_SECRET, make_csv, upload, wait_status
-from tests.test_console import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Page, playwright_api
+from tests.test_console import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ConsolePage, playwright_api
 
 pytestmark = [
     pytest.mark.usefixtures("clean"),
@@ -43,13 +43,10 @@ def test_the_campaign_page_shows_held_billable_and_cost(browser, make_stack, san
     folder = ARTIFACTS / "signals"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    view = Page(browser, 1280, folder)
+    view = ConsolePage(browser, 1280, folder)
     page, expect = view.page, playwright_api.expect
     try:
-        page.goto(stack.api.url + "/")
-        page.locator("#clave").fill(api_keys["operator"])
-        page.keyboard.press("Enter")
-        expect(page.get_by_test_id("usuario")).to_have_text("tests-operator")
+        view.sign_in_with_key(stack.api.url + "/", api_keys["operator"], "tests-operator")
         page.goto(stack.api.url + "/#/campana/costos-consola")
         expect(page.get_by_test_id("retenidos")).to_contain_text("2")
         expect(page.get_by_test_id("facturables")).to_contain_text("40", timeout=20_000)
@@ -57,6 +54,6 @@ def test_the_campaign_page_shows_held_billable_and_cost(browser, make_stack, san
         expect(page.get_by_test_id("costo")).to_have_text("2 USD")
         view.fits()
         view.shot("costos")
-        assert view.errors == []
+        assert view.unexpected_errors() == []
     finally:
         view.context.close()
