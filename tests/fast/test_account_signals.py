@@ -17,6 +17,7 @@ from tests.conftest import SENDERS, make_csv
 from tests.fast.conftest import APP_SECRET
 from tests.fast.helpers import live, new_campaign
 from webapi import create_app
+from webapi.apikeys import create_key
 
 WABA = "102290129340398"
 VENTAS_PNID = SENDERS["ventas"][0]
@@ -392,3 +393,17 @@ def test_a_held_answer_is_kept_whole_for_crash_recovery():
     assert decode_answer(7, encode_answer(outcome), "w") == outcome
     plain = {"id": 8, "status": "sent", "wamid": "wamid.Y", "retries": 0}
     assert encode_answer(plain) == "0 wamid.Y", "an accepted send keeps its compact form"
+
+
+def test_a_caller_limited_to_some_buzones_sees_only_their_numbers(app, client):
+    rt = app.extensions["campaigns"]
+    key = create_key(rt.store, "solo-soporte", "viewer", ["soporte"])[0]
+    post_hook(client, statuses())
+    post_hook(client, change("account_alerts", {"entity_type": "WABA", "entity_id": WABA, "alert_info": {}}))
+    rt.webhooks.process_inbox()
+    try:
+        scoped = client.get("/api/estado-sistema", headers={"X-API-Key": key}).json
+        assert [b["buzon"] for b in scoped["buzones"]] == ["soporte"] and scoped["alertas_cuenta"] == []
+        assert len(client.get("/api/estado-sistema").json["alertas_cuenta"]) == 1
+    finally:
+        rt.store.revoke_api_key("solo-soporte")
