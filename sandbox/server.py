@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from .settings import SandboxSettings
+from .signals import add_signal_routes, blocked_template, message_status
 from .template_listing import add_listing_route
 from .templates import TemplateMismatch, catalogue, check_send, read_components
 from .webhooks import StatusWebhooks
@@ -298,6 +299,10 @@ class Sandbox:
             if self.templates and sent is not None:
                 template = self.templates.get((message["template"], message["language"]))
                 check_send(template, message["template"], message["language"], sent)
+            if settings.template_statuses and message["type"] == "template":
+                blocked = blocked_template(settings, message["template"], message["language"])
+                if blocked:
+                    raise ApiError(*blocked)
             if settings.recipient_errors:
                 failure = settings.recipient_errors.get(message["wa_id"])
                 if failure:
@@ -312,7 +317,7 @@ class Sandbox:
         body = {
             "messaging_product": "whatsapp",
             "contacts": [{"input": record["to"], "wa_id": record["wa_id"]}],
-            "messages": [{"id": record["wamid"], "message_status": "accepted"}],
+            "messages": [{"id": record["wamid"], "message_status": message_status(settings, record)}],
         }
         return 200, _encode_json(body).encode(), delay
 
@@ -499,4 +504,5 @@ def create_app(settings: SandboxSettings | None = None, webhooks: StatusWebhooks
     app.router.add_get("/_sandbox/webhooks", get_webhooks)
     app.router.add_post("/_sandbox/webhooks/flush", post_webhooks_flush)
     add_listing_route(app, SANDBOX, error_answer)
+    add_signal_routes(app, SANDBOX)
     return app
