@@ -124,6 +124,14 @@ class SandboxHandle:
         """Change a portfolio's limit as Meta does, which posts a business_capability_update notification."""
         return self._admin("POST", f"portfolios/{portfolio_id}/limit", {"limit": limit})
 
+    def signal(self, kind: str, **options: Any) -> dict[str, Any]:
+        """Post a template-status, quality, account-alert or account-update notification to webhook_url."""
+        url = f"{self.url}/_sandbox/signals/{kind}"
+        response = self._session.post(url, json=options, timeout=15)
+        if response.status_code != 200:
+            raise ValueError(f"signal {kind}: HTTP {response.status_code} {response.text}")
+        return response.json()
+
     def reset(self, config: bool = False) -> None:
         """Clear the message log and counters; with config=True also restore the startup options."""
         self._admin("POST", "reset", {"config": config})

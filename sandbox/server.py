@@ -19,6 +19,7 @@ from aiohttp import web
 
 from .portfolios import PortfolioLimits, capability_notification, post_notification
 from .settings import SandboxSettings
+from .signals import add_signal_routes, blocked_template, message_status
 from .template_listing import add_listing_route
 from .templates import TemplateMismatch, catalogue, check_send, read_components
 from .webhooks import StatusWebhooks
@@ -302,6 +303,10 @@ class Sandbox:
             if self.templates and sent is not None:
                 template = self.templates.get((message["template"], message["language"]))
                 check_send(template, message["template"], message["language"], sent)
+            if settings.template_statuses and message["type"] == "template":
+                blocked = blocked_template(settings, message["template"], message["language"])
+                if blocked:
+                    raise ApiError(*blocked)
             if settings.recipient_errors:
                 failure = settings.recipient_errors.get(message["wa_id"])
                 if failure:
@@ -320,7 +325,7 @@ class Sandbox:
         body = {
             "messaging_product": "whatsapp",
             "contacts": [{"input": record["to"], "wa_id": record["wa_id"]}],
-            "messages": [{"id": record["wamid"], "message_status": "accepted"}],
+            "messages": [{"id": record["wamid"], "message_status": message_status(settings, record)}],
         }
         return 200, _encode_json(body).encode(), delay
 
@@ -536,4 +541,5 @@ def create_app(settings: SandboxSettings | None = None, webhooks: StatusWebhooks
     add_listing_route(app, SANDBOX, error_answer)
     app.router.add_get("/_sandbox/portfolios", get_portfolios)
     app.router.add_post("/_sandbox/portfolios/{portfolio_id}/limit", post_portfolio_limit)
+    add_signal_routes(app, SANDBOX)
     return app

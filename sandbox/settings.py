@@ -91,6 +91,16 @@ class SandboxSettings:
     portfolios: dict[str, dict[str, Any]] = field(default_factory=dict)
     # The moving window of the portfolio count, in seconds (24 h; shorter only to rehearse it quickly).
     portfolio_window_s: float = 86400.0
+    # ---- template pacing, template status and pricing (see sandbox/signals.py) ----
+    # template name -> pricing category of its messages in status webhooks (marketing unless listed).
+    template_categories: dict[str, str] = field(default_factory=dict)
+    # template name, or "name:language" -> PAUSED or DISABLED: sends answer 132015 / 132016. The
+    # /_sandbox/signals/template-status route keeps it in step with the notifications it posts.
+    template_statuses: dict[str, str] = field(default_factory=dict)
+    # recipient digits, or template name -> the send answer's message_status instead of "accepted"
+    # (held_for_quality_assessment, paused): the message is still accepted and its statuses still follow.
+    held_recipients: dict[str, str] = field(default_factory=dict)
+    held_templates: dict[str, str] = field(default_factory=dict)
 
     def apply(self, changes: Mapping[str, Any], *, runtime: bool = False) -> SandboxSettings:
         """Return a copy with the given JSON-typed changes validated and applied, or raise ValueError."""
@@ -214,6 +224,22 @@ def _delay_range(value: Any) -> tuple[float, float]:
     return (low, high)
 
 
+PRICING_CATEGORIES = ("marketing", "utility", "authentication")
+TEMPLATE_BLOCKS = ("PAUSED", "DISABLED")
+HELD_STATUSES = ("held_for_quality_assessment", "paused")
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    """A check that accepts one of a few words."""
+
+    def check(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    return check
+
+
 def _templates(value: Any) -> TemplateSpec:
     """Check the template catalogue: name -> {language code -> count, names or template object}."""
     return _mapping(value, lambda languages: _mapping(languages, check_entry))
@@ -278,6 +304,10 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "webhook_timeout_s": lambda v: _number(v, strict_min=True),
     "portfolios": _portfolios,
     "portfolio_window_s": lambda v: _number(v, strict_min=True),
+    "template_categories": lambda v: _mapping(v, _one_of(PRICING_CATEGORIES)),
+    "template_statuses": lambda v: _mapping(v, _one_of(TEMPLATE_BLOCKS)),
+    "held_recipients": lambda v: _mapping(v, _one_of(HELD_STATUSES), key=_digits),
+    "held_templates": lambda v: _mapping(v, _one_of(HELD_STATUSES)),
 }
 # Every field needs a check here, so a new option cannot slip in unvalidated.
 assert set(_CHECKS) == {f.name for f in dataclasses.fields(SandboxSettings)}

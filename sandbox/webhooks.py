@@ -287,6 +287,8 @@ class StatusWebhooks:
             disorder = choice(_DISORDERS[count])
             self.counters.out_of_order += 1
         message = _Message(record, planned, failure, disorder is not None)
+        if message.category == "marketing" and settings.template_categories:
+            message.category = settings.template_categories.get(record.get("template") or "", "marketing")
         self._track(message)
 
         low, high = self._delay
@@ -487,7 +489,15 @@ class StatusWebhooks:
                     conversation["expiration_timestamp"] = str(timestamp + _CONVERSATION_S)
                 conversation["origin"] = {"type": message.category}
                 item["conversation"] = conversation
-                item["pricing"] = {"billable": True, "pricing_model": "CBP", "category": message.category}
+                # Per-message pricing (since July 2025): templates are charged ("regular"); a free-form reply
+                # inside the customer-service window is free. `billable` is deprecated but still sent.
+                free = message.category == "service"
+                item["pricing"] = {
+                    "billable": not free,
+                    "pricing_model": "PMP",
+                    "category": message.category,
+                    "type": "free_customer_service" if free else "regular",
+                }
             if message.callback_data is not None:
                 item["biz_opaque_callback_data"] = message.callback_data
             group = groups.get(message.phone_number_id)

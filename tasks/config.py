@@ -73,6 +73,10 @@ class Settings:
     messaging_limit_window_s: int = 86400  # MESSAGING_LIMIT_WINDOW_S: the moving window of the count
     template_cache_s: float = 60.0  # TEMPLATE_CACHE_S: how long a template listing is reused (0: never)
     template_check_timeout_s: float = 5.0  # TEMPLATE_CHECK_TIMEOUT_S: wait for the Graph API's listing
+    # PAUSE_ON_LOW_QUALITY: a number whose quality drops to the lowest rating has its campaigns paused.
+    pause_on_low_quality: bool = True
+    # RATE_CARD_FILE: prices per message by category and country calling code (CSV or JSON; docs/rate-card.csv).
+    rate_card_file: str | None = None
 
     @property
     def max_csv_bytes(self) -> int:
@@ -197,6 +201,8 @@ _PARSERS = {
     "messaging_limit_window_s": lambda n, v: _positive_int(n, v, minimum=60),
     "template_cache_s": _non_negative_float,
     "template_check_timeout_s": _positive_float,
+    "pause_on_low_quality": _bool,
+    "rate_card_file": lambda n, v: v.strip() or None,
 }
 
 

@@ -15,6 +15,7 @@ from tasks.scheduling import CampaignClock, local_text
 from tasks.state import LiveState
 from tasks.store.base import Store
 from tasks.vocabulary import (
+    BLOCKING_TEMPLATE_STATUSES,
     FINAL_CAMPAIGN_STATUSES,
     SETTLED_RECIPIENT_STATUSES,
     TIMED_CAMPAIGN_STATUSES,
@@ -275,6 +276,8 @@ class Pipeline:
         counts = {k: v for k, v in moved.items() if k != RecipientStatus.PENDING}
         if moved:
             counts["retries"] = sum(o.get("retries", 0) for o in outcomes)
+        if result.get("held"):
+            counts["held"] = result["held"]  # sent, but WhatsApp holds them (template pacing)
         self.state.add_counts(campaign_id, counts)
         self.state.add_errors(campaign_id, result["errors"])
         return moved
@@ -368,6 +371,7 @@ class Pipeline:
         current = self.campaign(campaign_id)["status"]
         if current not in (CampaignStatus.PAUSED, CampaignStatus.QUEUED, CampaignStatus.WAITING):
             raise InvalidTransition(texts.CANNOT_ACT.format(status=current, action="reanudar"))
+        self._check_template(fields["template"], fields["language"])
         result = self._set_status(campaign_id, CampaignStatus.RUNNING)
         if not result["changed"]:
             raise InvalidTransition(texts.CANNOT_ACT.format(status=result["status"], action="reanudar"))
@@ -375,6 +379,19 @@ class Pipeline:
             return CampaignStatus.WAITING
         self.state.requeue(campaign_id, self.store.pending_batches(campaign_id, int(fields["batch_size"])))
         return self.settle(campaign_id) or CampaignStatus.RUNNING
+
+    def _check_template(self, template: str, language: str) -> None:
+        """Refuse to resume while WhatsApp reports the campaign's template paused or disabled."""
+        current = self.store.template_status(template, language)
+        if current and current.get("status") in BLOCKING_TEMPLATE_STATUSES:
+            raise InvalidTransition(
+                texts.RESUME_TEMPLATE_BLOCKED.format(
+                    template=template,
+                    language=language,
+                    status=texts.TEMPLATE_STATUS_NAMES[current["status"]],
+                    since=str(current.get("event_at") or "")[:19].replace("T", " "),
+                )
+            )
 
     def cancel(self, campaign_id: str) -> int:
         """Stop the campaign for good and mark what was not sent as cancelled; returns how many."""
@@ -391,6 +408,7 @@ class Pipeline:
         fields = self.ensure_live_state(campaign_id)
         if fields.get("status") == CampaignStatus.CANCELLED:
             raise InvalidTransition(texts.RETRY_CANCELLED)
+        self._check_template(fields["template"], fields["language"])
         moved = self.store.requeue_recipients(campaign_id, statuses)
         if not moved:
             raise InvalidTransition(texts.RETRY_NOTHING.format(statuses=" o ".join(statuses)))

@@ -14,6 +14,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from tasks.account_signals import AccountSignals
 from tasks.config import Settings
 from tasks.heartbeat import new_owner_id
 from tasks.pipeline import Pipeline, PipelinePolicy
@@ -117,6 +118,13 @@ def build_runtime(
         sender=sender,
         sweeper=sweeper,
         inbox=inbox,
-        webhooks=WebhookApplier(store, state, inbox, owner, queue.schedule_webhooks),
+        webhooks=WebhookApplier(
+            store,
+            state,
+            inbox,
+            owner,
+            AccountSignals(store, pipeline, settings.pause_on_low_quality),
+            schedule=queue.schedule_webhooks,
+        ),
         budget=budget,
     )

@@ -525,6 +525,8 @@ class ChunkSender:
                 "wamid": result.wamid or "",
                 "retries": retries,
             }
+            if result.message_status:
+                sent["message_status"] = result.message_status[:40]
             return Decision(Next.DONE, sent)
         if result.ambiguous:
             # Resending could deliver twice; the status webhook or an operator's retry settles it.
@@ -618,7 +620,7 @@ def _outcome(
 
 def encode_answer(outcome: Outcome) -> str:
     """An answered outcome as kept in Redis for recovery: `retries wamid` for a send, JSON otherwise."""
-    if outcome["status"] == RecipientStatus.SENT:
+    if outcome["status"] == RecipientStatus.SENT and "message_status" not in outcome:
         return f"{outcome.get('retries', 0)} {outcome.get('wamid', '')}"
     return json.dumps({k: v for k, v in outcome.items() if k not in ("id", "owner")}, separators=(",", ":"))
 

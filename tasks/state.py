@@ -181,6 +181,8 @@ class LiveState:
         }
         for name in COUNTERS:
             fields[name] = counts.get(name) or 0
+        # Billable messages by category and phone prefix ("b:marketing:584"), as the webhooks count them.
+        fields.update({name: n for name, n in counts.items() if name.startswith("b:") and n})
         pipe = self.redis.pipeline()
         pipe.delete(key, queue, inflight, inflight_at, key + ":errors", key + ":error_detail")
         pipe.hset(key, mapping=fields)

@@ -572,3 +572,45 @@ ROW_LINK_INVALID = "el enlace de '{column}' no es una dirección https:// válid
 PREVIEW_HEADER = "encabezado"
 PREVIEW_FILENAME = "encabezado (nombre de archivo)"
 PREVIEW_BUTTON = "botón {index} ({kind})"
+# --- signals: template, quality and account notifications; held messages; costs --------------------------------
+
+# Why a campaign was paused by a notification (its `motivo`).
+PAUSE_TEMPLATE_PAUSED = (
+    "WhatsApp pausó la plantilla '{template}' ({language}) por baja calidad. Reanude la campaña cuando WhatsApp "
+    "la apruebe de nuevo, o cree otra campaña con otra plantilla."
+)
+PAUSE_TEMPLATE_DISABLED = (
+    "WhatsApp deshabilitó la plantilla '{template}' ({language}). Solo podrá reanudarse si WhatsApp la aprueba de "
+    "nuevo; mientras tanto use otra plantilla."
+)
+PAUSE_LOW_QUALITY = (
+    "WhatsApp bajó la calidad del número {number} al nivel más bajo ({event}). La campaña se pausó para proteger "
+    "el número: revise los reportes y bloqueos en el administrador de WhatsApp antes de reanudarla."
+)
+# The `reason` of a refused resume (inside ACTION_REFUSED).
+RESUME_TEMPLATE_BLOCKED = (
+    "WhatsApp informó que la plantilla '{template}' ({language}) está {status} desde {since}; podrá reanudarse "
+    "cuando WhatsApp la apruebe de nuevo (APPROVED)"
+)
+TEMPLATE_STATUS_NAMES = {"PAUSED": "pausada", "DISABLED": "deshabilitada"}
+LOG_SIGNAL_PAUSED = "Campaña %s pausada por un aviso de WhatsApp (%s %s)"
+WARNING_LOW_QUALITY = "WhatsApp marcó la calidad del número del buzón '{buzon}' como baja (FLAGGED, {since})."
+
+# The cost estimate of validar-campana and estado-cola (rate card from RATE_CARD_FILE).
+NOTE_COST_CATEGORY_TEMPLATE = "El costo estimado usa la categoría '{category}' que informó WhatsApp para la plantilla."
+NOTE_COST_CATEGORY_FORM = "El costo estimado usa la categoría '{category}' indicada en el campo 'categoria'."
+NOTE_COST_CATEGORY_DEFAULT = (
+    "El costo estimado supone la categoría 'marketing' (la más cara); indique 'categoria' si la plantilla es de "
+    "utilidad o de autenticación."
+)
+NOTE_COST_NO_RATE = (
+    "Sin tarifa de '{category}' para {count} destinatario(s) de +{codes}: no están en el costo estimado; agregue "
+    "esos países (o una fila '*') a la tarifa."
+)
+RATE_CARD_UNREADABLE = "La tarifa de RATE_CARD_FILE ({path}) no se pudo leer: {error}"
+RATE_CARD_BAD_ROW = "fila {row}: {problem}"
+RATE_CARD_BAD_PRICE = "el precio {value!r} no es un número mayor o igual a 0"
+RATE_CARD_BAD_CATEGORY = "la categoría {value!r} no es marketing, utility, authentication ni service"
+RATE_CARD_BAD_CODE = "el código de país {value!r} no es un número como 58 ni '*'"
+RATE_CARD_MISSING_COLUMNS = "faltan las columnas {columns} (se esperan categoria, codigo_pais, precio)"
+RATE_CARD_BAD_SHAPE = "se espera un objeto con 'tarifas': {{categoría: {{código de país: precio}}}}"

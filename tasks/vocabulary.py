@@ -52,7 +52,12 @@ RETRYABLE_RECIPIENT_STATUSES = (RecipientStatus.UNKNOWN, RecipientStatus.FAILED)
 TIMED_CAMPAIGN_STATUSES = frozenset({CampaignStatus.SCHEDULED, CampaignStatus.WAITING})
 
 # Counters kept per campaign in Redis (increment-only, rebuilt from the store after a loss).
-COUNTERS = ("sent", "failed", "cancelled", "unknown", "retries", "delivered", "read")
+# `held`: sent messages whose send answer said WhatsApp holds them (held_for_quality_assessment, paused).
+COUNTERS = ("sent", "failed", "cancelled", "unknown", "retries", "delivered", "read", "held")
+
+# Template statuses (message_template_status_update events) that pause its campaigns and refuse their resume
+# until WhatsApp approves the template again.
+BLOCKING_TEMPLATE_STATUSES = frozenset({"PAUSED", "DISABLED"})
 
 # Celery queues: chunk sends, batch callbacks, the sweeper and webhook drains share the default one.
 CAMPAIGNS_QUEUE = "campaigns"
@@ -71,6 +76,7 @@ class Outcome(TypedDict, total=False):
     error_code: int | None  # Cloud API error code, when failed
     error_detail: str  # masked detail for the operator
     owner: str  # the worker that claimed it (outcomes apply only to rows it still claims)
+    message_status: str  # when sent but not "accepted": held_for_quality_assessment or paused
 
 
 class ChunkReport(TypedDict):

@@ -10,12 +10,15 @@ from collections.abc import Callable
 import redis
 
 from tasks import keys, metrics, portfolio
+from tasks.account_signals import AccountSignals
 from tasks.state import LiveState
 from tasks.store.base import Store
 
 log = logging.getLogger("tasks.webhooks")
 
 _STATUSES = ("sent", "delivered", "read", "failed")
+# Pricing types of messages that are not charged (PMP); `billable` is deprecated, the type decides.
+_FREE_TYPES = frozenset({"free_customer_service", "free_entry_point"})
 
 
 # Moves up to ARGV[1] bodies from the front of the inbox to the taking worker's list, in one step: a
@@ -116,19 +119,45 @@ def statuses_of(body: dict) -> list[dict]:
                     ts = int(status.get("timestamp"))  # type: ignore[arg-type]  # None lands in the except
                 except (TypeError, ValueError):
                     ts = int(time.time())
-                found.append(
-                    {
-                        "wamid": status.get("id"),
-                        "status": status["status"],
-                        "ts": ts,
-                        "callback": status.get("biz_opaque_callback_data"),
-                        "error_code": error.get("code"),
-                        "error_detail": (
-                            (error.get("error_data") or {}).get("details") or error.get("message") or error.get("title")
-                        ),
-                    }
-                )
+                item = {
+                    "wamid": status.get("id"),
+                    "status": status["status"],
+                    "ts": ts,
+                    "callback": status.get("biz_opaque_callback_data"),
+                    "error_code": error.get("code"),
+                    "error_detail": (
+                        (error.get("error_data") or {}).get("details") or error.get("message") or error.get("title")
+                    ),
+                }
+                if "pricing" in status or "conversation" in status:
+                    _add_pricing(item, status)
+                found.append(item)
     return found
+
+
+def _add_pricing(item: dict, status: dict) -> None:
+    """Copy a status's pricing into what apply_statuses takes: category, type, model and whether it is charged.
+
+    Per-message pricing (PMP) says `type` regular (charged) or free_*; `billable` is deprecated and decides
+    only when there is no type. A status with only the older `conversation` object gives its origin type as
+    the category and counts as billable unless that origin is a free one (service, free entry points).
+    """
+    pricing = status.get("pricing")
+    if isinstance(pricing, dict) and isinstance(pricing.get("category"), str):
+        kind = pricing.get("type")
+        item["pricing_category"] = pricing["category"].lower()[:40]
+        item["pricing_type"] = kind[:40] if isinstance(kind, str) else None
+        item["pricing_model"] = str(pricing.get("pricing_model") or "")[:20] or None
+        item["billable"] = kind not in _FREE_TYPES if isinstance(kind, str) else pricing.get("billable") is True
+        return
+    conversation = status.get("conversation")
+    origin = conversation.get("origin") if isinstance(conversation, dict) else None
+    category = origin.get("type") if isinstance(origin, dict) else None
+    if isinstance(category, str) and category:
+        item["pricing_category"] = category.lower()[:40]
+        item["pricing_type"] = None
+        item["pricing_model"] = "CBP"
+        item["billable"] = category.lower() not in ("service", "free_entry_point", "referral_conversion")
 
 
 class WebhookApplier:
@@ -140,12 +169,15 @@ class WebhookApplier:
         state: LiveState,
         inbox: WebhookInbox,
         owner: str,
+        signals: AccountSignals | None = None,
+        *,
         schedule: Callable[[], None] | None = None,
     ):
         self.store = store
         self.state = state
         self.inbox = inbox
         self.owner = owner  # this worker: the bodies it takes are kept under its name until applied
+        self.signals = signals  # template, quality and account notifications (recorded once per batch)
         self.schedule = schedule  # asks for the next drain when this one runs out of time
 
     def process_inbox(self, max_bodies: int = 200, budget_s: float = 20.0) -> dict:
@@ -157,16 +189,22 @@ class WebhookApplier:
             if bodies is None:
                 break
             statuses = []
+            signals: list[dict] = []
             capabilities = []
             for raw in bodies:
                 try:
                     body = json.loads(raw)
                     statuses.extend(statuses_of(body))
+                    if self.signals is not None:
+                        signals.extend(self.signals.parse(body))
                     capabilities.extend(portfolio.capability_updates(body))
                 except (ValueError, AttributeError, TypeError):
                     log.warning("ignored a webhook body that is not a notification")
             try:
                 result = self.store.apply_statuses(statuses)
+                if signals:
+                    assert self.signals is not None
+                    self.signals.apply(signals)
                 portfolio.apply_capability_updates(self.store, capabilities)
             except Exception:
                 self.inbox.put_back(self.owner)

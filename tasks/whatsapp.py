@@ -25,6 +25,9 @@ class SendResult:
     http_status: int | None = None
     # True when the request may have reached WhatsApp but no answer came back: resending could deliver twice.
     ambiguous: bool = False
+    # messages[0].message_status of an accepted send when it is not "accepted": WhatsApp holds the message
+    # (held_for_quality_assessment, paused) and delivers or drops it later; its statuses arrive by webhook.
+    message_status: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -112,8 +115,14 @@ def _parse(status: int, data: bytes) -> SendResult:
         body = {}
     if status == 200:
         try:
-            return SendResult(wamid=body["messages"][0]["id"], http_status=200)
-        except (KeyError, IndexError, TypeError):
+            message = body["messages"][0]
+            held = message.get("message_status")
+            return SendResult(
+                wamid=message["id"],
+                http_status=200,
+                message_status=held if isinstance(held, str) and held not in ("", "accepted") else None,
+            )
+        except (KeyError, IndexError, TypeError, AttributeError):
             return SendResult(error_detail=texts.SEND_NO_MESSAGE_ID, http_status=200)
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):

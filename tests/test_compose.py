@@ -68,6 +68,8 @@ DOCUMENTED = (
     "RATE_LIMIT_ACTIONS",
     "RATE_LIMIT_READS",
     "METRICS_TOKEN",
+    "PAUSE_ON_LOW_QUALITY",
+    "RATE_CARD_FILE",
 )
 MONITORING_SERVICES = {"prometheus", "grafana"}
 MONITORING = ROOT / "monitoring"

@@ -241,14 +241,19 @@ def test_signature_and_payload_shape(sandbox: SandboxHandle, receiver: Receiver)
     conversation = sent["conversation"]
     assert len(conversation["id"]) == 32 and conversation["origin"] == {"type": "marketing"}
     assert int(conversation["expiration_timestamp"]) == int(sent["timestamp"]) + 86400
-    assert sent["pricing"] == {"billable": True, "pricing_model": "CBP", "category": "marketing"}
+    assert sent["pricing"] == {"billable": True, "pricing_model": "PMP", "category": "marketing", "type": "regular"}
     delivered = seen[(template_wamid, "delivered")]
     assert set(delivered) == STATUS_KEYS | {"conversation", "pricing", "biz_opaque_callback_data"}
     assert delivered["conversation"] == {"id": conversation["id"], "origin": {"type": "marketing"}}
     assert set(seen[(template_wamid, "read")]) == STATUS_KEYS | {"biz_opaque_callback_data"}
     # No callback data sent, none echoed; a text message is a service conversation.
     assert set(seen[(text_wamid, "read")]) == STATUS_KEYS
-    assert seen[(text_wamid, "sent")]["pricing"]["category"] == "service"
+    assert seen[(text_wamid, "sent")]["pricing"] == {
+        "billable": False,
+        "pricing_model": "PMP",
+        "category": "service",
+        "type": "free_customer_service",
+    }
 
 
 def test_every_accepted_message_is_sent_delivered_read_in_order(sandbox: SandboxHandle, receiver: Receiver) -> None:

@@ -47,7 +47,8 @@ def store(request, contract_db, postgrest):
         conn.execute(
             "TRUNCATE instancia_sofia.campaigns, instancia_sofia.leads_activos, "
             "instancia_sofia.instancias_inputs, instancia_sofia.api_keys, instancia_sofia.api_users, "
-            "instancia_sofia.audit_log, instancia_sofia.portfolios CASCADE"
+            "instancia_sofia.audit_log, instancia_sofia.template_statuses, instancia_sofia.whatsapp_signals, "
+            "instancia_sofia.sender_numbers, instancia_sofia.portfolios CASCADE"
         )
     s = PostgresStore(contract_db) if request.param == "postgres" else SupabaseStore(postgrest.url, DUMMY_KEY)
     s.upsert_sender("ventas", "111", "secret-token", 50)
@@ -394,6 +395,77 @@ def test_statuses_apply_forward_only_and_idempotently(store):
     assert [r["delivery_status"] for r in rows[:3]] == ["read", "read", None]
     assert rows[0]["read_at"] is not None and rows[0]["delivered_at"] is not None
     assert store.delivery_counts("promo")["delivered"] == 2
+
+
+def test_pricing_is_kept_once_and_billable_messages_counted_by_category_and_prefix(store):
+    _sent(store)
+    priced = {"pricing_category": "marketing", "pricing_type": "regular", "pricing_model": "PMP", "billable": True}
+    free = {**priced, "pricing_category": "service", "pricing_type": "free_customer_service", "billable": False}
+    batch = [_status("w0", "sent", 100, **priced), _status("w1", "sent", 100, **free)]
+    assert store.apply_statuses(batch)["deltas"] == {"promo": {"b:marketing:584": 1}}
+    # A repeat, and a later status with the same pricing, count nothing more; a late "sent" still prices w2.
+    assert store.apply_statuses(batch)["deltas"] == {}
+    later = [
+        _status("w0", "delivered", 101, **priced),
+        _status("w2", "delivered", 101),
+        _status("w2", "sent", 100, **priced),
+    ]
+    assert store.apply_statuses(later)["deltas"] == {"promo": {"delivered": 2, "b:marketing:584": 1}}
+    rows = store.list_recipients("promo", None, 10, 0)["recipients"]
+    assert [(r["pricing_category"], r["billable"]) for r in rows[:3]] == [
+        ("marketing", True),
+        ("service", False),
+        ("marketing", True),
+    ]
+    counts = store.delivery_counts("promo")
+    assert counts["b:marketing:584"] == 2 and counts["held"] == 0
+
+
+def test_held_send_answers_are_kept_on_the_row_and_counted(store):
+    store.create_campaign(_campaign(), LEADS)
+    claimed = store.claim_messages("promo", 1, 3, "w")
+    outcomes = [
+        {"id": claimed[0].id, "status": "sent", "wamid": "w0", "message_status": "held_for_quality_assessment"},
+        {"id": claimed[1].id, "status": "sent", "wamid": "w1", "message_status": "paused"},
+        {"id": claimed[2].id, "status": "sent", "wamid": "w2"},
+    ]
+    assert store.record_outcomes(outcomes) == {"held": 2, "moved": {"sent": 3}, "errors": {}}
+    assert store.record_outcomes(outcomes) == {"moved": {}, "errors": {}}
+    rows = store.list_recipients("promo", None, 3, 0)["recipients"]
+    assert [r["message_status"] for r in rows] == ["held_for_quality_assessment", "paused", None]
+    assert store.delivery_counts("promo")["held"] == 2
+
+
+def test_template_and_quality_signals_keep_the_latest_and_name_the_campaigns_to_pause(store):
+    store.create_campaign(_campaign(), LEADS)
+    store.create_campaign(_campaign(id="ingles", language="en_US"), LEADS)
+    store.set_campaign_status("promo", "running")
+    paused = {"kind": "template", "template": "promo_enero", "language": "es", "template_id": "9", "event": "PAUSED"}
+    result = store.apply_signals([{**paused, "ts": 100}])
+    assert result["recorded"] == 1
+    assert [(p["campaign_id"], p["kind"], p["event"]) for p in result["pause"]] == [("promo", "template", "PAUSED")]
+    assert store.template_status("promo_enero", "es")["status"] == "PAUSED"
+    assert store.template_status("promo_enero", "en_US") is None
+    assert store.apply_signals([{**paused, "ts": 100}]) == {"recorded": 0, "pause": []}, "a repeat is no news"
+    store.apply_signals([{**paused, "event": "APPROVED", "ts": 200}, {**paused, "ts": 150}])
+    assert store.template_status("promo_enero", "es")["status"] == "APPROVED", "older news never wins"
+
+    flagged = {"kind": "quality", "subject": "15550001111", "event": "FLAGGED", "detail": {"current_limit": "TIER_2K"}}
+    number = {"kind": "number", "phone_number_id": "111", "display": "15550001111", "waba_id": "w1"}
+    result = store.apply_signals([{**flagged, "ts": 300, "pause": True}, number])
+    # The number is learnt first in the batch; queued campaigns of the number are paused too.
+    assert sorted(p["campaign_id"] for p in result["pause"]) == ["ingles", "promo"]
+    overview = store.signals_overview()
+    [ventas] = overview["buzones"]
+    assert (ventas["buzon"], ventas["display_phone_number"], ventas["calidad"]["evento"]) == (
+        "ventas",
+        "15550001111",
+        "FLAGGED",
+    )
+    assert ventas["calidad"]["detalle"] == {"current_limit": "TIER_2K"}
+    assert [t["estado"] for t in overview["plantillas"]] == ["APPROVED"]
+    store.apply_signals([{"kind": "alert", "subject": "w1", "event": "OBA_APPROVED", "detail": {}, "ts": 400}])
+    assert [(a["tipo"], a["evento"]) for a in store.signals_overview()["cuentas"]] == [("alert", "OBA_APPROVED")]
 
 
 def test_a_failed_status_after_sent_counts_as_a_failure(store):

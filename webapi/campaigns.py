@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import redis
 
-from tasks import metrics, texts
+from tasks import costs, metrics, texts
 from tasks.errors import describe
 from tasks.pipeline import CampaignNotFound, InvalidTransition
 from tasks.portfolio import estimate_days, limit_text
@@ -274,9 +275,11 @@ def validate_campaign(runtime: Runtime, form: dict, upload, caller: Caller, full
     labels = parameter_labels(contacts, named)
     rich_labels = [(rich_label(c), c.name) for c in contacts.rich_columns]
     preview: list[Contact] = []
+    by_code: Counter[str | None] = Counter()  # recipients per country calling code, for the cost estimate
     try:
         with contacts:
             for contact in contacts:
+                by_code[costs.calling_code(contact.phone)] += 1
                 if len(preview) < PREVIEW_ROWS:
                     preview.append(contact)
     except ContactsError as exc:
@@ -310,6 +313,7 @@ def validate_campaign(runtime: Runtime, form: dict, upload, caller: Caller, full
         message += texts.ROWS_EXCLUDED.format(count=len(report))
     days, figures, days_note = daily_limit(runtime, form["buzon"], contacts.accepted)
     start = timing["start"]
+    estimate, cost_notes = cost_estimate(runtime, form, by_code, review.info.get("categoria"))
     return {
         "success": True,
         "message": message + ".",
@@ -325,8 +329,9 @@ def validate_campaign(runtime: Runtime, form: dict, upload, caller: Caller, full
         "total_rechazados": len(report),
         "filas": rows,
         "rechazados": report[:MAX_REJECTED_STORED],
-        "notas": review.notes + contacts.notes + ([days_note] if days_note else []),
+        "notas": review.notes + contacts.notes + cost_notes + ([days_note] if days_note else []),
         "plantilla_whatsapp": review.info,
+        "costo_estimado": estimate,
         "programada_para": start.isoformat() if start else None,
         "zona_horaria": timing["time_zone"],
         "horario_envio": timing["send_window"],
@@ -342,6 +347,47 @@ def rich_label(column: RichColumn) -> str:
     if column.kind == "filename":
         return texts.PREVIEW_FILENAME
     return texts.PREVIEW_BUTTON.format(index=column.index, kind=texts.BUTTON_KIND_NAMES[column.kind])
+
+
+def rate_card(runtime: Runtime) -> costs.RateCard | None:
+    """The rate card of RATE_CARD_FILE, or None when there is none or it cannot be read (estado-sistema says why)."""
+    try:
+        return costs.load_rate_card(runtime.settings.rate_card_file)
+    except costs.RateCardError:
+        return None
+
+
+def cost_estimate(
+    runtime: Runtime, form: dict, by_code: Counter, template_category: str | None = None
+) -> tuple[dict | None, list[str]]:
+    """The cost of sending to these recipients at the rate card's prices, and notes on what it assumed.
+
+    The category is the template's as WhatsApp reports it when a template check gave one, else the form's
+    `categoria`, else marketing (the dearest, so an estimate never falls short).
+    """
+    try:
+        card = costs.load_rate_card(runtime.settings.rate_card_file)
+    except costs.RateCardError as exc:
+        return None, [str(exc)]
+    if card is None:
+        return None, []
+    if template_category:
+        category, note = template_category.lower(), texts.NOTE_COST_CATEGORY_TEMPLATE
+    elif form.get("categoria"):
+        category, note = form["categoria"], texts.NOTE_COST_CATEGORY_FORM
+    else:
+        category, note = costs.DEFAULT_CATEGORY, texts.NOTE_COST_CATEGORY_DEFAULT
+    result = costs.estimate(card, by_code, category)
+    notes = [note.format(category=category)]
+    if result["sin_tarifa"]:
+        notes.append(
+            texts.NOTE_COST_NO_RATE.format(
+                category=category,
+                count=sum(result["sin_tarifa"].values()),
+                codes=", +".join(sorted(result["sin_tarifa"])),
+            )
+        )
+    return result, notes
 
 
 def describe_caller(caller: Caller) -> dict:
@@ -384,7 +430,7 @@ def queue_status(runtime: Runtime, campaign_id: str, scope: list[str] | None = N
         raise _not_found(campaign_id) from None
     if scope is not None and snapshot[0].get("buzon") not in scope:
         raise _not_found(campaign_id)
-    return summarize(campaign_id, *snapshot)
+    return summarize(campaign_id, *snapshot, card=rate_card(runtime))
 
 
 def live_snapshot(runtime: Runtime, campaign_id: str) -> tuple[dict, float, list[dict], int]:
@@ -396,8 +442,15 @@ def live_snapshot(runtime: Runtime, campaign_id: str) -> tuple[dict, float, list
     return runtime.state.snapshot(campaign_id)
 
 
-def summarize(campaign_id: str, fields: dict[str, str], rate: float, error_rows: list[dict], in_flight: int) -> dict:
-    """Turn a campaign's Redis state into the figures the front end shows."""
+def summarize(
+    campaign_id: str,
+    fields: dict[str, str],
+    rate: float,
+    error_rows: list[dict],
+    in_flight: int,
+    card: costs.RateCard | None = None,
+) -> dict:
+    """Turn a campaign's Redis state into the figures the front end shows (with the cost so far, given a card)."""
     counts = {k: int(fields.get(k) or 0) for k in ("total", *COUNTERS)}
     pending = max(0, counts["total"] - sum(counts[k] for k in SETTLED_RECIPIENT_STATUSES))
     progress = 100.0 if pending == 0 else round((counts["total"] - pending) * 100 / counts["total"], 1)
@@ -412,6 +465,7 @@ def summarize(campaign_id: str, fields: dict[str, str], rate: float, error_rows:
         }
         for e in error_rows
     ]
+    billable = costs.billable_counts(fields)
     return {
         "success": True,
         "campaign_id": campaign_id,
@@ -437,6 +491,9 @@ def summarize(campaign_id: str, fields: dict[str, str], rate: float, error_rows:
         "started_at": fields.get("started_at") or None,
         "finished_at": fields.get("finished_at") or None,
         "creado_por": fields.get("created_by") or None,
+        "facturables": costs.by_category(billable),
+        "total_facturables": sum(billable.values()),
+        "costo": costs.spent(card, billable) if card is not None else None,
     }
 
 
@@ -450,9 +507,10 @@ def _iso(epoch: str | None) -> str | None:
 def list_campaigns(runtime: Runtime, page: int, per_page: int, scope: list[str] | None = None) -> dict:
     """A page of campaigns, newest first, each with its live counters (only of the `scope` buzones if given)."""
     rows, total = runtime.store.list_campaigns(per_page, (page - 1) * per_page, scope)
+    card = rate_card(runtime)
     campaigns = []
     for row in rows:
-        summary = summarize(row["id"], *live_snapshot(runtime, row["id"]))
+        summary = summarize(row["id"], *live_snapshot(runtime, row["id"]), card=card)
         del summary["success"], summary["campaign_id"]
         summary.update(
             id=row["id"],

@@ -228,6 +228,14 @@ class CampaignRequestSchema(ApiSchema):
             "fila: columnas 'boton_<índice>_url' o 'boton_<índice>_respuesta' (índice desde 0)."
         },
     )
+    categoria = Text(
+        load_default=None,
+        validate=_one_of(["marketing", "utility", "authentication"]),
+        metadata={
+            "description": "Categoría de la plantilla para el costo estimado de validar-campana, si la consulta de la "
+            "plantilla no la da (por omisión marketing)."
+        },
+    )
     programar_para = Text(
         load_default=None,
         validate=_length(maximum=60),
@@ -343,6 +351,35 @@ class PreviewRowSchema(Schema):
     parametros = fields.List(fields.Nested(PreviewParameterSchema))
 
 
+class CountryCostSchema(Schema):
+    """The estimate's share of one country calling code."""
+
+    codigo_pais = fields.String(allow_none=True, metadata={"description": "Código de país (58, 57...)."})
+    destinatarios = fields.Integer()
+    precio = fields.Float(metadata={"description": "Precio por mensaje según la tarifa."})
+    subtotal = fields.Float()
+
+
+class CostEstimateSchema(Schema):
+    """What the campaign would cost at the rate card's prices (RATE_CARD_FILE)."""
+
+    total = fields.Float()
+    moneda = fields.String()
+    categoria = fields.String(metadata={"description": "Categoría supuesta; las notas dicen de dónde salió."})
+    por_pais = fields.List(fields.Nested(CountryCostSchema))
+    sin_tarifa = fields.Dict(
+        keys=fields.String(), values=fields.Integer(), metadata={"description": "Destinatarios sin precio, por país."}
+    )
+
+
+class SpentSchema(Schema):
+    """What the billable messages reported so far cost at the rate card's prices."""
+
+    total = fields.Float()
+    moneda = fields.String()
+    sin_tarifa = fields.Integer(metadata={"description": "Mensajes facturables sin precio en la tarifa."})
+
+
 class CampaignValidatedSchema(Schema):
     """Answer of POST /api/validar-campana: what crear-campana would send, with nothing stored or sent."""
 
@@ -368,6 +405,9 @@ class CampaignValidatedSchema(Schema):
     )
     limite_diario = fields.Nested(DailyLimitSchema, allow_none=True)
     plantilla_whatsapp = fields.Nested(WhatsAppTemplateSchema)
+    costo_estimado = fields.Nested(
+        CostEstimateSchema, allow_none=True, metadata={"description": "Solo con RATE_CARD_FILE; null sin tarifa."}
+    )
 
 
 class CallerSchema(Schema):
@@ -441,6 +481,21 @@ class QueueStatusSchema(Schema):
             "description": "Quién creó la campaña: el email del usuario (o su id) o el nombre de la clave de API."
         },
     )
+    held = fields.Integer(
+        metadata={
+            "description": "Enviados que WhatsApp retuvo al aceptarlos (held_for_quality_assessment o paused); "
+            "sus webhooks los entregan o los fallan después."
+        }
+    )
+    facturables = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        metadata={"description": "Mensajes que WhatsApp informó como cobrados, por categoría."},
+    )
+    total_facturables = fields.Integer()
+    costo = fields.Nested(
+        SpentSchema, allow_none=True, metadata={"description": "Costo acumulado según RATE_CARD_FILE; null sin tarifa."}
+    )
 
 
 class CampaignSummarySchema(QueueStatusSchema):
@@ -496,6 +551,48 @@ class BeatStatusSchema(Schema):
     late_after_seconds = fields.Float(metadata={"description": "Sin pasada en este tiempo, se avisa en advertencias."})
 
 
+class SignalSchema(Schema):
+    """The latest notification of one kind WhatsApp sent about a number or an account."""
+
+    evento = fields.String(
+        allow_none=True, metadata={"description": "FLAGGED, UNFLAGGED, DOWNGRADE, tipo de alerta..."}
+    )
+    detalle = fields.Dict(metadata={"description": "Los demás campos del aviso (current_limit, alert_severity...)."})
+    waba_id = fields.String(allow_none=True)
+    fecha = fields.String(allow_none=True)
+
+
+class SenderSignalsSchema(Schema):
+    """What WhatsApp last said about one buzón's number."""
+
+    buzon = fields.String()
+    phone_number_id = fields.String()
+    display_phone_number = fields.String(
+        allow_none=True, metadata={"description": "Aprendido de los webhooks de estado del número."}
+    )
+    calidad = fields.Nested(SignalSchema, allow_none=True, metadata={"description": "phone_number_quality_update"})
+    alerta = fields.Nested(SignalSchema, allow_none=True, metadata={"description": "account_alerts"})
+    cuenta = fields.Nested(SignalSchema, allow_none=True, metadata={"description": "account_update"})
+
+
+class TemplateStatusSchema(Schema):
+    """The latest status WhatsApp reported for a template."""
+
+    plantilla = fields.String()
+    idioma = fields.String(allow_none=True)
+    template_id = fields.String(allow_none=True)
+    estado = fields.String(metadata={"description": "APPROVED, PAUSED, DISABLED, REJECTED..."})
+    motivo = fields.String(allow_none=True)
+    fecha = fields.String()
+
+
+class AccountSignalSchema(SignalSchema):
+    """An alert or account event about a whole account (not about one buzón's number)."""
+
+    tipo = fields.String(metadata={"description": "alert (account_alerts) o account (account_update)"})
+    id = fields.String(metadata={"description": "Id de la entidad o de la cuenta."})
+
+
 class SystemStatusSchema(Schema):
     """Answer of GET /api/estado-sistema."""
 
@@ -516,6 +613,11 @@ class SystemStatusSchema(Schema):
     )
     beat = fields.Nested(BeatStatusSchema)
     advertencias = fields.List(fields.String(), metadata={"description": "Problemas que un operador debe atender."})
+    buzones = fields.List(
+        fields.Nested(SenderSignalsSchema), metadata={"description": "Calidad y avisos de WhatsApp por buzón."}
+    )
+    plantillas = fields.List(fields.Nested(TemplateStatusSchema))
+    alertas_cuenta = fields.List(fields.Nested(AccountSignalSchema))
 
 
 class CampaignActionSchema(Schema):
@@ -585,6 +687,17 @@ class RecipientSchema(Schema):
     delivery_status = fields.String(allow_none=True, metadata={"description": "sent, delivered, read o failed"})
     delivered_at = fields.String(allow_none=True)
     read_at = fields.String(allow_none=True)
+    message_status = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "held_for_quality_assessment o paused si WhatsApp retuvo el envío; null si lo aceptó."
+        },
+    )
+    pricing_category = fields.String(
+        allow_none=True, metadata={"description": "Categoría cobrada según los webhooks (marketing, utility...)."}
+    )
+    pricing_type = fields.String(allow_none=True, metadata={"description": "regular (cobrado) o free_*."})
+    billable = fields.Boolean(allow_none=True, metadata={"description": "true si WhatsApp lo cobra."})
 
 
 class RecipientListSchema(Schema):

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tasks import texts
+from tasks import costs, texts
 from tasks.heartbeat import Liveness, WorkerActivity, read_liveness, sweep_late_after
 from tasks.runtime import Runtime
 from tasks.vocabulary import CAMPAIGNS_QUEUE
 
 
-def system_status(runtime: Runtime, uptime_s: float) -> dict:
-    """The whole answer; every figure read from Redis or the database, so any API process gives the same one."""
+def system_status(runtime: Runtime, uptime_s: float, scope: list[str] | None = None) -> dict:
+    """The whole answer; every figure read from Redis or the database, so any API process gives the same one.
+
+    WhatsApp's notifications about numbers are shown for the buzones of `scope` only (all when None).
+    """
     settings = runtime.settings
     interval = settings.sweep_interval_s
     try:
@@ -25,6 +28,7 @@ def system_status(runtime: Runtime, uptime_s: float) -> dict:
     workers = [] if liveness is None else [_worker(w, liveness.now) for w in liveness.workers]
     beat, warnings = _beat(liveness, interval)
     live = sum(1 for w in workers if w["alive"])
+    signals = _signals(runtime, scope, warnings)
     return {
         "success": True,
         "instance_id": settings.instance_id,
@@ -40,6 +44,32 @@ def system_status(runtime: Runtime, uptime_s: float) -> dict:
         "worker_details": workers,
         "beat": beat,
         "advertencias": warnings,
+        **signals,
+    }
+
+
+def _signals(runtime: Runtime, scope: list[str] | None, warnings: list[str]) -> dict:
+    """Per buzón the quality, last alert and account event WhatsApp reported; templates it paused or approved;
+    alerts about whole accounts; with warnings for numbers at the lowest quality and an unreadable rate card."""
+    try:
+        costs.load_rate_card(runtime.settings.rate_card_file)
+    except costs.RateCardError as exc:
+        warnings.append(str(exc))
+    try:
+        overview = runtime.store.signals_overview()
+    except Exception:  # the database is away: database_connected says so
+        return {"buzones": [], "plantillas": [], "alertas_cuenta": []}
+    senders = [b for b in overview["buzones"] if scope is None or b["buzon"] in scope]
+    for sender in senders:
+        quality = sender.get("calidad") or {}
+        if (quality.get("evento") or "").upper() == "FLAGGED":
+            warnings.append(
+                texts.WARNING_LOW_QUALITY.format(buzon=sender["buzon"], since=str(quality.get("fecha"))[:19])
+            )
+    return {
+        "buzones": senders,
+        "plantillas": overview["plantillas"],
+        "alertas_cuenta": overview["cuentas"] if scope is None else [],
     }
 
 

@@ -184,7 +184,7 @@ def export_results(campaign_id: str):
 def system_status():
     """Whether Redis, the database, the workers and beat are up, and how busy the queue is."""
     uptime = time.monotonic() - current_app.config["STARTED_AT"]
-    return jsonify(_system_status.dump(system.system_status(runtime(), uptime)))
+    return jsonify(_system_status.dump(system.system_status(runtime(), uptime, current_caller().scope)))
 
 
 @bp.get("/buzones")

@@ -34,14 +34,15 @@ $$;
 -- and its version (one more at every change).
 -- 'running' may follow 'completed' and 'failed': an operator's retry reopens the campaign. A scheduled or
 -- waiting campaign becomes 'running' through wake_campaign (at its time) or an operator's resume; 'waiting'
--- is entered through wait_campaign, which also says until when.
+-- is entered through wait_campaign, which also says until when. A scheduled campaign may be paused (Meta paused
+-- its template); resuming it starts it then.
 CREATE OR REPLACE FUNCTION instancia_sofia.set_campaign_status(
     p_campaign_id text, p_status text, p_reason text DEFAULT NULL)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     v_from text[] := CASE p_status
         WHEN 'running' THEN ARRAY['queued', 'paused', 'completed', 'failed', 'waiting']
-        WHEN 'paused' THEN ARRAY['queued', 'running', 'waiting']
+        WHEN 'paused' THEN ARRAY['queued', 'scheduled', 'running', 'waiting']
         WHEN 'cancelled' THEN ARRAY['queued', 'scheduled', 'running', 'waiting', 'paused']
         WHEN 'completed' THEN ARRAY['queued', 'running', 'waiting']
         WHEN 'failed' THEN ARRAY['queued', 'scheduled', 'running', 'waiting', 'paused']

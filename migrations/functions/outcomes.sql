@@ -4,12 +4,15 @@
 -- the failures grouped by error code. A delivery notification that arrived first wins: a message WhatsApp
 -- says failed is failed, and one it says it delivered was sent even if our request timed out. Outcomes
 -- apply only to rows still claimed by the worker that reports them: after a worker was taken for dead and
--- its messages handed to another, its late results must not overwrite the new claim.
+-- its messages handed to another, its late results must not overwrite the new claim. A sent outcome may carry
+-- the send answer's message_status when WhatsApp held the message (held_for_quality_assessment, paused):
+-- it is kept on the row and counted under "held".
 CREATE OR REPLACE FUNCTION instancia_sofia.record_outcomes(p_outcomes jsonb)
 RETURNS jsonb LANGUAGE sql AS $$
     WITH o AS (
         SELECT * FROM jsonb_to_recordset(p_outcomes)
-            AS x(id bigint, status text, wamid text, error_code integer, error_detail text, owner text)),
+            AS x(id bigint, status text, wamid text, error_code integer, error_detail text, owner text,
+                 message_status text)),
     -- Rows are locked in id order, as apply_statuses locks them, so the two never deadlock.
     locked AS MATERIALIZED (
         SELECT l.id FROM instancia_sofia.leads_activos l WHERE l.id IN (SELECT id FROM o) ORDER BY l.id FOR UPDATE),
@@ -25,12 +28,14 @@ RETURNS jsonb LANGUAGE sql AS $$
             error_detail = CASE WHEN l.delivery_status = 'failed' AND o.status IN ('sent', 'unknown')
                                 THEN l.error_detail ELSE o.error_detail END,
             sent_at = CASE WHEN o.status = 'sent' THEN COALESCE(l.sent_at, now()) ELSE l.sent_at END,
+            message_status = CASE WHEN o.status = 'sent' THEN o.message_status ELSE l.message_status END,
             updated_at = now()
         FROM o
         WHERE l.id = o.id AND l.id IN (SELECT id FROM locked)
           AND l.status = 'sending' AND (o.owner IS NULL OR l.claimed_by = o.owner)
-        RETURNING l.status, l.error_code, l.error_detail)
-    SELECT jsonb_build_object(
+        RETURNING l.status, l.error_code, l.error_detail, o.message_status)
+    SELECT (SELECT CASE WHEN count(*) > 0 THEN jsonb_build_object('held', count(*)) ELSE '{}'::jsonb END
+            FROM moved WHERE message_status IS NOT NULL AND status = 'sent') || jsonb_build_object(
         'moved', COALESCE((SELECT jsonb_object_agg(status, n)
                            FROM (SELECT status, count(*) AS n FROM moved GROUP BY status) s), '{}'::jsonb),
         'errors', COALESCE((SELECT jsonb_object_agg(code, jsonb_build_object('count', n, 'detail', detail))

@@ -31,7 +31,9 @@ RETURNS jsonb LANGUAGE sql STABLE AS $$
                                                 'error_code', error_code, 'error_detail', error_detail,
                                                 'attempts', attempts, 'sent_at', sent_at,
                                                 'delivery_status', delivery_status, 'delivered_at', delivered_at,
-                                                'read_at', read_at) ORDER BY seq)
+                                                'read_at', read_at, 'message_status', message_status,
+                                                'pricing_category', pricing_category, 'pricing_type', pricing_type,
+                                                'billable', billable) ORDER BY seq)
             FROM (SELECT * FROM instancia_sofia.leads_activos
                   WHERE campaign_id = p_campaign_id AND (p_status IS NULL OR status = p_status)
                   ORDER BY seq LIMIT p_limit OFFSET p_offset) r), '[]'::jsonb),

@@ -13,17 +13,21 @@ $$;
 -- unless a delivered or read proves otherwise), set-wise: every status of a batch is matched to its row in
 -- one join, each row's statuses are folded into the furthest news they carry, and the rows change in one
 -- UPDATE. Folding gives what applying them one by one in timestamp order would: a read beats a delivered,
--- either beats a failed, and the earliest timestamp of each kind is the one kept.
--- Returns {"deltas": {campaign: {sent, failed, unknown, delivered, read, "e:<code>"}}, "applied", "orphans"}.
+-- either beats a failed, and the earliest timestamp of each kind is the one kept. The first pricing a status
+-- carries is kept on the row, whatever the status says about delivery.
+-- Returns {"deltas": {campaign: {sent, failed, unknown, delivered, read, "e:<code>", "b:<category>:<prefix>"}},
+-- "applied", "orphans"}.
 CREATE OR REPLACE FUNCTION instancia_sofia.apply_statuses(p_statuses jsonb)
 RETURNS jsonb LANGUAGE sql AS $$
     WITH given AS (
         SELECT x.wamid, x.status, to_timestamp(COALESCE(x.ts, extract(epoch FROM now())::bigint)) AS at,
-               x.callback, x.error_code, x.error_detail,
+               x.callback, x.error_code, x.error_detail, x.pricing_category, x.pricing_type, x.pricing_model,
+               x.billable,
                CASE WHEN x.callback ~ '^[^/]+/[0-9]{1,18}$' THEN split_part(x.callback, '/', 2)::bigint END AS cb_id,
                CASE WHEN x.callback ~ '^[^/]+/[0-9]{1,18}$' THEN split_part(x.callback, '/', 1) END AS cb_campaign
         FROM jsonb_to_recordset(p_statuses)
-            AS x(wamid text, status text, ts bigint, callback text, error_code integer, error_detail text)
+            AS x(wamid text, status text, ts bigint, callback text, error_code integer, error_detail text,
+                 pricing_category text, pricing_type text, pricing_model text, billable boolean)
         WHERE x.status IN ('sent', 'delivered', 'read', 'failed')
     ),
     matched AS (
@@ -36,8 +40,11 @@ RETURNS jsonb LANGUAGE sql AS $$
     ),
     orphaned AS (
         -- A status for a message we do not know yet is kept until its wamid shows up (rematch_orphans).
-        INSERT INTO instancia_sofia.webhook_orphans (wamid, callback_data, status, status_at, error_code, error_detail)
-        SELECT wamid, callback, status, at, error_code, error_detail FROM matched WHERE row_id IS NULL
+        INSERT INTO instancia_sofia.webhook_orphans (wamid, callback_data, status, status_at, error_code, error_detail,
+                                                     pricing_category, pricing_type, pricing_model, billable)
+        SELECT wamid, callback, status, at, error_code, error_detail, pricing_category, pricing_type, pricing_model,
+               billable
+        FROM matched WHERE row_id IS NULL
         RETURNING 1
     ),
     news AS (
@@ -50,18 +57,27 @@ RETURNS jsonb LANGUAGE sql AS $$
                min(at) FILTER (WHERE status = 'read') AS read_at,
                min(at) FILTER (WHERE status = 'failed') AS failed_at,
                (array_agg(error_code ORDER BY at) FILTER (WHERE status = 'failed'))[1] AS error_code,
-               (array_agg(error_detail ORDER BY at) FILTER (WHERE status = 'failed'))[1] AS error_detail
+               (array_agg(error_detail ORDER BY at) FILTER (WHERE status = 'failed'))[1] AS error_detail,
+               -- The first pricing a status carries is the message's (any status may carry it).
+               (array_agg(pricing_category ORDER BY at, status) FILTER (WHERE pricing_category IS NOT NULL))[1]
+                   AS pricing_category,
+               (array_agg(pricing_type ORDER BY at, status) FILTER (WHERE pricing_category IS NOT NULL))[1] AS pricing_type,
+               (array_agg(pricing_model ORDER BY at, status) FILTER (WHERE pricing_category IS NOT NULL))[1] AS pricing_model,
+               (array_agg(billable ORDER BY at, status) FILTER (WHERE pricing_category IS NOT NULL))[1] AS billable
         FROM matched WHERE row_id IS NOT NULL GROUP BY row_id
     ),
     old AS (
         -- The rows as they are, locked in id order (as record_outcomes locks them): never a deadlock.
-        SELECT l.id, l.campaign_id, l.status, l.delivery_status, l.error_code
+        SELECT l.id, l.campaign_id, l.phone, l.status, l.delivery_status, l.error_code,
+               l.pricing_category IS NULL AS unpriced
         FROM instancia_sofia.leads_activos l WHERE l.id IN (SELECT row_id FROM news)
         ORDER BY l.id FOR UPDATE
     ),
     judged AS (
         SELECT o.*, n.wamid AS news_wamid, n.sent_at, n.delivered_at, n.read_at,
                n.error_code AS news_code, n.error_detail AS news_detail,
+               n.pricing_category, n.pricing_type, n.pricing_model, n.billable,
+               o.unpriced AND n.pricing_category IS NOT NULL AS priced,
                CASE
                    WHEN n.read_at IS NOT NULL AND COALESCE(o.delivery_status, 'sent') <> 'read' THEN 'read'
                    WHEN n.delivered_at IS NOT NULL AND COALESCE(o.delivery_status, 'sent') IN ('sent', 'failed')
@@ -80,33 +96,39 @@ RETURNS jsonb LANGUAGE sql AS $$
     decided AS (
         SELECT j.*,
                CASE
+                   WHEN j.new_delivery IS NULL THEN j.status
                    WHEN j.new_delivery = 'failed' AND j.status IN ('sent', 'unknown') THEN 'failed'
                    WHEN j.new_delivery <> 'failed' AND j.status IN ('unknown', 'pending') THEN 'sent'
                    WHEN j.new_delivery <> 'failed' AND j.status = 'failed' AND j.delivery_status = 'failed' THEN 'sent'
                    ELSE j.status
                END AS new_status
-        FROM judged j WHERE j.new_delivery IS NOT NULL
+        FROM judged j WHERE j.new_delivery IS NOT NULL OR j.priced
     ),
     changed AS (
         UPDATE instancia_sofia.leads_activos l
-        SET delivery_status = d.new_delivery,
+        SET delivery_status = COALESCE(d.new_delivery, l.delivery_status),
             status = d.new_status,
             wamid = COALESCE(l.wamid, d.news_wamid),
             delivered_at = CASE WHEN d.new_delivery IN ('delivered', 'read')
                                 THEN COALESCE(l.delivered_at, d.delivered_at) ELSE l.delivered_at END,
             read_at = CASE WHEN d.new_delivery = 'read' THEN d.read_at ELSE l.read_at END,
-            sent_at = CASE WHEN d.new_status = 'sent'
+            sent_at = CASE WHEN d.new_delivery IS NOT NULL AND d.new_status = 'sent'
                            THEN COALESCE(l.sent_at, d.sent_at, d.delivered_at) ELSE l.sent_at END,
             error_code = CASE WHEN d.new_delivery = 'failed' THEN d.news_code
-                              WHEN d.new_status = 'sent' THEN NULL ELSE l.error_code END,
+                              WHEN d.new_delivery IS NOT NULL AND d.new_status = 'sent' THEN NULL ELSE l.error_code END,
             error_detail = CASE WHEN d.new_delivery = 'failed' THEN d.news_detail
-                                WHEN d.new_status = 'sent' THEN NULL ELSE l.error_detail END,
-            delivery_updated_at = now(),
+                                WHEN d.new_delivery IS NOT NULL AND d.new_status = 'sent' THEN NULL
+                                ELSE l.error_detail END,
+            pricing_category = CASE WHEN d.priced THEN d.pricing_category ELSE l.pricing_category END,
+            pricing_type = CASE WHEN d.priced THEN d.pricing_type ELSE l.pricing_type END,
+            pricing_model = CASE WHEN d.priced THEN d.pricing_model ELSE l.pricing_model END,
+            billable = CASE WHEN d.priced THEN d.billable ELSE l.billable END,
+            delivery_updated_at = CASE WHEN d.new_delivery IS NOT NULL THEN now() ELSE l.delivery_updated_at END,
             updated_at = now()
         FROM decided d
         WHERE l.id = d.id
-        RETURNING d.campaign_id, d.status, d.delivery_status, d.error_code, d.new_status, d.new_delivery,
-                  d.news_code, d.news_count
+        RETURNING d.campaign_id, d.phone, d.status, d.delivery_status, d.error_code, d.new_status, d.new_delivery,
+                  d.news_code, d.news_count, d.priced, d.billable, d.pricing_category
     ),
     moves AS (
         -- Each counter a changed row moves, as (campaign, key, n).
@@ -119,6 +141,9 @@ RETURNS jsonb LANGUAGE sql AS $$
         WHERE new_status <> status AND new_status = 'failed'
         UNION ALL SELECT campaign_id, 'e:' || COALESCE(error_code::text, 'network'), -1 FROM changed
         WHERE new_status <> status AND new_status <> 'failed' AND status = 'failed'
+        -- A billable message, by category and the first digits of its number (the country, for the rate card).
+        UNION ALL SELECT campaign_id, 'b:' || pricing_category || ':' || left(phone, 3), 1 FROM changed
+        WHERE priced AND billable
     ),
     totals AS (
         SELECT campaign_id, jsonb_object_agg(key, n) AS counts
@@ -144,7 +169,7 @@ BEGIN
         USING instancia_sofia.leads_activos l
         WHERE l.wamid = o.wamid
         RETURNING o.wamid, o.status, extract(epoch FROM o.status_at)::bigint AS ts, o.callback_data AS callback,
-                  o.error_code, o.error_detail)
+                  o.error_code, o.error_detail, o.pricing_category, o.pricing_type, o.pricing_model, o.billable)
     SELECT jsonb_agg(to_jsonb(m)) INTO v_matched FROM m;
     IF v_matched IS NOT NULL THEN
         v_result := instancia_sofia.apply_statuses(v_matched);
@@ -153,13 +178,20 @@ BEGIN
 END;
 $$;
 
--- Delivered and read counts and the latest of each timestamp, from the rows.
+-- Delivered, read and held counts and the latest of each timestamp, from the rows; with the billable
+-- messages under the same "b:<category>:<prefix>" keys apply_statuses counts them by.
 CREATE OR REPLACE FUNCTION instancia_sofia.delivery_counts(p_campaign_id text)
 RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
         'delivered', count(*) FILTER (WHERE delivery_status IN ('delivered', 'read')),
         'read', count(*) FILTER (WHERE delivery_status = 'read'),
+        'held', count(*) FILTER (WHERE message_status IS NOT NULL),
         'last_delivered_at', max(delivered_at),
         'last_read_at', max(read_at))
+        || COALESCE((SELECT jsonb_object_agg(key, n) FROM (
+               SELECT 'b:' || pricing_category || ':' || left(phone, 3) AS key, count(*) AS n
+               FROM instancia_sofia.leads_activos
+               WHERE campaign_id = p_campaign_id AND billable AND pricing_category IS NOT NULL
+               GROUP BY 1) b), '{}'::jsonb)
     FROM instancia_sofia.leads_activos WHERE campaign_id = p_campaign_id;
 $$;

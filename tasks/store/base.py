@@ -64,6 +64,8 @@ RETRY_SAFE = frozenset(
         "upsert_portfolio",
         "set_sender_portfolio",
         "portfolio_recent_recipients",
+        "template_status",
+        "signals_overview",
     }
 )
 
@@ -305,7 +307,8 @@ class Store:
                 return
 
     def apply_statuses(self, statuses: list[dict]) -> dict:
-        """Apply webhook statuses {wamid, status, ts, callback, error_code, error_detail}; returns counter deltas."""
+        """Apply webhook statuses {wamid, status, ts, callback, error_code, error_detail, and when priced
+        pricing_category, pricing_type, pricing_model, billable}; returns counter deltas."""
         if not statuses:
             return {"deltas": {}, "applied": 0, "orphans": 0}
         return self._call("apply_statuses", p_statuses=statuses)
@@ -315,8 +318,25 @@ class Store:
         return self._call("rematch_orphans")
 
     def delivery_counts(self, campaign_id: str) -> dict:
-        """Delivered and read counts and the latest of each timestamp, from the rows."""
+        """Delivered, read and held counts, the latest delivered and read timestamps, and the billable messages
+        as "b:<category>:<phone prefix>" counts, from the rows."""
         return self._call("delivery_counts", p_campaign_id=campaign_id)
+
+    def apply_signals(self, signals: list[dict]) -> dict:
+        """Record template, quality, alert and account notifications and the display digits of sender numbers
+        (see tasks/account_signals.py); returns {recorded, pause: [{campaign_id, kind, event, ...}]}."""
+        if not signals:
+            return {"recorded": 0, "pause": []}
+        return self._call("apply_signals", p_signals=signals)
+
+    def template_status(self, template: str, language: str) -> dict | None:
+        """The latest status WhatsApp reported for a template in a language, or None."""
+        return self._call("template_status", p_template=template, p_language=language)
+
+    def signals_overview(self) -> dict:
+        """Per buzón its number's latest quality, alert and account notifications; template statuses; alerts
+        about whole accounts."""
+        return self._call("signals_overview")
 
     def create_api_key(self, name: str, key_hash: str, role: str, buzones: list[str] | None = None) -> dict:
         """Store a new API key by its hash; the row returned never holds the hash."""

@@ -551,6 +551,18 @@
     figure("c-entregados", s.delivered, `${s.delivery_rate.toLocaleString("es")} %`);
     figure("c-leidos", s.read, `${s.read_rate.toLocaleString("es")} %`);
     figure("c-velocidad", s.messages_per_second);
+    figure("c-retenidos", s.held || 0, pct(s.held || 0, total));
+    const billable = Object.entries(s.facturables || {});
+    figure("c-facturables", s.total_facturables || 0);
+    if (billable.length) {
+      const small = document.createElement("small");
+      small.textContent = " " + billable.map(([category, n]) => `${category}: ${fmt(n)}`).join(", ");
+      $("c-facturables").appendChild(small);
+    }
+    show($("c-costo-cifra"), Boolean(s.costo));
+    $("c-costo").textContent = s.costo
+      ? `${s.costo.total.toLocaleString("es", { maximumFractionDigits: 4 })} ${s.costo.moneda}`
+      : "";
 
     const errors = $("c-errores-tabla").tBodies[0];
     errors.textContent = "";
