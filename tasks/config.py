@@ -65,6 +65,12 @@ class Settings:
     metrics_port: int = 0
     template_cache_s: float = 60.0  # TEMPLATE_CACHE_S: how long a template listing is reused (0: never)
     template_check_timeout_s: float = 5.0  # TEMPLATE_CHECK_TIMEOUT_S: wait for the Graph API's listing
+    # Opt-outs: whose suppression list an automatic opt-out joins ("buzon": the buzón it came from; "global":
+    # every buzón), and the inbound replies that mean "stop" (compared without accents, case or spaces).
+    optout_scope: str = "buzon"
+    optout_keywords: tuple[str, ...] = ("BAJA", "STOP", "NO", "CANCELAR", "DESUSCRIBIR", "UNSUBSCRIBE")
+    # Hours a recipient refused for the per-user marketing limit (131049) waits before its one retry; 0 fails it.
+    marketing_limit_retry_h: float = 24.0
 
     @property
     def max_csv_bytes(self) -> int:
@@ -183,7 +189,18 @@ _PARSERS = {
     "metrics_port": lambda n, v: _port(n, v),
     "template_cache_s": _non_negative_float,
     "template_check_timeout_s": _positive_float,
+    "optout_scope": lambda n, v: _choice(n, v, ("buzon", "global")),
+    "optout_keywords": lambda n, v: _keywords(n, v),
+    "marketing_limit_retry_h": lambda n, v: _non_negative_float(n, v),
 }
+
+
+def _keywords(name: str, raw: str) -> tuple[str, ...]:
+    """A comma-separated list of words or short phrases, at least one."""
+    words = tuple(w.strip() for w in raw.split(",") if w.strip())
+    if not words:
+        raise ConfigError(f"{name} is empty; list the opt-out words separated by commas, such as BAJA,STOP")
+    return words
 
 
 def _port(name: str, raw: str) -> int:

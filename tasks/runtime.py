@@ -16,6 +16,7 @@ from redis.retry import Retry
 
 from tasks.config import Settings
 from tasks.heartbeat import new_owner_id
+from tasks.optouts import OptOutPolicy
 from tasks.pipeline import Pipeline, PipelinePolicy
 from tasks.queue import TaskQueue
 from tasks.ratelimit import SendRateLimiter
@@ -112,5 +113,7 @@ def build_runtime(
         sender=sender,
         sweeper=sweeper,
         inbox=inbox,
-        webhooks=WebhookApplier(store, state, inbox, owner, queue.schedule_webhooks),
+        webhooks=WebhookApplier(
+            store, state, inbox, owner, queue.schedule_webhooks, OptOutPolicy.from_settings(settings)
+        ),
     )

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import redis
 
 from tasks import keys, metrics
+from tasks.optouts import OptOutPolicy, optouts_of
 from tasks.state import LiveState
 from tasks.store.base import Store
 
@@ -141,12 +142,14 @@ class WebhookApplier:
         inbox: WebhookInbox,
         owner: str,
         schedule: Callable[[], None] | None = None,
+        optouts: OptOutPolicy | None = None,
     ):
         self.store = store
         self.state = state
         self.inbox = inbox
         self.owner = owner  # this worker: the bodies it takes are kept under its name until applied
         self.schedule = schedule  # asks for the next drain when this one runs out of time
+        self.optouts = optouts or OptOutPolicy()  # which notifications are opt-outs, and for which buzones
 
     def process_inbox(self, max_bodies: int = 200, budget_s: float = 20.0) -> dict:
         """Apply what is queued, for at most `budget_s` seconds."""
@@ -157,13 +160,18 @@ class WebhookApplier:
             if bodies is None:
                 break
             statuses = []
+            optouts: list[dict] = []
             for raw in bodies:
                 try:
-                    statuses.extend(statuses_of(json.loads(raw)))
+                    body = json.loads(raw)
+                    statuses.extend(statuses_of(body))
+                    optouts.extend(optouts_of(body, self.optouts))
                 except (ValueError, AttributeError, TypeError):
                     log.warning("ignored a webhook body that is not a notification")
             try:
                 result = self.store.apply_statuses(statuses)
+                if optouts:  # applied again with the bodies if this fails: a repeat changes nothing
+                    self.store.apply_optouts(optouts, self.optouts.all_buzones)
             except Exception:
                 self.inbox.put_back(self.owner)
                 raise

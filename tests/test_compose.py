@@ -68,6 +68,9 @@ DOCUMENTED = (
     "RATE_LIMIT_ACTIONS",
     "RATE_LIMIT_READS",
     "METRICS_TOKEN",
+    "OPTOUT_SCOPE",
+    "OPTOUT_KEYWORDS",
+    "MARKETING_LIMIT_RETRY_H",
 )
 MONITORING_SERVICES = {"prometheus", "grafana"}
 MONITORING = ROOT / "monitoring"
