@@ -252,7 +252,8 @@ class Pipeline:
         summary = self.store.deferred_summary(campaign_id)
         next_at = datetime.fromisoformat(summary["next_at"]).astimezone(UTC)
         reason = texts.WAITING_DEFERRED.format(count=summary["deferred"], at=next_at.strftime("%Y-%m-%d %H:%M:%S"))
-        self.state.set_counts(campaign_id, {RecipientStatus.DEFERRED: summary["deferred"], "reason": reason})
+        self.state.set_counts(campaign_id, {RecipientStatus.DEFERRED: summary["deferred"]})
+        self.state.set_reason(campaign_id, reason)
 
     def release_deferred(self) -> dict[str, int]:
         """Send again the deferred recipients whose time has come (the sweeper calls this); per campaign."""
@@ -260,7 +261,7 @@ class Pipeline:
         for campaign_id, count in released.items():
             if self.state.exists(campaign_id):
                 self.state.add_counts(campaign_id, {RecipientStatus.DEFERRED: -count})
-                self.state.set_counts(campaign_id, {"reason": ""})
+                self.state.set_reason(campaign_id, "")
             fields = self.ensure_live_state(campaign_id)  # a rebuild counts from the store, release included
             self.state.requeue(campaign_id, self.store.pending_batches(campaign_id, int(fields["batch_size"])))
             log.info(texts.LOG_DEFERRED_RELEASED, campaign_id, count, extra={"campaign": campaign_id})

@@ -8,7 +8,7 @@ import math
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from tasks import metrics, optouts, texts
@@ -162,7 +162,7 @@ class SendPolicy:
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 8.0
     outage_threshold: int = 20  # this many failures in a row to one number: WhatsApp is down
-    optouts: optouts.OptOutPolicy = optouts.OptOutPolicy()  # what 131050 and 131049 answers lead to
+    optouts: optouts.OptOutPolicy = field(default_factory=optouts.OptOutPolicy)  # what 131050 and 131049 lead to
 
     @classmethod
     def from_settings(cls, s: Settings) -> SendPolicy:

@@ -552,7 +552,9 @@ OPTOUT_ALREADY = "El número {phone} ya estaba dado de baja para {where}."
 OPTOUT_LIFTED = "Se levantó la baja del número {phone} en: {where}."
 OPTOUT_NOT_FOUND = "El número {phone} no tiene una baja vigente{where}."
 OPTOUT_NOT_FOUND_IN = " en el buzón '{buzon}'"
-OPTOUT_PHONE_INVALID = "El teléfono '{value}' no es válido: {reason}. Escríbalo con el código de país, por ejemplo +58..."
+OPTOUT_PHONE_INVALID = (
+    "El teléfono '{value}' no es válido: {reason}. Escríbalo con el código de país, por ejemplo +58..."
+)
 OPTOUT_BUZON_REQUIRED = (
     "Su credencial está limitada a los buzones {allowed}: indique en 'buzon' cuál de ellos (una baja para todos "
     "los buzones la da un usuario sin límite de buzones)."
