@@ -276,7 +276,8 @@ def _optout_paths(spec: APISpec) -> None:
             "get": {
                 "summary": "Números dados de baja (lista de supresión) de los buzones del llamante",
                 "description": "Bajas vigentes, las más recientes primero: manuales, por error 131050, por el "
-                "webhook user_preferences o por una respuesta como BAJA. Rol operator.",
+                "webhook user_preferences o por una respuesta como BAJA. Los teléfonos salen enmascarados para el "
+                "rol viewer; dar de baja y levantar piden el rol operator.",
                 "parameters": [{"in": "query", "schema": schemas.OptOutQuerySchema}],
                 "responses": {"200": _json("OptOutList", "Bajas"), **_errors(401, 403, 422, 503)},
             },

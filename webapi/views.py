@@ -196,7 +196,7 @@ def audit_log():
 
 
 @bp.get("/bajas")
-@requires("operator")
+@requires("viewer")
 @limits.reads
 def list_optouts():
     """The opt-outs in force for the caller's buzones, newest first, paginated (phones masked for roles that may
