@@ -3,6 +3,8 @@ signed webhooks (user_preferences, an inbound BAJA) arriving while a campaign ru
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import APP_SECRET, SENDERS, make_csv, status, upload, wait_for, wait_status
@@ -69,3 +71,41 @@ def test_opt_outs_during_a_campaign_and_a_deferred_recipient_end_to_end(make_sta
     ).json()
     assert checked["total_messages"] == TOTAL - 2
     assert sorted(r["fila"] for r in checked["rechazados"]) == [352, 362]
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt-get install chromium)")
+def test_the_console_shows_deferred_and_suppressed_recipients(make_stack, sandbox, api_keys):
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    stack = make_stack()  # 131049 waits the default 24 h: the campaign keeps waiting for it
+    phones = numbers()
+    sandbox.configure(recipient_errors={phones[0]: 131049})
+    stack.start_worker("w1")
+    assert upload(stack.api, make_csv(TOTAL), title="Consola bajas", buzon="lento").status_code == 201
+    added = stack.api.post("/api/bajas", json={"telefono": phones[390], "buzon": "lento", "motivo": "llamó"})
+    assert added.status_code == 201, added.text
+    wait_for(
+        lambda: (s := status(stack.api, "consola-bajas"))["pending"] == 0 and s["motivo"],
+        60,
+        message="everything but the deferred recipient settled",
+    )
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(locale="es-ES")
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(stack.api.url + "/")
+            page.locator("#clave").fill(api_keys["operator"])
+            page.keyboard.press("Enter")
+            page.goto(stack.api.url + "/#/campana/consola-bajas")
+            expect = playwright_api.expect
+            expect(page.get_by_test_id("diferidos")).to_contain_text("1", timeout=15_000)
+            expect(page.get_by_test_id("bajas")).to_contain_text("1")
+            expect(page.get_by_test_id("enviados")).to_contain_text(str(TOTAL - 2))
+            expect(page.locator("#c-motivo")).to_contain_text("131049")
+            assert errors == []
+        finally:
+            browser.close()
