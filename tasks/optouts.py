@@ -24,15 +24,23 @@ OPTED_OUT = 131050  # the user stopped marketing messages
 ALL_BUZONES = "*"  # the buzón of a suppression that holds for every buzón
 
 _SPACES = re.compile(r"\s+")
-# Punctuation around a reply ("¡BAJA!", "stop.") does not change what it means.
-_SURROUNDING = " \t\r\n.,;:!¡?¿\"'()[]*_~-"
+
+
+def _is_padding(char: str) -> bool:
+    """Spaces and punctuation around a reply ("¡BAJA!", "stop.") do not change what it means."""
+    return char.isspace() or unicodedata.category(char)[0] in "PS"
 
 
 def normalize_reply(text: str) -> str:
     """A reply as it is compared with the opt-out words: no accents, upper case, single spaces, trimmed."""
     decomposed = unicodedata.normalize("NFKD", text)
     bare = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return _SPACES.sub(" ", bare.upper().strip(_SURROUNDING)).strip(_SURROUNDING)
+    start, end = 0, len(bare)
+    while start < end and _is_padding(bare[start]):
+        start += 1
+    while end > start and _is_padding(bare[end - 1]):
+        end -= 1
+    return _SPACES.sub(" ", bare[start:end].upper())
 
 
 def _keywords(words: Iterable[str]) -> frozenset[str]:
