@@ -1,9 +1,10 @@
 """Opt-outs and the per-user marketing limit: what WhatsApp's notifications and send answers say about a user.
 
-Three things put a number on the suppression list (migrations/functions/optouts.sql): a send answered 131050,
-a `user_preferences` notification (marketing_messages: stop; a later resume lifts it) and an inbound text
-that is an opt-out word (BAJA, STOP...). A send answered 131049 (per-user marketing limit) is not a failure
-yet: the recipient is deferred and sent once more after MARKETING_LIMIT_RETRY_H.
+Three things put a number on the suppression list (migrations/functions/optouts.sql): a send answered 131050
+(or a failed status notification with that code), a `user_preferences` notification (marketing_messages:
+stop; a later resume lifts it) and an inbound text that is an opt-out word (BAJA, STOP...). A send answered
+131049 (per-user marketing limit) is not a failure yet: the recipient is deferred and sent once more after
+MARKETING_LIMIT_RETRY_H.
 """
 
 from __future__ import annotations
@@ -113,6 +114,23 @@ def optouts_of(body: dict, policy: OptOutPolicy) -> list[dict]:
                             "ts": _timestamp(pref.get("timestamp")),
                             "source": "user_preferences",
                             "detail": str(pref.get("detail") or "")[:200] or None,
+                        }
+                    )
+            for status in value.get("statuses") or []:
+                # A message accepted, then reported failed because the user stopped marketing messages.
+                if not isinstance(status, dict) or status.get("status") != "failed":
+                    continue
+                error = (status.get("errors") or [{}])[0] or {}
+                phone = _phone(status.get("recipient_id"))
+                if isinstance(error, dict) and error.get("code") == OPTED_OUT and phone:
+                    found.append(
+                        {
+                            "phone_number_id": pnid,
+                            "phone": phone,
+                            "action": "stop",
+                            "ts": _timestamp(status.get("timestamp")),
+                            "source": "send_error",
+                            "detail": str(error.get("title") or error.get("message") or "")[:200] or None,
                         }
                     )
             for message in value.get("messages") or []:

@@ -345,3 +345,21 @@ def test_cancelling_a_campaign_that_waits_cancels_its_deferred_recipients(app, c
     assert client.post("/api/cancelar-campana/espera").status_code == 200
     state = client.get("/api/estado-cola/espera").json
     assert (state["status"], state["deferred"], state["cancelled"], state["progress"]) == ("cancelled", 0, 1, 100.0)
+
+
+def test_a_failed_status_with_131050_suppresses_the_number(app, client, queue):
+    rt = app.extensions["campaigns"]
+    phones = new_campaign(rt, "estado-131050", 5)
+    queue.run_all(rt)
+    wamid = rt.store.list_recipients("estado-131050", "sent", 10, 0)["recipients"][0]["wamid"]
+    failed = {
+        "id": wamid,
+        "status": "failed",
+        "timestamp": "1798000000",
+        "recipient_id": phones[0],
+        "errors": [{"code": 131050, "title": "User has stopped marketing messages"}],
+    }
+    notify(client, ("messages", {"statuses": [failed]}))
+    rt.webhooks.process_inbox()
+    assert suppressed(app) == {("ventas", phones[0]): "send_error"}
+    assert stored_statuses(rt, "estado-131050") == {"sent": 4, "failed": 1}
