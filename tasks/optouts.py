@@ -151,6 +151,22 @@ def optouts_of(body: dict, policy: OptOutPolicy) -> list[dict]:
     return found
 
 
+def limited_of(body: dict) -> list[str]:
+    """The wamids a notification reports failed for the per-user marketing limit (131049)."""
+    found = []
+    for entry in body.get("entry") or []:
+        for change in (entry.get("changes") or []) if isinstance(entry, dict) else []:
+            value = change.get("value") if isinstance(change, dict) else None
+            for status in (value.get("statuses") or []) if isinstance(value, dict) else []:
+                if not isinstance(status, dict) or status.get("status") != "failed":
+                    continue
+                error = (status.get("errors") or [{}])[0] or {}
+                wamid = status.get("id")
+                if isinstance(error, dict) and error.get("code") == MARKETING_LIMIT and isinstance(wamid, str):
+                    found.append(wamid)
+    return found
+
+
 def skipped_outcomes(claimed: Iterable[ClaimedMessage], owner: str) -> list[Outcome]:
     """The outcomes of claimed recipients whose number opted out: suppressed, never requested."""
     return [

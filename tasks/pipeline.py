@@ -255,6 +255,13 @@ class Pipeline:
         self.state.set_counts(campaign_id, {RecipientStatus.DEFERRED: summary["deferred"]})
         self.state.set_reason(campaign_id, reason)
 
+    def keep_open(self, campaign_ids: list[str]) -> None:
+        """Campaigns that got deferred recipients after they completed run again until those are settled."""
+        for campaign_id in campaign_ids:
+            if self.ensure_live_state(campaign_id).get("status") == CampaignStatus.COMPLETED:
+                self._set_status(campaign_id, CampaignStatus.RUNNING)
+            self.settle(campaign_id)
+
     def release_deferred(self) -> dict[str, int]:
         """Send again the deferred recipients whose time has come (the sweeper calls this); per campaign."""
         released = self.store.release_deferred()

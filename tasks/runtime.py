@@ -114,6 +114,12 @@ def build_runtime(
         sweeper=sweeper,
         inbox=inbox,
         webhooks=WebhookApplier(
-            store, state, inbox, owner, queue.schedule_webhooks, OptOutPolicy.from_settings(settings)
+            store,
+            state,
+            inbox,
+            owner,
+            queue.schedule_webhooks,
+            OptOutPolicy.from_settings(settings),
+            on_deferred=pipeline.keep_open,
         ),
     )

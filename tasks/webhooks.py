@@ -10,7 +10,7 @@ from collections.abc import Callable
 import redis
 
 from tasks import keys, metrics
-from tasks.optouts import OptOutPolicy, optouts_of
+from tasks.optouts import OptOutPolicy, limited_of, optouts_of
 from tasks.state import LiveState
 from tasks.store.base import Store
 
@@ -143,6 +143,7 @@ class WebhookApplier:
         owner: str,
         schedule: Callable[[], None] | None = None,
         optouts: OptOutPolicy | None = None,
+        on_deferred: Callable[[list[str]], object] | None = None,
     ):
         self.store = store
         self.state = state
@@ -150,6 +151,8 @@ class WebhookApplier:
         self.owner = owner  # this worker: the bodies it takes are kept under its name until applied
         self.schedule = schedule  # asks for the next drain when this one runs out of time
         self.optouts = optouts or OptOutPolicy()  # which notifications are opt-outs, and for which buzones
+        # Told which campaigns got recipients deferred by a failed status (131049), to keep them open.
+        self.on_deferred = on_deferred
 
     def process_inbox(self, max_bodies: int = 200, budget_s: float = 20.0) -> dict:
         """Apply what is queued, for at most `budget_s` seconds."""
@@ -161,11 +164,13 @@ class WebhookApplier:
                 break
             statuses = []
             optouts: list[dict] = []
+            limited: list[str] = []
             for raw in bodies:
                 try:
                     body = json.loads(raw)
                     statuses.extend(statuses_of(body))
                     optouts.extend(optouts_of(body, self.optouts))
+                    limited.extend(limited_of(body))
                 except (ValueError, AttributeError, TypeError):
                     log.warning("ignored a webhook body that is not a notification")
             try:
@@ -180,6 +185,8 @@ class WebhookApplier:
             metrics.WEBHOOK_STATUSES.labels("applied").inc(result["applied"])
             metrics.WEBHOOK_STATUSES.labels("orphan").inc(result["orphans"])
             self._apply_deltas(result["deltas"])
+            if limited and self.optouts.marketing_retry_s > 0:
+                self._defer(limited)
             report["bodies"] += len(bodies)
             report["statuses"] += len(statuses)
             report["applied"] += result["applied"]
@@ -193,6 +200,13 @@ class WebhookApplier:
         self._apply_deltas(rematched["deltas"])
         report["applied"] += rematched["applied"]
         return report
+
+    def _defer(self, wamids: list[str]) -> None:
+        """Messages reported failed for the per-user marketing limit wait for their one retry instead."""
+        deferred = self.store.defer_reported(wamids, time.time() + self.optouts.marketing_retry_s)
+        self._apply_deltas({c: {"failed": -n, "deferred": n, "e:131049": -n} for c, n in deferred.items()})
+        if deferred and self.on_deferred is not None:
+            self.on_deferred(sorted(deferred))
 
     def _apply_deltas(self, deltas: dict[str, dict[str, int]]) -> None:
         """Move Redis counters by what the store changed (failures also by error code)."""

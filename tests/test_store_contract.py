@@ -577,3 +577,18 @@ def test_deferred_recipients_wait_are_released_once_and_fail_the_second_time(sto
     second = [{"id": m.id, "status": "deferred", "error_code": 131049, "retry_at": past, "owner": "w2"} for m in again]
     assert store.record_outcomes(second)["moved"] == {"failed": 2}
     assert store.cancel_pending("promo") == 3
+
+
+def test_a_message_reported_failed_for_the_marketing_limit_is_deferred_once(store):
+    store.create_campaign(_campaign(), LEADS[:2])
+    store.set_campaign_status("promo", "running")
+    claimed = store.claim_messages("promo", 1, 2, "w1")
+    store.record_outcomes([{"id": m.id, "status": "sent", "wamid": f"w{m.seq}", "owner": "w1"} for m in claimed])
+    failed = {"wamid": "w1", "status": "failed", "ts": 1_800_000_000, "callback": None, "error_code": 131049}
+    store.apply_statuses([{**failed, "error_detail": "limit"}])
+    assert store.defer_reported(["w1", "w2", "nadie"], 1_000_000_000.0) == {"promo": 1}
+    assert store.defer_reported(["w1"], 1_000_000_000.0) == {}
+    assert store.campaign_counts("promo")["deferred"] == 1
+    assert store.release_deferred() == {"promo": 1}
+    [row] = store.list_recipients("promo", "pending", 10, 0)["recipients"]
+    assert (row["wamid"], row["delivery_status"]) == (None, None)  # sent again as a new message

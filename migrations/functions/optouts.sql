@@ -156,7 +156,10 @@ RETURNS jsonb LANGUAGE sql AS $$
         FOR UPDATE OF l SKIP LOCKED),
     moved AS (
         UPDATE instancia_sofia.leads_activos l
-        SET status = 'pending', error_code = NULL, error_detail = NULL, updated_at = now()
+        -- A message that was accepted and then reported failed is a new message now: its old delivery news
+        -- must not decide the new one's outcome (record_outcomes lets a 'failed' notification win).
+        SET status = 'pending', error_code = NULL, error_detail = NULL, wamid = NULL, delivery_status = NULL,
+            delivered_at = NULL, read_at = NULL, updated_at = now()
         FROM due WHERE l.id = due.id AND l.status = 'deferred'
         RETURNING l.campaign_id)
     SELECT COALESCE(jsonb_object_agg(campaign_id, n), '{}'::jsonb)
@@ -168,4 +171,22 @@ CREATE OR REPLACE FUNCTION instancia_sofia.deferred_summary(p_campaign_id text)
 RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object('deferred', count(*), 'next_at', min(deferred_until))
     FROM instancia_sofia.leads_activos WHERE campaign_id = p_campaign_id AND status = 'deferred';
+$$;
+
+-- Messages WhatsApp accepted and then reported failed for the per-user marketing limit (a failed status with
+-- 131049, already applied by apply_statuses): each becomes deferred until p_retry_at (Unix seconds), once, in
+-- campaigns that retry them. Returns {campaign_id: how many}.
+CREATE OR REPLACE FUNCTION instancia_sofia.defer_reported(p_wamids text[], p_retry_at double precision)
+RETURNS jsonb LANGUAGE sql AS $$
+    WITH moved AS (
+        UPDATE instancia_sofia.leads_activos l
+        SET status = 'deferred', deferred_until = to_timestamp(p_retry_at), deferrals = l.deferrals + 1,
+            updated_at = now()
+        FROM instancia_sofia.campaigns c
+        WHERE l.wamid = ANY (p_wamids) AND c.id = l.campaign_id AND c.retry_deferred
+          AND c.status IN ('running', 'paused', 'completed')
+          AND l.status = 'failed' AND l.error_code = 131049 AND l.deferrals = 0
+        RETURNING l.campaign_id)
+    SELECT COALESCE(jsonb_object_agg(campaign_id, n), '{}'::jsonb)
+    FROM (SELECT campaign_id, count(*) AS n FROM moved GROUP BY campaign_id) s;
 $$;

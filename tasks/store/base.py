@@ -64,6 +64,7 @@ RETRY_SAFE = frozenset(
         "suppressed_phones",
         "release_deferred",
         "deferred_summary",
+        "defer_reported",
     }
 )
 
@@ -322,6 +323,13 @@ class Store:
     def release_deferred(self, limit: int = 10_000) -> dict[str, int]:
         """Put the deferred recipients whose time has come (of running campaigns) back to pending; per campaign."""
         return self._call("release_deferred", p_limit=limit)
+
+    def defer_reported(self, wamids: list[str], retry_at: float) -> dict[str, int]:
+        """Defer until `retry_at` the messages reported failed with 131049 (once, in campaigns that retry them);
+        returns how many per campaign."""
+        if not wamids:
+            return {}
+        return self._call("defer_reported", p_wamids=wamids, p_retry_at=retry_at)
 
     def deferred_summary(self, campaign_id: str) -> dict:
         """{deferred: how many wait, next_at: when the first may be sent again (ISO text, or None)}."""

@@ -363,3 +363,34 @@ def test_a_failed_status_with_131050_suppresses_the_number(app, client, queue):
     rt.webhooks.process_inbox()
     assert suppressed(app) == {("ventas", phones[0]): "send_error"}
     assert stored_statuses(rt, "estado-131050") == {"sent": 4, "failed": 1}
+
+
+def test_a_failed_status_with_131049_defers_the_recipient_and_reopens_its_campaign(app, client, queue, fast_sandbox):
+    rt = app.extensions["campaigns"]
+    rt.webhooks.optouts = replace(rt.webhooks.optouts, marketing_retry_s=0.5)
+    phones = new_campaign(rt, "estado-131049", 5)
+    queue.run_all(rt)
+    assert live(rt, "estado-131049")["status"] == "completed"
+    row = rt.store.list_recipients("estado-131049", "sent", 10, 0)["recipients"][2]
+    failed = {
+        "id": row["wamid"],
+        "status": "failed",
+        "timestamp": "1798000000",
+        "recipient_id": row["phone"],
+        "errors": [{"code": 131049, "title": "healthy ecosystem engagement"}],
+    }
+    notify(client, ("messages", {"statuses": [failed]}))
+    rt.webhooks.process_inbox()
+    state = client.get("/api/estado-cola/estado-131049").json
+    assert (state["status"], state["sent"], state["failed"], state["deferred"]) == ("running", 4, 0, 1)
+    assert "131049" in state["motivo"] and state["errores"] == []
+    notify(client, ("messages", {"statuses": [failed]}))  # the same notification again changes nothing
+    rt.webhooks.process_inbox()
+    assert stored_statuses(rt, "estado-131049") == {"sent": 4, "deferred": 1}
+
+    time.sleep(0.6)
+    rt.sweeper.sweep()
+    queue.run_all(rt)
+    state = client.get("/api/estado-cola/estado-131049").json
+    assert (state["status"], state["sent"], state["deferred"], state["progress"]) == ("completed", 5, 0, 100.0)
+    assert sent_to(fast_sandbox)[phones[2]] == 2  # the first message, refused later, and its one retry
