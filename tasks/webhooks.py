@@ -177,6 +177,7 @@ class WebhookApplier:
                 result = self.store.apply_statuses(statuses)
                 if optouts:  # applied again with the bodies if this fails: a repeat changes nothing
                     self.store.apply_optouts(optouts, self.optouts.all_buzones)
+                deferred = self._defer(limited) if limited else {}
             except Exception:
                 self.inbox.put_back(self.owner)
                 raise
@@ -185,8 +186,10 @@ class WebhookApplier:
             metrics.WEBHOOK_STATUSES.labels("applied").inc(result["applied"])
             metrics.WEBHOOK_STATUSES.labels("orphan").inc(result["orphans"])
             self._apply_deltas(result["deltas"])
-            if limited and self.optouts.marketing_retry_s > 0:
-                self._defer(limited)
+            if deferred:
+                self._apply_deltas({c: {"failed": -n, "deferred": n, "e:131049": -n} for c, n in deferred.items()})
+                if self.on_deferred is not None:
+                    self.on_deferred(sorted(deferred))
             report["bodies"] += len(bodies)
             report["statuses"] += len(statuses)
             report["applied"] += result["applied"]
@@ -201,12 +204,12 @@ class WebhookApplier:
         report["applied"] += rematched["applied"]
         return report
 
-    def _defer(self, wamids: list[str]) -> None:
-        """Messages reported failed for the per-user marketing limit wait for their one retry instead."""
-        deferred = self.store.defer_reported(wamids, time.time() + self.optouts.marketing_retry_s)
-        self._apply_deltas({c: {"failed": -n, "deferred": n, "e:131049": -n} for c, n in deferred.items()})
-        if deferred and self.on_deferred is not None:
-            self.on_deferred(sorted(deferred))
+    def _defer(self, wamids: list[str]) -> dict[str, int]:
+        """Messages reported failed for the per-user marketing limit wait for their one retry instead (after
+        apply_statuses failed them; a repeat moves nothing). Returns how many per campaign."""
+        if self.optouts.marketing_retry_s <= 0:
+            return {}
+        return self.store.defer_reported(wamids, time.time() + self.optouts.marketing_retry_s)
 
     def _apply_deltas(self, deltas: dict[str, dict[str, int]]) -> None:
         """Move Redis counters by what the store changed (failures also by error code)."""
