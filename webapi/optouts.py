@@ -1,4 +1,8 @@
-"""What the API does with the suppression list (/api/bajas), as plain functions over the store (no HTTP here)."""
+"""What the API does with the suppression list (/api/bajas), as plain functions over the store.
+
+Nothing here reads the request; a change leaves what it did on `flask.g.audit_details` for the audit entry
+(webapi/audit.py), refused changes included.
+"""
 
 from __future__ import annotations
 
