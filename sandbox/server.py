@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import users
 from .settings import SandboxSettings
 from .signals import add_signal_routes, blocked_template, message_status
 from .template_listing import add_listing_route
@@ -219,6 +220,7 @@ class Sandbox:
         """Start with the given settings, which reset(config=True) returns to."""
         self.startup_settings = settings
         self.webhooks = webhooks or StatusWebhooks()
+        self.users = users.UserPreferences()  # recipients who stopped marketing messages (sandbox/users.py)
         self.started = time.monotonic()
         self._use(settings)
         self.reset()
@@ -248,6 +250,7 @@ class Sandbox:
         if config:
             self._use(self.startup_settings)
         self.webhooks.reset()
+        self.users.reset()
         self._buckets.clear()
         self.log: deque[dict[str, Any]] = deque(maxlen=self.settings.message_log_limit)
         self.next_index = 0
@@ -307,6 +310,8 @@ class Sandbox:
                 failure = settings.recipient_errors.get(message["wa_id"])
                 if failure:
                     raise ApiError(failure)
+            if message["type"] == "template" and self.users.refuses(message["wa_id"], phone_number_id):
+                raise ApiError(131050, "The user has stopped marketing messages from this business.")
         except (ApiError, TemplateMismatch) as error:
             if timed_out:
                 return _timeout_answer(delay)
@@ -505,4 +510,5 @@ def create_app(settings: SandboxSettings | None = None, webhooks: StatusWebhooks
     app.router.add_post("/_sandbox/webhooks/flush", post_webhooks_flush)
     add_listing_route(app, SANDBOX, error_answer)
     add_signal_routes(app, SANDBOX)
+    users.register(app, sandbox)
     return app

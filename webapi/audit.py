@@ -13,7 +13,13 @@ log = logging.getLogger("webapi.audit")
 
 #: Action names of the views that change something, and of the export (it hands out every phone number of
 #: a campaign); the action view says which one in its URL.
-_ACTIONS = {"api.create_campaign": "create", "api.retry_campaign": "retry", "api.export_results": "export"}
+_ACTIONS = {
+    "api.create_campaign": "create",
+    "api.retry_campaign": "retry",
+    "api.export_results": "export",
+    "api.add_optout": "optout.add",
+    "api.lift_optout": "optout.lift",
+}
 _CAMPAIGN_ACTIONS = {"pausar": "pause", "reanudar": "resume", "cancelar": "cancel"}
 
 
@@ -59,6 +65,8 @@ def _entry(response: Response) -> dict | None:
         details["message"] = body.get("message")
     if g.get("refused_origin"):
         details["origin"] = g.refused_origin
+    details.update(g.get("audit_details") or {})  # what the view says it changed (an opt-out's phone...)
+    buzon = buzon or (g.get("audit_details") or {}).get("buzon")
     return {
         **actor_fields(g.get("caller")),
         "action": action or "access",

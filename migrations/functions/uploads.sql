@@ -31,11 +31,12 @@ BEGIN
         BEGIN
             INSERT INTO instancia_sofia.campaigns
                 (id, title, template, language, buzon, named_params, total, batch_size, chunk_size,
-                 idempotency_key, created_by, template_plan)
+                 idempotency_key, created_by, template_plan, retry_deferred)
             VALUES (v_id, p_campaign->>'title', p_campaign->>'template', p_campaign->>'language',
                     p_campaign->>'buzon', COALESCE((p_campaign->>'named_params')::boolean, false), 1,
                     (p_campaign->>'batch_size')::integer, (p_campaign->>'chunk_size')::integer, v_key,
-                    p_campaign->>'created_by', NULLIF(p_campaign->'template_plan', 'null'::jsonb));
+                    p_campaign->>'created_by', NULLIF(p_campaign->'template_plan', 'null'::jsonb),
+                    COALESCE((p_campaign->>'retry_deferred')::boolean, true));
             RETURN jsonb_build_object('id', v_id, 'total', 1, 'created', true);
         EXCEPTION WHEN unique_violation THEN
             -- Either the readable id is taken (try the next suffix) or a concurrent upload with the same
