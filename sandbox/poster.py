@@ -21,12 +21,18 @@ IDLE_REUSE_S = 30.0
 
 
 class _Answer:
-    """httptools' callbacks for one response: done once the message is complete."""
+    """httptools' callbacks for one response: whether the server keeps the connection (known once the headers
+    are in; the parser forgets it when the message completes), and done once the message is complete."""
 
-    __slots__ = ("done",)
+    __slots__ = ("done", "keep_alive", "parser")
 
     def __init__(self) -> None:
         self.done = False
+        self.keep_alive = False
+        self.parser = httptools.HttpResponseParser(self)
+
+    def on_headers_complete(self) -> None:
+        self.keep_alive = self.parser.should_keep_alive()
 
     def on_message_complete(self) -> None:
         self.done = True
@@ -79,14 +85,13 @@ class KeepAlivePoster:
             )
             await connection.writer.drain()
             answer = _Answer()
-            parser = httptools.HttpResponseParser(answer)
             while not answer.done:
                 data = await connection.reader.read(65536)
                 if not data:
                     raise ConnectionResetError("the server closed the connection before answering")
-                parser.feed_data(data)
-            keep = parser.should_keep_alive()
-            return parser.get_status_code()
+                answer.parser.feed_data(data)
+            keep = answer.keep_alive
+            return answer.parser.get_status_code()
         finally:
             if keep:
                 connection.used_at = time.monotonic()

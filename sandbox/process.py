@@ -132,6 +132,16 @@ class SandboxHandle:
             raise ValueError(f"signal {kind}: HTTP {response.status_code} {response.text}")
         return response.json()
 
+    def opt_out(self, wa_id: str, phone_number_id: str, *, resume: bool = False, **options: Any) -> dict[str, Any]:
+        """Make a recipient stop (or resume) marketing messages from a number; the notification is posted now."""
+        path = f"users/{wa_id}/{'opt-in' if resume else 'opt-out'}"
+        return self._admin("POST", path, {"phone_number_id": phone_number_id, **options})
+
+    def inbound(self, sender: str, text: str, phone_number_id: str, **options: Any) -> dict[str, Any]:
+        """Post a recipient's text reply to a number as an inbound message notification."""
+        payload = {"from": sender, "text": text, "phone_number_id": phone_number_id, **options}
+        return self._admin("POST", "inbound", payload)
+
     def reset(self, config: bool = False) -> None:
         """Clear the message log and counters; with config=True also restore the startup options."""
         self._admin("POST", "reset", {"config": config})

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import users
 from .portfolios import PortfolioLimits, capability_notification, post_notification
 from .settings import SandboxSettings
 from .signals import add_signal_routes, blocked_template, message_status
@@ -220,6 +221,7 @@ class Sandbox:
         """Start with the given settings, which reset(config=True) returns to."""
         self.startup_settings = settings
         self.webhooks = webhooks or StatusWebhooks()
+        self.users = users.UserPreferences()  # recipients who stopped marketing messages (sandbox/users.py)
         self.portfolios = PortfolioLimits()
         self.started = time.monotonic()
         self._use(settings)
@@ -251,6 +253,7 @@ class Sandbox:
         if config:
             self._use(self.startup_settings)
         self.webhooks.reset()
+        self.users.reset()
         self.portfolios.reset()
         self._buckets.clear()
         self.log: deque[dict[str, Any]] = deque(maxlen=self.settings.message_log_limit)
@@ -311,6 +314,8 @@ class Sandbox:
                 failure = settings.recipient_errors.get(message["wa_id"])
                 if failure:
                     raise ApiError(failure)
+            if message["type"] == "template" and self.users.refuses(message["wa_id"], phone_number_id):
+                raise ApiError(131050, "The user has stopped marketing messages from this business.")
             if settings.portfolios:
                 refused = self.portfolios.admit(phone_number_id, message["wa_id"])
                 if refused:
@@ -542,4 +547,5 @@ def create_app(settings: SandboxSettings | None = None, webhooks: StatusWebhooks
     app.router.add_get("/_sandbox/portfolios", get_portfolios)
     app.router.add_post("/_sandbox/portfolios/{portfolio_id}/limit", post_portfolio_limit)
     add_signal_routes(app, SANDBOX)
+    users.register(app, sandbox)
     return app

@@ -77,6 +77,12 @@ class Settings:
     pause_on_low_quality: bool = True
     # RATE_CARD_FILE: prices per message by category and country calling code (CSV or JSON; docs/rate-card.csv).
     rate_card_file: str | None = None
+    # Opt-outs: whose suppression list an automatic opt-out joins ("buzon": the buzón it came from; "global":
+    # every buzón), and the inbound replies that mean "stop" (compared without accents, case or spaces).
+    optout_scope: str = "buzon"
+    optout_keywords: tuple[str, ...] = ("BAJA", "STOP", "NO", "CANCELAR", "DESUSCRIBIR", "UNSUBSCRIBE")
+    # Hours a recipient refused for the per-user marketing limit (131049) waits before its one retry; 0 fails it.
+    marketing_limit_retry_h: float = 24.0
 
     @property
     def max_csv_bytes(self) -> int:
@@ -203,6 +209,9 @@ _PARSERS = {
     "template_check_timeout_s": _positive_float,
     "pause_on_low_quality": _bool,
     "rate_card_file": lambda n, v: v.strip() or None,
+    "optout_scope": lambda n, v: _choice(n, v, ("buzon", "global")),
+    "optout_keywords": lambda n, v: _keywords(n, v),
+    "marketing_limit_retry_h": lambda n, v: _non_negative_float(n, v),
 }
 
 
@@ -242,6 +251,14 @@ def _tiers(name: str, raw: str) -> tuple[int, ...]:
     if not tiers:
         raise ConfigError(f"{name} is empty; list the tiers like 250,2000,10000,100000,unlimited")
     return tuple(tiers)
+
+
+def _keywords(name: str, raw: str) -> tuple[str, ...]:
+    """A comma-separated list of words or short phrases, at least one."""
+    words = tuple(w.strip() for w in raw.split(",") if w.strip())
+    if not words:
+        raise ConfigError(f"{name} is empty; list the opt-out words separated by commas, such as BAJA,STOP")
+    return words
 
 
 def _port(name: str, raw: str) -> int:

@@ -312,9 +312,14 @@ class Pipeline:
             self.state.queued(campaign_id) == 0 and self.state.in_flight(campaign_id) == 0
         ):
             counts = self.store.campaign_counts(campaign_id)
+            if counts["pending"] == 0 and counts["sending"] == 0 and counts.get(RecipientStatus.DEFERRED):
+                self._wait_for_deferred(campaign_id)
+                return status
             if counts["pending"] == 0 and counts["sending"] == 0:
                 # The store is exact; Redis may have missed increments around a crash.
-                self.state.set_counts(campaign_id, {k: counts[k] for k in SETTLED_RECIPIENT_STATUSES})
+                self.state.set_counts(
+                    campaign_id, {k: counts[k] for k in (*SETTLED_RECIPIENT_STATUSES, RecipientStatus.DEFERRED)}
+                )
                 self._set_status(campaign_id, CampaignStatus.COMPLETED)
                 log.info(
                     texts.LOG_COMPLETED, campaign_id, counts["sent"], counts["failed"], extra={"campaign": campaign_id}
@@ -325,6 +330,34 @@ class Pipeline:
                 self.state.requeue(campaign_id, self.store.pending_batches(campaign_id, int(fields["batch_size"])))
         self.dispatch(campaign_id)
         return status
+
+    def _wait_for_deferred(self, campaign_id: str) -> None:
+        """Everything else is settled: the campaign runs on, saying it waits for its deferred recipients."""
+        summary = self.store.deferred_summary(campaign_id)
+        next_at = datetime.fromisoformat(summary["next_at"]).astimezone(UTC)
+        reason = texts.WAITING_DEFERRED.format(count=summary["deferred"], at=next_at.strftime("%Y-%m-%d %H:%M:%S"))
+        self.state.set_counts(campaign_id, {RecipientStatus.DEFERRED: summary["deferred"]})
+        self.state.set_reason(campaign_id, reason)
+
+    def keep_open(self, campaign_ids: list[str]) -> None:
+        """Campaigns that got deferred recipients after they completed run again until those are settled."""
+        for campaign_id in campaign_ids:
+            if self.ensure_live_state(campaign_id).get("status") == CampaignStatus.COMPLETED:
+                self._set_status(campaign_id, CampaignStatus.RUNNING)
+            self.settle(campaign_id)
+
+    def release_deferred(self) -> dict[str, int]:
+        """Send again the deferred recipients whose time has come (the sweeper calls this); per campaign."""
+        released = self.store.release_deferred()
+        for campaign_id, count in released.items():
+            if self.state.exists(campaign_id):
+                self.state.add_counts(campaign_id, {RecipientStatus.DEFERRED: -count})
+                self.state.set_reason(campaign_id, "")
+            fields = self.ensure_live_state(campaign_id)  # a rebuild counts from the store, release included
+            self.state.requeue(campaign_id, self.store.pending_batches(campaign_id, int(fields["batch_size"])))
+            log.info(texts.LOG_DEFERRED_RELEASED, campaign_id, count, extra={"campaign": campaign_id})
+            self.settle(campaign_id)
+        return released
 
     # --- operator and error actions --------------------------------------------------------------
 
@@ -399,8 +432,9 @@ class Pipeline:
         result = self._set_status(campaign_id, CampaignStatus.CANCELLED, texts.CANCELLED_BY_OPERATOR)
         if not result["changed"]:
             raise InvalidTransition(texts.CANNOT_ACT.format(status=result["status"], action="cancelar"))
-        cancelled = self.store.cancel_pending(campaign_id)
+        cancelled = self.store.cancel_pending(campaign_id)  # deferred recipients too
         self.state.add_counts(campaign_id, {RecipientStatus.CANCELLED: cancelled})
+        self.state.set_counts(campaign_id, {RecipientStatus.DEFERRED: 0})
         return cancelled
 
     def retry(self, campaign_id: str, statuses: list[str]) -> dict[str, int]:

@@ -68,6 +68,7 @@ class Sweeper:
             return {"skipped": True}
         report = {"unknown": 0, "released": 0, "settled": 0, "requeued_batches": 0, "campaigns": 0}
         try:
+            report["deferred_released"] = sum(self.pipeline.release_deferred().values())
             campaigns = set(self.store.open_campaigns()) | self.state.active_campaigns()
             owners = {campaign_id: self.store.claim_owners(campaign_id) for campaign_id in campaigns}
             takers = set(self.inbox.takers())

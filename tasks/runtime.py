@@ -17,6 +17,7 @@ from redis.retry import Retry
 from tasks.account_signals import AccountSignals
 from tasks.config import Settings
 from tasks.heartbeat import new_owner_id
+from tasks.optouts import OptOutPolicy
 from tasks.pipeline import Pipeline, PipelinePolicy
 from tasks.portfolio import MessagingBudget
 from tasks.queue import TaskQueue
@@ -125,6 +126,8 @@ def build_runtime(
             owner,
             AccountSignals(store, pipeline, settings.pause_on_low_quality),
             schedule=queue.schedule_webhooks,
+            optouts=OptOutPolicy.from_settings(settings),
+            on_deferred=pipeline.keep_open,
         ),
         budget=budget,
     )

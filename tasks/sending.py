@@ -8,11 +8,11 @@ import math
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 
-from tasks import metrics, texts
+from tasks import metrics, optouts, texts
 from tasks.config import Settings
 from tasks.errors import ErrorKind, describe
 from tasks.logsetup import mask
@@ -37,7 +37,7 @@ log = logging.getLogger("tasks.sending")
 # never count against a message's retries, so a message never fails because of throughput.
 _THROTTLE_PAUSE_S = {130429: 1.0, 4: 5.0, 80007: 5.0, 131057: 30.0}
 # Outcomes that count as answered sends for the live messages/s figure.
-_ANSWERED = (RecipientStatus.SENT, RecipientStatus.FAILED)
+_ANSWERED = (RecipientStatus.SENT, RecipientStatus.FAILED, RecipientStatus.DEFERRED)
 # A message is marked as being requested (and the campaign's status checked) together with the other
 # messages of its chunk whose slots fall within this horizon: one Redis call for several messages.
 # It is also how late a pause or cancel can be, and how early a mark may precede its request.
@@ -166,6 +166,7 @@ class SendPolicy:
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 8.0
     outage_threshold: int = 20  # this many failures in a row to one number: WhatsApp is down
+    optouts: optouts.OptOutPolicy = field(default_factory=optouts.OptOutPolicy)  # what 131050 and 131049 lead to
 
     @classmethod
     def from_settings(cls, s: Settings) -> SendPolicy:
@@ -176,6 +177,7 @@ class SendPolicy:
             max_retries=s.max_retries,
             credentials_ttl_s=s.credentials_cache_s,
             chunk_deadline_s=s.chunk_deadline_s,
+            optouts=optouts.OptOutPolicy.from_settings(s),
         )
 
 
@@ -330,16 +332,21 @@ class ChunkSender:
             closes_at = spec.clock.closes_at(now).timestamp()  # type: ignore[union-attr]  # a window is set
         first, last = chunk_range(spec.total, spec.batch_size, spec.chunk_size, batch_no, chunk_no)
         claimed = self.store.claim_messages(campaign_id, first, last, owner)
+        # Numbers that opted out since the upload are recorded as suppressed, never requested.
+        skipped = optouts.skipped_outcomes(claimed, owner)
+        if skipped:
+            claimed = [m for m in claimed if not m.suppressed]
         if not claimed:
-            return []
+            return skipped
         try:
             sender = self.sender(spec.buzon)
         except StoreUnavailable:  # the database is away, which says nothing about the buzón: hand the chunk back
-            return [_outcome(m, RecipientStatus.PENDING) for m in claimed]
+            return [_outcome(m, RecipientStatus.PENDING) for m in claimed] + skipped
         except StoreError as exc:
             self._stop(campaign_id, CampaignStatus.PAUSED, texts.PAUSE_NO_CREDENTIALS.format(error=exc))
-            return [_outcome(m, RecipientStatus.PENDING) for m in claimed]
+            return [_outcome(m, RecipientStatus.PENDING) for m in claimed] + skipped
         claimed, over_limit, budget_wait = self._within_budget(campaign_id, spec, sender, claimed)
+        over_limit += skipped  # recorded with the rest: suppressed ones, and those without a place
         if not claimed:
             if budget_wait:
                 self._wait(campaign_id, *budget_wait, kind=WAIT_BUDGET)
@@ -561,7 +568,10 @@ class ChunkSender:
                 since=requested_at,
                 reason=reason,
             )
-        return Decision(Next.DONE, _outcome(message, RecipientStatus.FAILED, retries, result))
+        failed = _outcome(message, RecipientStatus.FAILED, retries, result)
+        if result.error_code in (optouts.OPTED_OUT, optouts.MARKETING_LIMIT):
+            optouts.settle_refusal(failed, job.spec.buzon, self.policy.optouts)
+        return Decision(Next.DONE, failed)
 
     def _note_failure(self, pnid: str) -> int:
         """Count a transient failure of this number across all workers; returns the current run of failures."""

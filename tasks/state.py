@@ -315,6 +315,10 @@ class LiveState:
         """Overwrite counters with the store's exact figures (after a crash or a lost Redis)."""
         self._set_if_known(keys=[_PREFIX + campaign_id], args=[x for item in counts.items() for x in item])
 
+    def set_reason(self, campaign_id: str, reason: str) -> None:
+        """Say why a campaign waits without changing its status (for example deferred recipients)."""
+        self._set_if_known(keys=[_PREFIX + campaign_id], args=["reason", reason])
+
     def in_flight(self, campaign_id: str) -> int:
         """How many batches of the campaign are in flight."""
         return self.redis.scard(self._keys(campaign_id)[2])

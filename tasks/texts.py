@@ -614,3 +614,35 @@ RATE_CARD_BAD_CATEGORY = "la categoría {value!r} no es marketing, utility, auth
 RATE_CARD_BAD_CODE = "el código de país {value!r} no es un número como 58 ni '*'"
 RATE_CARD_MISSING_COLUMNS = "faltan las columnas {columns} (se esperan categoria, codigo_pais, precio)"
 RATE_CARD_BAD_SHAPE = "se espera un objeto con 'tarifas': {{categoría: {{código de país: precio}}}}"
+# --- opt-outs and the per-user marketing limit -----------------------------------------------------------------
+
+# A row of an upload left out because its number is on the suppression list.
+ROW_SUPPRESSED = "el número se dio de baja y no recibe mensajes de este buzón"
+# The detail of a recipient skipped at its turn because its number opted out meanwhile.
+SUPPRESSED_AT_SEND = "El número se dio de baja antes de su turno; no se le envió."
+# The detail of a recipient refused for the per-user marketing limit, waiting for its one retry.
+DEFERRED_DETAIL = (
+    "WhatsApp limitó los mensajes de marketing a este usuario (131049); se reintenta una vez desde {at} UTC."
+)
+# The motivo of a campaign that has sent everything else and waits for its deferred recipients.
+WAITING_DEFERRED = (
+    "Esperando a {count} destinatario(s) diferido(s) por el límite de marketing por usuario (131049); se "
+    "reintentan desde {at} UTC. La campaña termina cuando se resuelvan."
+)
+LOG_DEFERRED_RELEASED = "Campaña %s: %d destinatario(s) diferido(s) por 131049 vuelven a la cola"
+# Answers of /api/bajas.
+OPTOUT_ALL_BUZONES = "todos los buzones"
+OPTOUT_ADDED = "El número {phone} quedó dado de baja para {where}."
+OPTOUT_ALREADY = "El número {phone} ya estaba dado de baja para {where}."
+OPTOUT_LIFTED = "Se levantó la baja del número {phone} en: {where}."
+OPTOUT_NOT_FOUND = "El número {phone} no tiene una baja vigente{where}."
+OPTOUT_NOT_FOUND_IN = " en el buzón '{buzon}'"
+OPTOUT_PHONE_INVALID = (
+    "El teléfono '{value}' no es válido: {reason}. Escríbalo con el código de país, por ejemplo +58..."
+)
+OPTOUT_BUZON_REQUIRED = (
+    "Su credencial está limitada a los buzones {allowed}: indique en 'buzon' cuál de ellos (una baja para todos "
+    "los buzones la da un usuario sin límite de buzones)."
+)
+OPTOUT_BUZON_NOT_ALLOWED = "No puede gestionar bajas del buzón '{buzon}'. Buzones permitidos: {allowed}."
+OPTOUT_BUZON_UNKNOWN = "El buzón '{buzon}' no está registrado. Use uno de: {known}, o '*' para todos los buzones."

@@ -36,6 +36,8 @@ class RecipientStatus(StrEnum):
     FAILED = "failed"  # will not be delivered
     CANCELLED = "cancelled"  # the operator cancelled the campaign before it went out
     UNKNOWN = "unknown"  # it may have reached WhatsApp, but no answer says so: never resent blindly
+    SUPPRESSED = "suppressed"  # the number opted out before its turn: never sent
+    DEFERRED = "deferred"  # refused for the per-user marketing limit (131049): sent again once, later
 
 
 # A recipient in one of these has been dealt with; the campaign completes when every recipient is.
@@ -44,6 +46,7 @@ SETTLED_RECIPIENT_STATUSES = (
     RecipientStatus.FAILED,
     RecipientStatus.CANCELLED,
     RecipientStatus.UNKNOWN,
+    RecipientStatus.SUPPRESSED,
 )
 # Statuses an operator may send again; retrying unknown ones may deliver twice.
 RETRYABLE_RECIPIENT_STATUSES = (RecipientStatus.UNKNOWN, RecipientStatus.FAILED)
@@ -53,7 +56,7 @@ TIMED_CAMPAIGN_STATUSES = frozenset({CampaignStatus.SCHEDULED, CampaignStatus.WA
 
 # Counters kept per campaign in Redis (increment-only, rebuilt from the store after a loss).
 # `held`: sent messages whose send answer said WhatsApp holds them (held_for_quality_assessment, paused).
-COUNTERS = ("sent", "failed", "cancelled", "unknown", "retries", "delivered", "read", "held")
+COUNTERS = ("sent", "failed", "cancelled", "unknown", "retries", "delivered", "read", "held", "suppressed", "deferred")
 
 # Template statuses (message_template_status_update events) that pause its campaigns and refuse their resume
 # until WhatsApp approves the template again.
@@ -77,6 +80,8 @@ class Outcome(TypedDict, total=False):
     error_detail: str  # masked detail for the operator
     owner: str  # the worker that claimed it (outcomes apply only to rows it still claims)
     message_status: str  # when sent but not "accepted": held_for_quality_assessment or paused
+    retry_at: float  # with deferred: Unix time from which it may be sent again
+    suppress_for: str  # with 131050: the buzón ("*": every buzón) whose suppression list gets the number
 
 
 class ChunkReport(TypedDict):

@@ -11,6 +11,7 @@ import redis
 
 from tasks import keys, metrics, portfolio
 from tasks.account_signals import AccountSignals
+from tasks.optouts import OptOutPolicy, limited_of, optouts_of
 from tasks.state import LiveState
 from tasks.store.base import Store
 
@@ -172,6 +173,8 @@ class WebhookApplier:
         signals: AccountSignals | None = None,
         *,
         schedule: Callable[[], None] | None = None,
+        optouts: OptOutPolicy | None = None,
+        on_deferred: Callable[[list[str]], object] | None = None,
     ):
         self.store = store
         self.state = state
@@ -179,6 +182,9 @@ class WebhookApplier:
         self.owner = owner  # this worker: the bodies it takes are kept under its name until applied
         self.signals = signals  # template, quality and account notifications (recorded once per batch)
         self.schedule = schedule  # asks for the next drain when this one runs out of time
+        self.optouts = optouts or OptOutPolicy()  # which notifications are opt-outs, and for which buzones
+        # Told which campaigns got recipients deferred by a failed status (131049), to keep them open.
+        self.on_deferred = on_deferred
 
     def process_inbox(self, max_bodies: int = 200, budget_s: float = 20.0) -> dict:
         """Apply what is queued, for at most `budget_s` seconds."""
@@ -190,6 +196,8 @@ class WebhookApplier:
                 break
             statuses = []
             signals: list[dict] = []
+            optouts: list[dict] = []
+            limited: list[str] = []
             capabilities = []
             for raw in bodies:
                 try:
@@ -197,6 +205,8 @@ class WebhookApplier:
                     statuses.extend(statuses_of(body))
                     if self.signals is not None:
                         signals.extend(self.signals.parse(body))
+                    optouts.extend(optouts_of(body, self.optouts))
+                    limited.extend(limited_of(body))
                     capabilities.extend(portfolio.capability_updates(body))
                 except (ValueError, AttributeError, TypeError):
                     log.warning("ignored a webhook body that is not a notification")
@@ -205,6 +215,9 @@ class WebhookApplier:
                 if signals:
                     assert self.signals is not None
                     self.signals.apply(signals)
+                if optouts:  # applied again with the bodies if this fails: a repeat changes nothing
+                    self.store.apply_optouts(optouts, self.optouts.all_buzones)
+                deferred = self._defer(limited) if limited else {}
                 portfolio.apply_capability_updates(self.store, capabilities)
             except Exception:
                 self.inbox.put_back(self.owner)
@@ -214,6 +227,10 @@ class WebhookApplier:
             metrics.WEBHOOK_STATUSES.labels("applied").inc(result["applied"])
             metrics.WEBHOOK_STATUSES.labels("orphan").inc(result["orphans"])
             self._apply_deltas(result["deltas"])
+            if deferred:
+                self._apply_deltas({c: {"failed": -n, "deferred": n, "e:131049": -n} for c, n in deferred.items()})
+                if self.on_deferred is not None:
+                    self.on_deferred(sorted(deferred))
             report["bodies"] += len(bodies)
             report["statuses"] += len(statuses)
             report["applied"] += result["applied"]
@@ -227,6 +244,13 @@ class WebhookApplier:
         self._apply_deltas(rematched["deltas"])
         report["applied"] += rematched["applied"]
         return report
+
+    def _defer(self, wamids: list[str]) -> dict[str, int]:
+        """Messages reported failed for the per-user marketing limit wait for their one retry instead (after
+        apply_statuses failed them; a repeat moves nothing). Returns how many per campaign."""
+        if self.optouts.marketing_retry_s <= 0:
+            return {}
+        return self.store.defer_reported(wamids, time.time() + self.optouts.marketing_retry_s)
 
     def _apply_deltas(self, deltas: dict[str, dict[str, int]]) -> None:
         """Move Redis counters by what the store changed (failures also by error code)."""

@@ -433,7 +433,10 @@ def make_stack(service_env, api_keys, tmp_path):
 def clean(store, redis_client, sandbox):
     """Start a test with no campaigns, no live state and an empty sandbox log, keeping the senders."""
     with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
-        conn.execute("TRUNCATE instancia_sofia.campaigns, instancia_sofia.leads_activos")
+        conn.execute(
+            "TRUNCATE instancia_sofia.campaigns, instancia_sofia.leads_activos, instancia_sofia.suppressions, "
+            "instancia_sofia.template_statuses, instancia_sofia.whatsapp_signals"
+        )
     keys = [k for pattern in ("wcq:campaign*", "wcq:rate:*") for k in redis_client.scan_iter(match=pattern)]
     if keys:
         redis_client.delete(*keys)

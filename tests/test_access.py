@@ -414,6 +414,8 @@ def test_openapi_declares_both_schemes_and_the_validators_limits(client):
         "failed",
         "cancelled",
         "unknown",
+        "suppressed",
+        "deferred",
     ]
     assert (params["por_pagina"]["minimum"], params["por_pagina"]["maximum"]) == (1, 1000)
     assert "401" in spec["paths"]["/api/estado-cola/{campaign_id}"]["get"]["responses"]

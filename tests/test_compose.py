@@ -70,6 +70,9 @@ DOCUMENTED = (
     "METRICS_TOKEN",
     "PAUSE_ON_LOW_QUALITY",
     "RATE_CARD_FILE",
+    "OPTOUT_SCOPE",
+    "OPTOUT_KEYWORDS",
+    "MARKETING_LIMIT_RETRY_H",
 )
 MONITORING_SERVICES = {"prometheus", "grafana"}
 MONITORING = ROOT / "monitoring"

@@ -674,3 +674,67 @@ def test_a_portfolio_limit_refuses_new_recipients_past_it_and_a_raise_is_notifie
     assert send(sandbox, "584141000004", phone=OTHER_PHONE, token=OTHER_TOKEN).status_code == 200
     with pytest.raises(ValueError, match="two portfolios"):
         sandbox.configure(portfolios={"a": {"limit": 250, "numbers": [PHONE]}, "b": {"limit": 250, "numbers": [PHONE]}})
+
+
+def _changes(received: Received) -> list[dict[str, Any]]:
+    """The changes of one notification, entry by entry."""
+    return [change for entry in received.payload()["entry"] for change in entry["changes"]]
+
+
+def test_a_recipient_who_opts_out_is_refused_131050_and_a_user_preferences_notification_is_posted(
+    sandbox: SandboxHandle, receiver: Receiver
+) -> None:
+    """Opting out refuses marketing templates from that number only, and posts Meta's user_preferences change."""
+    sandbox.configure(delivered_share=0.0)
+    answer = sandbox.opt_out("584141234567", PHONE, timestamp=1_731_705_721)
+    assert answer["webhook"] == {"posted": True, "status": 200}
+    refused = send(sandbox, "584141234567")
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == 131050
+    assert send(sandbox, "584141234567", phone=OTHER_PHONE, token=OTHER_TOKEN).status_code == 200
+    assert send(sandbox, "584141234567", text=True).status_code == 200  # only marketing templates are refused
+    preference = next(r for r in receiver.requests if _changes(r)[0]["field"] == "user_preferences")
+    assert signature_ok(preference)
+    [change] = _changes(preference)
+    assert change["value"]["metadata"]["phone_number_id"] == PHONE
+    assert change["value"]["contacts"][0]["wa_id"] == "584141234567"
+    assert change["value"]["user_preferences"] == [
+        {
+            "wa_id": "584141234567",
+            "detail": "User requested to stop marketing messages",
+            "category": "marketing_messages",
+            "value": "stop",
+            "timestamp": 1_731_705_721,
+        }
+    ]
+    assert sandbox._admin("GET", "users") == {"opted_out": {"584141234567": [PHONE]}}
+
+    receiver.clear()
+    sandbox.opt_out("584141234567", PHONE, resume=True)
+    assert send(sandbox, "584141234567").status_code == 200
+    [resumed] = [r for r in receiver.requests if _changes(r)[0]["field"] == "user_preferences"]
+    assert _changes(resumed)[0]["value"]["user_preferences"][0]["value"] == "resume"
+    sandbox.opt_out("584141234567", PHONE, webhook=False)
+    sandbox.reset()
+    assert send(sandbox, "584141234567").status_code == 200  # a reset forgets every opt-out
+
+
+def test_an_inbound_text_is_posted_as_a_messages_notification(sandbox: SandboxHandle, receiver: Receiver) -> None:
+    answer = sandbox.inbound("584149876543", "BAJA", PHONE, timestamp=1_749_416_383, name="Ana")
+    assert answer["webhook"]["status"] == 200 and answer["id"].startswith("wamid.")
+    [received] = receiver.requests
+    assert signature_ok(received)
+    [change] = _changes(received)
+    assert change["field"] == "messages"
+    value = change["value"]
+    assert value["contacts"] == [{"profile": {"name": "Ana"}, "wa_id": "584149876543"}]
+    assert value["messages"] == [
+        {
+            "from": "584149876543",
+            "id": answer["id"],
+            "timestamp": "1749416383",
+            "type": "text",
+            "text": {"body": "BAJA"},
+        }
+    ]
+    with pytest.raises(ValueError, match="phone_number_id"):
+        sandbox.inbound("584149876543", "hola", "")

@@ -155,6 +155,8 @@ def assert_old_campaign_still_works(dsn: str) -> None:
             "failed": 1,
             "cancelled": 0,
             "unknown": 0,
+            "suppressed": 0,
+            "deferred": 0,
         }
         assert store.get_sender("ventas").access_token == "secret-token"
         created = store.create_campaign(

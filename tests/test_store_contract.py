@@ -48,7 +48,7 @@ def store(request, contract_db, postgrest):
             "TRUNCATE instancia_sofia.campaigns, instancia_sofia.leads_activos, "
             "instancia_sofia.instancias_inputs, instancia_sofia.api_keys, instancia_sofia.api_users, "
             "instancia_sofia.audit_log, instancia_sofia.template_statuses, instancia_sofia.whatsapp_signals, "
-            "instancia_sofia.sender_numbers, instancia_sofia.portfolios CASCADE"
+            "instancia_sofia.sender_numbers, instancia_sofia.suppressions, instancia_sofia.portfolios CASCADE"
         )
     s = PostgresStore(contract_db) if request.param == "postgres" else SupabaseStore(postgrest.url, DUMMY_KEY)
     s.upsert_sender("ventas", "111", "secret-token", 50)
@@ -220,6 +220,8 @@ def test_claims_are_exclusive_and_outcomes_apply_once(store):
         "failed": 1,
         "cancelled": 0,
         "unknown": 0,
+        "suppressed": 0,
+        "deferred": 0,
     }
     assert store.pending_batches("promo", 2) == [2, 3]
 
@@ -270,6 +272,8 @@ def test_a_dead_workers_claims_become_unknown_or_pending(store):
         "failed": 0,
         "cancelled": 0,
         "unknown": 1,
+        "suppressed": 0,
+        "deferred": 0,
     }
     again = store.recover_claims("promo", "dead-worker", [mine[0].id])
     assert (again["ids"], again["unknown"], again["pending"]) == ([], 0, 0)
@@ -643,3 +647,88 @@ def test_portfolios_give_their_buzones_a_limit_that_capability_updates_change(st
     store.record_outcomes([{"id": m.id, "status": "sent", "wamid": f"wamid.{m.id}", "owner": "w1"} for m in claimed])
     recent = store.portfolio_recent_recipients("pf", 86400)
     assert sorted(phone for phone, _ in recent) == sorted(m.phone for m in claimed)
+
+
+def test_opt_outs_apply_in_event_order_and_hold_at_claim_time(store):
+    store.create_campaign(_campaign(), LEADS)
+    events = [
+        {"phone_number_id": "111", "phone": LEADS[1]["phone"], "action": "stop", "ts": 100, "source": "keyword"},
+        {
+            "phone_number_id": "111",
+            "phone": LEADS[2]["phone"],
+            "action": "resume",
+            "ts": 200,
+            "source": "user_preferences",
+        },
+        {
+            "phone_number_id": "111",
+            "phone": LEADS[2]["phone"],
+            "action": "stop",
+            "ts": 150,
+            "source": "user_preferences",
+        },
+        {"phone_number_id": "999", "phone": LEADS[3]["phone"], "action": "stop", "ts": 100, "source": "keyword"},
+    ]
+    # Oldest first: the stop of t=150 then the resume of t=200 (listed in the other order) leave LEADS[2] free.
+    assert store.apply_optouts(events, False) == {"changed": 3, "ignored": 0, "unmatched": 1}
+    assert store.apply_optouts(events, False)["changed"] == 0  # a repeat changes nothing
+    older = [{**events[2], "ts": 190}]  # a stop older than the resume that lifted it, arriving late
+    assert store.apply_optouts(older, False) == {"changed": 0, "ignored": 1, "unmatched": 0}
+    assert store.suppressed_phones("ventas") == {LEADS[1]["phone"]}
+    claimed = store.claim_messages("promo", 1, 5, "w1")
+    assert [m.suppressed for m in claimed] == [False, True, False, False, False]
+    outcomes = [{"id": m.id, "status": "suppressed" if m.suppressed else "sent", "owner": "w1"} for m in claimed]
+    assert store.record_outcomes(outcomes)["moved"] == {"sent": 4, "suppressed": 1}
+    entries, total = store.list_suppressions(None, None, None, 10, 0)
+    assert total == 1 and entries[0]["source"] == "keyword" and entries[0]["buzon"] == "ventas"
+    actions = [(e["action"], e["details"]["telefono"]) for e in store.list_audit(None, None, None, 10, 0)[0]]
+    assert sorted(actions) == sorted(
+        [("optout.add", LEADS[1]["phone"]), ("optout.add", LEADS[2]["phone"]), ("optout.lift", LEADS[2]["phone"])]
+    )
+
+
+def test_manual_opt_outs_for_all_buzones_are_added_listed_and_lifted(store):
+    assert store.add_suppression("*", "584140000001", "pidió", "ana") is True
+    assert store.add_suppression("*", "584140000001", None, "ana") is False
+    assert store.add_suppression("ventas", "584140000002", None, "ana") is True
+    assert store.suppressed_phones("ventas") == {"584140000001", "584140000002"}
+    assert store.suppressed_phones("otro") == {"584140000001"}
+    assert store.list_suppressions(["otro"], None, None, 10, 0)[1] == 1
+    assert store.list_suppressions(None, "ventas", None, 10, 0)[1] == 1
+    assert store.lift_suppression("584140000001", None, ["ventas"], "ana") == []  # '*' is not the key's to lift
+    assert store.lift_suppression("584140000001", None, None, "ana") == ["*"]
+    assert store.suppressed_phones("ventas") == {"584140000002"}
+
+
+def test_deferred_recipients_wait_are_released_once_and_fail_the_second_time(store):
+    store.create_campaign(_campaign(), LEADS)
+    store.set_campaign_status("promo", "running")
+    claimed = store.claim_messages("promo", 1, 2, "w1")
+    past = 1_000_000_000.0
+    deferred = [
+        {"id": m.id, "status": "deferred", "error_code": 131049, "retry_at": past, "owner": "w1"} for m in claimed
+    ]
+    assert store.record_outcomes(deferred)["moved"] == {"deferred": 2}
+    assert store.campaign_counts("promo")["deferred"] == 2
+    assert store.deferred_summary("promo")["deferred"] == 2
+    assert store.release_deferred() == {"promo": 2}
+    assert store.release_deferred() == {}
+    again = store.claim_messages("promo", 1, 2, "w2")
+    second = [{"id": m.id, "status": "deferred", "error_code": 131049, "retry_at": past, "owner": "w2"} for m in again]
+    assert store.record_outcomes(second)["moved"] == {"failed": 2}
+    assert store.cancel_pending("promo") == 3
+
+
+def test_a_message_reported_failed_for_the_marketing_limit_is_deferred_once(store):
+    store.create_campaign(_campaign(), LEADS[:2])
+    store.set_campaign_status("promo", "running")
+    claimed = store.claim_messages("promo", 1, 2, "w1")
+    store.record_outcomes([{"id": m.id, "status": "sent", "wamid": f"w{m.seq}", "owner": "w1"} for m in claimed])
+    failed = {"wamid": "w1", "status": "failed", "ts": 1_800_000_000, "callback": None, "error_code": 131049}
+    store.apply_statuses([{**failed, "error_detail": "limit"}])
+    assert store.defer_reported(["w1", "w2", "nadie"], 1_000_000_000.0) == {"promo": 1}
+    assert store.defer_reported(["w1"], 1_000_000_000.0) == {}
+    assert store.campaign_counts("promo")["deferred"] == 1
+    assert store.release_deferred() == {"promo": 1}
+    [row] = store.list_recipients("promo", "pending", 10, 0)["recipients"]
+    assert (row["wamid"], row["delivery_status"]) == (None, None)  # sent again as a new message

@@ -18,6 +18,8 @@ _ACTIONS = {
     "api.retry_campaign": "retry",
     "api.export_results": "export",
     "api.reschedule_campaign": "reschedule",
+    "api.add_optout": "optout.add",
+    "api.lift_optout": "optout.lift",
 }
 _CAMPAIGN_ACTIONS = {"pausar": "pause", "reanudar": "resume", "cancelar": "cancel"}
 
@@ -64,6 +66,8 @@ def _entry(response: Response) -> dict | None:
         details["message"] = body.get("message")
     if g.get("refused_origin"):
         details["origin"] = g.refused_origin
+    details.update(g.get("audit_details") or {})  # what the view says it changed (an opt-out's phone...)
+    buzon = buzon or (g.get("audit_details") or {}).get("buzon")
     return {
         **actor_fields(g.get("caller")),
         "action": action or "access",

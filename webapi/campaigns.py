@@ -185,6 +185,7 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
     sender = check_sender(store, form, caller)
     timing = campaign_timing(runtime, form)
     contacts = open_contacts(runtime, form, upload)
+    contacts.exclude(store.suppressed_phones(form["buzon"]), texts.ROW_SUPPRESSED)
     review = review_upload(runtime, sender, form, contacts)
     start = timing["start"]
     campaign = {
@@ -199,6 +200,7 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
         "idempotency_key": idempotency_key,
         "created_by": caller.label,
         "template_plan": review.plan,
+        "retry_deferred": form["reintentar_diferidos"],
         "time_zone": timing["time_zone"],
         "send_window": timing["send_window"],
         "scheduled_for": start.isoformat() if start else None,
@@ -270,6 +272,7 @@ def validate_campaign(runtime: Runtime, form: dict, upload, caller: Caller, full
     sender = check_sender(runtime.store, form, caller)
     timing = campaign_timing(runtime, form)
     contacts = open_contacts(runtime, form, upload)
+    contacts.exclude(runtime.store.suppressed_phones(form["buzon"]), texts.ROW_SUPPRESSED)
     review = review_upload(runtime, sender, form, contacts)
     named = form["parametros_nombrados"]
     labels = parameter_labels(contacts, named)
@@ -452,8 +455,11 @@ def summarize(
 ) -> dict:
     """Turn a campaign's Redis state into the figures the front end shows (with the cost so far, given a card)."""
     counts = {k: int(fields.get(k) or 0) for k in ("total", *COUNTERS)}
-    pending = max(0, counts["total"] - sum(counts[k] for k in SETTLED_RECIPIENT_STATUSES))
-    progress = 100.0 if pending == 0 else round((counts["total"] - pending) * 100 / counts["total"], 1)
+    settled = sum(counts[k] for k in SETTLED_RECIPIENT_STATUSES)
+    # Deferred recipients (131049) wait for their retry: neither pending nor processed yet.
+    pending = max(0, counts["total"] - settled - counts["deferred"])
+    unsettled = pending + counts["deferred"]
+    progress = 100.0 if unsettled == 0 else round(min(settled, counts["total"]) * 100 / counts["total"], 1)
     running = fields.get("status") == CampaignStatus.RUNNING
     eta = round(pending / rate) if running and rate > 0 else (0 if pending == 0 else None)
     errors = [

@@ -31,7 +31,7 @@ uploads = limiter.limit(_setting("rate_limit_uploads"), scope="uploads", methods
 # Validating reads the whole file like an upload: the same limit, counted apart so checking a file first
 # does not use up the uploads.
 validations = limiter.limit(_setting("rate_limit_uploads"), scope="validations", methods=["POST"])
-actions = limiter.shared_limit(_setting("rate_limit_actions"), scope="actions", methods=["POST"])
+actions = limiter.shared_limit(_setting("rate_limit_actions"), scope="actions", methods=["POST", "DELETE"])
 reads = limiter.shared_limit(
     lambda: runtime().settings.rate_limit_reads or "1/second",
     scope="reads",

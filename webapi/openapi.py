@@ -93,6 +93,10 @@ def build_spec() -> dict:
         "Error",
         "SenderList",
         "AuditList",
+        "OptOutList",
+        "OptOutRequest",
+        "OptOutAdded",
+        "OptOutLifted",
     ):
         spec.components.schema(name, schema=getattr(schemas, f"{name}Schema"))
     campaign_id = {"name": "campaign_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
@@ -275,8 +279,43 @@ def build_spec() -> dict:
             }
         },
     )
+    _optout_paths(spec)
     _public_paths(spec)
     return spec.to_dict()
+
+
+def _optout_paths(spec: APISpec) -> None:
+    """The suppression list: read, add, lift (operator role)."""
+    spec.path(
+        path="/api/bajas",
+        operations={
+            "get": {
+                "summary": "Números dados de baja (lista de supresión) de los buzones del llamante",
+                "description": "Bajas vigentes, las más recientes primero: manuales, por error 131050, por el "
+                "webhook user_preferences o por una respuesta como BAJA. Los teléfonos salen enmascarados para el "
+                "rol viewer; dar de baja y levantar piden el rol operator.",
+                "parameters": [{"in": "query", "schema": schemas.OptOutQuerySchema}],
+                "responses": {"200": _json("OptOutList", "Bajas"), **_errors(401, 403, 422, 503)},
+            },
+            "post": {
+                "summary": "Dar de baja un número (en un buzón o en todos)",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": "OptOutRequest"}}},
+                "responses": {
+                    "201": _json("OptOutAdded", "Baja registrada"),
+                    "200": _json("OptOutAdded", "Ya estaba dado de baja"),
+                    **_errors(400, 401, 403, 422, 429, 503),
+                },
+            },
+            "delete": {
+                "summary": "Levantar la baja de un número",
+                "parameters": [{"in": "query", "schema": schemas.OptOutLiftQuerySchema}],
+                "responses": {
+                    "200": _json("OptOutLifted", "Baja levantada"),
+                    **_errors(401, 403, 404, 422, 429, 503),
+                },
+            },
+        },
+    )
 
 
 def _public_paths(spec: APISpec) -> None:

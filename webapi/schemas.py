@@ -236,6 +236,13 @@ class CampaignRequestSchema(ApiSchema):
             "plantilla no la da (por omisión marketing)."
         },
     )
+    reintentar_diferidos = fields.Boolean(
+        load_default=True,
+        metadata={
+            "description": "true (por omisión): los destinatarios rechazados por el límite de marketing por "
+            "usuario (131049) se reintentan solos una vez, pasado MARKETING_LIMIT_RETRY_H; false: fallan."
+        },
+    )
     programar_para = Text(
         load_default=None,
         validate=_length(maximum=60),
@@ -461,6 +468,15 @@ class QueueStatusSchema(Schema):
     cancelled = fields.Integer()
     unknown = fields.Integer()  # type: ignore[assignment]  # a field, not Meta's `unknown` option
     retries = fields.Integer()
+    suppressed = fields.Integer(
+        metadata={"description": "No enviados porque el número se dio de baja mientras la campaña corría."}
+    )
+    deferred = fields.Integer(
+        metadata={
+            "description": "Diferidos por el límite de marketing por usuario (131049), a la espera de su "
+            "reintento; no cuentan como pendientes ni como procesados."
+        }
+    )
     errores = fields.List(fields.Nested(ErrorGroupSchema), metadata={"description": "Fallos por código de error."})
     delivered = fields.Integer(metadata={"description": "Entregados según los webhooks (incluye leídos)."})
     read = fields.Integer(metadata={"description": "Leídos según los webhooks."})
@@ -698,6 +714,9 @@ class RecipientSchema(Schema):
     )
     pricing_type = fields.String(allow_none=True, metadata={"description": "regular (cobrado) o free_*."})
     billable = fields.Boolean(allow_none=True, metadata={"description": "true si WhatsApp lo cobra."})
+    retry_at = fields.String(
+        allow_none=True, metadata={"description": "Con estado deferred: desde cuándo se reintenta (una vez)."}
+    )
 
 
 class RecipientListSchema(Schema):
@@ -768,11 +787,14 @@ class AuditEntrySchema(Schema):
         allow_none=True, metadata={"description": "Id del usuario o nombre de la clave; vacío si no se identificó."}
     )
     actor_email = fields.String(allow_none=True)
-    actor_kind = fields.String(metadata={"description": "user, key, cli, open (AUTH_DISABLED) o anonymous"})
+    actor_kind = fields.String(
+        metadata={"description": "user, key, cli, open (AUTH_DISABLED), anonymous o whatsapp (bajas automáticas)"}
+    )
     action = fields.String(
         metadata={
             "description": "create, pause, resume, cancel, retry, reschedule, access (rechazo 401/"
-            "403), apikey.create, apikey.revoke, user.set, buzon.add o portfolio.set"
+            "403), apikey.create, apikey.revoke, user.set, buzon.add, portfolio.set, optout.add u optout.lift "
+            "(bajas: actor_kind whatsapp cuando las registra un webhook o una respuesta 131050)"
         }
     )
     campaign_id = fields.String(allow_none=True)
@@ -792,6 +814,91 @@ class AuditListSchema(Schema):
     total = fields.Integer()
     pagina = fields.Integer()
     por_pagina = fields.Integer()
+
+
+_OPTOUT_BUZON = Text(
+    load_default=None,
+    validate=_length(1, 100),
+    metadata={"description": "Buzón de la baja; '*' para todos los buzones."},
+)
+_OPTOUT_PHONE = Text(
+    required=True,
+    validate=_length(1, 40),
+    metadata={"description": "Teléfono, con código de país (+58...) o en el formato del país por omisión."},
+)
+
+
+class OptOutQuerySchema(CampaignListQuerySchema):
+    """Filters and paging of GET /api/bajas."""
+
+    buzon = _OPTOUT_BUZON
+    telefono = Text(load_default=None, validate=_length(1, 40), metadata={"description": "Solo este teléfono."})
+    por_pagina = fields.Integer(load_default=50, validate=_range(1, 500))
+
+
+class OptOutRequestSchema(ApiSchema):
+    """Body of POST /api/bajas."""
+
+    telefono = _OPTOUT_PHONE
+    buzon = Text(
+        load_default=None,
+        validate=_length(1, 100),
+        metadata={"description": "Buzón de la baja; sin él (o '*'), todos los buzones."},
+    )
+    motivo = Text(load_default=None, validate=_length(maximum=500), metadata={"description": "Por qué."})
+
+
+class OptOutLiftQuerySchema(ApiSchema):
+    """Query of DELETE /api/bajas."""
+
+    telefono = _OPTOUT_PHONE
+    buzon = Text(
+        load_default=None,
+        validate=_length(1, 100),
+        metadata={"description": "Solo la baja de este buzón ('*': la de todos); sin él, todas las que pueda."},
+    )
+
+
+class OptOutEntrySchema(Schema):
+    """One opt-out in force."""
+
+    telefono = fields.String(metadata={"description": "Enmascarado para el rol viewer."})
+    buzon = fields.String(metadata={"description": "'*' si vale para todos los buzones."})
+    todos_los_buzones = fields.Boolean()
+    origen = fields.String(metadata={"description": "manual, 131050, user_preferences o palabra_clave"})
+    motivo = fields.String(allow_none=True, metadata={"description": "Detalle: la palabra recibida, el error..."})
+    desde = fields.String(allow_none=True, metadata={"description": "Cuándo ocurrió (ISO 8601)."})
+    campaign_id = fields.String(allow_none=True, metadata={"description": "La campaña cuyo envío la reveló."})
+    registrado_por = fields.String(allow_none=True, metadata={"description": "Operador, o 'whatsapp'."})
+
+
+class OptOutListSchema(Schema):
+    """Answer of GET /api/bajas."""
+
+    success = fields.Boolean()
+    bajas = fields.List(fields.Nested(OptOutEntrySchema))
+    total = fields.Integer()
+    pagina = fields.Integer()
+    por_pagina = fields.Integer()
+
+
+class OptOutAddedSchema(Schema):
+    """Answer of POST /api/bajas."""
+
+    success = fields.Boolean()
+    message = fields.String()
+    telefono = fields.String()
+    buzon = fields.String()
+    nueva = fields.Boolean(metadata={"description": "false si ya estaba dado de baja."})
+
+
+class OptOutLiftedSchema(Schema):
+    """Answer of DELETE /api/bajas."""
+
+    success = fields.Boolean()
+    message = fields.String()
+    telefono = fields.String()
+    buzones = fields.List(fields.String(), metadata={"description": "Buzones cuya baja se levantó ('*': todos)."})
 
 
 class ErrorSchema(Schema):

@@ -7,7 +7,7 @@ import time
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from tasks import texts
-from webapi import campaigns, exports, limits, schemas, system
+from webapi import campaigns, exports, limits, optouts, schemas, system
 from webapi.access import current_caller, requires
 from webapi.context import runtime
 from webapi.errors import ApiError
@@ -36,6 +36,12 @@ _system_status = schemas.SystemStatusSchema()
 _audit_query = schemas.AuditQuerySchema()
 _audit_list = schemas.AuditListSchema()
 _sender_list = schemas.SenderListSchema()
+_optout_query = schemas.OptOutQuerySchema()
+_optout_request = schemas.OptOutRequestSchema()
+_optout_lift_query = schemas.OptOutLiftQuerySchema()
+_optout_list = schemas.OptOutListSchema()
+_optout_added = schemas.OptOutAddedSchema()
+_optout_lifted = schemas.OptOutLiftedSchema()
 
 
 @bp.post("/crear-campana")
@@ -200,3 +206,36 @@ def audit_log():
     """The audit log, newest first, filtered by campaign and time range, paginated."""
     query = _audit_query.load(request.args.to_dict())
     return jsonify(_audit_list.dump(campaigns.audit_page(runtime().store, query)))
+
+
+@bp.get("/bajas")
+@requires("viewer")
+@limits.reads
+def list_optouts():
+    """The opt-outs in force for the caller's buzones, newest first, paginated (phones masked for roles that may
+    not see whole numbers)."""
+    query = _optout_query.load(request.args.to_dict())
+    caller = current_caller()
+    page = optouts.list_optouts(runtime(), query, caller, full_phones=caller.can("operator"))
+    return jsonify(_optout_list.dump(page))
+
+
+@bp.post("/bajas")
+@requires("operator")
+@limits.actions
+def add_optout():
+    """Put a number on the suppression list (of one buzón, or of every buzón)."""
+    body = request.get_json(silent=True) if request.is_json else request.form.to_dict()
+    if not isinstance(body, dict):
+        raise ApiError(400, texts.JSON_BODY_INVALID)
+    result, added = optouts.add_optout(runtime(), _optout_request.load(body), current_caller())
+    return jsonify(_optout_added.dump(result)), 201 if added else 200
+
+
+@bp.delete("/bajas")
+@requires("operator")
+@limits.actions
+def lift_optout():
+    """Lift a number's opt-outs (of one buzón, or of all the caller may act on)."""
+    query = _optout_lift_query.load(request.args.to_dict())
+    return jsonify(_optout_lifted.dump(optouts.lift_optout(runtime(), query, current_caller())))

@@ -4,6 +4,9 @@
 DROP FUNCTION IF EXISTS instancia_sofia.claim_messages(text, integer, integer);
 
 -- Claims, for worker p_owner, the pending recipients of one chunk so that no other task can send them.
+-- A recipient whose number opted out (for the campaign's buzón or for all, see optouts.sql) comes with
+-- "suppressed": true: the worker records it as suppressed without sending. Checked here, at claim time, so
+-- an opt-out that arrives while the campaign runs holds for every later batch on every worker.
 CREATE OR REPLACE FUNCTION instancia_sofia.claim_messages(
     p_campaign_id text, p_seq_from integer, p_seq_to integer, p_owner text)
 RETURNS jsonb LANGUAGE sql AS $$
@@ -12,9 +15,16 @@ RETURNS jsonb LANGUAGE sql AS $$
         SET status = 'sending', attempts = attempts + 1, claimed_at = now(), claimed_by = p_owner,
             updated_at = now()
         WHERE campaign_id = p_campaign_id AND seq BETWEEN p_seq_from AND p_seq_to AND status = 'pending'
-        RETURNING id, seq, phone, parameters, attempts)
+        RETURNING id, seq, phone, parameters, attempts),
+    campaign AS (SELECT buzon FROM instancia_sofia.campaigns WHERE id = p_campaign_id)
     SELECT COALESCE(jsonb_agg(jsonb_build_object('id', id, 'seq', seq, 'phone', phone,
-                                                 'parameters', parameters, 'attempts', attempts) ORDER BY seq),
+                                                 'parameters', parameters, 'attempts', attempts)
+                              || CASE WHEN EXISTS (
+                                     SELECT 1 FROM instancia_sofia.suppressions s
+                                     WHERE s.phone = claimed.phone AND s.active
+                                       AND s.buzon IN ('*', (SELECT buzon FROM campaign)))
+                                 THEN '{"suppressed": true}'::jsonb ELSE '{}'::jsonb END
+                              ORDER BY seq),
                     '[]'::jsonb)
     FROM claimed;
 $$;

@@ -7,18 +7,24 @@
 -- its messages handed to another, its late results must not overwrite the new claim. A sent outcome may carry
 -- the send answer's message_status when WhatsApp held the message (held_for_quality_assessment, paused):
 -- it is kept on the row and counted under "held".
+-- A deferred outcome (131049) carries retry_at (Unix seconds): the row waits until then, once; a second
+-- deferral, or a campaign that does not retry them, fails it. An outcome with suppress_for (131050) adds its
+-- number to the suppression list of that buzón ('*': all), audited, in the same transaction.
 CREATE OR REPLACE FUNCTION instancia_sofia.record_outcomes(p_outcomes jsonb)
 RETURNS jsonb LANGUAGE sql AS $$
     WITH o AS (
         SELECT * FROM jsonb_to_recordset(p_outcomes)
             AS x(id bigint, status text, wamid text, error_code integer, error_detail text, owner text,
-                 message_status text)),
+                 message_status text, retry_at double precision, suppress_for text)),
     -- Rows are locked in id order, as apply_statuses locks them, so the two never deadlock.
     locked AS MATERIALIZED (
         SELECT l.id FROM instancia_sofia.leads_activos l WHERE l.id IN (SELECT id FROM o) ORDER BY l.id FOR UPDATE),
     moved AS (
         UPDATE instancia_sofia.leads_activos l
         SET status = CASE
+                WHEN o.status = 'deferred' AND (l.deferrals > 0 OR NOT COALESCE(
+                    (SELECT c.retry_deferred FROM instancia_sofia.campaigns c WHERE c.id = l.campaign_id), true))
+                    THEN 'failed'
                 WHEN o.status IN ('sent', 'unknown') AND l.delivery_status = 'failed' THEN 'failed'
                 WHEN o.status = 'unknown' AND l.delivery_status IN ('sent', 'delivered', 'read') THEN 'sent'
                 ELSE o.status END,
@@ -29,11 +35,32 @@ RETURNS jsonb LANGUAGE sql AS $$
                                 THEN l.error_detail ELSE o.error_detail END,
             sent_at = CASE WHEN o.status = 'sent' THEN COALESCE(l.sent_at, now()) ELSE l.sent_at END,
             message_status = CASE WHEN o.status = 'sent' THEN o.message_status ELSE l.message_status END,
+            deferred_until = CASE WHEN o.status = 'deferred' AND l.deferrals = 0
+                                  THEN to_timestamp(o.retry_at) ELSE l.deferred_until END,
+            deferrals = l.deferrals + CASE WHEN o.status = 'deferred' THEN 1 ELSE 0 END,
             updated_at = now()
         FROM o
         WHERE l.id = o.id AND l.id IN (SELECT id FROM locked)
           AND l.status = 'sending' AND (o.owner IS NULL OR l.claimed_by = o.owner)
-        RETURNING l.status, l.error_code, l.error_detail, o.message_status)
+        RETURNING l.id, l.status, l.error_code, l.error_detail, l.phone, l.campaign_id, o.message_status),
+    opted_out AS (
+        INSERT INTO instancia_sofia.suppressions AS s
+            (buzon, phone, active, source, reason, event_at, campaign_id, actor)
+        SELECT DISTINCT ON (o.suppress_for, m.phone) o.suppress_for, m.phone, true, 'send_error', m.error_detail,
+               now(), m.campaign_id, 'whatsapp'
+        FROM moved m JOIN o ON o.id = m.id
+        WHERE o.suppress_for IS NOT NULL AND m.status = 'failed'
+        ON CONFLICT (buzon, phone) DO UPDATE
+        SET active = true, source = 'send_error', reason = EXCLUDED.reason, event_at = EXCLUDED.event_at,
+            campaign_id = EXCLUDED.campaign_id, actor = 'whatsapp', updated_at = now()
+        WHERE NOT s.active AND s.event_at <= EXCLUDED.event_at
+        RETURNING s.buzon, s.phone, s.campaign_id, s.reason),
+    audited AS (
+        INSERT INTO instancia_sofia.audit_log
+            (actor, actor_kind, action, campaign_id, buzon, status_code, outcome, details)
+        SELECT 'whatsapp', 'whatsapp', 'optout.add', campaign_id, buzon, 0, 'ok',
+               jsonb_strip_nulls(jsonb_build_object('telefono', phone, 'origen', 'send_error', 'detalle', reason))
+        FROM opted_out)
     SELECT (SELECT CASE WHEN count(*) > 0 THEN jsonb_build_object('held', count(*)) ELSE '{}'::jsonb END
             FROM moved WHERE message_status IS NOT NULL AND status = 'sent') || jsonb_build_object(
         'moved', COALESCE((SELECT jsonb_object_agg(status, n)

@@ -8,7 +8,9 @@ RETURNS jsonb LANGUAGE sql STABLE AS $$
         'sent', count(*) FILTER (WHERE status = 'sent'),
         'failed', count(*) FILTER (WHERE status = 'failed'),
         'cancelled', count(*) FILTER (WHERE status = 'cancelled'),
-        'unknown', count(*) FILTER (WHERE status = 'unknown'))
+        'unknown', count(*) FILTER (WHERE status = 'unknown'),
+        'suppressed', count(*) FILTER (WHERE status = 'suppressed'),
+        'deferred', count(*) FILTER (WHERE status = 'deferred'))
     FROM instancia_sofia.leads_activos WHERE campaign_id = p_campaign_id;
 $$;
 
@@ -33,7 +35,9 @@ RETURNS jsonb LANGUAGE sql STABLE AS $$
                                                 'delivery_status', delivery_status, 'delivered_at', delivered_at,
                                                 'read_at', read_at, 'message_status', message_status,
                                                 'pricing_category', pricing_category, 'pricing_type', pricing_type,
-                                                'billable', billable) ORDER BY seq)
+                                                'billable', billable,
+                                                'retry_at', CASE WHEN status = 'deferred' THEN deferred_until END)
+                             ORDER BY seq)
             FROM (SELECT * FROM instancia_sofia.leads_activos
                   WHERE campaign_id = p_campaign_id AND (p_status IS NULL OR status = p_status)
                   ORDER BY seq LIMIT p_limit OFFSET p_offset) r), '[]'::jsonb),
@@ -59,11 +63,12 @@ RETURNS jsonb LANGUAGE sql STABLE AS $$
           ORDER BY seq LIMIT p_limit) r;
 $$;
 
+-- Pending and deferred recipients become cancelled.
 CREATE OR REPLACE FUNCTION instancia_sofia.cancel_pending(p_campaign_id text)
 RETURNS jsonb LANGUAGE sql AS $$
     WITH c AS (
         UPDATE instancia_sofia.leads_activos SET status = 'cancelled', updated_at = now()
-        WHERE campaign_id = p_campaign_id AND status = 'pending' RETURNING 1)
+        WHERE campaign_id = p_campaign_id AND status IN ('pending', 'deferred') RETURNING 1)
     SELECT jsonb_build_object('cancelled', count(*)) FROM c;
 $$;
 

@@ -31,12 +31,13 @@ BEGIN
         BEGIN
             INSERT INTO instancia_sofia.campaigns
                 (id, title, template, language, buzon, named_params, total, batch_size, chunk_size,
-                 idempotency_key, created_by, template_plan, status, status_reason, scheduled_for, resume_at,
-                 time_zone, send_window)
+                 idempotency_key, created_by, template_plan, retry_deferred, status, status_reason, scheduled_for,
+                 resume_at, time_zone, send_window)
             VALUES (v_id, p_campaign->>'title', p_campaign->>'template', p_campaign->>'language',
                     p_campaign->>'buzon', COALESCE((p_campaign->>'named_params')::boolean, false), 1,
                     (p_campaign->>'batch_size')::integer, (p_campaign->>'chunk_size')::integer, v_key,
                     p_campaign->>'created_by', NULLIF(p_campaign->'template_plan', 'null'::jsonb),
+                    COALESCE((p_campaign->>'retry_deferred')::boolean, true),
                     -- A campaign with a start time is 'scheduled' until wake_campaign starts it.
                     CASE WHEN p_campaign->>'scheduled_for' IS NULL THEN 'queued' ELSE 'scheduled' END,
                     p_campaign->>'status_reason',

@@ -66,6 +66,12 @@ RETRY_SAFE = frozenset(
         "portfolio_recent_recipients",
         "template_status",
         "signals_overview",
+        "apply_optouts",
+        "list_suppressions",
+        "suppressed_phones",
+        "release_deferred",
+        "deferred_summary",
+        "defer_reported",
     }
 )
 
@@ -96,6 +102,7 @@ class ClaimedMessage:
     phone: str
     parameters: list | dict
     attempts: int
+    suppressed: bool = False  # the number opted out: record it as suppressed, never send it
 
 
 class Store:
@@ -337,6 +344,62 @@ class Store:
         """Per buzón its number's latest quality, alert and account notifications; template statuses; alerts
         about whole accounts."""
         return self._call("signals_overview")
+
+    # --- opt-outs and deferred recipients ----------------------------------------------------------
+
+    def apply_optouts(self, events: list[dict], all_buzones: bool) -> dict:
+        """Apply opt-out events {phone_number_id, phone, action: stop|resume, ts, source, detail}, oldest first
+        and never over newer ones; audited. Returns {changed, ignored, unmatched}."""
+        if not events:
+            return {"changed": 0, "ignored": 0, "unmatched": 0}
+        return self._call("apply_optouts", p_events=events, p_all=all_buzones)
+
+    def add_suppression(self, buzon: str, phone: str, reason: str | None, actor: str | None) -> bool:
+        """An operator's opt-out of `phone` for `buzon` ("*": every buzón); False when it was in force already."""
+        return self._call("add_suppression", p_buzon=buzon, p_phone=phone, p_reason=reason, p_actor=actor)["added"]
+
+    def lift_suppression(self, phone: str, buzon: str | None, scope: list[str] | None, actor: str | None) -> list[str]:
+        """Lift the opt-outs of `phone` (of one buzón, or of every buzón in `scope`); returns the buzones lifted."""
+        return self._call(
+            "lift_suppression",
+            p_phone=phone,
+            p_buzon=buzon,
+            p_buzones=list(scope) if scope is not None else None,
+            p_actor=actor,
+        )["lifted"]
+
+    def list_suppressions(
+        self, scope: list[str] | None, buzon: str | None, phone: str | None, limit: int, offset: int
+    ) -> tuple[list[dict], int]:
+        """A page of the opt-outs in force that concern `scope` (None: all), newest first, with their count."""
+        page = self._call(
+            "list_suppressions",
+            p_buzones=list(scope) if scope is not None else None,
+            p_buzon=buzon,
+            p_phone=phone,
+            p_limit=limit,
+            p_offset=offset,
+        )
+        return page["entries"], page["total"]
+
+    def suppressed_phones(self, buzon: str) -> set[str]:
+        """The numbers a campaign of this buzón must not send to."""
+        return set(self._call("suppressed_phones", p_buzon=buzon))
+
+    def release_deferred(self, limit: int = 10_000) -> dict[str, int]:
+        """Put the deferred recipients whose time has come (of running campaigns) back to pending; per campaign."""
+        return self._call("release_deferred", p_limit=limit)
+
+    def defer_reported(self, wamids: list[str], retry_at: float) -> dict[str, int]:
+        """Defer until `retry_at` the messages reported failed with 131049 (once, in campaigns that retry them);
+        returns how many per campaign."""
+        if not wamids:
+            return {}
+        return self._call("defer_reported", p_wamids=wamids, p_retry_at=retry_at)
+
+    def deferred_summary(self, campaign_id: str) -> dict:
+        """{deferred: how many wait, next_at: when the first may be sent again (ISO text, or None)}."""
+        return self._call("deferred_summary", p_campaign_id=campaign_id)
 
     def create_api_key(self, name: str, key_hash: str, role: str, buzones: list[str] | None = None) -> dict:
         """Store a new API key by its hash; the row returned never holds the hash."""

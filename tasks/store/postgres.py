@@ -19,7 +19,7 @@ from tasks.store.base import RETRY_SAFE, SCHEMA, Store, StoreError, StoreUnavail
 log = logging.getLogger("tasks.store")
 
 # Arguments that are SQL arrays rather than jsonb documents.
-_ARRAY_ARGS = {"p_attempted", "p_states", "p_buzones", "p_waba_ids"}
+_ARRAY_ARGS = {"p_attempted", "p_states", "p_buzones", "p_waba_ids", "p_wamids"}
 
 # The server ended the session (fast or immediate shutdown, crash of another backend, still starting up):
 # whatever the session was running was rolled back, so the call can be made again whatever it does.

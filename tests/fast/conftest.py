@@ -104,7 +104,10 @@ def fast_keys(fast_settings) -> dict[str, str]:
 def clean_slate(fast_settings, fast_redis, fast_sandbox, senders):
     """No campaigns, no live state, a sandbox with its start-up configuration and an empty log."""
     with psycopg.connect(fast_settings.database_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE instancia_sofia.campaigns, instancia_sofia.leads_activos")
+        conn.execute(
+            "TRUNCATE instancia_sofia.campaigns, instancia_sofia.leads_activos, instancia_sofia.suppressions, "
+            "instancia_sofia.template_statuses, instancia_sofia.whatsapp_signals"
+        )
     fast_redis.flushdb()
     fast_sandbox.reset(config=True)
 

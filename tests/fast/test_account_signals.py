@@ -153,7 +153,7 @@ def test_held_send_answers_are_recorded_counted_and_settled_by_their_webhooks(ap
     # WhatsApp delivers one held message later and drops the other: their statuses settle them as usual.
     post_hook(client, statuses(status(rows[phones[0]]["wamid"], "delivered")))
     failed = status(
-        rows[phones[1]]["wamid"], "failed", errors=[{"code": 131049, "title": "Not delivered", "error_data": {}}]
+        rows[phones[1]]["wamid"], "failed", errors=[{"code": 131026, "title": "Not delivered", "error_data": {}}]
     )
     post_hook(client, statuses(failed))
     rt.webhooks.process_inbox()

@@ -92,6 +92,8 @@ class RowDecider:
         self.named_params = named_params
         self.first_row_of_phone: dict[str, int] = {}
         self.last_row = 0  # lets a CSV syntax error name the row where reading stopped
+        self.excluded: frozenset[str] | set[str] = frozenset()  # numbers that must not be sent to (opt-outs)
+        self.excluded_reason = ""
 
     def decide(self, row: int, raw: list[str] | Mapping[Any, Any] | None) -> Contact | RejectedRow | None:
         """Apply every rule to one row (CSV cells or a JSON object); both entry points go through here."""
@@ -159,6 +161,8 @@ class RowDecider:
             quoted = ", ".join(f"'{n}'" for n in empty)
             reason = (texts.ROW_PARAM_EMPTY if len(empty) == 1 else texts.ROW_PARAMS_EMPTY).format(columns=quoted)
             return RejectedRow(row, mask_value(phone_raw), reason)
+        if phone in self.excluded:
+            return RejectedRow(row, mask_value(phone_raw), self.excluded_reason)
         first = self.first_row_of_phone.get(phone)
         if first is not None:
             return RejectedRow(row, mask_value(phone_raw), texts.ROW_DUPLICATE.format(first=first))

@@ -79,6 +79,11 @@ class ContactStream:
         wanted = set(names)
         self._decider.link_positions = frozenset(i for i, n in enumerate(self._decider.rich_names) if n in wanted)
 
+    def exclude(self, phones: set[str], reason: str) -> None:
+        """Reject, with `reason`, the rows whose normalized phone is one of `phones` (call before reading)."""
+        self._decider.excluded = phones
+        self._decider.excluded_reason = reason
+
     def close(self) -> None:
         """Release the input (the caller's stream stays open)."""
         self._resources.close()

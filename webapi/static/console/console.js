@@ -548,6 +548,8 @@
     figure("c-enviados", s.sent, pct(s.sent, total));
     figure("c-fallidos", s.failed, pct(s.failed, total));
     figure("c-desconocidos", s.unknown, pct(s.unknown, total));
+    figure("c-diferidos", s.deferred || 0, pct(s.deferred || 0, total));
+    figure("c-bajas", s.suppressed || 0, pct(s.suppressed || 0, total));
     figure("c-entregados", s.delivered, `${s.delivery_rate.toLocaleString("es")} %`);
     figure("c-leidos", s.read, `${s.read_rate.toLocaleString("es")} %`);
     figure("c-velocidad", s.messages_per_second);

@@ -1,0 +1,68 @@
+"""The sandbox's notification client keeps connections alive the way Meta's senders do, and no longer."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sandbox.poster import KeepAlivePoster
+
+
+async def _serve(answer: bytes, close_after_answer: bool):
+    """A raw HTTP server that counts connections and requests and answers each request with `answer`."""
+    seen = {"connections": 0, "requests": 0}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen["connections"] += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(
+                    next(
+                        line.split(b":")[1]
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length")
+                    )
+                )
+                await reader.readexactly(length)
+                seen["requests"] += 1
+                writer.write(answer)
+                await writer.drain()
+                if close_after_answer:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook", seen
+
+
+def test_posts_share_one_connection_while_the_server_keeps_it():
+    async def run():
+        server, url, seen = await _serve(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", False)
+        poster = KeepAlivePoster(url, "facebookexternalua")
+        codes = [await poster.post(b'{"n": %d}' % i, {"X-Hub-Signature-256": "sha256=0"}, 5) for i in range(20)]
+        await poster.close()
+        server.close()
+        return codes, seen
+
+    codes, seen = asyncio.run(run())
+    assert codes == [200] * 20
+    assert seen == {"connections": 1, "requests": 20}
+
+
+def test_a_server_that_closes_gets_a_new_connection_and_no_failed_post():
+    async def run():
+        server, url, seen = await _serve(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\n\r\n{}", True)
+        poster = KeepAlivePoster(url, "facebookexternalua")
+        codes = []
+        for _ in range(5):
+            codes.append(await poster.post(b"{}", {}, 5))
+            await asyncio.sleep(0.05)  # the server's close reaches the idle connection
+        await poster.close()
+        server.close()
+        return codes, seen
+
+    codes, seen = asyncio.run(run())
+    assert codes == [401] * 5
+    assert seen == {"connections": 5, "requests": 5}
