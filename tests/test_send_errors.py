@@ -38,9 +38,10 @@ def test_undeliverable_numbers_fail_with_their_code_and_retry_sends_them(api, sa
 
 
 def test_a_high_error_rate_pauses_the_campaign(api, sandbox):
-    numbers = phones(400)
+    # Four times what the first batches in flight hold (5 x 100), so the pause lands with recipients left.
+    numbers = phones(2000)
     sandbox.configure(recipient_errors={p: 131026 for i, p in enumerate(numbers) if i % 10 < 7})
-    upload(api, make_csv(400), title="Lista vieja", buzon="soporte")
+    upload(api, make_csv(2000), title="Lista vieja", buzon="soporte")
     paused = wait_status(api, "lista-vieja", {"paused"}, timeout=30)
     assert "Pausa automática" in paused["motivo"] and paused["pending"] > 0
     assert paused["errores"][0]["codigo"] == "131026"
