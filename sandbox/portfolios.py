@@ -9,14 +9,12 @@ sender that goes past what it may send.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import time
 from typing import Any
 
-import aiohttp
+import httptools
 
+from .poster import post_signed
 from .settings import SandboxSettings
 
 #: The answer to a message beyond the portfolio's limit.
@@ -97,20 +95,7 @@ async def post_notification(settings: SandboxSettings, body: dict[str, Any]) -> 
     """POST a signed notification to webhook_url; its HTTP status, or None when webhooks are off or it failed."""
     if not settings.webhook_url:
         return None
-    raw = json.dumps(body, separators=(",", ":")).encode()
-    digest = hmac.new(settings.app_secret.encode(), raw, hashlib.sha256).hexdigest()
-    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": f"sha256={digest}"}
     try:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(
-                settings.webhook_url,
-                data=raw,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_s),
-            ) as response,
-        ):
-            await response.read()
-            return response.status
-    except (aiohttp.ClientError, TimeoutError, OSError):
+        return await post_signed(settings, body)
+    except (TimeoutError, OSError, ValueError, httptools.HttpParserError):
         return None

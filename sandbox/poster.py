@@ -11,11 +11,17 @@ for more than IDLE_REUSE_S is not reused either.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import ssl
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
+
+from .settings import SandboxSettings
 
 IDLE_REUSE_S = 30.0
 
@@ -113,3 +119,19 @@ class KeepAlivePoster:
         for connection in self._idle:
             connection.writer.close()
         self._idle.clear()
+
+
+async def post_signed(settings: SandboxSettings, body: dict[str, Any]) -> int:
+    """Sign one notification body with the app secret and POST it to webhook_url now, on a connection of its own;
+    returns the HTTP status (raises OSError or TimeoutError when it cannot be posted).
+
+    For the control routes' one-off notifications (opt-outs, inbound replies, Meta's account signals); the
+    status stream goes through a `KeepAlivePoster`.
+    """
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    digest = hmac.new(settings.app_secret.encode(), raw, hashlib.sha256).hexdigest()
+    poster = KeepAlivePoster(settings.webhook_url, "facebookexternalua")
+    try:
+        return await poster.post(raw, {"X-Hub-Signature-256": f"sha256={digest}"}, settings.webhook_timeout_s)
+    finally:
+        await poster.close()

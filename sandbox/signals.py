@@ -20,14 +20,14 @@ statuses follow).
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import time
 from typing import Any
 
-import aiohttp
+import httptools
 from aiohttp import web
 
+from .poster import post_signed
 from .settings import TEMPLATE_BLOCKS, SandboxSettings
 
 _JSON = "application/json"
@@ -172,20 +172,6 @@ _BUILDERS = {
 }
 
 
-async def post_notification(settings: SandboxSettings, body: dict) -> int:
-    """POST one signed notification to the webhook receiver; returns its HTTP status."""
-    raw = _encode_json(body).encode()
-    digest = hmac.new(settings.app_secret.encode(), raw, hashlib.sha256).hexdigest()
-    headers = {"Content-Type": _JSON, "X-Hub-Signature-256": f"sha256={digest}", "User-Agent": "facebookexternalua"}
-    timeout = aiohttp.ClientTimeout(total=settings.webhook_timeout_s)
-    async with (
-        aiohttp.ClientSession(timeout=timeout) as session,
-        session.post(settings.webhook_url, data=raw, headers=headers) as response,
-    ):
-        await response.read()
-        return response.status
-
-
 def add_signal_routes(app: web.Application, key: web.AppKey) -> None:
     """Register the control routes that post template, quality and account notifications."""
 
@@ -207,8 +193,8 @@ def add_signal_routes(app: web.Application, key: web.AppKey) -> None:
         if not settings.webhook_url:
             return _answer({"error": "webhook_url is not set: nothing to post to", "body": body}, 409)
         try:
-            status = await post_notification(settings, body)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            status = await post_signed(settings, body)
+        except (TimeoutError, OSError, ValueError, httptools.HttpParserError) as exc:
             return _answer({"error": f"{type(exc).__name__}: {exc}", "body": body}, 502)
         return _answer({"status": "ok", "http_status": status, "body": body})
 

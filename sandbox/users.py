@@ -16,16 +16,15 @@ Admin routes:
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import os
 import time
 from typing import Any
 
-import aiohttp
+import httptools
 from aiohttp import web
 
+from .poster import post_signed
 from .settings import SandboxSettings
 
 _encode_json = json.JSONEncoder(separators=(",", ":")).encode
@@ -89,22 +88,9 @@ async def post_notification(settings: SandboxSettings, body: dict) -> dict[str, 
     """Sign and POST one notification to webhook_url now; returns what the receiver answered."""
     if not settings.webhook_url:
         return {"posted": False, "reason": "webhook_url is not set"}
-    raw = _encode_json(body).encode()
-    digest = hmac.new(settings.app_secret.encode(), raw, hashlib.sha256).hexdigest()
-    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": f"sha256={digest}"}
     try:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(
-                settings.webhook_url,
-                data=raw,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_s),
-            ) as response,
-        ):
-            await response.read()
-            return {"posted": True, "status": response.status}
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        return {"posted": True, "status": await post_signed(settings, body)}
+    except (TimeoutError, OSError, ValueError, httptools.HttpParserError) as exc:
         return {"posted": False, "reason": f"{type(exc).__name__}: {exc}"}
 
 
