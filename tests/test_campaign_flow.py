@@ -82,9 +82,10 @@ def test_worker_keeps_a_fixed_set_of_redis_connections_however_many_tasks_it_run
     wait_status(api, "muchas-tareas", {"completed"}, timeout=90)
     after = _redis_connections(worker.process.pid, os.environ["REDIS_URL"])
     assert before > 0
-    # A connection per task would add about 90; a busy machine lets a few more greenlets overlap than in the
-    # warm-up, and the pools grow by those few.
-    assert after <= before + 10, f"{before} Redis connections before 90 tasks, {after} after"
+    # A connection per task would add about 90. The pools also grow to the most greenlets that ever used Redis
+    # at once, and on a loaded machine (CI's parallel test processes) more of them overlap than during the
+    # warm-up: up to 13 more were seen. Neither pool grows with the number of tasks.
+    assert after <= before + 20, f"{before} Redis connections before 90 tasks, {after} after"
 
 
 def test_same_idempotency_key_returns_the_same_campaign_and_sends_once(api, sandbox):
