@@ -219,10 +219,11 @@ def test_campaigns_on_different_numbers_run_at_their_own_caps(make_stack, sandbo
     wait_status(stack.api, "media", {"completed"}, timeout=60)
     for buzon, cap in (("ventas", 400), ("medio", 150)):
         accepted = sandbox.messages(phone_number_id=SENDERS[buzon][0])
-        # Each number at its own cap, not held back by the other campaign. The sandbox stamps arrivals when
-        # its event loop gets to them, so on a busy machine the measured rate wobbles a little above the
-        # cap; going over it for real would show as 130429 answers, checked below.
-        assert 0.8 * cap <= sustained_rate(accepted) <= 1.15 * cap, buzon
+        # Each number at its own cap, not held back by the other campaign (which would halve it). The sandbox
+        # stamps arrivals when its event loop gets to them, so on a busy machine the measured rate wobbles
+        # around the cap (CI's parallel test processes took ventas to 310/s once); going over it for real
+        # would show as 130429 answers, checked below. The 90 % bound is test_two_workers_share_the_numbers_cap.
+        assert 0.7 * cap <= sustained_rate(accepted) <= 1.15 * cap, buzon
     assert sum(sandbox.stats()["rejected"].values()) == 0
 
 
