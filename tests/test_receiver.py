@@ -199,3 +199,22 @@ def test_end_to_end_with_the_sandboxs_webhooks_at_the_receiver(api, receiver, sa
         30,
         message=f"300 delivered, {read} read",
     )
+
+
+def test_a_client_that_expects_100_continue_is_told_to_send_the_body(api, receiver, sent_campaign):
+    body = notification(st(sent_campaign[0], "delivered"))
+    head = (
+        f"POST {HOOK} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
+        f"X-Hub-Signature-256: {signed(body)['X-Hub-Signature-256']}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", receiver.port), timeout=10) as conn:
+        conn.sendall(head)
+        assert conn.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        conn.sendall(body)
+        answer = b""
+        while not answer.endswith(b"}\n"):
+            chunk = conn.recv(65536)
+            assert chunk, f"connection closed after {answer!r}"
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    wait_for(lambda: status(api, "receptor")["delivered"] == 1, 20, message="the notification applied")
