@@ -22,7 +22,7 @@ from .portfolios import PortfolioLimits, capability_notification, post_notificat
 from .settings import SandboxSettings
 from .signals import add_signal_routes, blocked_template, message_status
 from .template_listing import add_listing_route
-from .templates import TemplateMismatch, catalogue, check_send, read_components
+from .templates import TemplateMismatch, catalogue, check_send, read_components, require
 from .webhooks import StatusWebhooks
 
 # code -> (HTTP status, error.message). Meta answers 400 for nearly every error, 130429 included, so
@@ -110,16 +110,6 @@ def _new_wamid() -> str:
     return "wamid." + base64.b64encode(os.urandom(33)).decode()
 
 
-def _require(container: dict[str, Any], key: str, kind: type, where: str) -> Any:
-    """Return container[key], raising 131008 when it is missing and 131009 when it has the wrong type."""
-    value = container.get(key)
-    if value is None:
-        raise ApiError(131008, f"The parameter {where}{key} is required.")
-    if not isinstance(value, kind) or (kind is str and not value):
-        raise ApiError(131009, f"The parameter {where}{key} has an invalid value.")
-    return value
-
-
 def parse_message(raw: bytes) -> dict[str, Any]:
     """Validate a message body like the Cloud API and return the fields the sandbox logs."""
     try:
@@ -128,29 +118,29 @@ def parse_message(raw: bytes) -> dict[str, Any]:
         raise ApiError(131009, "The request body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise ApiError(131009, "The request body must be a JSON object.")
-    if _require(body, "messaging_product", str, "") != "whatsapp":
+    if require(body, "messaging_product", str, "") != "whatsapp":
         raise ApiError(131009, "The parameter messaging_product must be 'whatsapp'.")
     recipient_type = body.get("recipient_type", "individual")
     if recipient_type != "individual":
         raise ApiError(131009, "The parameter recipient_type must be 'individual'.")
-    to = _require(body, "to", str, "")
+    to = require(body, "to", str, "")
     if not _RECIPIENT.fullmatch(to):
         raise ApiError(131009, "The parameter to must be a phone number in E.164 digits.")
     callback_data = body.get("biz_opaque_callback_data")
     if callback_data is not None and not isinstance(callback_data, str):
         raise ApiError(131009, "The parameter biz_opaque_callback_data must be a string.")
-    kind = _require(body, "type", str, "")
+    kind = require(body, "type", str, "")
     template_name = language = text = None
     parameters: list[dict[str, str]] = []
     sent = None
     if kind == "template":
-        template = _require(body, "template", dict, "")
-        template_name = _require(template, "name", str, "template.")
-        language = _require(_require(template, "language", dict, "template."), "code", str, "template.language.")
+        template = require(body, "template", dict, "")
+        template_name = require(template, "name", str, "template.")
+        language = require(require(template, "language", dict, "template."), "code", str, "template.language.")
         sent = read_components(template.get("components"))
         parameters = sent.body
     elif kind == "text":
-        text = _require(_require(body, "text", dict, ""), "body", str, "text.")
+        text = require(require(body, "text", dict, ""), "body", str, "text.")
     else:
         raise ApiError(131009, f"The parameter type must be 'template' or 'text', got {kind!r}.")
     return {

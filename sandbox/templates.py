@@ -179,7 +179,7 @@ def catalogue(templates: dict[str, dict[str, Any]]) -> dict[tuple[str, str], Tem
 # ---- send-time checks ----------------------------------------------------------------------------
 
 
-def _require(container: dict[str, Any], key: str, kind: type, where: str) -> Any:
+def require(container: dict[str, Any], key: str, kind: type, where: str) -> Any:
     """container[key]: 131008 when missing, 131009 when of the wrong type (or an empty string)."""
     value = container.get(key)
     if value is None:
@@ -205,7 +205,7 @@ class SentComponents:
 
 def _media_parameter(parameter: dict[str, Any], kind: str, where: str) -> None:
     """Check an image/video/document parameter: a link (http or https) or an uploaded media id."""
-    media = _require(parameter, kind, dict, where)
+    media = require(parameter, kind, dict, where)
     link, media_id = media.get("link"), media.get("id")
     if link is None and media_id is None:
         raise TemplateMismatch(131008, f"The parameter {where}{kind}.link or {where}{kind}.id is required.")
@@ -224,13 +224,13 @@ def _header_parameters(parameters: list[Any]) -> list[dict[str, Any]]:
     for parameter in parameters:
         if not isinstance(parameter, dict):
             raise TemplateMismatch(131009, "Each header parameter must be an object.")
-        kind = _require(parameter, "type", str, where)
+        kind = require(parameter, "type", str, where)
         if kind == "text":
-            _require(parameter, "text", str, where)
+            require(parameter, "text", str, where)
         elif kind in ("image", "video", "document"):
             _media_parameter(parameter, kind, where)
         elif kind == "location":
-            _require(parameter, "location", dict, where)
+            require(parameter, "location", dict, where)
         else:
             raise TemplateMismatch(131009, f"The parameter {where}type has an invalid value: {kind!r}.")
     return parameters
@@ -239,7 +239,7 @@ def _header_parameters(parameters: list[Any]) -> list[dict[str, Any]]:
 def _button_parameters(component: dict[str, Any]) -> tuple[int, str, list[dict[str, Any]]]:
     """Check one button component: its sub_type, index and parameters (text for url, payload for quick_reply)."""
     where = "template.components[button]."
-    sub_type = _require(component, "sub_type", str, where)
+    sub_type = require(component, "sub_type", str, where)
     if sub_type not in ("url", "quick_reply", "copy_code"):
         raise TemplateMismatch(131009, f"The parameter {where}sub_type has an invalid value: {sub_type!r}.")
     index = component.get("index")
@@ -254,9 +254,9 @@ def _button_parameters(component: dict[str, Any]) -> tuple[int, str, list[dict[s
         raise TemplateMismatch(131009, f"The parameter {where}parameters must hold one parameter.")
     parameter = parameters[0]
     expected = {"url": "text", "quick_reply": "payload", "copy_code": "coupon_code"}[sub_type]
-    if _require(parameter, "type", str, where + "parameters[].") != expected:
+    if require(parameter, "type", str, where + "parameters[].") != expected:
         raise TemplateMismatch(132012, f"button {index}: a {sub_type} button takes a parameter of type {expected}.")
-    _require(parameter, expected, str, where + "parameters[].")
+    require(parameter, expected, str, where + "parameters[].")
     return index, sub_type, parameters
 
 
@@ -271,7 +271,7 @@ def read_components(components: Any) -> SentComponents:
     for component in components:
         if not isinstance(component, dict):
             raise TemplateMismatch(131009, "Each template component must be an object.")
-        kind = _require(component, "type", str, "template.components[].").lower()
+        kind = require(component, "type", str, "template.components[].").lower()
         if kind == "button":
             index, sub_type, parameters = _button_parameters(component)
             if index in sent.buttons:
@@ -302,9 +302,9 @@ def _body_parameters(parameters: list[Any]) -> list[dict[str, str]]:
     for parameter in parameters:
         if not isinstance(parameter, dict):
             raise TemplateMismatch(131009, "Each body parameter must be an object.")
-        if _require(parameter, "type", str, where) != "text":
+        if require(parameter, "type", str, where) != "text":
             raise TemplateMismatch(131009, "Only body parameters of type 'text' are supported.")
-        entry = {"text": _require(parameter, "text", str, where)}
+        entry = {"text": require(parameter, "text", str, where)}
         name = parameter.get("parameter_name")
         if name is not None:
             if not isinstance(name, str) or not name:

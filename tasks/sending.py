@@ -150,8 +150,12 @@ class CampaignSpec:
     batch_size: int
     chunk_size: int
     # The message bodies of this campaign, with its header and button components built once.
-    payloads: PayloadBuilder | None = None
+    payloads: PayloadBuilder = None  # type: ignore[assignment]  # built from template and language when not given
     clock: CampaignClock = CampaignClock.ALWAYS  # its time zone and sending window
+
+    def __post_init__(self) -> None:
+        if self.payloads is None:
+            object.__setattr__(self, "payloads", PayloadBuilder(self.template, self.language))
 
 
 @dataclass(frozen=True)
@@ -438,8 +442,7 @@ class ChunkSender:
 
     def _deliver(self, job: _Job, message: ClaimedMessage, slot_at: float) -> Outcome:
         """Send one message at its booked slot (retries book new ones) until its outcome is known."""
-        payloads = job.spec.payloads or PayloadBuilder(job.spec.template, job.spec.language)
-        payload = payloads.payload(message.phone, message.parameters, f"{job.campaign_id}/{message.id}")
+        payload = job.spec.payloads.payload(message.phone, message.parameters, f"{job.campaign_id}/{message.id}")
         resends = 0  # attempts after the first, whatever the cause (stored as the message's retries)
         spent = 0  # of those, the transient errors that count against MAX_RETRIES (throttling does not)
         while True:

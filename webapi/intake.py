@@ -52,24 +52,24 @@ class NotificationCheck:
 
     def too_large(self) -> Answer:
         """The answer to a body over WEBHOOK_MAX_BODY_KB."""
-        return _error(413, texts.WEBHOOK_TOO_LARGE.format(limit_kb=self.limit_kb))
+        return error_reply(413, texts.WEBHOOK_TOO_LARGE.format(limit_kb=self.limit_kb))
 
     def refusal(self, raw: bytes, signature: str) -> Answer | None:
         """Why `raw` must not be kept, as the answer to give; None when it may be kept."""
         if len(raw) > self.limit:
             return self.too_large()
         if not self.secret:
-            return _error(503, texts.WEBHOOK_NO_SECRET)
+            return error_reply(503, texts.WEBHOOK_NO_SECRET)
         expected = "sha256=" + hmac.new(self.secret, raw, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(signature.encode(), expected.encode()):
             log.warning("Webhook refused: %s signature", "missing" if not signature else "wrong")
-            return _error(401, texts.WEBHOOK_BAD_SIGNATURE)
+            return error_reply(401, texts.WEBHOOK_BAD_SIGNATURE)
         try:
             body = json.loads(raw)
         except ValueError:
-            return _error(400, texts.WEBHOOK_NOT_JSON)
+            return error_reply(400, texts.WEBHOOK_NOT_JSON)
         if not isinstance(body, dict):
-            return _error(400, texts.WEBHOOK_NOT_OBJECT)
+            return error_reply(400, texts.WEBHOOK_NOT_OBJECT)
         return None
 
 
@@ -115,7 +115,7 @@ class WebhookIntake:
         return ACCEPTED
 
 
-def _error(status: int, message: str) -> Answer:
+def error_reply(status: int, message: str) -> Answer:
     """An error answer in the API's shape (webapi.errors)."""
     body = json.dumps(error_body(message), ensure_ascii=False).encode()
     return f"{status} {HTTPStatus(status).phrase}", body
@@ -123,4 +123,4 @@ def _error(status: int, message: str) -> Answer:
 
 ACCEPTED: Answer = ("200 OK", b'{"success":true}\n')
 # Not acknowledged: Meta sends it again later.
-NOT_RECORDED: Answer = _error(503, texts.WEBHOOK_NOT_RECORDED)
+NOT_RECORDED: Answer = error_reply(503, texts.WEBHOOK_NOT_RECORDED)

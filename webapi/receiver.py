@@ -38,7 +38,7 @@ from tasks.logsetup import configure_handlers
 from tasks.queue import CeleryQueue, TaskQueue
 from tasks.runtime import redis_client
 from tasks.webhooks import WebhookInbox
-from webapi.intake import ACCEPTED, HEADERS, NOT_RECORDED, PATH, Answer, NotificationCheck, _error, count
+from webapi.intake import ACCEPTED, HEADERS, NOT_RECORDED, PATH, Answer, NotificationCheck, count, error_reply
 
 log = logging.getLogger("webapi.receiver")
 
@@ -193,7 +193,7 @@ class Receiver:
                 try:
                     connection.parser.feed_data(data)
                 except httptools.HttpParserError:  # an upgrade request included
-                    sock.sendall(_response(_error(400, texts.WEBHOOK_BAD_REQUEST), close=True))
+                    sock.sendall(_response(error_reply(400, texts.WEBHOOK_BAD_REQUEST), close=True))
                     return
                 if connection.continue_now:
                     connection.continue_now = False
@@ -223,11 +223,11 @@ class Receiver:
         if split.path == "/healthz" and request.method == b"GET":
             return _HEALTHY
         if split.path != PATH:
-            return _error(404, texts.RECEIVER_ROUTE_NOT_FOUND)
+            return error_reply(404, texts.RECEIVER_ROUTE_NOT_FOUND)
         if request.method == b"GET":
             return self._verify(split.query)
         if request.method != b"POST":
-            return _error(405, texts.METHOD_NOT_ALLOWED)
+            return error_reply(405, texts.METHOD_NOT_ALLOWED)
         answer = self._keep(request)
         count(answer[0])
         return answer
@@ -248,7 +248,7 @@ class Receiver:
         token = args.get("hub.verify_token", "").encode()
         if args.get("hub.mode") == "subscribe" and self.verify_token and hmac.compare_digest(token, self.verify_token):
             return ("200 OK", args.get("hub.challenge", "").encode())
-        return _error(403, texts.WEBHOOK_VERIFY_REFUSED)
+        return error_reply(403, texts.WEBHOOK_VERIFY_REFUSED)
 
     def start(self) -> None:
         """Listen in the background (tests)."""
