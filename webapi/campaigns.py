@@ -225,6 +225,8 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
     if stored["created"]:
         metrics.UPLOAD_ROWS.labels("accepted").inc(stored["total"])
         metrics.UPLOAD_ROWS.labels("rejected").inc(len(report))
+    # Estimated before the start: once workers send, the campaign's own recipients would count as places taken.
+    days, figures, days_note = daily_limit(runtime, form["buzon"], stored["total"])
     if stored["created"]:
         try:
             runtime.pipeline.start(campaign_id)
@@ -239,7 +241,6 @@ def create_campaign(runtime: Runtime, form: dict, upload, idempotency_key: str |
         message = texts.CAMPAIGN_ALREADY_CREATED
     if report:
         message += texts.ROWS_EXCLUDED.format(count=len(report))
-    days, figures, days_note = daily_limit(runtime, form["buzon"], stored["total"])
     live = runtime.state.fields(campaign_id)
     return {
         "success": True,
