@@ -44,6 +44,7 @@ _LIBRARIES = [
     "dotenv",
     "click",
     "gevent",
+    "geventhttpclient",
 ]
 _IMPORT_EACH_ALONE = """
 import importlib, json, os, sys, traceback
