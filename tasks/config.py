@@ -56,6 +56,7 @@ class Settings:
     supabase_jwt_secret: str | None = None
     supabase_anon_key: str | None = None
     jwks_cache_s: float = 600.0
+    api_key_cache_s: float = 2.0  # how long an API process trusts a key or a user's role it looked up (0: never)
     default_role: str = "viewer"
     auth_disabled: bool = False
     rate_limit_uploads: str = "10/minute"
@@ -192,6 +193,7 @@ _PARSERS = {
     "supabase_jwt_secret": lambda n, v: v.strip() or None,
     "supabase_anon_key": lambda n, v: v.strip() or None,
     "jwks_cache_s": _positive_float,
+    "api_key_cache_s": _non_negative_float,
     "default_role": lambda n, v: _choice(n, v, ROLE_CHOICES),
     "auth_disabled": _bool,
     "rate_limit_uploads": lambda n, v: _rate(n, v),

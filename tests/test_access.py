@@ -12,7 +12,7 @@ import uuid
 import psycopg
 import pytest
 
-from tests.conftest import FRONT_END_ORIGIN, ROOT, make_csv, upload, wait_status
+from tests.conftest import FRONT_END_ORIGIN, ROOT, make_csv, upload, wait_for, wait_status
 from webapi import create_app
 from webapi.apikeys import create_key, hash_key
 
@@ -464,7 +464,14 @@ def test_keys_are_created_listed_and_revoked_through_the_cli(service_env, api, s
 
     revoked = flask_cli(service_env, "apikey", "revoke", name)
     assert revoked.returncode == 0, revoked.stderr
-    assert api.get("/api/listar-campanas", headers={"X-API-Key": key}).status_code == 401
+    revoked_at = time.monotonic()
+    wait_for(
+        lambda: api.get("/api/listar-campanas", headers={"X-API-Key": key}).status_code == 401,
+        5,
+        0.1,
+        "the revoked key refused",
+    )
+    assert time.monotonic() - revoked_at <= 2.5, "within API_KEY_CACHE_S (2 s) of the revocation"
     assert flask_cli(service_env, "apikey", "revoke", name).returncode != 0
     changes = [e["action"] for e in audit_rows(actor_kind="cli") if e["details"].get("name") == name]
     assert changes == ["apikey.create", "apikey.revoke"]
@@ -479,3 +486,27 @@ def test_auth_disabled_is_announced_by_every_process(service_env):
 def test_auth_disabled_lets_every_request_through(service_env, monkeypatch):
     monkeypatch.setenv("AUTH_DISABLED", "true")
     assert create_app().test_client().get("/api/auditoria").status_code == 200
+
+
+def test_a_key_is_looked_up_once_per_cache_period_and_a_revocation_takes_effect_after_it(
+    monkeypatch, service_env, store
+):
+    # A console polling estado-cola every second must not cost a database round trip per read.
+    monkeypatch.setenv("API_KEY_CACHE_S", "0.5")
+    app = create_app()
+    client = app.test_client()
+    name = f"poller-{uuid.uuid4().hex[:8]}"
+    key = create_key(store, name, "viewer")[0]
+    lookups = []
+    real = app.extensions["campaigns"].store.use_api_key
+    monkeypatch.setattr(app.extensions["campaigns"].store, "use_api_key", lambda h: lookups.append(h) or real(h))
+    assert all(client.get("/api/listar-campanas", headers=key_header(key)).status_code == 200 for _ in range(20))
+    assert len(lookups) == 1
+    store.revoke_api_key(name)
+    assert client.get("/api/listar-campanas", headers=key_header(key)).status_code == 200  # still trusted
+    time.sleep(0.6)
+    refused = client.get("/api/listar-campanas", headers=key_header(key))
+    assert refused.status_code == 401 and len(lookups) == 2
+    assert client.get("/api/listar-campanas", headers=key_header("wcq_" + "x" * 43)).status_code == 401
+    assert client.get("/api/listar-campanas", headers=key_header("wcq_" + "x" * 43)).status_code == 401
+    assert len(lookups) == 4, "a wrong key is never cached"

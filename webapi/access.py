@@ -7,6 +7,7 @@ Every request to /api/* (except the docs) needs a caller; each view declares the
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlparse
@@ -87,6 +88,9 @@ def _scope(raw) -> frozenset[str] | None:
     return frozenset(str(b) for b in raw)
 
 
+_MAX_CACHED_CALLERS = 10_000  # distinct keys and users remembered by one process
+
+
 class Authenticator:
     """Turns a request's credentials into a Caller, using the store for keys and user roles."""
 
@@ -98,6 +102,10 @@ class Authenticator:
             if settings.supabase_url
             else None
         )
+        # A status read polled every second would otherwise cost a database round trip for its key: the
+        # busiest process on a loaded machine, and what set the reads' p99 (docs/benchmarks.md). A revoked
+        # key or a changed role takes effect within API_KEY_CACHE_S.
+        self._callers: dict[tuple[str, str], tuple[float, Caller]] = {}
 
     def authenticate(self) -> Caller:
         """The caller, or a 401 ApiError when the credentials are missing or wrong."""
@@ -117,10 +125,33 @@ class Authenticator:
 
     def _key_caller(self, key: str) -> Caller:
         """The caller behind an API key."""
-        row = self.runtime.store.use_api_key(apikeys.hash_key(key))
+        key_hash = apikeys.hash_key(key)
+        caller = self._cached(("key", key_hash))
+        if caller is not None:
+            return caller
+        row = self.runtime.store.use_api_key(key_hash)
         if row is None:
-            raise _unauthorized(texts.API_KEY_INVALID)
-        return Caller("key", row["name"], row["role"], _scope(row.get("buzones")))
+            raise _unauthorized(texts.API_KEY_INVALID)  # never cached: a key created now works at once
+        return self._keep(("key", key_hash), Caller("key", row["name"], row["role"], _scope(row.get("buzones"))))
+
+    def _cached(self, entry: tuple[str, str]) -> Caller | None:
+        """A caller looked up less than API_KEY_CACHE_S ago."""
+        found = self._callers.get(entry)
+        if found is None:
+            return None
+        if found[0] > time.monotonic():
+            return found[1]
+        self._callers.pop(entry, None)
+        return None
+
+    def _keep(self, entry: tuple[str, str], caller: Caller) -> Caller:
+        """Remember a caller for API_KEY_CACHE_S; the cache is emptied when it grows past its bound."""
+        ttl = self.settings.api_key_cache_s
+        if ttl > 0:
+            if len(self._callers) >= _MAX_CACHED_CALLERS:
+                self._callers.clear()
+            self._callers[entry] = (time.monotonic() + ttl, caller)
+        return caller
 
     def _session_caller(self, token: str) -> Caller:
         """The caller behind a Supabase session: role from app_metadata, else api_users, else DEFAULT_ROLE."""
@@ -134,11 +165,16 @@ class Authenticator:
         metadata = claims.get("app_metadata") or {}
         role, buzones = metadata.get("wcq_role"), metadata.get("wcq_buzones")
         if role not in ROLE_RANK:
+            cached = self._cached(("user", user_id))
+            if cached is not None:
+                return Caller("user", user_id, cached.role, cached.buzones, email)
             row = self.runtime.store.get_api_user(user_id)
             if row is not None:
                 role, buzones = row["role"], row.get("buzones")
             else:
                 role, buzones = self.settings.default_role, None
+            if role in ROLE_RANK:
+                self._keep(("user", user_id), Caller("user", user_id, role, _scope(buzones), email))
         if role not in ROLE_RANK:
             raise ApiError(403, texts.USER_WITHOUT_ROLE, {"user_id": user_id})
         return Caller("user", user_id, role, _scope(buzones), email)
