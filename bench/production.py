@@ -39,6 +39,7 @@ from bench.harness import (
     sandbox_delivery,
 )
 from bench.status_reads import LoadResult, paced_load
+from sandbox.process import SandboxHandle
 from tasks.vocabulary import CAMPAIGNS_QUEUE, WEBHOOKS_QUEUE
 
 APP_SECRET = "bench-app-secret"
@@ -59,6 +60,11 @@ def applied_statuses(dsn: str, campaign_id: str) -> tuple[int, int]:
 
 # (buzón, phone number id, token) of each sender number a run may use.
 NUMBERS = [(BUZON, PHONE_NUMBER_ID, TOKEN), ("bench2", "100000000009002", "bench-token-2")]
+
+
+def final_sent(finals: list[dict]) -> int:
+    """Messages the campaigns sent, as their final estado-cola says."""
+    return sum(f["sent"] for f in finals)
 
 
 def combined(deliveries: list[Delivery]) -> Delivery:
@@ -89,6 +95,44 @@ class StatusReads:
         """Wait for the reads to finish."""
         if self._thread.is_alive():
             self._thread.join()
+
+
+class PostedStatuses:
+    """How many statuses the sandbox has posted, sampled every quarter second from a thread of its own.
+
+    It tells the notification lag's two parts apart: WhatsApp still posting (the sandbox behind, on a machine
+    it shares with us) and our part, from its last POST to the store having every status.
+    """
+
+    def __init__(self, sandbox: SandboxHandle, interval_s: float = 0.25):
+        self.samples: list[tuple[float, int]] = []  # (wall clock, statuses posted)
+        self._sandbox = sandbox
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                counters = self._sandbox.webhooks(since=10**12)["counters"]
+            except Exception:  # a busy sandbox answers late; the next sample counts
+                continue
+            self.samples.append((time.time(), sum(counters["statuses"].values())))
+
+    def stop(self) -> None:
+        """Stop sampling."""
+        self._stop.set()
+        self._thread.join()
+
+    def posted_by(self, at: float) -> int:
+        """Statuses posted by wall-clock time `at` (the last sample before it)."""
+        return max((n for t, n in self.samples if t <= at), default=0)
+
+    def last_short_of(self, total: int) -> float | None:
+        """The last time a sample saw fewer than `total` statuses posted: from then on, at most the rest were
+        still to post."""
+        return max((t for t, n in self.samples if n < total), default=None)
 
 
 def start_receiver(bench: Bench, env: dict[str, str]) -> tuple[ServiceProcess, str]:
@@ -195,22 +239,31 @@ def main(argv: list[str] | None = None) -> int:
                 for buzon, _, _ in numbers
             ]
             reads = StatusReads(api, campaign_ids[0], args.status_rps, 0.8 * args.messages / args.cap)
+            posted = None if args.no_webhooks else PostedStatuses(sandbox)
             finals = [api.wait_finished(campaign_id, 600) for campaign_id in campaign_ids]
             applied_at = time.time()
             if not args.no_webhooks:
                 # Every message sent gets delivered and read: wait until the store has them all, before
                 # anything else asks the sandbox for its log (30,000 messages take it a while to list).
-                expected = sum(f["sent"] for f in finals)
+                expected = final_sent(finals)
                 deadline = time.monotonic() + 300
                 while sum(applied_statuses(bench.dsn, c)[1] for c in campaign_ids) < expected:
                     if time.monotonic() > deadline:
                         break
                     time.sleep(0.1)
                 applied_at = time.time()
+            if posted is not None:
+                posted.stop()
             reads.join()
             deliveries = [sandbox_delivery(sandbox, number) for _, number, _ in numbers]
             delivery = combined(deliveries)
             lag_s = 0.0 if args.no_webhooks else applied_at - (delivery.last_at or applied_at)
+            behind = ours_lag_s = None
+            if posted is not None and delivery.last_at:
+                expected_statuses = 3 * final_sent(finals)
+                behind = expected_statuses - posted.posted_by(delivery.last_at)
+                still_posting = posted.last_short_of(expected_statuses)
+                ours_lag_s = applied_at - still_posting if still_posting else None
             cpu = {name: meter.stop() for name, meter in groups.items()}
             hooks = sandbox.webhooks(since=10**12)["counters"] if not args.no_webhooks else {}
             applied = [applied_statuses(bench.dsn, c) for c in campaign_ids]
@@ -259,6 +312,18 @@ def main(argv: list[str] | None = None) -> int:
             ],
         )
     )
+    if behind is not None:
+        print()
+        print(
+            markdown_table(
+                [
+                    "the lag's parts",
+                    "statuses not yet posted at the last send",
+                    "ours: at most, from the sandbox still posting to all applied, s",
+                ],
+                [["", behind, "–" if ours_lag_s is None else f"{ours_lag_s:.1f}"]],
+            )
+        )
     if reads.result:
         result = reads.result
         print()
