@@ -621,3 +621,58 @@ def test_scheduled_and_waiting_campaigns_show_until_when(pages, stack, api_keys)
     expect(page.get_by_test_id("motivo")).to_contain_text("Programada para el")
     expect(page.get_by_role("button", name="Cancelar")).to_be_enabled()
     view.shot("programada")
+
+
+def test_an_operator_schedules_a_campaign_with_quiet_hours_from_the_form(pages, stack, api_keys):
+    from datetime import UTC, datetime, timedelta
+
+    start = (datetime.now(UTC) + timedelta(hours=2)).replace(second=0, microsecond=0)
+    view = pages(360)
+    page, expect = view.page, playwright_api.expect
+    view.sign_in_with_key(stack.api.url + "/", api_keys["operator"], "tests-operator")
+    page.get_by_label("Título").fill("Programada desde la consola")
+    page.get_by_label("Buzón").select_option("lento")
+    page.get_by_label("Plantilla").fill("promo_enero")
+    page.get_by_label("Zona horaria (opcional)").fill("UTC")
+    page.get_by_label("Empezar el (opcional)").fill(start.strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_label("Horario de envío (opcional)").fill("08:00-20:00")
+    page.get_by_label("Archivo CSV de contactos").set_input_files(
+        {"name": "contactos.csv", "mimeType": "text/csv", "buffer": make_csv(5)}
+    )
+    expect(page.get_by_test_id("total-validos")).to_have_text("5")
+    expect(page.get_by_test_id("inicio")).to_contain_text(f"{start.hour}:{start:%M} (UTC)")
+    expect(page.get_by_test_id("inicio")).to_contain_text("(UTC)")
+    expect(page.get_by_test_id("horario")).to_have_text("08:00-20:00 (UTC)")
+    expect(page.get_by_test_id("dias-estimados")).to_have_text("1")
+    # A changed window is checked again before launch.
+    page.get_by_label("Horario de envío (opcional)").fill("09:00-18:00")
+    page.get_by_label("Horario de envío (opcional)").press("Tab")
+    expect(page.get_by_test_id("horario")).to_have_text("09:00-18:00 (UTC)")
+    view.fits()
+    view.shot("programar")
+
+    page.get_by_role("button", name="Lanzar campaña").click()
+    expect(page).to_have_url(re.compile("#/campana/programada-desde-la-consola$"))
+    expect(page.get_by_test_id("estado")).to_have_text("programada")
+    expect(page.get_by_test_id("motivo")).to_contain_text("Programada para el")
+    state = stack.api.get("/api/estado-cola/programada-desde-la-consola").json()
+    assert datetime.fromisoformat(state["programada_para"]) == start
+    assert (state["zona_horaria"], state["horario_envio"], state["status"]) == ("UTC", "09:00-18:00", "scheduled")
+
+
+def test_a_start_time_in_the_past_is_refused_in_the_form_and_nothing_is_created(pages, stack, api_keys):
+    view = pages(1280)
+    view.allow("status of 422")  # the browser logs validar-campana's refusal, which the page shows
+    page, expect = view.page, playwright_api.expect
+    view.sign_in_with_key(stack.api.url + "/", api_keys["operator"], "tests-operator")
+    page.get_by_label("Título").fill("Ayer")
+    page.get_by_label("Buzón").select_option("lento")
+    page.get_by_label("Plantilla").fill("promo_enero")
+    page.get_by_label("Empezar el (opcional)").fill("2020-01-01T10:00")
+    page.get_by_label("Archivo CSV de contactos").set_input_files(
+        {"name": "contactos.csv", "mimeType": "text/csv", "buffer": make_csv(5)}
+    )
+    expect(page.locator("#error-campana")).to_be_visible()
+    expect(page.locator("#error-campana")).to_contain_text("ya pasó")
+    expect(page.get_by_role("button", name="Lanzar campaña")).to_be_disabled()
+    assert stack.api.get("/api/listar-campanas").json()["total_campaigns"] == 0

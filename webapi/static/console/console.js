@@ -278,6 +278,15 @@
     }
   }
 
+  // An instant as the operator reads it, in the campaign's time zone.
+  function localWhen(iso, zone) {
+    try {
+      return new Date(iso).toLocaleString("es", { timeZone: zone, dateStyle: "medium", timeStyle: "short" });
+    } catch {
+      return iso;
+    }
+  }
+
   function campaignForm() {
     const form = new FormData();
     form.append("titulo_campana", $("titulo").value.trim() || "revision");
@@ -286,6 +295,11 @@
     form.append("idioma", $("idioma").value.trim() || "es");
     if ($("columna").value.trim()) form.append("columna_telefono", $("columna").value.trim());
     form.append("parametros_nombrados", $("nombrados").checked ? "true" : "false");
+    // A datetime-local value has no offset: the API reads it in the campaign's time zone.
+    const timing = [["programar", "programar_para"], ["zona-horaria", "zona_horaria"], ["horario", "horario_envio"]];
+    for (const [id, field] of timing) {
+      if ($(id).value.trim()) form.append(field, $(id).value.trim());
+    }
     form.append("archivo_csv", state.prepared.file, state.prepared.file.name);
     return form;
   }
@@ -304,7 +318,8 @@
   }
 
   function formSignature() {
-    return ["buzon", "plantilla", "idioma", "columna"].map((id) => $(id).value.trim()).join("|") +
+    const fields = ["buzon", "plantilla", "idioma", "columna", "programar", "zona-horaria", "horario"];
+    return fields.map((id) => $(id).value.trim()).join("|") +
       `|${$("nombrados").checked}`;
   }
 
@@ -356,6 +371,13 @@
     $("rev-total").textContent = fmt(data.total_messages);
     $("rev-rechazadas").textContent = fmt(data.total_rechazados);
     $("rev-plantilla").textContent = templateSummary(data.plantilla_whatsapp);
+    $("rev-inicio").textContent = data.programada_para
+      ? `${localWhen(data.programada_para, data.zona_horaria)} (${data.zona_horaria})`
+      : "al lanzar";
+    $("rev-horario").textContent = data.horario_envio
+      ? `${data.horario_envio} (${data.zona_horaria})`
+      : "a cualquier hora";
+    $("rev-dias").textContent = fmt(data.dias_estimados);
     const notes = $("rev-notas");
     notes.textContent = "";
     for (const n of data.notas) {
@@ -817,7 +839,9 @@
       else formError("Elija primero un archivo CSV.");
     });
     for (const id of ["buzon", "nombrados"]) $(id).addEventListener("change", validate);
-    for (const id of ["plantilla", "idioma", "columna"]) $(id).addEventListener("change", validate);
+    for (const id of ["plantilla", "idioma", "columna", "programar", "zona-horaria", "horario"]) {
+      $(id).addEventListener("change", validate);
+    }
     $("titulo").addEventListener("input", updateLaunch);
     const zone = $("zona");
     zone.addEventListener("dragover", (e) => {
