@@ -297,9 +297,11 @@ def test_operator_prepares_launches_watches_pauses_and_resumes(pages, stack, san
     view.shot("lista")
 
 
-def _count(page, element_id: str) -> int:
-    """A figure of the campaign page (its first word, the count before the share)."""
-    return int(page.locator(f"#{element_id}").inner_text().split()[0].replace(".", ""))
+def _count(page, element_id: str) -> int | None:
+    """A figure of the campaign page (its first word, the count before the share); None until the page has
+    shown its first figures."""
+    words = page.locator(f"#{element_id}").inner_text().split()
+    return int(words[0].replace(".", "")) if words else None
 
 
 def _upload(stack, rows: int, start: int, title: str, buzon: str) -> str:
@@ -369,7 +371,7 @@ def test_operator_retries_failed_and_unknown_recipients_and_cancels(pages, stack
     # Cancel a running campaign: what was not sent yet never is.
     campaign_id = _upload(stack, 400, 4142200000, "Cancelada", "lento")
     page.goto(f"{stack.api.url}/#/campana/{campaign_id}")
-    wait_for(lambda: _count(page, "c-enviados") > 0, 30, message="sends")
+    wait_for(lambda: (_count(page, "c-enviados") or 0) > 0, 30, message="sends")
     _confirm(view, "Cancelar", "Cancelar la campaña")
     expect(page.locator("#c-resultado")).to_contain_text("Campaña cancelada")
     expect(page.get_by_test_id("estado")).to_have_text("cancelada")
@@ -506,7 +508,7 @@ def test_keyboard_alone_signs_in_prepares_launches_pauses_and_cancels(pages, sta
     expect(page).to_have_url(re.compile("#/campana/con-teclado$"))
     pause = page.locator('[data-accion="pausar"]')
     expect(pause).to_be_enabled()
-    wait_for(lambda: _count(page, "c-enviados") > 0, 30, message="sends")
+    wait_for(lambda: (_count(page, "c-enviados") or 0) > 0, 30, message="sends")
 
     # Space opens the confirmation with the focus on "Volver"; Escape closes it and nothing happens.
     view.tab_to('[data-accion="pausar"]')
