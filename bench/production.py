@@ -62,11 +62,6 @@ def applied_statuses(dsn: str, campaign_id: str) -> tuple[int, int]:
 NUMBERS = [(BUZON, PHONE_NUMBER_ID, TOKEN), ("bench2", "100000000009002", "bench-token-2")]
 
 
-def final_sent(finals: list[dict]) -> int:
-    """Messages the campaigns sent, as their final estado-cola says."""
-    return sum(f["sent"] for f in finals)
-
-
 def combined(deliveries: list[Delivery]) -> Delivery:
     """What the sandbox accepted from every number together: the aggregate rate is over the union of times."""
     return Delivery(
@@ -241,26 +236,25 @@ def main(argv: list[str] | None = None) -> int:
             reads = StatusReads(api, campaign_ids[0], args.status_rps, 0.8 * args.messages / args.cap)
             posted = None if args.no_webhooks else PostedStatuses(sandbox)
             finals = [api.wait_finished(campaign_id, 600) for campaign_id in campaign_ids]
-            applied_at = time.time()
-            if not args.no_webhooks:
+            sent_total = sum(f["sent"] for f in finals)
+            applied_at = None
+            if posted is not None:
                 # Every message sent gets delivered and read: wait until the store has them all, before
                 # anything else asks the sandbox for its log (30,000 messages take it a while to list).
-                expected = final_sent(finals)
                 deadline = time.monotonic() + 300
-                while sum(applied_statuses(bench.dsn, c)[1] for c in campaign_ids) < expected:
+                while sum(applied_statuses(bench.dsn, c)[1] for c in campaign_ids) < sent_total:
                     if time.monotonic() > deadline:
                         break
                     time.sleep(0.1)
                 applied_at = time.time()
-            if posted is not None:
                 posted.stop()
             reads.join()
             deliveries = [sandbox_delivery(sandbox, number) for _, number, _ in numbers]
             delivery = combined(deliveries)
-            lag_s = 0.0 if args.no_webhooks else applied_at - (delivery.last_at or applied_at)
+            lag_s = 0.0 if applied_at is None else applied_at - (delivery.last_at or applied_at)
             behind = ours_lag_s = None
-            if posted is not None and delivery.last_at:
-                expected_statuses = 3 * final_sent(finals)
+            if posted is not None and applied_at is not None and delivery.last_at:
+                expected_statuses = 3 * sent_total
                 behind = expected_statuses - posted.posted_by(delivery.last_at)
                 still_posting = posted.last_short_of(expected_statuses)
                 ours_lag_s = applied_at - still_posting if still_posting else None

@@ -18,75 +18,18 @@ def answer(n: int) -> bytes:
     return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
 
 
-class ClosingServer:
-    """Answers each request on a keep-alive connection, then closes it without saying so (an idle timeout)."""
-
-    def __init__(self):
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.connections = 0
-        self.requests = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-                if not data:
-                    continue
-                head, _, body = data.partition(b"\r\n\r\n")
-                length = int(
-                    next(
-                        line.split(b":")[1]
-                        for line in head.split(b"\r\n")
-                        if line.lower().startswith(b"content-length")
-                    )
-                )
-                while len(body) < length:
-                    body += conn.recv(65536)
-                self.requests += 1
-                conn.sendall(answer(self.requests))
-
-    def close(self) -> None:
-        self.listener.close()
-
-
-def test_a_connection_the_server_closed_while_idle_is_replaced_not_reused():
-    # Reusing it would lose the message's answer and leave it "unknown"; the check before reuse opens a new one.
-    server = ClosingServer()
-    client = WhatsAppClient(f"http://127.0.0.1:{server.port}", "v21.0", timeout_s=5)
-    try:
-        first = client.send(SENDER, {"to": "584141000001"})
-        time.sleep(0.2)  # the server has closed the connection by now
-        second = client.send(SENDER, {"to": "584141000002"})
-    finally:
-        client.close()
-        server.close()
-    assert (first.wamid, first.ambiguous) == ("wamid.01", False)
-    assert (second.wamid, second.ambiguous) == ("wamid.02", False)
-    assert (server.connections, server.requests) == (2, 2)
-
-
 class ScriptedServer:
     """Reads each request on a connection and does what `reply(n, head, body)` returns with it.
 
-    bytes are sent and the connection kept; None closes it without an answer; "hang" sends nothing.
+    bytes are sent and the connection kept (or closed without saying so, an idle timeout, with
+    `close_after_answer`); None closes it without an answer; "hang" sends nothing.
     """
 
-    def __init__(self, reply):
+    def __init__(self, reply, *, close_after_answer: bool = False):
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.reply = reply
+        self.close_after_answer = close_after_answer
         self.connections = 0
         self.requests: list[tuple[bytes, bytes]] = []
         threading.Thread(target=self._accept, daemon=True).start()
@@ -126,9 +69,27 @@ class ScriptedServer:
                     time.sleep(3)
                     return
                 conn.sendall(action)
+                if self.close_after_answer:
+                    return
 
     def close(self) -> None:
         self.listener.close()
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_not_reused():
+    # Reusing it would lose the message's answer and leave it "unknown"; the check before reuse opens a new one.
+    server = ScriptedServer(lambda n, head, body: answer(n), close_after_answer=True)
+    client = WhatsAppClient(f"http://127.0.0.1:{server.port}", "v21.0", timeout_s=5)
+    try:
+        first = client.send(SENDER, {"to": "584141000001"})
+        time.sleep(0.2)  # the server has closed the connection by now
+        second = client.send(SENDER, {"to": "584141000002"})
+    finally:
+        client.close()
+        server.close()
+    assert (first.wamid, first.ambiguous) == ("wamid.01", False)
+    assert (second.wamid, second.ambiguous) == ("wamid.02", False)
+    assert (server.connections, len(server.requests)) == (2, 2)
 
 
 def test_messages_go_out_as_the_cloud_api_expects_over_one_kept_connection():
