@@ -52,6 +52,10 @@ class Settings:
     whatsapp_app_secret: str | None = None
     webhook_max_body_kb: int = 2048
     webhook_receiver_port: int = 5001  # WEBHOOK_RECEIVER_PORT: `python -m webapi.receiver` listens here
+    webhook_batch_max: int = 2000  # WEBHOOK_BATCH_MAX: notification bodies a drain applies in one store call
+    # WEBHOOK_GATHER_MS: a drain that finds fewer than a full batch waiting lets this long pass since its last
+    # take before the next one, so a steady stream is applied in few large batches (0: take at once).
+    webhook_gather_ms: int = 500
     cors_origins: tuple[str, ...] = ()
     supabase_jwt_secret: str | None = None
     supabase_anon_key: str | None = None
@@ -189,6 +193,8 @@ _PARSERS = {
     "whatsapp_app_secret": lambda n, v: v.strip() or None,
     "webhook_max_body_kb": lambda n, v: _positive_int(n, v),
     "webhook_receiver_port": lambda n, v: _port(n, v),
+    "webhook_batch_max": lambda n, v: _positive_int(n, v),
+    "webhook_gather_ms": lambda n, v: _positive_int(n, v, minimum=0),
     "cors_origins": lambda n, v: _origins(n, v),
     "supabase_jwt_secret": lambda n, v: v.strip() or None,
     "supabase_anon_key": lambda n, v: v.strip() or None,

@@ -128,6 +128,8 @@ def build_runtime(
             schedule=queue.schedule_webhooks,
             optouts=OptOutPolicy.from_settings(settings),
             on_deferred=pipeline.keep_open,
+            batch_max=settings.webhook_batch_max,
+            gather_s=settings.webhook_gather_ms / 1000,
         ),
         budget=budget,
     )

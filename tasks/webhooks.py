@@ -175,6 +175,8 @@ class WebhookApplier:
         schedule: Callable[[], None] | None = None,
         optouts: OptOutPolicy | None = None,
         on_deferred: Callable[[list[str]], object] | None = None,
+        batch_max: int = 2000,
+        gather_s: float = 0.0,
     ):
         self.store = store
         self.state = state
@@ -185,12 +187,22 @@ class WebhookApplier:
         self.optouts = optouts or OptOutPolicy()  # which notifications are opt-outs, and for which buzones
         # Told which campaigns got recipients deferred by a failed status (131049), to keep them open.
         self.on_deferred = on_deferred
+        self.batch_max = batch_max
+        # A store call costs about the same for 200 statuses as for 2,000 (the sixth and eighth rounds in
+        # docs/benchmarks.md), and under a steady stream a drain that takes at once finds only what came
+        # while it applied the last batch.
+        self.gather_s = gather_s
 
-    def process_inbox(self, max_bodies: int = 200, budget_s: float = 20.0) -> dict:
-        """Apply what is queued, for at most `budget_s` seconds."""
-        report = {"bodies": 0, "statuses": 0, "applied": 0, "orphans": 0}
+    def process_inbox(self, max_bodies: int | None = None, budget_s: float = 20.0) -> dict:
+        """Apply what is queued, for at most `budget_s` seconds, in batches of at most `max_bodies`."""
+        max_bodies = max_bodies or self.batch_max
+        report = {"bodies": 0, "statuses": 0, "applied": 0, "orphans": 0, "batches": 0}
         deadline = time.monotonic() + budget_s
+        taken_at = None
         while time.monotonic() < deadline:
+            if taken_at is not None and self.gather_s > 0:
+                self._gather(taken_at, max_bodies, deadline)
+            taken_at = time.monotonic()
             bodies = self.inbox.take(max_bodies, self.owner)
             if bodies is None:
                 break
@@ -231,6 +243,7 @@ class WebhookApplier:
                 self._apply_deltas({c: {"failed": -n, "deferred": n, "e:131049": -n} for c, n in deferred.items()})
                 if self.on_deferred is not None:
                     self.on_deferred(sorted(deferred))
+            report["batches"] += 1
             report["bodies"] += len(bodies)
             report["statuses"] += len(statuses)
             report["applied"] += result["applied"]
@@ -244,6 +257,17 @@ class WebhookApplier:
         self._apply_deltas(rematched["deltas"])
         report["applied"] += rematched["applied"]
         return report
+
+    def _gather(self, taken_at: float, max_bodies: int, deadline: float) -> None:
+        """Before the next take: wait for more bodies while some, but less than a batch, are waiting.
+
+        An empty inbox is taken at once (the empty take ends the drain and clears its flag, so the next push
+        asks for a new one), as is a full batch; the statuses are applied at most `gather_s` later.
+        """
+        until = min(taken_at + self.gather_s, deadline)
+        waiting = self.inbox.size()
+        if 0 < waiting < max_bodies and until > time.monotonic():
+            time.sleep(until - time.monotonic())
 
     def _defer(self, wamids: list[str]) -> dict[str, int]:
         """Messages reported failed for the per-user marketing limit wait for their one retry instead (after

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 from tests.fast.helpers import live, new_campaign
 
@@ -109,3 +111,39 @@ def test_a_running_drain_is_not_asked_for_again_and_one_out_of_time_asks_for_the
     rt.webhooks.process_inbox()
     assert queue.webhook_drains == asked + 1 and rt.inbox.size() == 0
     assert rt.inbox.push(notification()) is True
+
+
+def test_a_drain_with_bodies_still_coming_waits_for_them_and_applies_them_in_one_more_batch(rt, queue):
+    new_campaign(rt, "racha", 18)
+    queue.run_all(rt)
+    wamids = sent_wamids(rt, "racha")
+    rt.webhooks.gather_s = 1.0
+    for wamid in wamids[:13]:
+        rt.inbox.push(notification(status(wamid, "delivered")))
+
+    def later() -> None:
+        """WhatsApp's next notifications, while the drain is applying the first batch or waiting."""
+        time.sleep(0.2)
+        rt.inbox.push_many([notification(status(w, "delivered")) for w in wamids[13:]])
+
+    pusher = threading.Thread(target=later)
+    pusher.start()
+    try:
+        # A full batch of 10, then 3 left: fewer than a batch, so the drain lets the stream fill the next one.
+        report = rt.webhooks.process_inbox(max_bodies=10)
+    finally:
+        pusher.join()
+    assert (report["bodies"], report["batches"], report["applied"]) == (18, 2, 18)
+    assert live(rt, "racha")["delivered"] == 18 and rt.inbox.size() == 0
+
+
+def test_a_drain_that_empties_the_inbox_ends_without_waiting(rt, queue):
+    new_campaign(rt, "sin-espera", 3)
+    queue.run_all(rt)
+    rt.webhooks.gather_s = 30.0
+    rt.inbox.push_many([notification(status(w, "delivered")) for w in sent_wamids(rt, "sin-espera")])
+    started = time.monotonic()
+    report = rt.webhooks.process_inbox()
+    assert (report["batches"], report["applied"]) == (1, 3)
+    assert time.monotonic() - started < 10  # not the 30 s a drain waits for a batch to fill
+    assert rt.inbox.push(notification()) is True  # it ended: the next body asks for a new drain
