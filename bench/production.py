@@ -255,7 +255,6 @@ def main(argv: list[str] | None = None) -> int:
                 applied_at = time.time()
                 posted.stop()
             reads.join()
-            import json as _j; _j.dump(reads.result.latencies, open("/tmp/lat.json","w"))
             deliveries = [sandbox_delivery(sandbox, number) for _, number, _ in numbers]
             delivery = combined(deliveries)
             lag_s = 0.0 if applied_at is None else applied_at - (delivery.last_at or applied_at)
