@@ -52,7 +52,7 @@ class Settings:
     whatsapp_app_secret: str | None = None
     webhook_max_body_kb: int = 2048
     webhook_receiver_port: int = 5001  # WEBHOOK_RECEIVER_PORT: `python -m webapi.receiver` listens here
-    webhook_batch_max: int = 2000  # WEBHOOK_BATCH_MAX: notification bodies a drain applies in one store call
+    webhook_batch_max: int = 500  # WEBHOOK_BATCH_MAX: notification bodies a drain applies in one store call
     # WEBHOOK_GATHER_MS: a drain that finds fewer than a full batch waiting lets this long pass since its last
     # take before the next one, so a steady stream is applied in few large batches (0: take at once).
     webhook_gather_ms: int = 500

@@ -175,7 +175,7 @@ class WebhookApplier:
         schedule: Callable[[], None] | None = None,
         optouts: OptOutPolicy | None = None,
         on_deferred: Callable[[list[str]], object] | None = None,
-        batch_max: int = 2000,
+        batch_max: int = 500,
         gather_s: float = 0.0,
     ):
         self.store = store
