@@ -206,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
         separate = not args.shared_workers and not args.no_webhooks
         bench.start_workers(2, env, options.concurrency, queues=CAMPAIGNS_QUEUE if separate else None)
         drainers = bench.start_workers(1, env, 4, queues=WEBHOOKS_QUEUE) if separate else []
+
+        def drainer_pids() -> list[int]:
+            """Every process of the webhook worker."""
+            return [pid for w in drainers if w.alive() for pid in process_tree(w.pid)]
+
         beat = bench.start_beat(env)
         api = bench.start_api(env, workers=args.api_workers)
         receiver = start_receiver(bench, env) if args.intake == "receiver" and not args.no_webhooks else None
@@ -225,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             "API": CpuMeter(lambda: process_tree(api_pid)),
             "receiver": CpuMeter(lambda: [receiver[0].pid] if receiver else []),
             "workers": CpuMeter(bench.worker_pids),
-            "of which webhook worker": CpuMeter(lambda: [p for w in drainers if w.alive() for p in process_tree(w.pid)]),
+            "of which webhook worker": CpuMeter(drainer_pids),
             "beat": CpuMeter(lambda: process_tree(beat.pid)),
             "Redis": CpuMeter(lambda: [p] if (p := bench.redis_server_pid()) else []),
             "PostgreSQL": CpuMeter(bench.db_backend_pids),
