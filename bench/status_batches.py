@@ -6,8 +6,8 @@ applies sent, delivered and read for every message through ``apply_statuses`` (t
 call), in the order WhatsApp's stream brings them (each status 50–500 ms after the one before, messages 1 ms
 apart), in batches of each ``--batch`` size. It prints, per variant, the CPU of the PostgreSQL backend per
 status (and per recorded outcome), how many of the table's updates were HOT (no index entries written), the WAL
-written per status and the table's size. The HOT share, the WAL and the pages repeat exactly from run to run;
-the CPU figures move with what else the machine's host is doing (±25 % here), so compare them only within a
+written per status and the table's size. The pages and the WAL repeat from run to run, the HOT share within a
+few points; the CPU figures move with what else the machine's host is doing (±25 % here), so compare them only within a
 round, and run two (``--rounds``).
 
 ``--fillfactor`` lists the recipients table's fillfactors to compare (the migrations set 70; PostgreSQL's
