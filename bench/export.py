@@ -16,20 +16,16 @@ import psycopg
 import requests
 
 from bench.harness import (
-    BUZON,
-    LANGUAGE,
-    TEMPLATE,
     Bench,
     BenchError,
     CpuMeter,
     RssSampler,
     markdown_table,
     mb,
-    phone,
     print_machine_info,
-    recipient_parameters,
     run_cli,
     status_kb,
+    store_recipients,
 )
 
 ROWS = 100_000
@@ -60,21 +56,7 @@ def store_campaign(bench: Bench, campaign_id: str, rows: int) -> float:
     started = time.perf_counter()
     store = PostgresStore(bench.dsn, max_size=1, statement_timeout_s=0)
     try:
-        campaign = {
-            "id": campaign_id,
-            "title": campaign_id,
-            "template": TEMPLATE,
-            "language": LANGUAGE,
-            "buzon": BUZON,
-            "named_params": False,
-            "batch_size": 100,
-            "chunk_size": 100,
-            "idempotency_key": None,
-        }
-        leads = ({"phone": phone(i), "parameters": recipient_parameters(i)} for i in range(rows))
-        stored = store.create_campaign(campaign, leads, lambda: {"rejected_rows": []})
-        if stored["total"] != rows:
-            raise BenchError(f"stored {stored['total']} of {rows} recipients")
+        store_recipients(store, campaign_id, rows)
     finally:
         store.close()
     with psycopg.connect(bench.dsn, autocommit=True) as conn:

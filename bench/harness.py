@@ -720,6 +720,26 @@ def recipient_parameters(i: int) -> list[str]:
     return [f"Cliente {i}", f"Plan {i % 7}"]
 
 
+def store_recipients(store: Any, campaign_id: str, rows: int, chunk_size: int = 100) -> dict:
+    """Store a campaign of `rows` bench recipients directly, as an upload would (no API); returns its summary."""
+    campaign = {
+        "id": campaign_id,
+        "title": campaign_id,
+        "template": TEMPLATE,
+        "language": LANGUAGE,
+        "buzon": BUZON,
+        "named_params": False,
+        "batch_size": chunk_size,
+        "chunk_size": chunk_size,
+        "idempotency_key": None,
+    }
+    leads = ({"phone": phone(i), "parameters": recipient_parameters(i)} for i in range(rows))
+    stored = store.create_campaign(campaign, leads, lambda: {"rejected_rows": []})
+    if stored["total"] != rows:
+        raise BenchError(f"stored {stored['total']} of {rows} recipients")
+    return stored
+
+
 def contacts_csv(rows: int, *, extra_columns: int = 0, width: int = 8) -> bytes:
     """A CSV of rows valid contacts (telefono, nombre, plan) plus extra_columns text columns of width chars."""
     filler = "abcdefghijklmnopqrstuvwxyz" * (width // 26 + 1)

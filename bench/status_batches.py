@@ -4,7 +4,7 @@
 records them as sent (``claim_messages`` and ``record_outcomes``, in chunks of 100, as the workers do), then
 applies sent, delivered and read for every message through ``apply_statuses`` (the webhook drain's one store
 call), in the order WhatsApp's stream brings them (each status 50–500 ms after the one before, messages 1 ms
-apart), in batches of each ``--batch`` size. It prints, per variant, the CPU of the PostgreSQL backend per
+apart), in batches of each ``--batch`` size. It prints, per variant, the CPU of the bench database's backends per
 status (and per recorded outcome), how many of the table's updates were HOT (no index entries written), the WAL
 written per status and the table's size. The pages and the WAL repeat from run to run, the HOT share within a
 few points; the CPU figures move with what else the machine's host is doing (±25 % here), so compare them only within a
@@ -23,7 +23,7 @@ import time
 
 import psycopg
 
-from bench.harness import BUZON, Bench, cpu_seconds, markdown_table, phone, print_machine_info, run_cli
+from bench.harness import Bench, CpuMeter, markdown_table, print_machine_info, run_cli, store_recipients
 from tasks.store.postgres import PostgresStore
 
 CHUNK = 100
@@ -71,23 +71,11 @@ def run_variant(bench: Bench, messages: int, batch: int, fillfactor: int) -> lis
     store = PostgresStore(bench.dsn, max_size=1)
     try:
         campaign_id = f"lotes-{batch}-{fillfactor}"
-        campaign = {
-            "id": campaign_id,
-            "title": campaign_id,
-            "template": "promo",
-            "language": "es",
-            "buzon": BUZON,
-            "named_params": False,
-            "batch_size": CHUNK,
-            "chunk_size": CHUNK,
-            "idempotency_key": None,
-        }
-        store.create_campaign(campaign, ({"phone": phone(i), "parameters": [f"Cliente {i}"]} for i in range(messages)))
-        with store._pool.connection() as conn:  # the pool's one connection: the backend measured
-            backend = int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+        store_recipients(store, campaign_id, messages, CHUNK)
+        recording, applying = CpuMeter(bench.db_backend_pids), CpuMeter(bench.db_backend_pids)
         with psycopg.connect(bench.dsn, autocommit=True) as stats:
             updates0, hot0, _ = table_figures(stats)
-            cpu0 = cpu_seconds(backend) or 0.0
+            recording.start()
             wamids = []
             for seq in range(0, messages, CHUNK):
                 claimed = store.claim_messages(campaign_id, seq, seq + CHUNK - 1, "bench-worker")
@@ -97,13 +85,16 @@ def run_variant(bench: Bench, messages: int, batch: int, fillfactor: int) -> lis
                 ]
                 store.record_outcomes(outcomes)
                 wamids.extend(o["wamid"] for o in outcomes)
-            cpu1, wal1, wall1 = cpu_seconds(backend) or 0.0, wal_bytes(stats), time.perf_counter()
+            recorded_cpu = recording.stop()
             updates1, hot1, _ = table_figures(stats)
             statuses = stream(wamids)
+            wal1, wall1 = wal_bytes(stats), time.perf_counter()
+            applying.start()
             applied = 0
             for start in range(0, len(statuses), batch):
                 applied += store.apply_statuses(statuses[start : start + batch])["applied"]
-            cpu2, wal2, wall2 = cpu_seconds(backend) or 0.0, wal_bytes(stats), time.perf_counter()
+            applied_cpu = applying.stop()
+            wal2, wall2 = wal_bytes(stats), time.perf_counter()
             updates, hot, pages = table_figures(stats)
     finally:
         store.close()
@@ -113,8 +104,8 @@ def run_variant(bench: Bench, messages: int, batch: int, fillfactor: int) -> lis
     return [
         batch,
         fillfactor,
-        f"{1e6 * (cpu1 - cpu0) / messages:.0f}",
-        f"{1e6 * (cpu2 - cpu1) / n:.0f}",
+        f"{1e6 * recorded_cpu / messages:.0f}",
+        f"{1e6 * applied_cpu / n:.0f}",
         f"{1e6 * (wall2 - wall1) / n:.0f}",
         f"{100 * (hot1 - hot0) / max(1, updates1 - updates0):.0f} %",
         f"{100 * (hot - hot1) / max(1, updates - updates1):.0f} %",

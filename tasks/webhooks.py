@@ -187,10 +187,11 @@ class WebhookApplier:
         self.optouts = optouts or OptOutPolicy()  # which notifications are opt-outs, and for which buzones
         # Told which campaigns got recipients deferred by a failed status (131049), to keep them open.
         self.on_deferred = on_deferred
+        # Past about 500 statuses a call costs PostgreSQL more per status, not less (docs/benchmarks.md,
+        # eighth round).
         self.batch_max = batch_max
-        # A store call costs about the same for 200 statuses as for 2,000 (the sixth and eighth rounds in
-        # docs/benchmarks.md), and under a steady stream a drain that takes at once finds only what came
-        # while it applied the last batch.
+        # Under a steady stream a drain that takes at once finds only what came while it applied the last
+        # batch: each take, store call and counter update then carries a few dozen statuses.
         self.gather_s = gather_s
 
     def process_inbox(self, max_bodies: int | None = None, budget_s: float = 20.0) -> dict:

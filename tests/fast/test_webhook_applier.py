@@ -117,7 +117,7 @@ def test_a_drain_with_bodies_still_coming_waits_for_them_and_applies_them_in_one
     new_campaign(rt, "racha", 18)
     queue.run_all(rt)
     wamids = sent_wamids(rt, "racha")
-    rt.webhooks.gather_s = 1.0
+    rt.webhooks.gather_s = 2.0  # well past the late bodies' 0.2 s, however slowly the first batch goes
     for wamid in wamids[:13]:
         rt.inbox.push(notification(status(wamid, "delivered")))
 
