@@ -36,6 +36,9 @@ log = logging.getLogger("tasks.sending")
 # WhatsApp asking us to slow down: wait (every worker, through the shared schedule) and try again; these
 # never count against a message's retries, so a message never fails because of throughput.
 _THROTTLE_PAUSE_S = {130429: 1.0, 4: 5.0, 80007: 5.0, 131057: 30.0}
+# Refusals that say what became of the template (its status notification says the same, maybe later).
+_TEMPLATE_REFUSALS = {132015: "PAUSED", 132016: "DISABLED"}
+_TEMPLATE_REFUSAL_EVERY_S = 60.0
 # Outcomes that count as answered sends for the live messages/s figure.
 _ANSWERED = (RecipientStatus.SENT, RecipientStatus.FAILED, RecipientStatus.DEFERRED)
 # A message is marked as being requested (and the campaign's status checked) together with the other
@@ -247,6 +250,8 @@ class ChunkSender:
         self._senders: dict[str, tuple[float, Sender]] = {}
         self._failing: set[str] = set()
         self._ledgers: dict[tuple[str, str], _Ledger] = {}
+        # (template, language) -> when this process last recorded WhatsApp refusing it (132015/132016).
+        self._refused_templates: dict[tuple[str, str], float] = {}
 
     # --- cached reads ----------------------------------------------------------------------------
 
@@ -564,6 +569,8 @@ class ChunkSender:
             )
         if kind is ErrorKind.ACCOUNT:
             self.forget_sender(job.spec.buzon)
+            if result.error_code in _TEMPLATE_REFUSALS:
+                self._note_template_refused(job, result.error_code, requested_at)
             return Decision(
                 Next.HAND_BACK,
                 _outcome(message, RecipientStatus.PENDING, retries, result),
@@ -575,6 +582,37 @@ class ChunkSender:
         if result.error_code in (optouts.OPTED_OUT, optouts.MARKETING_LIMIT):
             optouts.settle_refusal(failed, job.spec.buzon, self.policy.optouts)
         return Decision(Next.DONE, failed)
+
+    def _note_template_refused(self, job: _Job, code: int, requested_at: float) -> None:
+        """Record what WhatsApp's refusal says about the campaign's template, as its notification would.
+
+        The refusal can come before the template status notification, and a resume is refused only while
+        the template is known paused or disabled. The refusal counts from the whole second before its request
+        left, so a notification of the same second (an approval, say) stays the latest news.
+        """
+        key = (job.spec.template, job.spec.language)
+        now = time.monotonic()
+        if now - self._refused_templates.get(key, -math.inf) < _TEMPLATE_REFUSAL_EVERY_S:
+            return  # the chunk's other refusals say the same
+        self._refused_templates[key] = now
+        signal = {
+            "kind": "template",
+            "template": job.spec.template,
+            "language": job.spec.language,
+            "event": _TEMPLATE_REFUSALS[code],
+            "reason": texts.TEMPLATE_REFUSED_REASON.format(code=code),
+            "ts": math.floor(requested_at) - 1,
+        }
+        try:
+            recorded = self.store.apply_signals([signal])
+        except StoreError as exc:  # this campaign's pause does not depend on it
+            log.warning("template refusal of campaign %s not recorded (%s)", job.campaign_id, type(exc).__name__)
+            return
+        # Being the news now, it pauses the template's other open campaigns as the notification would have.
+        text = texts.PAUSE_TEMPLATE_DISABLED if signal["event"] == "DISABLED" else texts.PAUSE_TEMPLATE_PAUSED
+        for item in recorded.get("pause") or []:
+            if item["campaign_id"] != job.campaign_id:
+                self._stop(item["campaign_id"], CampaignStatus.PAUSED, text.format(**item))
 
     def _note_failure(self, pnid: str) -> int:
         """Count a transient failure of this number across all workers; returns the current run of failures."""

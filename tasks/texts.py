@@ -574,6 +574,8 @@ PREVIEW_FILENAME = "encabezado (nombre de archivo)"
 PREVIEW_BUTTON = "botón {index} ({kind})"
 # --- signals: template, quality and account notifications; held messages; costs --------------------------------
 
+# The `motivo` of a template status learnt from a refused send; {code} is its error code (132015 or 132016).
+TEMPLATE_REFUSED_REASON = "WhatsApp rechazó un envío con la plantilla (error {code})."
 # Why a campaign was paused by a notification (its `motivo`).
 PAUSE_TEMPLATE_PAUSED = (
     "WhatsApp pausó la plantilla '{template}' ({language}) por baja calidad. Reanude la campaña cuando WhatsApp "

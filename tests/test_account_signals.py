@@ -7,6 +7,7 @@ counted in estado-cola, with the running cost from a rate card; estado-sistema s
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -84,6 +85,39 @@ def test_a_template_paused_by_whatsapp_pauses_its_campaign_until_approved(make_s
     done = wait_status(stack.api, "plantilla-pausada", {"completed"}, timeout=60)
     assert done["sent"] + done["failed"] == 300
     assert len(assert_each_recipient_at_most_once(sandbox, LENTO)) == done["sent"]
+
+
+def test_a_refused_send_blocks_the_resume_before_the_notification_arrives(make_stack, sandbox):
+    """WhatsApp refuses the paused template (132015) before its notification reaches us, or with none at all."""
+    stack = make_stack()
+    stack.start_worker("w")
+    assert upload(stack.api, make_csv(300), title="Rechazada", buzon="lento").status_code == 201
+    later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    assert upload(stack.api, make_csv(50), title="Programada", buzon="lento", programar_para=later).status_code == 201
+    wait_for(lambda: status(stack.api, "rechazada")["sent"] >= 40, 30, message="the campaign sending")
+
+    sandbox.configure(template_statuses={"promo_enero:es": "PAUSED"})  # no notification is posted
+    paused = wait_status(stack.api, "rechazada", {"paused"}, timeout=20)
+    assert "132015" in paused["motivo"] and paused["pending"] > 0
+    # The template's other open campaigns pause too, as the notification would have paused them.
+    scheduled = wait_status(stack.api, "programada", {"paused"}, timeout=20)
+    assert "pausó la plantilla 'promo_enero'" in scheduled["motivo"]
+    [shown] = stack.api.get("/api/estado-sistema").json()["plantillas"]
+    assert (shown["plantilla"], shown["estado"]) == ("promo_enero", "PAUSED") and "132015" in shown["motivo"]
+    denied = stack.api.post("/api/reanudar-campana/rechazada")
+    assert denied.status_code == 409 and "está pausada" in denied.json()["message"], denied.text
+
+    hooks_to(sandbox, stack)
+    approved = sandbox.signal("template-status", template="promo_enero", language="es", event="APPROVED")
+    assert approved["http_status"] == 200
+    wait_for(
+        lambda: stack.api.post("/api/reanudar-campana/rechazada").status_code == 200,
+        20,
+        message="the resume accepted once the approval is applied",
+    )
+    done = wait_status(stack.api, "rechazada", {"completed"}, timeout=60)
+    assert done["sent"] == 300
+    assert len(assert_each_recipient_at_most_once(sandbox, LENTO)) == 300
 
 
 def test_a_flagged_number_pauses_its_campaigns_and_estado_sistema_shows_its_quality(make_stack, sandbox):
