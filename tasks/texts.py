@@ -418,6 +418,10 @@ SEND_NO_CONNECTION = "no se pudo conectar con WhatsApp"
 SEND_TIMED_OUT = "WhatsApp no respondió a tiempo; el mensaje puede haberse entregado"
 SEND_CONNECTION_CUT = "la conexión se cortó antes de la respuesta ({error}); el mensaje puede haberse entregado"
 SEND_NO_MESSAGE_ID = "respuesta de WhatsApp sin id de mensaje"
+SEND_TOKEN_UNUSABLE = (
+    "el token de acceso del buzón tiene saltos de línea o caracteres que no van en un encabezado HTTP; "
+    "corrija las credenciales del buzón"
+)
 
 # --- scheduling, quiet hours and the portfolio's daily limit ----------------------------------------------------
 

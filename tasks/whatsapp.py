@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-import traceback
+import ssl
 from dataclasses import dataclass
-
-from geventhttpclient import URL, HTTPClient
 
 from tasks import texts
 from tasks.errors import ErrorKind, classify
+from tasks.keepalive import ConnectFailed, KeepAliveClient
 from tasks.store.base import Sender
+
+# The message body as the Cloud API takes it: compact, UTF-8 as is.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 @dataclass(frozen=True)
@@ -66,47 +68,51 @@ class WhatsAppClient:
 
     The send path is the one place where the HTTP client's own CPU decides the throughput: at 1,000
     messages/s on two cores, urllib3 and http.client (which requests sends through) cost 0.45 ms of CPU per
-    request, geventhttpclient (made for gevent, parsing with llhttp) 0.19 ms (`bench/http_client.py`). Every
-    other HTTP call of the project goes through requests. A POST is never retried by the client: a request
-    that may have reached WhatsApp comes back as an ambiguous result, never as a second request.
+    request, geventhttpclient 0.19 ms, the lean client of `tasks/keepalive.py` less again
+    (`bench/http_client.py`). Every other HTTP call of the project goes through requests. A POST is never
+    retried by the client: a request that may have reached WhatsApp comes back as an ambiguous result, never
+    as a second request.
     """
 
-    def __init__(self, base_url: str, version: str, timeout_s: float, pool_size: int = 1024):
-        url = URL(base_url)
-        self._prefix = f"{url.path.rstrip('/')}/{version}/"
-        # A pooled connection is checked before reuse (an idle one the server closed is replaced); more than
-        # `pool_size` requests at once wait for a connection instead of opening more.
-        self._http = HTTPClient.from_url(
-            url, concurrency=pool_size, connection_timeout=min(5.0, timeout_s), network_timeout=timeout_s
+    def __init__(
+        self, base_url: str, version: str, timeout_s: float, pool_size: int = 1024, tls: ssl.SSLContext | None = None
+    ):
+        self._http = KeepAliveClient(
+            base_url, connect_timeout=min(5.0, timeout_s), network_timeout=timeout_s, max_connections=pool_size, tls=tls
         )
+        self._prefix = f"{self._http.prefix}/{version}/"
+        # (phone_number_id, access token) -> the request's head, built once.
+        self._heads: dict[tuple[str, str], bytes] = {}
 
     def send(self, sender: Sender, payload: dict) -> SendResult:
         """POST one message; network errors and unreadable answers become results, never exceptions."""
-        path = f"{self._prefix}{sender.phone_number_id}/messages"
-        headers = {"Authorization": f"Bearer {sender.access_token}", "Content-Type": "application/json"}
-        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        key = (sender.phone_number_id, sender.access_token)
+        head = self._heads.get(key)
+        if head is None:
+            if len(self._heads) > 1000:  # tokens rotate: old heads go
+                self._heads.clear()
+            try:
+                head = self._http.head(
+                    f"{self._prefix}{sender.phone_number_id}/messages",
+                    {"Authorization": f"Bearer {sender.access_token.strip()}", "Content-Type": "application/json"},
+                )
+            except ValueError:  # nothing is sent; WhatsApp would refuse such a token (190)
+                return SendResult(error_code=190, error_detail=texts.SEND_TOKEN_UNUSABLE)
+            self._heads[key] = head
+        body = _encode(payload).encode()
         try:
-            response = self._http.request("POST", path, body, headers)
-            data = response.read()
+            status, data = self._http.post(head, body)
+        except ConnectFailed:  # nothing was written: the message surely did not go out
+            return SendResult(error_detail=texts.SEND_NO_CONNECTION)
+        except TimeoutError:
+            return SendResult(error_detail=texts.SEND_TIMED_OUT, ambiguous=True)
         except Exception as exc:
-            if _while_connecting(exc):  # nothing was written: the message surely did not go out
-                return SendResult(error_detail=texts.SEND_NO_CONNECTION)
-            if isinstance(exc, TimeoutError):
-                return SendResult(error_detail=texts.SEND_TIMED_OUT, ambiguous=True)
-            return SendResult(
-                error_detail=texts.SEND_CONNECTION_CUT.format(error=type(exc).__name__),
-                ambiguous=True,
-            )
-        return _parse(response.status_code, data)
+            return SendResult(error_detail=texts.SEND_CONNECTION_CUT.format(error=type(exc).__name__), ambiguous=True)
+        return _parse(status, data)
 
     def close(self) -> None:
         """Close pooled connections."""
         self._http.close()
-
-
-def _while_connecting(exc: BaseException) -> bool:
-    """True when the error came from getting a connection (resolving, connecting), before any byte was sent."""
-    return any(frame.f_code.co_name == "get_socket" for frame, _ in traceback.walk_tb(exc.__traceback__))
 
 
 def _parse(status: int, data: bytes) -> SendResult:

@@ -252,6 +252,18 @@ def test_damaged_utf8_is_refused_instead_of_read_as_windows_1252():
     assert error.message.startswith("Fila 4: ") and "UTF-8" in error.message
 
 
+def test_windows_1252_letters_that_pair_up_as_utf8_make_the_file_look_damaged_and_refused():
+    """"Ñ¿" in Windows-1252 is the bytes of one UTF-8 letter: the later "é" then reads as damage, and the file
+    is refused with the row to look at (saved again as CSV UTF-8 it is read), never read garbled."""
+    data = "telefono,nombre\n04141234567,Ñ¿Que?\n04241234567,José\n".encode("cp1252")
+
+    error = refused(data)
+
+    assert error.message.startswith("Fila 3: ") and "UTF-8" in error.message
+    resaved = data.decode("cp1252").encode("utf-8")
+    assert [c.params for c in open_csv(io.BytesIO(resaved)).collect().contacts] == [["Ñ¿Que?"], ["José"]]
+
+
 def test_bytes_windows_1252_does_not_define_are_refused():
     """0x81 is neither UTF-8 nor a Windows-1252 character."""
     data = b"telefono,nombre\n04141234567,Ana\n04241234567,B\x81o\n"

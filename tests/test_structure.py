@@ -44,7 +44,6 @@ _LIBRARIES = [
     "dotenv",
     "click",
     "gevent",
-    "geventhttpclient",
 ]
 _IMPORT_EACH_ALONE = """
 import importlib, json, os, sys, traceback

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import socket
+import ssl
+import subprocess
 import threading
 import time
+
+import pytest
 
 from tasks.store.base import Sender
 from tasks.whatsapp import WhatsAppClient
@@ -25,8 +29,9 @@ class ScriptedServer:
     `close_after_answer`); None closes it without an answer; "hang" sends nothing.
     """
 
-    def __init__(self, reply, *, close_after_answer: bool = False):
+    def __init__(self, reply, *, close_after_answer: bool = False, tls: ssl.SSLContext | None = None):
         self.listener = socket.create_server(("127.0.0.1", 0))
+        self.tls = tls
         self.port = self.listener.getsockname()[1]
         self.reply = reply
         self.close_after_answer = close_after_answer
@@ -45,6 +50,11 @@ class ScriptedServer:
 
     def _serve(self, conn: socket.socket) -> None:
         data = b""
+        if self.tls is not None:
+            try:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except OSError:
+                return
         with conn:
             while True:
                 while b"\r\n\r\n" not in data:
@@ -184,3 +194,139 @@ def test_an_answer_that_is_not_http_is_ambiguous():
         client.close()
         server.close()
     assert result.ambiguous and not result.ok and "puede haberse entregado" in (result.error_detail or "")
+
+
+def test_an_answer_announcing_close_ends_its_connection_without_costing_the_next_message():
+    body = b'{"messages":[{"id":"wamid.01"}]}'
+    closing = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    server = ScriptedServer(lambda n, head, body: closing if n == 1 else answer(n))
+    client = WhatsAppClient(f"http://127.0.0.1:{server.port}", "v21.0", timeout_s=5)
+    try:
+        first = client.send(SENDER, {"to": "584141000001"})
+        second = client.send(SENDER, {"to": "584141000002"})
+    finally:
+        client.close()
+        server.close()
+    assert (first.wamid, second.wamid, second.ambiguous) == ("wamid.01", "wamid.02", False)
+    assert server.connections == 2
+
+
+def test_an_interim_answer_is_skipped_and_a_body_without_length_ends_with_the_connection():
+    body = b'{"messages":[{"id":"wamid.01"}]}'
+    reply = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + body
+    server = ScriptedServer(lambda n, head, body: reply if n == 1 else answer(n), close_after_answer=True)
+    client = WhatsAppClient(f"http://127.0.0.1:{server.port}", "v21.0", timeout_s=5)
+    try:
+        first = client.send(SENDER, {"to": "584141000001"})
+        second = client.send(SENDER, {"to": "584141000002"})
+    finally:
+        client.close()
+        server.close()
+    assert (first.wamid, second.wamid) == ("wamid.01", "wamid.02")
+    assert server.connections == 2
+
+
+def test_a_token_that_cannot_go_in_a_header_is_refused_before_anything_is_sent():
+    server = ScriptedServer(lambda n, head, body: answer(n))
+    client = WhatsAppClient(f"http://127.0.0.1:{server.port}", "v21.0", timeout_s=5)
+    broken = Sender(
+        buzon="ventas", phone_number_id="111", access_token="abc\r\nX-Injected: 1", messages_per_second=None
+    )
+    pasted = Sender(buzon="ventas", phone_number_id="111", access_token=" t\n", messages_per_second=None)
+    try:
+        refused = client.send(broken, {"to": "584141000001"})
+        sent = client.send(pasted, {"to": "584141000002"})  # blanks around a pasted token are dropped
+    finally:
+        client.close()
+        server.close()
+    assert (refused.ok, refused.ambiguous, refused.error_code) == (False, False, 190)
+    assert "saltos de línea" in (refused.error_detail or "")
+    assert sent.wamid == "wamid.01" and len(server.requests) == 1
+    assert b"Authorization: Bearer t\r\n" in server.requests[0][0]
+
+
+def test_requests_beyond_the_connection_limit_wait_for_a_connection():
+    def slow(n, head, body):
+        time.sleep(0.3)
+        return answer(n)
+
+    server = ScriptedServer(slow)
+    client = WhatsAppClient(f"http://127.0.0.1:{server.port}", "v21.0", timeout_s=5, pool_size=1)
+    results = {}
+    threads = [
+        threading.Thread(target=lambda i=i: results.update({i: client.send(SENDER, {"to": f"58414100000{i}"})}))
+        for i in range(3)
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+    finally:
+        client.close()
+        server.close()
+    assert sorted(r.wamid for r in results.values()) == ["wamid.01", "wamid.02", "wamid.03"]
+    assert server.connections == 1  # one at a time over the one connection allowed
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1, made with the machine's openssl."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def test_https_keeps_one_verified_connection_and_replaces_one_the_server_closed(certificate):
+    cert, key = certificate
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    trusted = ssl.create_default_context(cafile=str(cert))
+    kept = ScriptedServer(lambda n, head, body: answer(n), tls=server_tls)
+    closing = ScriptedServer(lambda n, head, body: answer(n), tls=server_tls, close_after_answer=True)
+    try:
+        client = WhatsAppClient(f"https://127.0.0.1:{kept.port}", "v21.0", timeout_s=5, tls=trusted)
+        # TLS 1.3 session tickets arrive after the handshake: they do not make the connection look closed.
+        results = [client.send(SENDER, {"to": f"58414100000{i}"}) for i in range(1, 4)]
+        client.close()
+        assert [r.wamid for r in results] == ["wamid.01", "wamid.02", "wamid.03"] and kept.connections == 1
+
+        client = WhatsAppClient(f"https://127.0.0.1:{closing.port}", "v21.0", timeout_s=5, tls=trusted)
+        first = client.send(SENDER, {"to": "584141000001"})
+        time.sleep(0.2)
+        second = client.send(SENDER, {"to": "584141000002"})
+        client.close()
+        assert (first.wamid, second.wamid, second.ambiguous) == ("wamid.01", "wamid.02", False)
+        assert closing.connections == 2
+
+        # An untrusted certificate is no connection: nothing was sent.
+        client = WhatsAppClient(f"https://127.0.0.1:{kept.port}", "v21.0", timeout_s=5)
+        untrusted = client.send(SENDER, {"to": "584141000009"})
+        client.close()
+        assert (untrusted.ok, untrusted.ambiguous) == (False, False)
+        assert len(kept.requests) == 3
+    finally:
+        kept.close()
+        closing.close()
