@@ -39,8 +39,9 @@ class KeepAliveClient:
     """POSTs to one origin (`http://` or `https://host[:port]`), reusing idle connections.
 
     At most `max_connections` requests are in flight at once; a request that finds them all busy waits up to
-    the connect timeout for one, then fails as `ConnectFailed` (nothing sent). An idle connection is checked before reuse: one the server has closed (or that has unexpected bytes
-    waiting) is dropped and another taken, so a closed keep-alive connection never costs a message.
+    the connect timeout for one, then fails as `ConnectFailed` (nothing sent). An idle connection is checked
+    before reuse: one the server has closed (or that has unexpected bytes waiting) is dropped and another
+    taken, so a closed keep-alive connection never costs a message.
     """
 
     def __init__(

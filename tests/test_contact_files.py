@@ -253,7 +253,7 @@ def test_damaged_utf8_is_refused_instead_of_read_as_windows_1252():
 
 
 def test_windows_1252_letters_that_pair_up_as_utf8_make_the_file_look_damaged_and_refused():
-    """"Ñ¿" in Windows-1252 is the bytes of one UTF-8 letter: the later "é" then reads as damage, and the file
+    """ "Ñ¿" in Windows-1252 is the bytes of one UTF-8 letter: the later "é" then reads as damage, and the file
     is refused with the row to look at (saved again as CSV UTF-8 it is read), never read garbled."""
     data = "telefono,nombre\n04141234567,Ñ¿Que?\n04241234567,José\n".encode("cp1252")
 
