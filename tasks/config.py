@@ -18,8 +18,8 @@ class Settings:
 
     api_whatsapp_url: str = "https://graph.facebook.com"
     whatsapp_api_version: str = "v23.0"
-    batch_size: int = 100
-    chunk_size: int = 100
+    batch_size: int = 250
+    chunk_size: int = 250
     max_concurrent_batches: int = 5
     intervalo_envio_ms: int = 0
     whatsapp_mps: int = 80

@@ -14,9 +14,10 @@ from webapi.campaigns import slugify
 
 def test_defaults_match_the_documented_ones():
     s = load_settings({})
-    assert (s.api_whatsapp_url, s.batch_size, s.max_concurrent_batches, s.intervalo_envio_ms) == (
+    assert (s.api_whatsapp_url, s.batch_size, s.chunk_size, s.max_concurrent_batches, s.intervalo_envio_ms) == (
         "https://graph.facebook.com",
-        100,
+        250,
+        250,
         5,
         0,
     )
