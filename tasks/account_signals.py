@@ -76,6 +76,12 @@ def _timestamp(entry: dict, value: dict) -> int:
     return int(time.time())
 
 
+def template_pause_reason(item: dict) -> str:
+    """The `motivo` of a campaign paused because its template is PAUSED or DISABLED (an apply_signals item)."""
+    text = texts.PAUSE_TEMPLATE_DISABLED if item["event"] == "DISABLED" else texts.PAUSE_TEMPLATE_PAUSED
+    return text.format(template=item["template"], language=item["language"])
+
+
 def is_lowest_quality(value: dict) -> bool:
     """Whether a phone_number_quality_update says the number's quality is at the lowest rating."""
     if str(value.get("event") or "").upper() == "FLAGGED":
@@ -209,8 +215,7 @@ class AccountSignals:
     def _pause(self, item: dict) -> bool:
         """Pause one campaign for the notification that names it (only news does: repeats name none)."""
         if item["kind"] == "template":
-            text = texts.PAUSE_TEMPLATE_DISABLED if item["event"] == "DISABLED" else texts.PAUSE_TEMPLATE_PAUSED
-            reason = text.format(template=item["template"], language=item["language"])
+            reason = template_pause_reason(item)
             what = f"{item['template']}/{item['language']}"
         else:
             reason = texts.PAUSE_LOW_QUALITY.format(number=item["subject"], event=item["event"])

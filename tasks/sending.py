@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from enum import Enum
 
 from tasks import metrics, optouts, texts
+from tasks.account_signals import template_pause_reason
 from tasks.config import Settings
 from tasks.errors import ErrorKind, describe
 from tasks.logsetup import mask
@@ -609,10 +610,9 @@ class ChunkSender:
             log.warning("template refusal of campaign %s not recorded (%s)", job.campaign_id, type(exc).__name__)
             return
         # Being the news now, it pauses the template's other open campaigns as the notification would have.
-        text = texts.PAUSE_TEMPLATE_DISABLED if signal["event"] == "DISABLED" else texts.PAUSE_TEMPLATE_PAUSED
         for item in recorded.get("pause") or []:
             if item["campaign_id"] != job.campaign_id:
-                self._stop(item["campaign_id"], CampaignStatus.PAUSED, text.format(**item))
+                self._stop(item["campaign_id"], CampaignStatus.PAUSED, template_pause_reason(item))
 
     def _note_failure(self, pnid: str) -> int:
         """Count a transient failure of this number across all workers; returns the current run of failures."""
