@@ -16,12 +16,9 @@ def app(environ, start_response):
 
 def bare_receiver(port: int) -> None:
     """The receiver's own floor: webapi/receiver.py's server answering 200 to every body, unchecked and unkept."""
-    from gevent import monkey
-
-    monkey.patch_all()
     from tasks.config import load_settings
     from webapi.intake import ACCEPTED
-    from webapi.receiver import Receiver
+    from webapi.receiver import Receiver, run
 
     class BareReceiver(Receiver):
         def _keep(self, request):
@@ -29,8 +26,7 @@ def bare_receiver(port: int) -> None:
             return ACCEPTED
 
     # It keeps nothing: no inbox, no queue.
-    receiver = BareReceiver(load_settings(), None, None, host="127.0.0.1", port=port)  # type: ignore[arg-type]
-    receiver.server.serve_forever()
+    run(BareReceiver(load_settings(), None, None), "127.0.0.1", port)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
 import requests
 
+from demo.services import EmbeddedRedis
+from tasks import keys, texts
 from tests.conftest import (
     APP_SECRET,
     ROOT,
@@ -218,3 +221,33 @@ def test_a_client_that_expects_100_continue_is_told_to_send_the_body(api, receiv
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
     wait_for(lambda: status(api, "receptor")["delivered"] == 1, 20, message="the notification applied")
+
+
+def test_while_redis_is_away_nothing_is_acknowledged_and_intake_resumes_after(service_env, tmp_path):
+    """A notification the inbox could not take is answered 503 (Meta sends it again), never 200; once Redis
+    is back the next ones are kept, and the inbox holds exactly the acknowledged ones."""
+    server = EmbeddedRedis(tmp_path / "redis", port=free_port())
+    url = server.start()
+    receiver = Receiver({**service_env, "REDIS_URL": url}, tmp_path / "receiver.log")
+    try:
+        inbox = redis.Redis.from_url(url)
+        first, second, third = (notification(st(f"wamid.away{i}", "delivered")) for i in range(3))
+        assert requests.post(receiver.url + HOOK, data=first, headers=signed(first), timeout=10).status_code == 200
+        server.stop()
+        answer = requests.post(receiver.url + HOOK, data=second, headers=signed(second), timeout=30)
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["message"] == texts.WEBHOOK_NOT_RECORDED
+        server.start()
+        inbox = redis.Redis.from_url(url)
+        wait_for(
+            lambda: (
+                requests.post(receiver.url + HOOK, data=third, headers=signed(third), timeout=10).status_code == 200
+            ),
+            30,
+            message="intake accepts again once Redis is back",
+        )
+        kept = inbox.lrange(keys.WEBHOOK_INBOX, 0, -1)
+        assert second not in kept and third in kept
+    finally:
+        assert receiver.stop() == 0, "the receiver stops cleanly on SIGTERM"
+        server.stop()

@@ -11,8 +11,8 @@ if TYPE_CHECKING:
     from tasks.config import Settings
     from tasks.queue import TaskQueue
 
-# The package imports nothing heavy itself: `python -m webapi.receiver` must install gevent's monkey
-# patches before Flask, Celery, requests or Redis are imported. create_app imports what it builds.
+# The package imports nothing heavy itself: `python -m webapi.receiver` runs without Flask (and without
+# gevent's patches) and must not pay for importing them. create_app imports what it builds.
 
 #: Seconds an API request waits for a database that is away before it answers 503.
 API_DATABASE_WAIT_S = 2.0

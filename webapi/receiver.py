@@ -2,11 +2,13 @@
 
 WhatsApp posts about three notifications per message sent, so at 1,000 messages/s this is 3,000 POSTs/s.
 Under gunicorn even a bare "return 200" WSGI app spends most of a request's CPU in the server's own HTTP
-and WSGI machinery; this process skips both. `python -m webapi.receiver` (gevent) parses HTTP/1.1 with
-httptools (keep-alive, pipelining, chunked bodies), applies the same checks as the API's route
-(webapi/intake.py: WEBHOOK_MAX_BODY_KB, the signature on the raw body, a JSON object) and keeps the bodies
-in the same Redis inbox. Bodies arriving while Redis is busy with the previous write are written together
-in one command (a group commit), and no request is answered 200 before its body is in Redis.
+and WSGI machinery; this process skips both. `python -m webapi.receiver` runs on asyncio's event loop
+(uvloop's where it is installed, as it is in the image): one protocol object per connection, no thread or
+greenlet per request. It parses HTTP/1.1 with httptools (keep-alive, pipelining, chunked bodies), applies
+the same checks as the API's route (webapi/intake.py: WEBHOOK_MAX_BODY_KB, the signature on the raw body,
+a JSON object) and keeps the bodies in the same Redis inbox. Bodies arriving while Redis is busy with the
+previous write are written together in one command (a group commit, on a thread of its own: Redis's and
+Celery's clients block), and no request is answered 200 before its body is in Redis.
 
 It also answers Meta's verification handshake (`GET /webhooks/whatsapp`) and `GET /healthz`, so Meta's
 callback URL can point at it alone. Everything else gets 404. The API keeps its own route: a deployment
@@ -15,21 +17,18 @@ without this process loses nothing but speed.
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # before anything that opens sockets is imported
-    from gevent import monkey
-
-    monkey.patch_all()
-
 import argparse
+import asyncio
 import hmac
 import logging
+import signal
 import sys
+import threading
+import time
+from collections import deque
 from urllib.parse import parse_qs, urlsplit
 
-import gevent
 import httptools
-from gevent.event import AsyncResult, Event
-from gevent.server import StreamServer
 
 from tasks import metrics, texts
 from tasks.celery_app import create_celery_app
@@ -45,38 +44,57 @@ log = logging.getLogger("webapi.receiver")
 _JSON_HEAD = "".join(f"{name}: {value}\r\n" for name, value in HEADERS).encode()
 _TEXT_HEAD = _JSON_HEAD.replace(b"application/json", b"text/plain; charset=utf-8")
 _HEALTHY: Answer = ("200 OK", b'{"status":"ok"}\n')
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # The most bodies one Redis command carries.
 _MAX_GROUP = 500
 # How long the writer lets bodies gather before writing them: at thousands of POSTs per second a few
 # milliseconds turn one Redis call per body into one per several, for that much more answer latency.
-GROUP_WAIT_S = 0.002
+GROUP_WAIT_S = 0.010
+# Requests one connection may have waiting for their answers before the receiver stops reading from it.
+_MAX_PENDING = 64
+# How long a stopping receiver waits for the bodies it took to be written before it closes connections.
+_STOP_WAIT_S = 5.0
 
 
 class GroupWriter:
-    """Keeps bodies in the inbox for many connections at once: one RPUSH per round of waiting bodies."""
+    """Keeps bodies in the inbox for many connections at once: one Redis call per round of waiting bodies.
 
-    def __init__(self, inbox: WebhookInbox, queue: TaskQueue):
+    `keep` is called on the event loop and returns a future that becomes True once the body is in Redis
+    (False when it could not be kept: the caller must not acknowledge it). The writes run on a thread of
+    their own, so the loop goes on reading and answering while Redis works.
+    """
+
+    def __init__(self, inbox: WebhookInbox, queue: TaskQueue, loop: asyncio.AbstractEventLoop):
         self.inbox = inbox
         self.queue = queue
-        self._waiting: list[tuple[bytes, AsyncResult]] = []
-        self._wake = Event()
-        self._writer = gevent.spawn(self._run)
+        self._loop = loop
+        self._waiting: list[tuple[bytes, asyncio.Future]] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="inbox-writer", daemon=True)
+        self._thread.start()
 
-    def keep(self, raw: bytes) -> bool:
-        """Wait until `raw` is in Redis; False when it could not be kept (the caller must not acknowledge it)."""
-        done = AsyncResult()
-        self._waiting.append((raw, done))
+    def keep(self, raw: bytes) -> asyncio.Future:
+        """A future of whether `raw` is in Redis."""
+        done = self._loop.create_future()
+        with self._lock:
+            self._waiting.append((raw, done))
         self._wake.set()
-        return bool(done.get())
+        return done
 
     def _run(self) -> None:
         """Write whatever waits, until stopped; a failed write fails only the bodies it carried."""
         while True:
             self._wake.wait()
-            gevent.sleep(GROUP_WAIT_S)
+            if not self._stopping:
+                time.sleep(GROUP_WAIT_S)
             self._wake.clear()
-            while self._waiting:
-                group, self._waiting = self._waiting[:_MAX_GROUP], self._waiting[_MAX_GROUP:]
+            while True:
+                with self._lock:
+                    group, self._waiting = self._waiting[:_MAX_GROUP], self._waiting[_MAX_GROUP:]
+                if not group:
+                    break
                 try:
                     if self.inbox.push_many([raw for raw, _ in group]):
                         self.queue.schedule_webhooks()
@@ -84,14 +102,25 @@ class GroupWriter:
                 except Exception:
                     log.exception("notifications not kept: Redis did not take them; WhatsApp will send them again")
                     kept = False
-                for _, done in group:
-                    done.set(kept)
+                try:
+                    self._loop.call_soon_threadsafe(_settle, [done for _, done in group], kept)
+                except RuntimeError:  # the loop is closed: nobody waits for these answers any more
+                    return
+            if self._stopping:
+                return
 
     def close(self) -> None:
-        """Stop writing (bodies still waiting are answered as not kept)."""
-        self._writer.kill()
-        for _, done in self._waiting:
-            done.set(False)
+        """Write what waits, then stop (the thread ends once it has)."""
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(_STOP_WAIT_S)
+
+
+def _settle(futures: list[asyncio.Future], kept: bool) -> None:
+    """On the loop: tell each waiting request whether its body was kept."""
+    for done in futures:
+        if not done.done():
+            done.set_result(kept)
 
 
 class _Request:
@@ -167,58 +196,131 @@ class _Connection:
             self.ready.append(self.current)
 
 
-class Receiver:
-    """Answers notifications on a gevent StreamServer; `serve_forever` or start/stop."""
+class _Protocol(asyncio.Protocol):
+    """One client connection: requests in, answers out in the same order, until either side closes."""
 
-    def __init__(self, settings: Settings, inbox: WebhookInbox, queue: TaskQueue, *, host: str, port: int):
+    def __init__(self, receiver: Receiver):
+        self.receiver = receiver
+        self.connection = _Connection(receiver.check.limit)
+        self.transport: asyncio.Transport | None = None
+        # What to write, in request order: bytes ready to go, or a body's future of being kept.
+        self.pending: deque[tuple[bytes | asyncio.Future, bool]] = deque()
+        self.closing = False
+        self.paused = False
+        self.waiting_on: asyncio.Future | None = None  # the future flush waits for, called back once
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.receiver.connections.add(self)
+
+    def connection_lost(self, exc) -> None:
+        self.transport = None
+        self.receiver.connections.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        connection = self.connection
+        try:
+            connection.parser.feed_data(data)
+        except httptools.HttpParserError:  # an upgrade request included
+            self.pending.append((_response(error_reply(400, texts.WEBHOOK_BAD_REQUEST), close=True), True))
+            self.closing = True
+            connection.ready = []
+        if connection.continue_now:
+            connection.continue_now = False
+            self.pending.append((_CONTINUE, False))
+        if connection.ready:
+            ready, connection.ready = connection.ready, []
+            for request in ready:
+                close = request.close or request.too_large
+                self.pending.append((self.receiver.answer(request, close), close))
+                if close:
+                    self.closing = True
+                    break
+        self.flush()
+        if len(self.pending) > _MAX_PENDING and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def flush(self, _done: asyncio.Future | None = None) -> None:
+        """Write the answers that are ready, in order, up to the first body Redis has not taken yet."""
+        if _done is not None and _done is self.waiting_on:
+            self.waiting_on = None
+        transport = self.transport
+        if transport is None:
+            return
+        out = []
+        close = False
+        while self.pending:
+            item, close = self.pending[0]
+            if isinstance(item, asyncio.Future):
+                if not item.done():
+                    if self.waiting_on is not item:
+                        self.waiting_on = item
+                        item.add_done_callback(self.flush)
+                    break
+                answer = ACCEPTED if item.result() else NOT_RECORDED
+                count(answer[0])
+                item = _response(answer, close=close)
+            self.pending.popleft()
+            out.append(item)
+            if close:
+                break
+        if out:
+            transport.write(b"".join(out))
+        if close and out:
+            transport.close()
+            self.transport = None
+        elif self.paused and len(self.pending) <= _MAX_PENDING // 2:
+            self.paused = False
+            transport.resume_reading()
+
+    def close(self) -> None:
+        """Close the connection (the receiver is stopping)."""
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Receiver:
+    """Answers notifications on the running event loop: `await serve(...)`, or `run` from the command line."""
+
+    def __init__(self, settings: Settings, inbox: WebhookInbox | None, queue: TaskQueue | None):
         self.settings = settings
         self.check = NotificationCheck(settings)
         self.verify_token = (settings.whatsapp_verify_token or "").encode()
-        self.writer = GroupWriter(inbox, queue)
-        self.server = StreamServer((host, port), self._serve)
+        self.inbox = inbox
+        self.queue = queue
+        self.writer: GroupWriter | None = None
+        self.connections: set[_Protocol] = set()
 
-    @property
-    def port(self) -> int:
-        """The port it listens on."""
-        return self.server.server_port
-
-    def _serve(self, sock, _address) -> None:
-        """One client connection: requests in, answers out in the same order, until either side closes."""
-        connection = _Connection(self.check.limit)
+    async def serve(self, host: str, port: int, stop: asyncio.Event) -> None:
+        """Listen until `stop` is set; then stop taking connections, answer what was taken, and return."""
+        loop = asyncio.get_running_loop()
+        if self.inbox is not None and self.queue is not None:
+            self.writer = GroupWriter(self.inbox, self.queue, loop)
+        server = await loop.create_server(lambda: _Protocol(self), host, port, reuse_address=True, backlog=1024)
+        log.info("notification receiver listening on %s:%s", host, server.sockets[0].getsockname()[1])
         try:
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    return
-                try:
-                    connection.parser.feed_data(data)
-                except httptools.HttpParserError:  # an upgrade request included
-                    sock.sendall(_response(error_reply(400, texts.WEBHOOK_BAD_REQUEST), close=True))
-                    return
-                if connection.continue_now:
-                    connection.continue_now = False
-                    sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-                if not connection.ready:
-                    continue
-                ready, connection.ready = connection.ready, []
-                out = []
-                close = False
-                for request in ready:
-                    answer = self._answer(request)
-                    close = request.close or request.too_large
-                    out.append(_response(answer, close=close))
-                    if close:
-                        break
-                sock.sendall(b"".join(out))
-                if close:
-                    return
-        except OSError:
-            return  # the client went away
+            await stop.wait()
         finally:
-            sock.close()
+            server.close()
+            deadline = loop.time() + _STOP_WAIT_S
+            while any(c.pending for c in self.connections) and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            for connection in list(self.connections):
+                connection.close()
+            if self.writer is not None:
+                await loop.run_in_executor(None, self.writer.close)
 
-    def _answer(self, request: _Request) -> Answer:
-        """The answer to one complete request."""
+    def answer(self, request: _Request, close: bool) -> bytes | asyncio.Future:
+        """The answer to one complete request: its bytes, or a future of its body being kept."""
+        answer = self._answer(request)
+        if isinstance(answer, asyncio.Future):
+            return answer
+        return _response(answer, close=close)
+
+    def _answer(self, request: _Request) -> Answer | asyncio.Future:
         split = urlsplit(request.url.decode("latin-1"))
         if split.path == "/healthz" and request.method == b"GET":
             return _HEALTHY
@@ -229,18 +331,21 @@ class Receiver:
         if request.method != b"POST":
             return error_reply(405, texts.METHOD_NOT_ALLOWED)
         answer = self._keep(request)
-        count(answer[0])
+        if not isinstance(answer, asyncio.Future):
+            count(answer[0])
         return answer
 
-    def _keep(self, request: _Request) -> Answer:
-        """Check one notification and keep it."""
+    def _keep(self, request: _Request) -> Answer | asyncio.Future:
+        """Check one notification; a refusal's answer, or the future of it being kept."""
         if request.too_large:
             return self.check.too_large()
         raw = b"".join(request.body)
         refusal = self.check.refusal(raw, request.signature)
         if refusal is not None:
             return refusal
-        return ACCEPTED if self.writer.keep(raw) else NOT_RECORDED
+        if self.writer is None:
+            return NOT_RECORDED
+        return self.writer.keep(raw)
 
     def _verify(self, query: str) -> Answer:
         """Meta's subscription check, as the API answers it (webapi/webhooks.py)."""
@@ -249,15 +354,6 @@ class Receiver:
         if args.get("hub.mode") == "subscribe" and self.verify_token and hmac.compare_digest(token, self.verify_token):
             return ("200 OK", args.get("hub.challenge", "").encode())
         return error_reply(403, texts.WEBHOOK_VERIFY_REFUSED)
-
-    def start(self) -> None:
-        """Listen in the background (tests)."""
-        self.server.start()
-
-    def stop(self) -> None:
-        """Stop listening and writing."""
-        self.server.stop(timeout=5)
-        self.writer.close()
 
 
 def _response(answer: Answer, *, close: bool) -> bytes:
@@ -278,6 +374,24 @@ def _response(answer: Answer, *, close: bool) -> bytes:
     )
 
 
+def run(receiver: Receiver, host: str, port: int) -> None:
+    """Serve on a new event loop (uvloop's when installed) until SIGTERM or SIGINT."""
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await receiver.serve(host, port, stop)
+
+    try:
+        import uvloop
+    except ImportError:  # asyncio's own loop: the same answers, for more CPU per request
+        asyncio.run(serve())
+    else:
+        uvloop.run(serve())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the receiver until stopped."""
     parser = argparse.ArgumentParser(prog="python -m webapi.receiver", description=__doc__.splitlines()[0])
@@ -289,18 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger().setLevel(logging.INFO)
     if settings.metrics_port:
         metrics.serve(settings.metrics_port)
-    queue = CeleryQueue(create_celery_app(settings))
-    receiver = Receiver(
-        settings,
-        WebhookInbox(redis_client(settings.redis_url)),
-        queue,
-        host=args.host,
-        port=args.port or settings.webhook_receiver_port,
-    )
-    log.info("notification receiver listening on %s:%s", args.host, receiver.port)
-    gevent.signal_handler(15, receiver.server.stop)  # SIGTERM: stop taking connections, then exit
-    receiver.server.serve_forever()
-    receiver.writer.close()
+    inbox = WebhookInbox(redis_client(settings.redis_url))
+    receiver = Receiver(settings, inbox, CeleryQueue(create_celery_app(settings)))
+    run(receiver, args.host, args.port or settings.webhook_receiver_port)
     return 0
 
 
