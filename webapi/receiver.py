@@ -45,6 +45,7 @@ _JSON_HEAD = "".join(f"{name}: {value}\r\n" for name, value in HEADERS).encode()
 _TEXT_HEAD = _JSON_HEAD.replace(b"application/json", b"text/plain; charset=utf-8")
 _HEALTHY: Answer = ("200 OK", b'{"status":"ok"}\n')
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_PATH = PATH.encode()
 # The most bodies one Redis command carries.
 _MAX_GROUP = 500
 # How long the writer lets bodies gather before writing them: at thousands of POSTs per second a few
@@ -207,7 +208,6 @@ class _Protocol(asyncio.Protocol):
         self.pending: deque[tuple[bytes | asyncio.Future, bool]] = deque()
         self.closing = False
         self.paused = False
-        self.waiting_on: asyncio.Future | None = None  # the future flush waits for, called back once
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -234,7 +234,12 @@ class _Protocol(asyncio.Protocol):
             ready, connection.ready = connection.ready, []
             for request in ready:
                 close = request.close or request.too_large
-                self.pending.append((self.receiver.answer(request, close), close))
+                answer = self.receiver.answer(request)
+                if isinstance(answer, asyncio.Future):
+                    answer.add_done_callback(self.flush)
+                    self.pending.append((answer, close))
+                else:
+                    self.pending.append((_response(answer, close=close), close))
                 if close:
                     self.closing = True
                     break
@@ -243,10 +248,9 @@ class _Protocol(asyncio.Protocol):
             self.paused = True
             self.transport.pause_reading()
 
-    def flush(self, _done: asyncio.Future | None = None) -> None:
-        """Write the answers that are ready, in order, up to the first body Redis has not taken yet."""
-        if _done is not None and _done is self.waiting_on:
-            self.waiting_on = None
+    def flush(self, _kept: asyncio.Future | None = None) -> None:
+        """Write the answers that are ready, in order, up to the first body Redis has not taken yet (each
+        body's future calls this again once it is settled)."""
         transport = self.transport
         if transport is None:
             return
@@ -256,9 +260,6 @@ class _Protocol(asyncio.Protocol):
             item, close = self.pending[0]
             if isinstance(item, asyncio.Future):
                 if not item.done():
-                    if self.waiting_on is not item:
-                        self.waiting_on = item
-                        item.add_done_callback(self.flush)
                     break
                 answer = ACCEPTED if item.result() else NOT_RECORDED
                 count(answer[0])
@@ -313,21 +314,16 @@ class Receiver:
             if self.writer is not None:
                 await loop.run_in_executor(None, self.writer.close)
 
-    def answer(self, request: _Request, close: bool) -> bytes | asyncio.Future:
-        """The answer to one complete request: its bytes, or a future of its body being kept."""
-        answer = self._answer(request)
-        if isinstance(answer, asyncio.Future):
-            return answer
-        return _response(answer, close=close)
-
-    def _answer(self, request: _Request) -> Answer | asyncio.Future:
-        split = urlsplit(request.url.decode("latin-1"))
-        if split.path == "/healthz" and request.method == b"GET":
+    def answer(self, request: _Request) -> Answer | asyncio.Future:
+        """The answer to one complete request, or the future of its body being kept."""
+        # WhatsApp's POSTs carry no query: only other requests need the URL taken apart.
+        path, query = (PATH, "") if request.url == _PATH else _path_and_query(request.url)
+        if path == "/healthz" and request.method == b"GET":
             return _HEALTHY
-        if split.path != PATH:
+        if path != PATH:
             return error_reply(404, texts.RECEIVER_ROUTE_NOT_FOUND)
         if request.method == b"GET":
-            return self._verify(split.query)
+            return self._verify(query)
         if request.method != b"POST":
             return error_reply(405, texts.METHOD_NOT_ALLOWED)
         answer = self._keep(request)
@@ -354,6 +350,12 @@ class Receiver:
         if args.get("hub.mode") == "subscribe" and self.verify_token and hmac.compare_digest(token, self.verify_token):
             return ("200 OK", args.get("hub.challenge", "").encode())
         return error_reply(403, texts.WEBHOOK_VERIFY_REFUSED)
+
+
+def _path_and_query(url: bytes) -> tuple[str, str]:
+    """A request target's path and query."""
+    split = urlsplit(url.decode("latin-1"))
+    return split.path, split.query
 
 
 def _response(answer: Answer, *, close: bool) -> bytes:
