@@ -402,10 +402,27 @@ class Stack:
             api.stop()
 
 
+STACK_LOGS = pytest.StashKey[Path]()
+_LOG_TAIL_LINES = 40
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """When a test that built a stack fails, its report ends with the tail of each process's log."""
+    report = yield
+    log_dir = item.stash.get(STACK_LOGS, None)
+    if report.when == "call" and report.failed and log_dir is not None:
+        for log in sorted(log_dir.glob("*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-_LOG_TAIL_LINES:]
+            report.sections.append((f"last lines of {log.name}", "\n".join(tail)))
+    return report
+
+
 @pytest.fixture
-def make_stack(service_env, api_keys, tmp_path):
+def make_stack(service_env, api_keys, tmp_path, request):
     """Build stacks that are stopped when the test ends; each gets a Redis db (or server) of its own."""
     stacks = []
+    request.node.stash[STACK_LOGS] = tmp_path
 
     def build(
         redis_url: str = TEST_STACK_REDIS_URL, *, apis: int = 1, gunicorn_workers: int | None = None, **overrides: str
