@@ -119,6 +119,24 @@ end
 return n
 """
 
+# A status read's whole view of a campaign as one JSON text: its hash, the per-second activity counts
+# (KEYS[5] on), failures by code, their details and the batches in flight. One command and one string to
+# parse cost the reader less than a pipeline of five replies (estado-cola is polled by every open page).
+_SNAPSHOT = """
+local function map(flat)
+  local out = {}
+  for i = 1, #flat, 2 do out[flat[i]] = flat[i + 1] end
+  return out
+end
+return cjson.encode({
+  map(redis.call('HGETALL', KEYS[1])),
+  redis.call('MGET', unpack(KEYS, 5)),
+  map(redis.call('HGETALL', KEYS[2])),
+  map(redis.call('HGETALL', KEYS[3])),
+  redis.call('SCARD', KEYS[4]),
+})
+"""
+
 
 class LiveState:
     """Reads and updates one Redis database's view of every campaign; counts only ever grow."""
@@ -133,6 +151,7 @@ class LiveState:
         self._incr_if_known = client.register_script(_INCR_IF_KNOWN)
         self._set_if_known = client.register_script(_SET_IF_KNOWN)
         self._set_status = client.register_script(_SET_STATUS)
+        self._snapshot = client.register_script(_SNAPSHOT)
 
     @staticmethod
     def _keys(campaign_id: str) -> list[str]:
@@ -350,13 +369,9 @@ class LiveState:
         """Fields, live rate, failures by code and batches in flight, in one round trip (status reads)."""
         key = _PREFIX + campaign_id
         now = int(time.time())
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(key)
-        pipe.mget(self._tick_keys(campaign_id, now, window_s))
-        pipe.hgetall(key + ":errors")
-        pipe.hgetall(key + ":error_detail")
-        pipe.scard(key + ":inflight")
-        fields, ticks, counts, details, in_flight = pipe.execute()
+        views = [key, key + ":errors", key + ":error_detail", key + ":inflight"]
+        answer = self._snapshot(keys=[*views, *self._tick_keys(campaign_id, now, window_s)])
+        fields, ticks, counts, details, in_flight = json.loads(answer)
         return fields, _rate(now, window_s, ticks), _error_rows(counts, details), in_flight
 
     def active_campaigns(self) -> set[str]:

@@ -62,12 +62,12 @@ def key_header(key: str) -> dict:
     return {"Authorization": f"Bearer {key}"}
 
 
-def stored_campaign(store, campaign_id: str, buzon: str = "ventas") -> None:
+def stored_campaign(store, campaign_id: str, buzon: str = "ventas", title: str | None = None) -> None:
     """A campaign in the store (not started), for reads and scope checks."""
     store.create_campaign(
         {
             "id": campaign_id,
-            "title": campaign_id,
+            "title": title or campaign_id,
             "template": "promo_enero",
             "language": "es",
             "buzon": buzon,
@@ -344,6 +344,37 @@ def test_limits_answer_429_with_retry_after_per_caller(service_env, store, monke
     assert all(client.get("/api/estado-cola/x", headers=first).status_code == 404 for _ in range(30)), (
         "status reads are not limited by default"
     )
+
+
+def test_a_read_limit_once_set_counts_every_read_route_together_per_caller(service_env, store, monkeypatch):
+    monkeypatch.setenv("RATE_LIMIT_READS", "3/minute")
+    client = create_app().test_client()
+    first, second = (key_header(create_key(store, f"lectora-{uuid.uuid4().hex[:8]}", "viewer")[0]) for _ in range(2))
+    assert client.get("/api/estado-cola/x", headers=first).status_code == 404
+    assert client.get("/api/listar-campanas", headers=first).status_code == 200
+    assert client.get("/api/estado-cola/y", headers=first).status_code == 404
+    limited = client.get("/api/listar-campanas", headers=first)
+    assert limited.status_code == 429 and 0 < int(limited.headers["Retry-After"]) <= 60
+    assert "Espere" in limited.get_json()["message"]
+    assert client.get("/api/estado-cola/x", headers=first).status_code == 429
+    assert client.get("/api/estado-cola/x", headers=second).status_code == 404, "another key has its own count"
+
+
+def test_a_status_read_gives_the_title_as_typed_and_the_figures_of_a_campaign_not_started(
+    client, api_keys, store, wipe
+):
+    title = 'Campaña “Navidad” 50% \\ "VIP" / ñandú 😀'
+    stored_campaign(store, "titulada", title=title)
+    for _ in range(2):  # the first read rebuilds the live state from the store, the second reads it from Redis
+        body = client.get("/api/estado-cola/titulada", headers=key_header(api_keys["viewer"])).get_json()
+        assert (body["titulo"], body["status"], body["total"], body["pending"], body["progress"]) == (
+            title,
+            "queued",
+            2,
+            2,
+            0.0,
+        )
+        assert body["errores"] == [] and body["batches_in_flight"] == 0 and body["messages_per_second"] == 0.0
 
 
 def test_security_headers_on_answers_and_a_strict_csp_on_the_docs(client, api_keys):
