@@ -17,8 +17,14 @@ $$;
 -- carries is kept on the row, whatever the status says about delivery.
 -- Returns {"deltas": {campaign: {sent, failed, unknown, delivered, read, "e:<code>", "b:<category>:<prefix>"}},
 -- "applied", "orphans"}.
+-- PL/pgSQL rather than SQL: PostgreSQL plans a SQL function's body again on every call, while PL/pgSQL keeps
+-- its statement's plan for the session: 2.8 → 0.5 ms of PostgreSQL's CPU per call
+-- with nothing to apply (docs/benchmarks.md, eleventh round).
 CREATE OR REPLACE FUNCTION instancia_sofia.apply_statuses(p_statuses jsonb)
-RETURNS jsonb LANGUAGE sql AS $$
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    v_result jsonb;
+BEGIN
     WITH given AS (
         SELECT x.wamid, x.status, to_timestamp(COALESCE(x.ts, extract(epoch FROM now())::bigint)) AS at,
                x.callback, x.error_code, x.error_detail, x.pricing_category, x.pricing_type, x.pricing_model,
@@ -153,7 +159,10 @@ RETURNS jsonb LANGUAGE sql AS $$
     SELECT jsonb_build_object(
         'deltas', COALESCE((SELECT jsonb_object_agg(campaign_id, counts) FROM totals), '{}'::jsonb),
         'applied', COALESCE((SELECT sum(news_count)::integer FROM changed), 0),
-        'orphans', (SELECT count(*)::integer FROM orphaned));
+        'orphans', (SELECT count(*)::integer FROM orphaned))
+    INTO v_result;
+    RETURN v_result;
+END;
 $$;
 
 -- Re-applies orphan statuses whose wamid has since been stored (their message's result came later).
