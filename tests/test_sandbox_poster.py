@@ -66,3 +66,82 @@ def test_a_server_that_closes_gets_a_new_connection_and_no_failed_post():
     codes, seen = asyncio.run(run())
     assert codes == [401] * 5
     assert seen == {"connections": 5, "requests": 5}
+
+
+async def _serve_raw(respond):
+    """A raw server that reads one request's head and body, then hands the writer to `respond`."""
+    seen = {"connections": 0}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen["connections"] += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(
+                    next(
+                        v
+                        for k, _, v in (h.partition(b":") for h in head.split(b"\r\n"))
+                        if k.lower() == b"content-length"
+                    )
+                )
+                await reader.readexactly(length)
+                if not await respond(writer):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook", seen
+
+
+def test_an_answer_that_never_comes_times_out_and_its_connection_is_not_reused():
+    async def run():
+        answered = []
+
+        async def respond(writer):
+            if not answered:  # the first request waits forever
+                answered.append(False)
+                await asyncio.sleep(3600)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            return True
+
+        server, url, seen = await _serve_raw(respond)
+        poster = KeepAlivePoster(url, "facebookexternalua")
+        started = asyncio.get_running_loop().time()
+        try:
+            await poster.post(b"{}", {}, 0.3)
+            outcome = "answered"
+        except TimeoutError:
+            outcome = "timed out"
+        waited = asyncio.get_running_loop().time() - started
+        second = await poster.post(b"{}", {}, 5)
+        await poster.close()
+        server.close()
+        return outcome, waited, second, seen
+
+    outcome, waited, second, seen = asyncio.run(run())
+    assert outcome == "timed out" and 0.3 <= waited < 2
+    assert second == 200 and seen["connections"] == 2, "the late answer's connection was dropped, not reused"
+
+
+def test_a_server_that_hangs_up_or_answers_garbage_fails_the_post_with_a_reason():
+    async def run(reply: bytes | None):
+        async def respond(writer):
+            if reply is not None:
+                writer.write(reply)
+            return False  # then close
+
+        server, url, _ = await _serve_raw(respond)
+        poster = KeepAlivePoster(url, "facebookexternalua")
+        try:
+            return await poster.post(b"{}", {}, 5)
+        except Exception as exc:  # what the caller records as the last error
+            return type(exc).__name__
+        finally:
+            await poster.close()
+            server.close()
+
+    assert asyncio.run(run(None)) == "ConnectionResetError"
+    assert asyncio.run(run(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}")) == "ConnectionResetError"
+    assert asyncio.run(run(b"not http at all\r\n\r\n")) == "HttpParserError"
