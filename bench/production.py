@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import psycopg
 
@@ -35,6 +36,7 @@ from bench.harness import (
     contacts_csv,
     free_port,
     markdown_table,
+    percentile,
     print_machine_info,
     process_tree,
     run_cli,
@@ -73,6 +75,18 @@ def combined(deliveries: list[Delivery]) -> Delivery:
         last_at=max((d.last_at for d in deliveries if d.last_at), default=None),
         rejected={code: sum(d.rejected.get(code, 0) for d in deliveries) for d in deliveries for code in d.rejected},
     )
+
+
+def served_times_ms(access_log: Path, prefix: str) -> list[float]:
+    """gunicorn's request times (access log lines "<path> <microseconds>") of the paths under `prefix`, in ms."""
+    if not access_log.exists():
+        return []
+    times = []
+    for line in access_log.read_text().splitlines():
+        path, _, micros = line.strip().strip("'").rpartition(" ")
+        if path.startswith(prefix) and micros.isdigit():
+            times.append(int(micros) / 1000)
+    return times
 
 
 class StatusReads:
@@ -212,7 +226,13 @@ def main(argv: list[str] | None = None) -> int:
             return [pid for w in drainers if w.alive() for pid in process_tree(w.pid)]
 
         beat = bench.start_beat(env)
-        api = bench.start_api(env, workers=args.api_workers)
+        # gunicorn's own time for each status read (from its request parsed to its last byte written), apart
+        # from what the client sees: on a saturated machine the rest is the wait for a core on either side.
+        access_log = bench.log_dir / "api-access.log"
+        api_env = env
+        if args.status_rps > 0:
+            api_env = {**env, "GUNICORN_CMD_ARGS": f"--access-logfile {access_log} --access-logformat '%(U)s %(D)s'"}
+        api = bench.start_api(api_env, workers=args.api_workers)
         receiver = start_receiver(bench, env) if args.intake == "receiver" and not args.no_webhooks else None
         if not args.no_webhooks:
             sandbox.configure(
@@ -260,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
                 applied_at = time.time()
                 posted.stop()
             reads.join()
+            server_read_ms = served_times_ms(access_log, "/api/estado-cola/")
             deliveries = [sandbox_delivery(sandbox, number) for _, number, _ in numbers]
             delivery = combined(deliveries)
             lag_s = 0.0 if applied_at is None else applied_at - (delivery.last_at or applied_at)
@@ -334,7 +355,16 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(
             markdown_table(
-                ["estado-cola during the run", "requests", "answered/s", "errors", "p50 ms", "p99 ms"],
+                [
+                    "estado-cola during the run",
+                    "requests",
+                    "answered/s",
+                    "errors",
+                    "p50 ms",
+                    "p99 ms",
+                    "in gunicorn: p50 ms",
+                    "p99 ms",
+                ],
                 [
                     [
                         f"{args.status_rps:g}/s open loop",
@@ -343,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
                         sum(result.errors.values()),
                         f"{1000 * result.percentile(50):.1f}",
                         f"{1000 * result.percentile(99):.1f}",
+                        f"{percentile(server_read_ms, 50):.1f}" if server_read_ms else "–",
+                        f"{percentile(server_read_ms, 99):.1f}" if server_read_ms else "–",
                     ]
                 ],
             )
