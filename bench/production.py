@@ -92,18 +92,19 @@ def served_times_ms(access_log: Path, prefix: str) -> list[float]:
 class StatusReads:
     """GET /api/estado-cola/<id> at a steady rate for most of the campaign, from a thread of its own."""
 
-    def __init__(self, api: ApiClient, campaign_id: str, rate: float, duration_s: float):
+    def __init__(self, api: ApiClient, campaign_id: str, rate: float, duration_s: float, path: str | None = None):
         self.result: LoadResult | None = None
-        self._thread = threading.Thread(target=self._run, args=(api, campaign_id, rate, duration_s), daemon=True)
+        self.path = path or f"/api/estado-cola/{campaign_id}"
+        self._thread = threading.Thread(target=self._run, args=(api, rate, duration_s), daemon=True)
         if rate > 0:
             self._thread.start()
 
-    def _run(self, api: ApiClient, campaign_id: str, rate: float, duration_s: float) -> None:
+    def _run(self, api: ApiClient, rate: float, duration_s: float) -> None:
         headers = {k: str(v) for k, v in api.session.headers.items() if k.lower() in {"x-api-key", "authorization"}}
         # In a process of its own: in this one the generator's loop would wait for the GIL behind the
         # harness's other threads (the sandbox's counters, the campaign's polls) and count that as latency.
         with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            url = f"{api.url}/api/estado-cola/{campaign_id}"
+            url = api.url + self.path
             self.result = pool.submit(paced_load, url, rate, duration_s, 16, headers).result()
 
     def join(self) -> None:
@@ -198,6 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         "--status-rps", type=float, default=100.0, help="estado-cola reads per second while it sends (0: none)"
     )
     parser.add_argument(
+        "--reads-floor",
+        action="store_true",
+        help="read /healthz instead (no key, no Redis): the floor of a read's latency on this machine under the load",
+    )
+    parser.add_argument(
         "--shared-workers",
         action="store_true",
         help="no webhook worker: the two workers send and drain (as without -Q), instead of sending only",
@@ -264,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
                 api.create_campaign(csv, f"bench production {buzon} {time.time_ns()}", buzon=buzon)[1]["campaign_id"]
                 for buzon, _, _ in numbers
             ]
-            reads = StatusReads(api, campaign_ids[0], args.status_rps, 0.8 * args.messages / args.cap)
+            path = "/healthz" if args.reads_floor else None
+            reads = StatusReads(api, campaign_ids[0], args.status_rps, 0.8 * args.messages / args.cap, path)
             posted = None if args.no_webhooks else PostedStatuses(sandbox)
             finals = [api.wait_finished(campaign_id, 600) for campaign_id in campaign_ids]
             sent_total = sum(f["sent"] for f in finals)
@@ -280,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                 applied_at = time.time()
                 posted.stop()
             reads.join()
-            server_read_ms = served_times_ms(access_log, "/api/estado-cola/")
+            server_read_ms = served_times_ms(access_log, "/healthz" if args.reads_floor else "/api/estado-cola/")
             deliveries = [sandbox_delivery(sandbox, number) for _, number, _ in numbers]
             delivery = combined(deliveries)
             lag_s = 0.0 if applied_at is None else applied_at - (delivery.last_at or applied_at)
@@ -356,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             markdown_table(
                 [
-                    "estado-cola during the run",
+                    "/healthz (the floor) during the run" if args.reads_floor else "estado-cola during the run",
                     "requests",
                     "answered/s",
                     "errors",
