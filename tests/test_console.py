@@ -132,7 +132,12 @@ class ConsolePage:
         self.page = self.context.new_page()
         self.errors: list[str] = []
         self.allowed: list[str] = []
+        self.refused: list[str] = []  # every answer of 400 or more, with its request, to say which one failed
         self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on(
+            "response",
+            lambda r: r.status >= 400 and self.refused.append(f"{r.request.method} {r.url} -> {r.status}"),
+        )
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.folder = folder
         self.shots = 0
@@ -191,7 +196,7 @@ def pages(browser, request):
     for view in opened:
         view.context.close()
     errors = [e for view in opened for e in view.unexpected_errors()]
-    assert not errors, f"console errors: {errors}"
+    assert not errors, f"console errors: {errors}; answers of 400 or more: {[r for v in opened for r in v.refused]}"
 
 
 @pytest.mark.parametrize("width", [1280, 360])
