@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                 applied_at = time.time()
                 posted.stop()
             reads.join()
-            server_read_ms = served_times_ms(access_log, "/healthz" if args.reads_floor else "/api/estado-cola/")
+            server_read_ms = served_times_ms(access_log, reads.path)
             deliveries = [sandbox_delivery(sandbox, number) for _, number, _ in numbers]
             delivery = combined(deliveries)
             lag_s = 0.0 if applied_at is None else applied_at - (delivery.last_at or applied_at)

@@ -7,8 +7,9 @@ import asyncio
 from sandbox.poster import KeepAlivePoster
 
 
-async def _serve(answer: bytes, close_after_answer: bool):
-    """A raw HTTP server that counts connections and requests and answers each request with `answer`."""
+async def _serve_raw(respond):
+    """A raw HTTP server that counts connections and requests; after reading each request's head and body it
+    hands the writer to `respond`, which answers (or not) and says whether to keep the connection."""
     seen = {"connections": 0, "requests": 0}
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -18,16 +19,14 @@ async def _serve(answer: bytes, close_after_answer: bool):
                 head = await reader.readuntil(b"\r\n\r\n")
                 length = int(
                     next(
-                        line.split(b":")[1]
-                        for line in head.split(b"\r\n")
-                        if line.lower().startswith(b"content-length")
+                        v
+                        for k, _, v in (h.partition(b":") for h in head.split(b"\r\n"))
+                        if k.lower() == b"content-length"
                     )
                 )
                 await reader.readexactly(length)
                 seen["requests"] += 1
-                writer.write(answer)
-                await writer.drain()
-                if close_after_answer:
+                if not await respond(writer):
                     break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -35,6 +34,17 @@ async def _serve(answer: bytes, close_after_answer: bool):
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook", seen
+
+
+async def _serve(answer: bytes, close_after_answer: bool):
+    """A server that answers each request with `answer`, closing the connection after it if asked."""
+
+    async def respond(writer: asyncio.StreamWriter) -> bool:
+        writer.write(answer)
+        await writer.drain()
+        return not close_after_answer
+
+    return await _serve_raw(respond)
 
 
 def test_posts_share_one_connection_while_the_server_keeps_it():
@@ -66,33 +76,6 @@ def test_a_server_that_closes_gets_a_new_connection_and_no_failed_post():
     codes, seen = asyncio.run(run())
     assert codes == [401] * 5
     assert seen == {"connections": 5, "requests": 5}
-
-
-async def _serve_raw(respond):
-    """A raw server that reads one request's head and body, then hands the writer to `respond`."""
-    seen = {"connections": 0}
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        seen["connections"] += 1
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = int(
-                    next(
-                        v
-                        for k, _, v in (h.partition(b":") for h in head.split(b"\r\n"))
-                        if k.lower() == b"content-length"
-                    )
-                )
-                await reader.readexactly(length)
-                if not await respond(writer):
-                    break
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook", seen
 
 
 def test_an_answer_that_never_comes_times_out_and_its_connection_is_not_reused():

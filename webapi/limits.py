@@ -34,11 +34,8 @@ uploads = limiter.limit(_setting("rate_limit_uploads"), scope="uploads", methods
 # does not use up the uploads.
 validations = limiter.limit(_setting("rate_limit_uploads"), scope="validations", methods=["POST"])
 actions = limiter.shared_limit(_setting("rate_limit_actions"), scope="actions", methods=["POST", "DELETE"])
-_reads_limit = limiter.shared_limit(
-    lambda: runtime().settings.rate_limit_reads or "1/second",
-    scope="reads",
-    exempt_when=lambda: not runtime().settings.rate_limit_reads,
-)
+# Called only while RATE_LIMIT_READS is set (see `reads`).
+_reads_limit = limiter.shared_limit(_setting("rate_limit_reads"), scope="reads")
 
 
 # The views under the read limit, by qualified name: the function Flask holds is the outermost decorator's,
