@@ -28,9 +28,9 @@ from tasks.vocabulary import CampaignStatus, ChunkReport, Outcome, RecipientStat
 from tasks.whatsapp import SendResult, WhatsAppClient
 
 try:  # the workers run on gevent; plain Python (scripts) sends one by one
-    from gevent.pool import Pool as _GreenPool
+    import gevent
 except ImportError:  # pragma: no cover
-    _GreenPool = None
+    gevent = None
 
 log = logging.getLogger("tasks.sending")
 
@@ -392,8 +392,13 @@ class ChunkSender:
                 ledger.answered(outcome)  # WhatsApp answered: recovery must not guess about this one
             return outcome
 
-        if _GreenPool is not None and len(claimed) > 1:
-            outcomes = _GreenPool(len(claimed)).map(send, zip(claimed, slots, strict=True))
+        if gevent is not None and len(claimed) > 1:
+            # A greenlet per message, each asleep until its slot. No pool: one as large as the chunk limits
+            # nothing, and its bookkeeping per greenlet showed in the worker's profile. The chunk ends when
+            # every message has, even if one raised.
+            greenlets = [gevent.spawn(send, item) for item in zip(claimed, slots, strict=True)]
+            gevent.joinall(greenlets)
+            outcomes = [g.get() for g in greenlets]
         else:
             outcomes = [send(item) for item in zip(claimed, slots, strict=True)]
         if self.budget is not None and sender.portfolio_id is not None and sender.messaging_limit is not None:
@@ -448,7 +453,7 @@ class ChunkSender:
 
     def _deliver(self, job: _Job, message: ClaimedMessage, slot_at: float) -> Outcome:
         """Send one message at its booked slot (retries book new ones) until its outcome is known."""
-        payload = job.spec.payloads.payload(message.phone, message.parameters, f"{job.campaign_id}/{message.id}")
+        body = job.spec.payloads.body(message.phone, message.parameters, f"{job.campaign_id}/{message.id}")
         resends = 0  # attempts after the first, whatever the cause (stored as the message's retries)
         spent = 0  # of those, the transient errors that count against MAX_RETRIES (throttling does not)
         while True:
@@ -456,7 +461,7 @@ class ChunkSender:
                 slot_at = time.monotonic() + self.limiter.reserve(
                     job.sender.phone_number_id, job.mps, self.policy.interval_ms
                 )
-            decision = self._attempt(job, message, payload, slot_at, resends)
+            decision = self._attempt(job, message, body, slot_at, resends)
             if decision.next is Next.RETRY:
                 spent += 1
                 if spent > self.policy.max_retries:
@@ -475,7 +480,7 @@ class ChunkSender:
             assert decision.outcome is not None  # every step but WAIT settles the message
             return decision.outcome
 
-    def _attempt(self, job: _Job, message: ClaimedMessage, payload: dict, slot_at: float, retries: int) -> Decision:
+    def _attempt(self, job: _Job, message: ClaimedMessage, body: bytes, slot_at: float, retries: int) -> Decision:
         """Wait for the slot, check the campaign still runs, send once, and decide what comes next."""
         try:
             wait = (math.ceil(slot_at / job.tick) * job.tick if job.tick else slot_at) - time.monotonic()
@@ -499,7 +504,7 @@ class ChunkSender:
         requested_at = time.time()
         request_started = time.perf_counter()
         try:
-            result = self.client.send(job.sender, payload)
+            result = self.client.send(job.sender, body)
         except Exception as exc:  # the request may have gone out: never resend blindly
             _SEND_SECONDS.observe(time.perf_counter() - request_started)
             _log_interrupted(job, message, exc)

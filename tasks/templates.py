@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tasks.whatsapp import template_payload
+from tasks.whatsapp import encode_body, json_string, template_payload
 
 # The media a header can carry by link, as the Cloud API names the parameter type.
 MEDIA_HEADER_TYPES = ("image", "video", "document")
@@ -66,6 +66,11 @@ class PayloadBuilder:
         for button in sorted(plan.get("buttons") or [], key=lambda b: b["index"]):
             self.after.append(self._button(button))
         self.rich = bool(self.before or self.after or self.columns)
+        # A plain template's body is written straight to bytes around these fixed parts (`body`).
+        self._head = '{"messaging_product":"whatsapp","recipient_type":"individual","to":'
+        name, code = json_string(template), json_string(language)
+        # The "template" object stays open: the components, if any, come before its closing brace.
+        self._template = f',"type":"template","template":{{"name":{name},"language":{{"code":{code}}}'
 
     def _header(self, spec: dict[str, Any]) -> Component | RowComponent:
         """The header component, or how to build it from a recipient's values."""
@@ -108,6 +113,27 @@ class PayloadBuilder:
             "index": position,
             "parameters": [{"type": "payload", "payload": v[at]}],
         }
+
+    def body(self, to: str, parameters: list | dict, callback_data: str | None = None) -> bytes:
+        """The message body for one recipient, encoded as it is sent: the bytes of `payload`'s JSON.
+
+        For a plain template (body parameters only, by far the usual campaign) the JSON is written directly:
+        building the payload's dicts and encoding them was a few percent of a sending worker's CPU.
+        """
+        if self.rich or type(to) is not str or (callback_data is not None and type(callback_data) is not str):
+            return encode_body(self.payload(to, parameters, callback_data))
+        if isinstance(parameters, dict):
+            if any(type(k) is not str for k in parameters):
+                return encode_body(self.payload(to, parameters, callback_data))
+            params = ",".join(
+                f'{{"type":"text","text":{json_string(str(v))},"parameter_name":{json_string(k)}}}'
+                for k, v in parameters.items()
+            )
+        else:
+            params = ",".join(f'{{"type":"text","text":{json_string(str(v))}}}' for v in parameters)
+        components = f',"components":[{{"type":"body","parameters":[{params}]}}]' if params else ""
+        tail = f',"biz_opaque_callback_data":{json_string(callback_data)}}}' if callback_data else "}"
+        return f"{self._head}{json_string(to)}{self._template}{components}}}{tail}".encode()
 
     def payload(self, to: str, parameters: list | dict, callback_data: str | None = None) -> dict:
         """The message body for one recipient."""

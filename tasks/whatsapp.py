@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import ssl
 from dataclasses import dataclass
+from json import encoder
 
 from tasks import texts
 from tasks.errors import ErrorKind, classify
@@ -13,6 +14,13 @@ from tasks.store.base import Sender
 
 # The message body as the Cloud API takes it: compact, UTF-8 as is.
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# One JSON string as `_encode` writes it (the same C function json uses).
+json_string = encoder.encode_basestring
+
+
+def encode_body(payload: dict) -> bytes:
+    """A message body, encoded as it is sent."""
+    return _encode(payload).encode()
 
 
 @dataclass(frozen=True)
@@ -84,8 +92,9 @@ class WhatsAppClient:
         # (phone_number_id, access token) -> the request's head, built once.
         self._heads: dict[tuple[str, str], bytes] = {}
 
-    def send(self, sender: Sender, payload: dict) -> SendResult:
-        """POST one message; network errors and unreadable answers become results, never exceptions."""
+    def send(self, sender: Sender, payload: dict | bytes) -> SendResult:
+        """POST one message (a payload, or its body already encoded: `PayloadBuilder.body`); network errors
+        and unreadable answers become results, never exceptions."""
         key = (sender.phone_number_id, sender.access_token)
         head = self._heads.get(key)
         if head is None:
@@ -99,7 +108,7 @@ class WhatsAppClient:
             except ValueError:  # nothing is sent; WhatsApp would refuse such a token (190)
                 return SendResult(error_code=190, error_detail=texts.SEND_TOKEN_UNUSABLE)
             self._heads[key] = head
-        body = _encode(payload).encode()
+        body = payload if type(payload) is bytes else _encode(payload).encode()
         try:
             status, data = self._http.post(head, body)
         except ConnectFailed:  # nothing was written: the message surely did not go out

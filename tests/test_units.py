@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tasks.config import ConfigError, load_settings
 from tasks.errors import ErrorKind, classify, describe
 from tasks.logsetup import mask
 from tasks.pipeline import batch_count, chunk_count, chunk_range
-from tasks.whatsapp import template_payload
+from tasks.templates import PayloadBuilder
+from tasks.whatsapp import encode_body, template_payload
 from webapi.campaigns import slugify
 
 
@@ -123,6 +128,36 @@ def test_positional_and_named_template_payloads():
     ]
     assert named["template"]["language"] == {"code": "es_MX"}
     assert "components" not in template_payload("1", "hello_world", "en_US", [])["template"]
+
+
+_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+_VALUE = st.one_of(_TEXT, st.integers(), st.floats(allow_nan=False), st.none())
+
+
+@given(
+    to=st.text("0123456789+", min_size=1, max_size=15),
+    template=_TEXT,
+    language=_TEXT,
+    parameters=st.one_of(st.lists(_VALUE, max_size=4), st.dictionaries(_TEXT, _VALUE, max_size=4)),
+    callback=st.one_of(st.none(), _TEXT),
+)
+def test_a_plain_templates_body_is_its_payload_encoded_byte_for_byte(to, template, language, parameters, callback):
+    """The body written straight to bytes is exactly what encoding the payload gives, for any text."""
+    builder = PayloadBuilder(template, language)
+    body = builder.body(to, parameters, callback)
+    assert body == encode_body(builder.payload(to, parameters, callback))
+    assert json.loads(body) == template_payload(to, template, language, parameters, callback)
+
+
+def test_a_rich_templates_body_is_its_payload_encoded():
+    plan = {"columns": ["foto"], "body_count": 1, "header": {"type": "image", "column": "foto"}}
+    builder = PayloadBuilder("promo", "es", plan)
+    body = builder.body("584141234567", ["Ana", "https://x.example/a.jpg"], "c/1")
+    assert json.loads(body)["template"]["components"][0] == {
+        "type": "header",
+        "parameters": [{"type": "image", "image": {"link": "https://x.example/a.jpg"}}],
+    }
+    assert body == encode_body(builder.payload("584141234567", ["Ana", "https://x.example/a.jpg"], "c/1"))
 
 
 def test_batches_and_chunks_cover_every_message_once():

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 
@@ -267,6 +269,54 @@ def test_requests_beyond_the_connection_limit_wait_for_a_connection():
         server.close()
     assert sorted(r.wamid for r in results.values()) == ["wamid.01", "wamid.02", "wamid.03"]
     assert server.connections == 1  # one at a time over the one connection allowed
+
+
+_GREEN_CLIENT = """
+from gevent import monkey
+
+monkey.patch_all()
+import json, sys
+
+import gevent
+
+from tasks.store.base import Sender
+from tasks.whatsapp import WhatsAppClient
+
+client = WhatsAppClient(sys.argv[1], "v21.0", timeout_s=5, pool_size=2)
+sender = Sender(buzon="ventas", phone_number_id="111", access_token="t", messages_per_second=None)
+sends = [gevent.spawn(client.send, sender, {"to": f"5841410000{i:02d}"}) for i in range(6)]
+gevent.joinall(sends, raise_error=True)
+print(json.dumps(sorted(g.value.wamid for g in sends)))
+"""
+
+
+def test_under_gevent_greenlets_beyond_the_connection_limit_wait_for_a_connection():
+    """As in a worker (monkey-patched, a greenlet per message): never more connections than allowed."""
+    busy, most = [0], [0]
+    lock = threading.Lock()
+
+    def slow(n, head, body):
+        with lock:
+            busy[0] += 1
+            most[0] = max(most[0], busy[0])
+        time.sleep(0.2)
+        with lock:
+            busy[0] -= 1
+        return answer(n)
+
+    server = ScriptedServer(slow)
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", _GREEN_CLIENT, f"http://127.0.0.1:{server.port}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        server.close()
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == [f"wamid.{n:02d}" for n in range(1, 7)]
+    assert server.connections == 2 and most[0] == 2
 
 
 @pytest.fixture(scope="module")
