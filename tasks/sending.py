@@ -28,9 +28,9 @@ from tasks.vocabulary import CampaignStatus, ChunkReport, Outcome, RecipientStat
 from tasks.whatsapp import SendResult, WhatsAppClient
 
 try:  # the workers run on gevent; plain Python (scripts) sends one by one
-    import gevent
+    from tasks.greenlets import runners
 except ImportError:  # pragma: no cover
-    gevent = None
+    runners = None  # type: ignore[assignment]
 
 log = logging.getLogger("tasks.sending")
 
@@ -392,13 +392,10 @@ class ChunkSender:
                 ledger.answered(outcome)  # WhatsApp answered: recovery must not guess about this one
             return outcome
 
-        if gevent is not None and len(claimed) > 1:
-            # A greenlet per message, each asleep until its slot. No pool: one as large as the chunk limits
-            # nothing, and its bookkeeping per greenlet showed in the worker's profile. The chunk ends when
-            # every message has, even if one raised.
-            greenlets = [gevent.spawn(send, item) for item in zip(claimed, slots, strict=True)]
-            gevent.joinall(greenlets)
-            outcomes = [g.get() for g in greenlets]
+        if runners is not None and len(claimed) > 1:
+            # A greenlet per message, each asleep until its slot; greenlets of earlier chunks are reused
+            # (tasks/greenlets.py). The chunk ends when every message has, even if one raised.
+            outcomes = runners().map(send, zip(claimed, slots, strict=True))
         else:
             outcomes = [send(item) for item in zip(claimed, slots, strict=True)]
         if self.budget is not None and sender.portfolio_id is not None and sender.messaging_limit is not None:
