@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 import httptools
+import orjson
 
 from .poster import KeepAlivePoster
 from .settings import SandboxSettings
@@ -47,6 +48,19 @@ _CONVERSATION_S = 24 * 3600
 _DISORDERS = {n: [p for p in permutations(range(n)) if p != tuple(range(n))] for n in (2, 3)}
 _encode_json = json.JSONEncoder(separators=(",", ":")).encode
 _USER_AGENT = "facebookexternalua"
+
+
+def _encode_body(body: dict) -> bytes:
+    """A notification's bytes as Meta writes them: compact, anything outside ASCII escaped.
+
+    orjson writes the same bytes as `json` for ASCII text but for DEL (which `json` escapes), about ten times
+    faster; status notifications are nearly always pure ASCII, and the rest go through `json`.
+    """
+    raw = orjson.dumps(body)
+    if raw.isascii() and b"\x7f" not in raw:
+        return raw
+    return _encode_json(body).encode()
+
 
 # A scheduled status: (due on the monotonic clock, tie-breaking sequence, status, event unix time, message).
 Entry = tuple[float, int, str, int, "_Message"]
@@ -528,7 +542,7 @@ class StatusWebhooks:
                 for number, statuses in groups.items()
             ],
         }
-        raw = _encode_json(body).encode()
+        raw = _encode_body(body)
         digest = hmac.new(settings.app_secret.encode(), raw, hashlib.sha256).hexdigest()
         headers = {"Content-Type": "application/json", "X-Hub-Signature-256": f"sha256={digest}"}
         self.counters.largest_batch = max(self.counters.largest_batch, len(entries))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
 
 import redis
 
-from tasks import keys, metrics, portfolio
+from tasks import jsoncodec, keys, metrics, portfolio
 from tasks.account_signals import AccountSignals
 from tasks.optouts import OptOutPolicy, limited_of, optouts_of
 from tasks.state import LiveState
@@ -214,7 +213,7 @@ class WebhookApplier:
             capabilities = []
             for raw in bodies:
                 try:
-                    body = json.loads(raw)
+                    body = jsoncodec.loads(raw)
                     statuses.extend(statuses_of(body))
                     if self.signals is not None:
                         signals.extend(self.signals.parse(body))

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tasks import jsoncodec
 from tasks.config import ConfigError, load_settings
 from tasks.errors import ErrorKind, classify, describe
 from tasks.logsetup import mask
@@ -158,6 +159,40 @@ def test_a_rich_templates_body_is_its_payload_encoded():
         "parameters": [{"type": "image", "image": {"link": "https://x.example/a.jpg"}}],
     }
     assert body == encode_body(builder.payload("584141234567", ["Ana", "https://x.example/a.jpg"], "c/1"))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"entry":[{"id":"1","changes":[]}],"n":12.5}',
+        b'{"huge":1E400}',  # beyond a double: orjson refuses it
+        b'{"lone":"\\ud83d"}',  # a lone surrogate escape
+        b'{"x":NaN}',
+        '{"ñ":"señal"}'.encode("utf-16"),  # json reads UTF-16 with a BOM
+        b'{"a":1,"a":2}',
+    ],
+)
+def test_the_notification_paths_json_reads_exactly_what_json_reads(raw):
+    assert repr(jsoncodec.loads(raw)) == repr(json.loads(raw))
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b'{"a":}', b"\xff\xfe\x00", b"[1,]"])
+def test_the_notification_paths_json_refuses_what_json_refuses(raw):
+    with pytest.raises(ValueError):
+        json.loads(raw)
+    with pytest.raises(ValueError):
+        jsoncodec.loads(raw)
+
+
+def test_an_integer_beyond_64_bits_is_still_read_as_a_number():
+    """The one difference from json: read as a float (no notification field carries such a number)."""
+    assert jsoncodec.loads(b'{"big":123456789012345678901234567890}') == {"big": 1.2345678901234568e29}
+
+
+def test_the_notification_paths_json_writes_what_orjson_refuses():
+    for value in ({"statuses": [{"id": "wamid.1", "ts": 1764770000, "ok": True, "e": None}]}, {1: "a"}, {"n": 2**70}):
+        assert json.loads(jsoncodec.dumps(value)) == json.loads(json.dumps(value))
+    assert jsoncodec.dumps({"t": "Señora Peña 😀"}) == '{"t":"Señora Peña 😀"}'.encode()
 
 
 def test_batches_and_chunks_cover_every_message_once():

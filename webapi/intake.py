@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
-from tasks import metrics, texts
+from tasks import jsoncodec, metrics, texts
 from tasks.config import Settings
 from tasks.runtime import Runtime
 from webapi.errors import error_body
@@ -65,7 +65,7 @@ class NotificationCheck:
             log.warning("Webhook refused: %s signature", "missing" if not signature else "wrong")
             return error_reply(401, texts.WEBHOOK_BAD_SIGNATURE)
         try:
-            body = json.loads(raw)
+            body = jsoncodec.loads(raw)
         except ValueError:
             return error_reply(400, texts.WEBHOOK_NOT_JSON)
         if not isinstance(body, dict):

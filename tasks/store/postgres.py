@@ -14,6 +14,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from tasks import jsoncodec
 from tasks.store.base import RETRY_SAFE, SCHEMA, Store, StoreError, StoreUnavailable
 
 log = logging.getLogger("tasks.store")
@@ -139,7 +140,9 @@ class PostgresStore(Store):
         that broke mid-call only for the functions of RETRY_SAFE.
         """
         params = {
-            k: Jsonb(v) if isinstance(v, dict) or (isinstance(v, list) and k not in _ARRAY_ARGS) else v
+            k: Jsonb(v, dumps=jsoncodec.dumps)
+            if isinstance(v, dict) or (isinstance(v, list) and k not in _ARRAY_ARGS)
+            else v
             for k, v in args.items()
         }
         query = self._query(function, tuple(args))
