@@ -1,10 +1,10 @@
 """The send path's HTTP/1.1 client: one kind of request (a POST with a JSON body) over keep-alive connections.
 
 It does what a general client does for every request only once: the request's fixed head is built per path
-and token from bytes, the request leaves in one `sendall`, and the answer is read with as few `recv` calls
-as it arrived in, its head scanned for the three headers that decide how to read the body (Content-Length,
-Transfer-Encoding, Connection). Under gevent (the workers are monkey-patched) every socket call waits on the
-hub, so hundreds of requests share one process.
+and token from bytes, the request leaves in one `send` (more only when the kernel takes it in parts), and the
+answer is read with as few `recv` calls as it arrived in, its head scanned for the three headers that decide
+how to read the body (Content-Length, Transfer-Encoding, Connection). Under gevent (the workers are
+monkey-patched) every socket call waits on the hub, so hundreds of requests share one process.
 
 What it promises the sender: `ConnectFailed` means no byte of the request was written (the message surely
 did not go out); any other exception may come after WhatsApp received it. It never retries.
@@ -100,7 +100,7 @@ class KeepAliveClient:
         try:
             sock = self._take()
             try:
-                sock.sendall(b"%s%d\r\n\r\n%s" % (head, len(body), body))
+                _send_all(sock, b"%s%d\r\n\r\n%s" % (head, len(body), body))
                 status, data, reusable = _read_answer(sock)
             except BaseException:
                 sock.close()
@@ -164,6 +164,16 @@ class KeepAliveClient:
             raise ConnectFailed(f"{type(exc).__name__}: {exc}") from exc
         sock.settimeout(self._network_timeout)
         return sock
+
+
+def _send_all(sock: socket.socket, data: bytes) -> None:
+    """Write all of `data`. gevent's `sendall` asks the kernel for the socket's buffer size on every call (a
+    system call per message) to cut large writes into pieces; a request is a kilobyte or two."""
+    sent = sock.send(data)
+    if sent < len(data):
+        view = memoryview(data)
+        while sent < len(view):
+            sent += sock.send(view[sent:])
 
 
 def _read_answer(sock: socket.socket) -> tuple[int, bytes, bool]:

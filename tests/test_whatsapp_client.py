@@ -123,6 +123,22 @@ def test_messages_go_out_as_the_cloud_api_expects_over_one_kept_connection():
     assert body.decode("utf-8") == '{"to":"584141000001","text":"Señora Peña"}'
 
 
+def test_a_request_larger_than_the_sockets_buffer_arrives_whole():
+    def slow_reader(n, head, body):
+        return answer(n)
+
+    server = ScriptedServer(slow_reader)
+    client = WhatsAppClient(f"http://127.0.0.1:{server.port}", "v21.0", timeout_s=5)
+    text = "Señora Peña " * 400_000  # about 5 MB: the kernel takes it in several parts
+    try:
+        result = client.send(SENDER, {"to": "584141000001", "text": text})
+    finally:
+        client.close()
+        server.close()
+    assert result.wamid == "wamid.01"
+    assert json.loads(server.requests[0][1]) == {"to": "584141000001", "text": text}
+
+
 def test_a_meta_error_answer_is_read_with_its_code_even_when_chunked():
     error = b'{"error":{"message":"(#131026) Message undeliverable","code":131026,"error_data":{"details":"no WA"}}}'
     chunked = b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
