@@ -85,8 +85,22 @@ class Runners:
         while job is not None:
             job[0](job[1])
             waiter = Waiter(self.hub)
-            self._idle.append((waiter, time.monotonic()))
-            job = waiter.get()
+            entry = (waiter, time.monotonic())
+            self._idle.append(entry)
+            try:
+                job = waiter.get()
+            except BaseException:  # killed while idle: it must not be given a call any more
+                try:
+                    self._idle.remove(entry)
+                except ValueError:  # a call was given to it just before: another greenlet runs that call
+                    self.started += 1
+                    spawn_raw(self._take_over, waiter)
+                raise
+
+    def _take_over(self, waiter: Waiter) -> None:
+        job = waiter.get()
+        if job is not None:
+            self._run(*job)
 
     def _trim(self) -> None:
         """End the greenlets that have waited longer than keep_idle_s."""

@@ -66,3 +66,25 @@ def test_greenlets_idle_for_longer_than_the_limit_end():
 def test_an_empty_call_and_the_threads_own_runners():
     assert runners().map(str, []) == []
     assert runners() is runners()
+
+
+def test_a_greenlet_killed_while_idle_is_never_given_a_call():
+    pool = Runners(gevent.get_hub())
+    pool.map(gevent.sleep, [0.01] * 4)
+    for waiter, _ in list(pool._idle)[:2]:
+        gevent.kill(waiter.greenlet)
+    gevent.sleep(0.05)
+    assert pool.idle == 2
+    assert pool.map(lambda n: n * 2, range(4)) == [0, 2, 4, 6]  # two kept greenlets and two new ones
+    assert pool.started == 6
+
+
+def test_a_call_given_to_a_greenlet_as_it_is_killed_still_runs():
+    pool = Runners(gevent.get_hub())
+    pool.map(gevent.sleep, [0.01])
+    ((waiter, _),) = pool._idle
+    ran: list[int] = []
+    gevent.kill(waiter.greenlet)  # only scheduled: it lands after the call below was handed over
+    pool._give(ran.append, 7)
+    gevent.sleep(0.05)
+    assert ran == [7] and pool.idle == 1
