@@ -182,8 +182,8 @@ class KeepAlivePoster:
         return None
 
     async def close(self) -> None:
-        """Close every idle connection."""
-        if self._sweeper is not None:
+        """Close every idle connection (POSTs still in flight keep their deadlines: the timer stops after them)."""
+        if self._sweeper is not None and not self._busy:
             self._sweeper.cancel()
             self._sweeper = None
         for connection in self._idle:

@@ -56,7 +56,10 @@ def _encode_body(body: dict) -> bytes:
     orjson writes the same bytes as `json` for ASCII text but for DEL (which `json` escapes), about ten times
     faster; status notifications are nearly always pure ASCII, and the rest go through `json`.
     """
-    raw = orjson.dumps(body)
+    try:
+        raw = orjson.dumps(body)
+    except TypeError:  # what orjson refuses (a lone surrogate in a client's callback data, say)
+        return _encode_json(body).encode()
     if raw.isascii() and b"\x7f" not in raw:
         return raw
     return _encode_json(body).encode()

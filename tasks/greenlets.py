@@ -11,7 +11,6 @@ than `keep_idle_s` ends at the next `map`, so a worker's count follows its recen
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -84,6 +83,7 @@ class Runners:
         job: tuple[Callable[[int], None], int] | None = (call, i)
         while job is not None:
             job[0](job[1])
+            job = None  # the finished call's work and results are not kept while this greenlet waits
             waiter = Waiter(self.hub)
             entry = (waiter, time.monotonic())
             self._idle.append(entry)
@@ -115,13 +115,20 @@ class Runners:
                 self.hub.loop.run_callback(waiter.switch, None)
 
 
-_BY_HUB: weakref.WeakKeyDictionary[Hub, Runners] = weakref.WeakKeyDictionary()
+_MAIN: Runners | None = None
 
 
 def runners() -> Runners:
-    """The current thread's runners (a greenlet can only be woken by its own hub)."""
+    """The runners of the current thread's hub (a greenlet can only be woken by its own hub).
+
+    Greenlets are kept only for the main thread's hub, where a worker sends. Another thread (a script, a test)
+    gets runners whose greenlets end once each call is done: greenlets waiting in a thread that has ended
+    would keep that thread's hub and loop alive.
+    """
+    global _MAIN
     hub = get_hub()
-    found = _BY_HUB.get(hub)
-    if found is None:
-        found = _BY_HUB[hub] = Runners(hub)
-    return found
+    if not hub.main_hub:
+        return Runners(hub, keep_idle_s=-1.0)
+    if _MAIN is None or _MAIN.hub is not hub:
+        _MAIN = Runners(hub)
+    return _MAIN

@@ -67,10 +67,13 @@ class PayloadBuilder:
             self.after.append(self._button(button))
         self.rich = bool(self.before or self.after or self.columns)
         # A plain template's body is written straight to bytes around these fixed parts (`body`).
+        self._direct = not self.rich and type(template) is str and type(language) is str
         self._head = '{"messaging_product":"whatsapp","recipient_type":"individual","to":'
-        name, code = json_string(template), json_string(language)
-        # The "template" object stays open: the components, if any, come before its closing brace.
-        self._template = f',"type":"template","template":{{"name":{name},"language":{{"code":{code}}}'
+        self._template = ""
+        if self._direct:
+            name, code = json_string(template), json_string(language)
+            # The "template" object stays open: the components, if any, come before its closing brace.
+            self._template = f',"type":"template","template":{{"name":{name},"language":{{"code":{code}}}'
 
     def _header(self, spec: dict[str, Any]) -> Component | RowComponent:
         """The header component, or how to build it from a recipient's values."""
@@ -120,7 +123,7 @@ class PayloadBuilder:
         For a plain template (body parameters only, by far the usual campaign) the JSON is written directly:
         building the payload's dicts and encoding them was a few percent of a sending worker's CPU.
         """
-        if self.rich or type(to) is not str or (callback_data is not None and type(callback_data) is not str):
+        if not self._direct or type(to) is not str or (callback_data is not None and type(callback_data) is not str):
             return encode_body(self.payload(to, parameters, callback_data))
         if isinstance(parameters, dict):
             if any(type(k) is not str for k in parameters):

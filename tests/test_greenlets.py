@@ -88,3 +88,20 @@ def test_a_call_given_to_a_greenlet_as_it_is_killed_still_runs():
     pool._give(ran.append, 7)
     gevent.sleep(0.05)
     assert ran == [7] and pool.idle == 1
+
+
+def test_outside_the_main_thread_no_greenlet_is_kept():
+    import threading
+
+    seen = []
+
+    def work():
+        pool = runners()
+        seen.append(pool.map(lambda n: n + 1, range(3)))
+        gevent.sleep(0)  # the greenlets it started end here
+        seen.append((pool.started, pool.idle, runners() is pool))
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(10)
+    assert seen == [[1, 2, 3], (3, 0, False)]

@@ -128,3 +128,38 @@ def test_a_server_that_hangs_up_or_answers_garbage_fails_the_post_with_a_reason(
     assert asyncio.run(run(None)) == "ConnectionResetError"
     assert asyncio.run(run(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}")) == "ConnectionResetError"
     assert asyncio.run(run(b"not http at all\r\n\r\n")) == "HttpParserError"
+
+
+def test_a_post_in_flight_when_its_poster_is_closed_still_times_out():
+    """The sandbox closes its poster when the webhook URL changes; a POST still waiting must not wait forever."""
+
+    async def run():
+        async def respond(writer):
+            await asyncio.sleep(3600)
+            return False
+
+        server, url, _ = await _serve_raw(respond)
+        poster = KeepAlivePoster(url, "facebookexternalua")
+        post = asyncio.create_task(poster.post(b"{}", {}, 0.3))
+        await asyncio.sleep(0.1)
+        await poster.close()
+        started = asyncio.get_running_loop().time()
+        try:
+            await asyncio.wait_for(post, 5)
+            outcome = "answered"
+        except TimeoutError:
+            outcome = "timed out"
+        waited = asyncio.get_running_loop().time() - started
+        server.close()
+        return outcome, waited
+
+    outcome, waited = asyncio.run(run())
+    assert outcome == "timed out" and waited < 1, "the POST kept its own deadline, not the test's 5 s"
+
+
+def test_a_notification_orjson_cannot_write_is_written_as_before():
+    from sandbox.webhooks import _encode_body, _encode_json
+
+    lone_surrogate = {"statuses": [{"id": "wamid.1", "biz_opaque_callback_data": "\ud83d"}]}
+    for body in (lone_surrogate, {"t": "Señora\x7f"}, {"a": 1}):
+        assert _encode_body(body) == _encode_json(body).encode()
