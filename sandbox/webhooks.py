@@ -58,10 +58,10 @@ def _encode_body(body: dict) -> bytes:
     """
     try:
         raw = orjson.dumps(body)
+        if raw.isascii() and b"\x7f" not in raw:
+            return raw
     except TypeError:  # what orjson refuses (a lone surrogate in a client's callback data, say)
-        return _encode_json(body).encode()
-    if raw.isascii() and b"\x7f" not in raw:
-        return raw
+        pass
     return _encode_json(body).encode()
 
 

@@ -14,11 +14,15 @@ a float may be written in another of its equal forms).
 from __future__ import annotations
 
 import json
+from json import encoder
 from typing import Any
 
 import orjson
 
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+#: `json`'s compact UTF-8 text: what `dumps` falls back on, for a caller that builds text rather than bytes.
+encode_text = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+#: One JSON string as both encoders write it (the C function `json` uses), to write a document around it.
+string = encoder.encode_basestring
 
 
 def loads(raw: bytes | str) -> Any:
@@ -34,4 +38,4 @@ def dumps(value: Any) -> bytes:
     try:
         return orjson.dumps(value)
     except TypeError:
-        return _encode(value).encode()
+        return encode_text(value).encode()

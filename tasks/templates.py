@@ -14,12 +14,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tasks.whatsapp import encode_body, json_string, template_payload
+from tasks import jsoncodec
+from tasks.whatsapp import template_payload
 
 # The media a header can carry by link, as the Cloud API names the parameter type.
 MEDIA_HEADER_TYPES = ("image", "video", "document")
 HEADER_TYPES = ("text", *MEDIA_HEADER_TYPES)
 BUTTON_SUB_TYPES = ("url", "quick_reply")
+
+# A plain template's body up to the recipient's number (`PayloadBuilder.body`).
+_BODY_HEAD = '{"messaging_product":"whatsapp","recipient_type":"individual","to":'
 
 Component = dict[str, Any]
 RowComponent = Callable[[list[str]], Component]
@@ -68,10 +72,9 @@ class PayloadBuilder:
         self.rich = bool(self.before or self.after or self.columns)
         # A plain template's body is written straight to bytes around these fixed parts (`body`).
         self._direct = not self.rich and type(template) is str and type(language) is str
-        self._head = '{"messaging_product":"whatsapp","recipient_type":"individual","to":'
         self._template = ""
         if self._direct:
-            name, code = json_string(template), json_string(language)
+            name, code = jsoncodec.string(template), jsoncodec.string(language)
             # The "template" object stays open: the components, if any, come before its closing brace.
             self._template = f',"type":"template","template":{{"name":{name},"language":{{"code":{code}}}'
 
@@ -124,19 +127,19 @@ class PayloadBuilder:
         building the payload's dicts and encoding them was a few percent of a sending worker's CPU.
         """
         if not self._direct or type(to) is not str or (callback_data is not None and type(callback_data) is not str):
-            return encode_body(self.payload(to, parameters, callback_data))
+            return jsoncodec.dumps(self.payload(to, parameters, callback_data))
         if isinstance(parameters, dict):
             if any(type(k) is not str for k in parameters):
-                return encode_body(self.payload(to, parameters, callback_data))
+                return jsoncodec.dumps(self.payload(to, parameters, callback_data))
             params = ",".join(
-                f'{{"type":"text","text":{json_string(str(v))},"parameter_name":{json_string(k)}}}'
+                f'{{"type":"text","text":{jsoncodec.string(str(v))},"parameter_name":{jsoncodec.string(k)}}}'
                 for k, v in parameters.items()
             )
         else:
-            params = ",".join(f'{{"type":"text","text":{json_string(str(v))}}}' for v in parameters)
+            params = ",".join(f'{{"type":"text","text":{jsoncodec.string(str(v))}}}' for v in parameters)
         components = f',"components":[{{"type":"body","parameters":[{params}]}}]' if params else ""
-        tail = f',"biz_opaque_callback_data":{json_string(callback_data)}}}' if callback_data else "}"
-        return f"{self._head}{json_string(to)}{self._template}{components}}}{tail}".encode()
+        tail = f',"biz_opaque_callback_data":{jsoncodec.string(callback_data)}}}' if callback_data else "}"
+        return f"{_BODY_HEAD}{jsoncodec.string(to)}{self._template}{components}}}{tail}".encode()
 
     def payload(self, to: str, parameters: list | dict, callback_data: str | None = None) -> dict:
         """The message body for one recipient."""

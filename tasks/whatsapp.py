@@ -5,22 +5,11 @@ from __future__ import annotations
 import json
 import ssl
 from dataclasses import dataclass
-from json import encoder
 
-from tasks import texts
+from tasks import jsoncodec, texts
 from tasks.errors import ErrorKind, classify
 from tasks.keepalive import ConnectFailed, KeepAliveClient
 from tasks.store.base import Sender
-
-# The message body as the Cloud API takes it: compact, UTF-8 as is.
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-# One JSON string as `_encode` writes it (the same C function json uses).
-json_string = encoder.encode_basestring
-
-
-def encode_body(payload: dict) -> bytes:
-    """A message body, encoded as it is sent."""
-    return _encode(payload).encode()
 
 
 @dataclass(frozen=True)
@@ -108,7 +97,8 @@ class WhatsAppClient:
             except ValueError:  # nothing is sent; WhatsApp would refuse such a token (190)
                 return SendResult(error_code=190, error_detail=texts.SEND_TOKEN_UNUSABLE)
             self._heads[key] = head
-        body = payload if type(payload) is bytes else _encode(payload).encode()
+        # The message body as the Cloud API takes it: compact, UTF-8 as is.
+        body = payload if type(payload) is bytes else jsoncodec.dumps(payload)
         try:
             status, data = self._http.post(head, body)
         except ConnectFailed:  # nothing was written: the message surely did not go out
