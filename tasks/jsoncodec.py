@@ -1,8 +1,9 @@
-"""JSON on the notification path: orjson where it can, the standard library for what orjson refuses.
+"""JSON on the hot paths: orjson where it can, the standard library for what orjson refuses.
 
-Every status notification is parsed twice (the intake checks it is a JSON object, the webhook worker reads
-it) and its statuses are encoded once more for the store: three notifications per message. orjson parses in
-less than half the time of `json` and encodes in a tenth.
+Used for every message body sent, and on the notification path: each status notification is parsed twice
+(the intake checks it is a JSON object, the webhook worker reads it) and its statuses are encoded once more
+for the store, three notifications per message. orjson parses in less than half the time of `json` and
+encodes in a tenth.
 It is stricter (NaN, numbers beyond a double, lone surrogates, UTF-16 input, keys that are not strings):
 whatever it refuses goes through `json`, so the same documents are accepted and refused as with `json`
 alone. One difference is left: orjson reads an integer beyond 64 bits as a float. No field of a notification
