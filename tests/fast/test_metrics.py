@@ -137,3 +137,27 @@ def test_metrics_need_the_token_and_are_off_without_one(metrics_client, client):
     assert metrics_client.get("/metrics", headers={"Authorization": "Bearer wcq_x"}).status_code == 401
     off = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     assert off.status_code == 404 and off.json == client.get("/no-existe").json
+
+
+def test_the_send_loops_histogram_reads_as_prometheus_clients_own():
+    """The send loop's lighter histogram exposes what prometheus_client's Histogram would for the same
+    observations: every bucket's cumulative count (an observation on a bound counts in that bucket), the
+    count and the sum."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from tasks.metrics import SendHistogram
+
+    buckets = (0.001, 0.025, 0.1, 1.0, 20.0)
+    observed = [0.0, 0.001, 0.0010001, 0.025, 0.07, 0.1, 0.5, 1.0, 19.99, 20.0, 20.5, 600.0]
+    theirs, ours = CollectorRegistry(), CollectorRegistry()
+    reference = Histogram("wcq_demo_seconds", "Demo.", buckets=buckets, registry=theirs)
+    light = SendHistogram("wcq_demo_seconds", "Demo.", buckets, registry=ours)
+    for amount in observed:
+        reference.observe(amount)
+        light.observe(amount)
+
+    def lines(registry) -> list[str]:
+        return [line for line in generate_latest(registry).decode().splitlines() if "_created" not in line]
+
+    assert lines(ours) == lines(theirs)
+    assert 'wcq_demo_seconds_bucket{le="0.025"} 4.0' in lines(ours)
