@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import ssl
 from dataclasses import dataclass
 
@@ -117,7 +116,7 @@ class WhatsAppClient:
 def _parse(status: int, data: bytes) -> SendResult:
     """Turn the Cloud API's answer into a result."""
     try:
-        body = json.loads(data) if data else {}
+        body = jsoncodec.loads(data) if data else {}
     except ValueError:
         body = {}
     if status == 200:

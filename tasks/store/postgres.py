@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 from psycopg import errors, sql
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_loads
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from tasks import jsoncodec
@@ -87,6 +87,12 @@ def _session_lost(exc: psycopg.Error, conn: psycopg.Connection | None) -> bool:
     return conn is not None and conn.broken
 
 
+def _read_json_fast(conn: psycopg.Connection) -> None:
+    """Every function answers a jsonb document: read it with orjson (tasks/jsoncodec.py), as the rest of
+    the hot path does."""
+    set_json_loads(jsoncodec.loads, conn)
+
+
 class PostgresStore(Store):
     """Calls the schema's functions over a small connection pool, riding out a database that is away.
 
@@ -117,6 +123,7 @@ class PostgresStore(Store):
             # outage of 8 s the pool noticed the database was back 6 s late, after 20 s, 9 s late.)
             reconnect_timeout=2.0,
             kwargs=connection_options(dsn, connect_timeout_s, statement_timeout_s),
+            configure=_read_json_fast,
         )
         self._queries: dict[tuple[str, tuple[str, ...]], sql.Composed] = {}
 
