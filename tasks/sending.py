@@ -672,9 +672,12 @@ def _outcome(
 
 
 def encode_answer(outcome: Outcome) -> str:
-    """An answered outcome as kept in Redis for recovery: `retries wamid` for a send, JSON otherwise."""
+    """An answered outcome as kept in Redis for recovery: `retries wamid` for a send, JSON otherwise. Never
+    empty and never with a line break (`LiveState.begin_sends` sends several on one line each)."""
     if outcome["status"] == RecipientStatus.SENT and "message_status" not in outcome:
-        return f"{outcome.get('retries', 0)} {outcome.get('wamid', '')}"
+        wamid = outcome.get("wamid", "")
+        if "\n" not in wamid:
+            return f"{outcome.get('retries', 0)} {wamid}"
     return json.dumps({k: v for k, v in outcome.items() if k not in ("id", "owner")}, separators=(",", ":"))
 
 

@@ -165,3 +165,29 @@ def test_notifications_a_dead_worker_took_go_back_and_are_applied(rt, queue):
     assert queue.webhook_drains > drains, "the sweeper asked for a drain (the dead worker's task is gone)"
     assert rt.webhooks.process_inbox()["applied"] == 1
     assert live(rt, "tomadas")["read"] == 1
+
+
+def test_answers_and_marks_kept_in_one_call_come_back_exactly_as_given(rt, queue):
+    """A worker's answers travel to Redis with its marks, packed into one line each: whatever an answer holds
+    (a wamid with a line break, an error detail with line breaks and commas, a held message's status), the
+    recovery reads back the same outcome, and every message id given is marked, even past the script's
+    groups of 1,000."""
+    from tasks.sending import decode_answer, encode_answer
+
+    new_campaign(rt, "empaque", 5)
+    outcomes = {
+        1: {"id": 1, "status": "sent", "wamid": "wamid.HBgN==", "retries": 0},
+        2: {"id": 2, "status": "sent", "wamid": "wamid.raro\nsegunda línea", "retries": 2},
+        3: {"id": 3, "status": "failed", "retries": 1, "error_code": 131026, "error_detail": "no,\nentregable"},
+        4: {"id": 4, "status": "sent", "wamid": "wamid.retenido", "retries": 0, "message_status": "paused"},
+    }
+    answers = {m: encode_answer(o) for m, o in outcomes.items()}
+    ids = list(range(1, 2_501))
+    assert rt.state.begin_sends("empaque", ids, GHOST, False, answers) == 1
+
+    kept = rt.state.answers("empaque", GHOST)
+    assert {m: decode_answer(m, text, GHOST) for m, text in kept.items()} == {
+        m: {**o, "owner": GHOST} for m, o in outcomes.items()
+    }
+    marks, owners = rt.state.attempts("empaque")
+    assert marks == set(ids) and owners == {GHOST}
