@@ -15,8 +15,11 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
+import time
 from urllib.parse import urlsplit
 
+from gevent import get_hub, getcurrent, spawn_raw
+from gevent import sleep as _green_sleep
 from gevent.lock import BoundedSemaphore as _GreenSemaphore
 from gevent.monkey import get_original, is_module_patched
 
@@ -65,13 +68,15 @@ class KeepAliveClient:
         # https: the system's trusted authorities and hostname check, unless a context is given.
         self._tls = (tls or ssl.create_default_context()) if url.scheme == "https" else None
         self._connect_timeout = connect_timeout
-        self._network_timeout = network_timeout
         self._idle: list[socket.socket] = []
         # At most this many requests at once (each holds a connection); more wait up to the connect timeout.
         # In a patched worker, gevent's own semaphore: threading's, built on patched locks and a condition in
         # Python, was a few percent of the worker's CPU. Unpatched (threads), threading's.
         patched = is_module_patched("threading")
         self._slots = (_GreenSemaphore if patched else threading.BoundedSemaphore)(max_connections)
+        # Patched: one watcher greenlet keeps the requests' network timeouts; the sockets wait without one.
+        self._deadlines = _Deadlines(network_timeout) if is_module_patched("socket") else None
+        self._socket_timeout = None if self._deadlines is not None else network_timeout
 
     def head(self, path: str, headers: dict[str, str]) -> bytes:
         """The fixed part of a POST to `path` with these headers, to pass to `post` (build it once per path).
@@ -99,12 +104,16 @@ class KeepAliveClient:
             raise ConnectFailed("every connection is busy")
         try:
             sock = self._take()
+            timed = self._deadlines.start() if self._deadlines is not None else None
             try:
                 _send_all(sock, b"%s%d\r\n\r\n%s" % (head, len(body), body))
                 status, data, reusable = _read_answer(sock)
             except BaseException:
                 sock.close()
                 raise
+            finally:
+                if timed is not None:
+                    self._deadlines.end(timed)  # type: ignore[union-attr]  # set whenever `timed` is
             if reusable:
                 self._idle.append(sock)
             else:
@@ -148,7 +157,7 @@ class KeepAliveClient:
         except OSError:
             return False
         finally:
-            sock.settimeout(self._network_timeout)
+            sock.settimeout(self._socket_timeout)
 
     def _connect(self) -> socket.socket:
         try:
@@ -162,8 +171,55 @@ class KeepAliveClient:
         except OSError as exc:
             sock.close()
             raise ConnectFailed(f"{type(exc).__name__}: {exc}") from exc
-        sock.settimeout(self._network_timeout)
+        sock.settimeout(self._socket_timeout)
         return sock
+
+
+class _Deadlines:
+    """The network timeout of a patched worker's requests, kept by one greenlet rather than by every wait.
+
+    gevent gives each socket wait with a timeout its own `Timeout`: a Python object and a libev timer, started
+    and stopped, and an exception made ready, about 7 µs of a request's CPU in a sending worker. Here a
+    request in flight has a deadline in a dict and one greenlet looks at them every `tick` (a tenth of the
+    timeout, at most a second): a request still waiting past its deadline gets `TimeoutError` thrown in
+    where it waits, as the socket's own timeout would raise it, at most a tick late. The deadline covers the
+    whole request, its write and its answer, from the moment it has a connection. A request that ends
+    first takes its deadline (or a throw not yet made) with it, so nothing is thrown into what its greenlet
+    does next. One hub, as a worker has: the greenlets it watches are its own thread's.
+    """
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self.tick = min(1.0, max(0.01, timeout / 10))
+        self._due: dict = {}  # greenlet -> its deadline (time.monotonic), or the callback that throws in
+        self._watching = False
+
+    def start(self):
+        """The current greenlet's request starts now; pass what this returns to `end`."""
+        current = getcurrent()
+        self._due[current] = time.monotonic() + self.timeout
+        if not self._watching:
+            self._watching = True
+            spawn_raw(self._watch)
+        return current
+
+    def end(self, current) -> None:
+        """The request ended (answered or not): its deadline no longer applies."""
+        due = self._due.pop(current, None)
+        if due is not None and type(due) is not float:
+            due.stop()  # due, but not thrown in yet
+
+    def _watch(self) -> None:
+        try:
+            while self._due:
+                _green_sleep(self.tick)
+                now = time.monotonic()
+                loop = get_hub().loop
+                for waiting, due in list(self._due.items()):
+                    if type(due) is float and due <= now:
+                        self._due[waiting] = loop.run_callback(waiting.throw, TimeoutError("timed out"))
+        finally:
+            self._watching = False
 
 
 def _send_all(sock: socket.socket, data: bytes) -> None:

@@ -335,6 +335,64 @@ def test_under_gevent_greenlets_beyond_the_connection_limit_wait_for_a_connectio
     assert server.connections == 2 and most[0] == 2
 
 
+_GREEN_TIMEOUTS = """
+from gevent import monkey
+
+monkey.patch_all()
+import json, sys, time
+
+import gevent
+
+from tasks.store.base import Sender
+from tasks.whatsapp import WhatsAppClient
+
+client = WhatsAppClient(sys.argv[1], "v21.0", timeout_s=0.5, pool_size=10)
+sender = Sender(buzon="ventas", phone_number_id="111", access_token="t", messages_per_second=None)
+
+
+def one(i):
+    started = time.monotonic()
+    first = client.send(sender, {"to": f"58414100000{i}"})
+    took = time.monotonic() - started
+    gevent.sleep(0.8)  # past the deadline the first request had
+    second = client.send(sender, {"to": f"58414100001{i}"})
+    return [first.ok, first.ambiguous, first.error_detail, took, second.ok]
+
+
+jobs = [gevent.spawn(one, i) for i in range(6)]
+gevent.joinall(jobs, raise_error=True)
+print(json.dumps([g.value for g in jobs]))
+"""
+
+
+def test_under_gevent_a_request_without_an_answer_times_out_alone_and_the_others_carry_on():
+    """As in a worker: the requests that get no answer end as "may have been delivered" about the network
+    timeout after they started; the ones answered at the same time, and every greenlet's next request after
+    its first one's deadline has passed, are not touched by those timeouts."""
+    server = ScriptedServer(
+        lambda n, head, body: "hang" if b"584141000002" in body or b"584141000004" in body else answer(n)
+    )
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", _GREEN_TIMEOUTS, f"http://127.0.0.1:{server.port}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        server.close()
+    assert run.returncode == 0, run.stderr
+    results = json.loads(run.stdout)
+    for i, (ok, ambiguous, detail, took, second_ok) in enumerate(results):
+        if i in (2, 4):
+            assert (ok, ambiguous) == (False, True) and "no respondió a tiempo" in detail
+            assert 0.45 < took < 1.5
+        else:
+            assert (ok, ambiguous) == (True, False) and took < 0.45
+        assert second_ok, f"message {i}: the request after a timeout failed"
+    assert len(server.requests) == 12
+
+
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
     """A self-signed certificate for 127.0.0.1, made with the machine's openssl."""
