@@ -433,6 +433,7 @@ class Bench:
         self.dsn = _dsn(BENCH_DB)
         self.sandbox: SandboxHandle | None = None
         self.workers: list[ServiceProcess] = []
+        self.others: list[ServiceProcess] = []  # started here and stopped with the services (beat)
         self.api: ApiClient | None = None
         self._previous_sigterm: Any = None
         self._redis = redis.Redis.from_url(self.redis_url, decode_responses=True)
@@ -637,9 +638,12 @@ class Bench:
         return started
 
     def start_beat(self, env: dict[str, str]) -> ServiceProcess:
-        """Start `celery -A tasks beat` (the sweeper) with a schedule file in the log folder; stop it yourself."""
+        """Start `celery -A tasks beat` (the sweeper) with a schedule file in the log folder; stop it yourself
+        (it is stopped with the services otherwise, also when a bench fails)."""
         command = [sys.executable, "-m", "celery", "-A", "tasks", "beat", "-s", str(self.log_dir / "beat-schedule")]
-        return ServiceProcess("beat", command, env, self.log_dir)
+        process = ServiceProcess("beat", command, env, self.log_dir)
+        self.others.append(process)
+        return process
 
     def _worker_ready(self, process: ServiceProcess) -> bool:
         """A worker is ready once its heartbeat is in Redis or Celery has logged that it is ready."""
@@ -662,8 +666,9 @@ class Bench:
             f"127.0.0.1:{port}",
             "webapi:create_app()",
         ]
+        key = self.api_key()  # before the process: a store that fails here leaves nothing running
         process = ServiceProcess("api", command, env, self.log_dir)
-        self.api = ApiClient(f"http://127.0.0.1:{port}", process, self.api_key())
+        self.api = ApiClient(f"http://127.0.0.1:{port}", process, key)
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -695,8 +700,11 @@ class Bench:
         return [pid for w in self.workers if w.alive() for pid in process_tree(w.pid)]
 
     def stop_services(self) -> None:
-        """Stop the API and the workers (in parallel: a warm shutdown can take seconds each)."""
+        """Stop the API, the workers and the other services started here (in parallel: a warm shutdown can
+        take seconds each)."""
         processes = list(self.workers) + ([self.api.process] if self.api and self.api.process else [])
+        processes += [p for p in self.others if p.alive()]
+        self.others = []
         threads = [threading.Thread(target=p.stop) for p in processes]
         for thread in threads:
             thread.start()

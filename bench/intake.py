@@ -43,6 +43,7 @@ def serve(bench: Bench, app: str, env: dict[str, str], workers: int) -> tuple[Se
     else:
         command = [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers), "-b", f"127.0.0.1:{port}", app]
     process = ServiceProcess(f"intake-{app.split(':')[0]}", command, env, bench.log_dir)
+    bench.others.append(process)  # stopped with the services if the bench fails
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -158,6 +158,7 @@ def start_receiver(bench: Bench, env: dict[str, str]) -> tuple[ServiceProcess, s
     port = free_port()
     command = [sys.executable, "-m", "webapi.receiver", "--host", "127.0.0.1", "--port", str(port)]
     process = ServiceProcess("receiver", command, env, bench.log_dir)
+    bench.others.append(process)  # stopped with the services if the bench fails
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
