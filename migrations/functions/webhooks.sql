@@ -73,31 +73,34 @@ BEGIN
         FROM matched WHERE row_id IS NOT NULL GROUP BY row_id
     ),
     old AS (
-        -- The rows as they are, locked in id order (as record_outcomes locks them): never a deadlock.
+        -- The rows as they are, with their news, locked in id order (as record_outcomes locks them): never a
+        -- deadlock. The news are joined here, row by row through the primary key: joined after the lock, the
+        -- planner (which guesses a handful of statuses from jsonb_to_recordset) compared every row with
+        -- every row's news, a batch of 500 taking 64 of its 70 ms there.
         SELECT l.id, l.campaign_id, l.phone, l.status, l.delivery_status, l.error_code,
-               l.pricing_category IS NULL AS unpriced
-        FROM instancia_sofia.leads_activos l WHERE l.id IN (SELECT row_id FROM news)
-        ORDER BY l.id FOR UPDATE
+               l.pricing_category IS NULL AS unpriced,
+               n.wamid AS news_wamid, n.sent_at, n.delivered, n.delivered_at, n.read_at, n.failed_at,
+               n.error_code AS news_code, n.error_detail AS news_detail,
+               n.pricing_category, n.pricing_type, n.pricing_model, n.billable
+        FROM news n JOIN instancia_sofia.leads_activos l ON l.id = n.row_id
+        ORDER BY l.id FOR UPDATE OF l
     ),
     judged AS (
-        SELECT o.*, n.wamid AS news_wamid, n.sent_at, n.delivered_at, n.read_at,
-               n.error_code AS news_code, n.error_detail AS news_detail,
-               n.pricing_category, n.pricing_type, n.pricing_model, n.billable,
-               o.unpriced AND n.pricing_category IS NOT NULL AS priced,
+        SELECT o.*, o.unpriced AND o.pricing_category IS NOT NULL AS priced,
                CASE
-                   WHEN n.read_at IS NOT NULL AND COALESCE(o.delivery_status, 'sent') <> 'read' THEN 'read'
-                   WHEN n.delivered_at IS NOT NULL AND COALESCE(o.delivery_status, 'sent') IN ('sent', 'failed')
+                   WHEN o.read_at IS NOT NULL AND COALESCE(o.delivery_status, 'sent') <> 'read' THEN 'read'
+                   WHEN o.delivered_at IS NOT NULL AND COALESCE(o.delivery_status, 'sent') IN ('sent', 'failed')
                        THEN 'delivered'
-                   WHEN n.failed_at IS NOT NULL AND COALESCE(o.delivery_status, 'sent') = 'sent' THEN 'failed'
-                   WHEN n.sent_at IS NOT NULL AND o.delivery_status IS NULL THEN 'sent'
+                   WHEN o.failed_at IS NOT NULL AND COALESCE(o.delivery_status, 'sent') = 'sent' THEN 'failed'
+                   WHEN o.sent_at IS NOT NULL AND o.delivery_status IS NULL THEN 'sent'
                END AS new_delivery,
                -- How many kinds of news were news to the row (the "applied" figure).
-               (CASE WHEN n.sent_at IS NOT NULL AND o.delivery_status IS NULL THEN 1 ELSE 0 END
-                + CASE WHEN n.delivered AND COALESCE(o.delivery_status, 'sent') IN ('sent', 'failed') THEN 1 ELSE 0 END
-                + CASE WHEN n.read_at IS NOT NULL AND COALESCE(o.delivery_status, 'sent') <> 'read' THEN 1 ELSE 0 END
-                + CASE WHEN n.failed_at IS NOT NULL AND COALESCE(o.delivery_status, 'sent') = 'sent'
-                            AND (n.delivered_at IS NULL OR n.failed_at < n.delivered_at) THEN 1 ELSE 0 END) AS news_count
-        FROM old o JOIN news n ON n.row_id = o.id
+               (CASE WHEN o.sent_at IS NOT NULL AND o.delivery_status IS NULL THEN 1 ELSE 0 END
+                + CASE WHEN o.delivered AND COALESCE(o.delivery_status, 'sent') IN ('sent', 'failed') THEN 1 ELSE 0 END
+                + CASE WHEN o.read_at IS NOT NULL AND COALESCE(o.delivery_status, 'sent') <> 'read' THEN 1 ELSE 0 END
+                + CASE WHEN o.failed_at IS NOT NULL AND COALESCE(o.delivery_status, 'sent') = 'sent'
+                            AND (o.delivered_at IS NULL OR o.failed_at < o.delivered_at) THEN 1 ELSE 0 END) AS news_count
+        FROM old o
     ),
     decided AS (
         SELECT j.*,
