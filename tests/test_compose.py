@@ -563,6 +563,11 @@ def _series_labels() -> dict[str, set[str]]:
     target = {"job", "instance"}
     labels = {m.name: set(target) for m in metrics.LiveCollector(_Queue(), _Queue()).collect()}
     for metric in vars(metrics).values():
+        if isinstance(metric, metrics.SendHistogram):  # the send loop's own histograms: what they expose
+            for family in metric.collect():
+                for sample in family.samples:
+                    labels.setdefault(sample.name, set(target)).update(sample.labels)
+            continue
         if not isinstance(metric, MetricWrapperBase):
             continue
         own = target | set(metric._labelnames)
