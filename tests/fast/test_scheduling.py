@@ -100,8 +100,9 @@ def test_a_scheduled_campaign_is_visible_editable_and_starts_once_with_two_sched
 
     listed = client.get("/api/listar-campanas").json["campaigns"]
     assert [(c["id"], c["status"]) for c in listed] == [("programada", "scheduled")]
-    # The operator moves it to a local time (Caracas, no offset) two seconds from now.
-    soon = datetime.now(UTC) + timedelta(seconds=2)
+    # The operator moves it to a local time (Caracas, no offset) a few seconds from now: at least three once
+    # the seconds are cut, so the "not yet" below holds on a busy machine too.
+    soon = datetime.now(UTC) + timedelta(seconds=4)
     local = soon.astimezone(CARACAS).replace(tzinfo=None, microsecond=0)
     moved = client.post("/api/programar-campana/programada", json={"programar_para": local.isoformat()})
     assert moved.status_code == 200, moved.json
