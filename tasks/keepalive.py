@@ -104,7 +104,8 @@ class KeepAliveClient:
             raise ConnectFailed("every connection is busy")
         try:
             sock = self._take()
-            timed = self._deadlines.start() if self._deadlines is not None else None
+            deadlines = self._deadlines
+            timed = deadlines.start() if deadlines is not None else None
             try:
                 _send_all(sock, b"%s%d\r\n\r\n%s" % (head, len(body), body))
                 status, data, reusable = _read_answer(sock)
@@ -112,8 +113,8 @@ class KeepAliveClient:
                 sock.close()
                 raise
             finally:
-                if timed is not None:
-                    self._deadlines.end(timed)  # type: ignore[union-attr]  # set whenever `timed` is
+                if deadlines is not None:
+                    deadlines.end(timed)
             if reusable:
                 self._idle.append(sock)
             else:

@@ -2,9 +2,8 @@
 
 Nothing here makes a call per message: the send loop adds to in-process histograms (`SendHistogram`: a
 bucket's count and the sum, under a lock no greenlet waits on), and a chunk counts its outcomes once, when
-they are recorded. The queue figures (queue
-depth, batches in flight, notifications waiting) are read from Redis by `LiveCollector` only when
-Prometheus asks, by the API.
+they are recorded. The queue figures (queue depth, batches in flight, notifications waiting) are read from
+Redis by `LiveCollector` only when Prometheus asks, by the API.
 
 No metric has a label that holds a phone number, a token, a wamid or a campaign id: outcomes, error codes
 and results are the only labels, so the series stay few and nothing personal leaves the process.

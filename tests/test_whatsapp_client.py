@@ -287,6 +287,22 @@ def test_requests_beyond_the_connection_limit_wait_for_a_connection():
     assert server.connections == 1  # one at a time over the one connection allowed
 
 
+def run_green(script: str, server: ScriptedServer):
+    """Run `script` (a monkey-patched client, as a worker is) against `server` in a process of its own; what it
+    printed, read as JSON. The server is closed afterwards."""
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", script, f"http://127.0.0.1:{server.port}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        server.close()
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
 _GREEN_CLIENT = """
 from gevent import monkey
 
@@ -321,17 +337,7 @@ def test_under_gevent_greenlets_beyond_the_connection_limit_wait_for_a_connectio
         return answer(n)
 
     server = ScriptedServer(slow)
-    try:
-        run = subprocess.run(
-            [sys.executable, "-c", _GREEN_CLIENT, f"http://127.0.0.1:{server.port}"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    finally:
-        server.close()
-    assert run.returncode == 0, run.stderr
-    assert json.loads(run.stdout) == [f"wamid.{n:02d}" for n in range(1, 7)]
+    assert run_green(_GREEN_CLIENT, server) == [f"wamid.{n:02d}" for n in range(1, 7)]
     assert server.connections == 2 and most[0] == 2
 
 
@@ -372,17 +378,7 @@ def test_under_gevent_a_request_without_an_answer_times_out_alone_and_the_others
     server = ScriptedServer(
         lambda n, head, body: "hang" if b"584141000002" in body or b"584141000004" in body else answer(n)
     )
-    try:
-        run = subprocess.run(
-            [sys.executable, "-c", _GREEN_TIMEOUTS, f"http://127.0.0.1:{server.port}"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    finally:
-        server.close()
-    assert run.returncode == 0, run.stderr
-    results = json.loads(run.stdout)
+    results = run_green(_GREEN_TIMEOUTS, server)
     for i, (ok, ambiguous, detail, took, second_ok) in enumerate(results):
         if i in (2, 4):
             assert (ok, ambiguous) == (False, True) and "no respondió a tiempo" in detail

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from tasks.sending import decode_answer, encode_answer
 from tests.fast.helpers import live, new_campaign, sent_to, stored_statuses
 
 GHOST = "ghost-host:4242:deadbeef"  # a worker that claimed messages and then died: it never beats
@@ -172,8 +173,6 @@ def test_answers_and_marks_kept_in_one_call_come_back_exactly_as_given(rt, queue
     (a wamid with a line break, an error detail with line breaks and commas, a held message's status), the
     recovery reads back the same outcome, and every message id given is marked, even past the script's
     groups of 1,000."""
-    from tasks.sending import decode_answer, encode_answer
-
     new_campaign(rt, "empaque", 5)
     outcomes = {
         1: {"id": 1, "status": "sent", "wamid": "wamid.HBgN==", "retries": 0},
